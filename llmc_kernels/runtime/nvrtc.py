@@ -1,0 +1,145 @@
+"""Compile a kernel with NVRTC without running it: no GPU is needed, only the NVRTC library.
+
+Used by tests and tools to check that every kernel string compiles for the GPU even on a machine without
+one, with the same error messages as the cuda backend. NVRTC comes from CuPy (``cupy.cuda.nvrtc``) when
+CuPy imports, else from NVIDIA's ``cuda-bindings`` (``pip install "cuda-bindings<13"
+nvidia-cuda-nvrtc-cu12``; the test extra installs them).
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from .diagnostics import compile_error, warnings_of
+from .signature import find_kernel
+from .source import SourceOrigin, find_origin
+
+DEFAULT_ARCH = "compute_75"      # Turing (T4): the oldest GPU the course supports
+PRELUDE = (Path(__file__).with_name("prelude.cuh")).read_text()
+PROGRAM_NAME = "llmc_prelude.cu"  # what NVRTC calls lines before the #line directive (the prelude's)
+
+
+def full_source(code: str, origin: SourceOrigin) -> str:
+    """What the compilers see: the prelude, then a #line directive, then the learner's code unchanged."""
+    return PRELUDE + origin.line_directive() + code
+
+
+class _CupyNvrtc:
+    """NVRTC through CuPy's thin wrapper (errors are exceptions, logs are str)."""
+    source = "cupy"
+
+    def __init__(self):
+        try:
+            from cupy.cuda import nvrtc
+        except ImportError:
+            from cupy_backends.cuda.libs import nvrtc
+        self.m = nvrtc
+        self.m.getVersion()        # raises if libnvrtc cannot be loaded
+
+    def version(self):
+        return tuple(self.m.getVersion())
+
+    def compile(self, src: str, options: list[str]) -> tuple[bool, str]:
+        prog = self.m.createProgram(src, PROGRAM_NAME, (), ())
+        try:
+            try:
+                self.m.compileProgram(prog, options)
+                ok = True
+            except self.m.NVRTCError:
+                ok = False
+            return ok, self.m.getProgramLog(prog)
+        finally:
+            self.m.destroyProgram(prog)
+
+
+class _BindingsNvrtc:
+    """NVRTC through NVIDIA's cuda-bindings (every call returns ``(status, *results)``)."""
+    source = "cuda-bindings"
+
+    def __init__(self):
+        try:
+            from cuda.bindings import nvrtc
+        except ImportError:
+            from cuda import nvrtc        # cuda-python < 12.6 spelled it this way
+        self.m = nvrtc
+        self.version()
+
+    def _check(self, result):
+        status = result[0]
+        if status != self.m.nvrtcResult.NVRTC_SUCCESS:
+            raise RuntimeError(f"NVRTC call failed: {status!r}")
+        return result[1:]
+
+    def version(self):
+        major, minor = self._check(self.m.nvrtcVersion())
+        return int(major), int(minor)
+
+    def compile(self, src: str, options: list[str]) -> tuple[bool, str]:
+        (prog,) = self._check(self.m.nvrtcCreateProgram(src.encode(), PROGRAM_NAME.encode(), 0, [], []))
+        try:
+            opts = [o.encode() for o in options]
+            (status,) = self.m.nvrtcCompileProgram(prog, len(opts), opts)
+            (size,) = self._check(self.m.nvrtcGetProgramLogSize(prog))
+            buf = b" " * size
+            self._check(self.m.nvrtcGetProgramLog(prog, buf))
+            return status == self.m.nvrtcResult.NVRTC_SUCCESS, buf.rstrip(b"\0").decode(errors="replace")
+        finally:
+            self.m.nvrtcDestroyProgram(prog)
+
+
+@functools.lru_cache(maxsize=1)
+def _nvrtc():
+    """The first NVRTC binding that loads, or the reasons none did (a str)."""
+    reasons = []
+    for cls in (_CupyNvrtc, _BindingsNvrtc):
+        try:
+            return cls()
+        except Exception as e:  # ImportError, or a library that is present but cannot load
+            reasons.append(f"{cls.source}: {type(e).__name__}: {e}")
+    return "; ".join(reasons)
+
+
+def available() -> bool:
+    """True when an NVRTC library can be loaded (no GPU needed)."""
+    return not isinstance(_nvrtc(), str)
+
+
+def binding() -> str | None:
+    """Which Python binding provides NVRTC: 'cupy', 'cuda-bindings', or None."""
+    lib = _nvrtc()
+    return None if isinstance(lib, str) else lib.source
+
+
+def unavailable_reason() -> str:
+    lib = _nvrtc()
+    return lib if isinstance(lib, str) else ""
+
+
+def _lib():
+    lib = _nvrtc()
+    if isinstance(lib, str):
+        raise RuntimeError("NVRTC is not available (install it with `pip install -e .[test]`, or "
+                           f"`pip install \"cuda-bindings<13\" nvidia-cuda-nvrtc-cu12`): {lib}")
+    return lib
+
+
+def version() -> tuple[int, int]:
+    """NVRTC's (major, minor) version, e.g. (12, 9)."""
+    return _lib().version()
+
+
+def check_compile(code: str, name: str | None = None, *, arch: str = DEFAULT_ARCH, options=(),
+                  origin: SourceOrigin | None = None) -> list[str]:
+    """Compile ``code`` to PTX for ``arch`` and return its warnings; raise KernelCompileError on errors.
+
+    ``name``, when given, must be a ``__global__`` function of ``code``. ``origin`` defaults to where the
+    caller's source holds the string, so errors name that file and line.
+    """
+    lib = _lib()
+    origin = origin or find_origin(code) or SourceOrigin("kernel string", 1)
+    if name is not None:
+        find_kernel(code, name)
+    ok, log = lib.compile(full_source(code, origin), [f"-arch={arch}", *options])
+    if not ok:
+        raise compile_error(log, kernel=name, code=code, origin=origin, compiler="NVRTC") from None
+    return warnings_of(log, origin)
