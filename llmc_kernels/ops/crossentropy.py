@@ -1,0 +1,58 @@
+"""Cross-entropy loss and its backward fused with the softmax's (SPEC signatures).
+
+    crossentropy_forward(losses[B,T], probs[B,T,Vp], targets[B,T] int32, B, T, Vp)
+        losses[b,t] = -log probs[b,t,targets[b,t]]
+    crossentropy_softmax_backward(dlogits[B,T,Vp], dlosses[B,T], probs, targets, B, T, V, Vp)
+        dlogits[b,t,c] += (probs[b,t,c] - [c == targets[b,t]]) * dlosses[b,t]     c < V (c >= V untouched)
+
+Launch (kernels/crossentropy.cu): the forward one thread per row (256-thread blocks); the backward one
+block per row, its threads striding over the columns (float4 when rows are 16-byte aligned). Neither
+kernel has a barrier, so on the cpu backend both run as plain loops.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _loader, _validate
+from .softmax import check_targets, check_vocab, row_block, rows_vec
+
+FORWARD_BLOCK = 256
+
+
+def crossentropy_forward(losses, probs, targets, B, T, Vp):
+    """losses = -log of the target's probability, per position."""
+    fn = "crossentropy_forward"
+    _validate.entry(fn)
+    _validate.positive(fn, B=B, T=T, Vp=Vp)
+    _validate.same_backend(fn, losses=losses, probs=probs, targets=targets)
+    sizes = {"B": B, "T": T, "Vp": Vp}
+    _validate.expect(fn, "losses", losses, "B,T", sizes)
+    _validate.expect(fn, "probs", probs, "B,T,Vp", sizes)
+    _validate.expect(fn, "targets", targets, "B,T", sizes, dtype="int32")
+    check_targets(fn, targets, Vp, "Vp")
+    N = B * T
+    _loader.kernel("crossentropy.cu", "crossentropy_forward_kernel")(
+        (-(-N // FORWARD_BLOCK),), (FORWARD_BLOCK,), (losses, probs, targets, np.int32(N), np.int32(Vp)))
+
+
+def launch_backward(dlogits, dlosses, probs, targets, N: int, V: int, Vp: int, block: int) -> None:
+    _loader.kernel("crossentropy.cu", "crossentropy_softmax_backward_kernel")(
+        (N,), (block,), (dlogits, dlosses, probs, targets, np.int32(N), np.int32(V), np.int32(Vp),
+                         rows_vec(Vp, dlogits, probs)))
+
+
+def crossentropy_softmax_backward(dlogits, dlosses, probs, targets, B, T, V, Vp):
+    """dlogits += (probs - onehot(targets)) * dlosses, columns < V."""
+    fn = "crossentropy_softmax_backward"
+    _validate.entry(fn)
+    _validate.positive(fn, B=B, T=T, V=V, Vp=Vp)
+    check_vocab(fn, V, Vp)
+    _validate.same_backend(fn, dlogits=dlogits, dlosses=dlosses, probs=probs, targets=targets)
+    sizes = {"B": B, "T": T, "V": V, "Vp": Vp}
+    _validate.expect(fn, "dlogits", dlogits, "B,T,Vp", sizes)
+    _validate.expect(fn, "dlosses", dlosses, "B,T", sizes)
+    _validate.expect(fn, "probs", probs, "B,T,Vp", sizes)
+    _validate.expect(fn, "targets", targets, "B,T", sizes, dtype="int32")
+    check_targets(fn, targets, V, "V")
+    # no barrier or shuffle in crossentropy.cu: on the cpu backend every block size runs as a plain loop
+    launch_backward(dlogits, dlosses, probs, targets, B * T, V, Vp, row_block("cuda", V))
