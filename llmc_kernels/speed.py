@@ -31,23 +31,76 @@ def _flush_buffer():
     return cp.empty(max(2 * l2, 64 * 2**20) // 4, dtype=cp.float32)
 
 
-def time_gpu(fn, repeat: int = 20, warmup: int = 3, flush_l2: bool = True) -> list[float]:
-    """Milliseconds of each of ``repeat`` calls of ``fn()`` on the current stream, timed with CUDA events."""
+def _capture_cupy(fn):
+    """One call of ``fn()`` captured as a CUDA graph on a private CuPy stream, or None when it cannot be
+    captured (the call synchronises with the host, e.g. to validate token ids)."""
     cp = _cupy()
+    stream = cp.cuda.Stream(non_blocking=True)
+    try:
+        with stream:
+            fn()                                   # warm-up on this stream: compile, allocate
+            stream.synchronize()
+            stream.begin_capture()
+            try:
+                fn()
+            finally:
+                graph = stream.end_capture()
+        graph.upload(stream)
+        return lambda: graph.launch(stream), stream
+    except Exception:                              # noqa: BLE001 - any failure means "not capturable"
+        cp.cuda.Device().synchronize()
+        return None
+
+
+def _capture_torch(fn):
+    """The same with PyTorch's graph API (for the PyTorch side of a comparison), or None."""
+    try:
+        import torch
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                fn()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+        stream = _cupy().cuda.ExternalStream(torch.cuda.current_stream().cuda_stream)
+        return graph.replay, stream
+    except Exception:                              # noqa: BLE001
+        _cupy().cuda.Device().synchronize()
+        return None
+
+
+def time_gpu(fn, repeat: int = 20, warmup: int = 3, flush_l2: bool = True, graph: str | None = None):
+    """Milliseconds of each of ``repeat`` calls of ``fn()``, timed with CUDA events.
+
+    With ``graph="cupy"`` or ``"torch"`` the call is first captured into a CUDA graph and the replays are
+    timed, so Python's launch and validation overhead (several microseconds per launch) stays out of a
+    kernel's time; if the call cannot be captured it is timed directly. ``time_gpu.last_graphed`` says which.
+    """
+    cp = _cupy()
+    captured = {"cupy": _capture_cupy, "torch": _capture_torch}[graph](fn) if graph else None
+    run, stream = captured if captured else (fn, cp.cuda.get_current_stream())
+    time_gpu.last_graphed = captured is not None
     for _ in range(warmup):
-        fn()
+        run()
     cp.cuda.Device().synchronize()
     times = []
     start, stop = cp.cuda.Event(), cp.cuda.Event()
     for _ in range(repeat):
         if flush_l2:
             _flush_buffer().fill(0)
-        start.record()
-        fn()
-        stop.record()
+            cp.cuda.Device().synchronize()
+        start.record(stream)
+        run()
+        stop.record(stream)
         stop.synchronize()
         times.append(cp.cuda.get_elapsed_time(start, stop))
     return times
+
+
+time_gpu.last_graphed = False
 
 
 @functools.cache
@@ -125,7 +178,7 @@ def how_fast(candidates: dict, *, bytes_moved: float | None = None, flops: float
     table = SpeedTable(copy_gbs=copy_bandwidth_gbs() if bytes_moved else None,
                        sgemm_tflops=sgemm_tflops() if flops else None)
     for name, fn in candidates.items():
-        ms = statistics.median(time_gpu(fn, repeat=repeat))
+        ms = statistics.median(time_gpu(fn, repeat=repeat, graph="cupy"))
         table.rows.append(Timing(name, ms, bytes_moved / (ms * 1e-3) / 1e9 if bytes_moved else None,
                                  flops / (ms * 1e-3) / 1e12 if flops else None))
     print(table)

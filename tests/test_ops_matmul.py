@@ -256,7 +256,8 @@ def test_gpt2_backward_on_gpu(fn):
     x, w, _ = _gpt2_case(cp, M, C, OC, 1)
     dout = cp.random.default_rng(2).standard_normal((M, OC), dtype=cp.float32)
     dinp, dw, db = cp.ones((M, C), cp.float32), cp.ones((OC, C), cp.float32), cp.ones(OC, cp.float32)
-    getattr(ops, fn)(dinp, dw, db, dout, x, w, 8, 1024, C, OC)
+    getattr(ops, fn)(dinp.reshape(8, 1024, C), dw, db, dout.reshape(8, 1024, OC), x.reshape(8, 1024, C), w,
+                     8, 1024, C, OC)
     xh, wh, dh = (f32(a.get()) for a in (x, w, dout))
     rows = np.r_[0:2, 5000:5003, M - 2:M]
     assert_close("dinp", dinp[rows].get(), 1 + dh[rows] @ wh, rtol=0,
@@ -278,7 +279,7 @@ def test_tf32_is_used_and_within_its_tolerance():
     before = ops.matmul_precision()
     ops.set_matmul_precision("tf32")
     try:
-        ops.matmul_forward(out, x, w, b, 8, 1024, C, OC)
+        ops.matmul_forward(out.reshape(8, 1024, OC), x.reshape(8, 1024, C), w, b, 8, 1024, C, OC)
         also = cp.matmul(x, w.T)                              # CuPy's own default follows the setting
     finally:
         ops.set_matmul_precision(before)

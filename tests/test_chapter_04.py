@@ -1,0 +1,86 @@
+"""Chapter 04 (attention): what the notebook's prose relies on, beyond nbval and the student-copy tests.
+
+- the exercise functions have the SPEC signatures (the checks and the grader call them by position);
+- the solution backward follows llm.c's buffer semantics exactly as the chapter explains them, including
+  what the checks cannot see (they start the causal parts of datt/dpreatt at zero): the softmax step
+  reads the whole datt after its +=, the q.k step the whole dpreatt after its +=, and masked entries are
+  neither read (NaN there changes nothing) nor written;
+- the forward leaves preatt's masked entries unwritten and writes 0 into att's.
+"""
+from __future__ import annotations
+
+import ast
+
+import numpy as np
+import pytest
+
+from _chapter_cells import load, run, source
+from llmc_kernels import opspec, reference, runtime
+
+CHAPTER = "04_attention"
+
+
+def _cpu_backend_or_skip():
+    try:
+        from llmc_kernels.runtime.cpu import CpuKernel  # noqa: F401
+    except ImportError as err:
+        pytest.skip(f"the CPU backend is not importable here: {err}")
+
+
+@pytest.mark.parametrize("name", ["attention_forward", "attention_backward"])
+def test_exercise_has_the_spec_signature(name):
+    nb = load(CHAPTER)
+    cell = next(c for c in nb["cells"] if c.get("id") == f"ex-{name}")
+    assert cell["metadata"]["llmc"] == {"role": "exercise", "exercise": name, "points": 1}
+    assert cell["metadata"]["tags"] == ["exercise"]
+    fn = next(node for node in ast.parse(source(nb, f"ex-{name}")).body
+              if isinstance(node, ast.FunctionDef) and node.name == name)
+    _, spec = opspec.function(name)
+    assert tuple(a.arg for a in fn.args.args) == spec.arg_names
+
+
+def _inputs(B, T, C, NH, seed=0):
+    g = np.random.default_rng(seed)
+    inp = g.standard_normal((B, T, 3 * C)).astype(np.float32)
+    att = np.empty((B, NH, T, T))
+    reference.attention_forward(np.empty((B, T, C)), np.empty((B, NH, T, T)), att, inp.astype(np.float64),
+                                B, T, C, NH)
+    return g, inp, att.astype(np.float32)
+
+
+def test_forward_leaves_masked_preatt_alone_and_zeroes_masked_att():
+    _cpu_backend_or_skip()
+    ns, _ = run(CHAPTER, ["imports", "ex-attention_forward"])
+    B, T, C, NH = 2, 9, 12, 3
+    _, inp, _ = _inputs(B, T, C, NH)
+    out = np.empty((B, T, C), dtype=np.float32)
+    preatt = np.full((B, NH, T, T), 7.0, dtype=np.float32)
+    att = np.full((B, NH, T, T), 7.0, dtype=np.float32)
+    with runtime.use_backend("cpu"):
+        ns["attention_forward"](out, preatt, att, inp, B, T, C, NH)
+    masked = ~np.tri(T, dtype=bool)
+    assert np.all(preatt[:, :, masked] == 7.0)
+    assert np.all(att[:, :, masked] == 0.0)
+
+
+def test_backward_uses_the_whole_buffers_and_never_touches_masked_entries():
+    _cpu_backend_or_skip()
+    ns, _ = run(CHAPTER, ["imports", "ex-attention_backward"])
+    B, T, C, NH = 2, 11, 12, 3
+    g, inp, att = _inputs(B, T, C, NH)
+    causal = np.tri(T, dtype=bool)
+    dout = g.standard_normal((B, T, C)).astype(np.float32)
+    dinp = g.standard_normal((B, T, 3 * C)).astype(np.float32)
+    # non-zero gradient already in the causal parts (the checks start them at 0), NaN in the masked parts
+    datt = np.where(causal, g.standard_normal((B, NH, T, T)), np.nan).astype(np.float32)
+    dpreatt = np.where(causal, g.standard_normal((B, NH, T, T)), np.nan).astype(np.float32)
+    att_nan = np.where(causal, att, np.nan).astype(np.float32)     # masked att entries must not be read either
+    expected = [a.astype(np.float64) for a in (dinp, dpreatt, datt)]
+    reference.attention_backward(*expected, dout.astype(np.float64), inp.astype(np.float64),
+                                 att_nan.astype(np.float64), B, T, C, NH)
+    with runtime.use_backend("cpu"):
+        ns["attention_backward"](dinp, dpreatt, datt, dout, inp, att_nan, B, T, C, NH)
+    for name, got, want in zip(("dinp", "dpreatt", "datt"), (dinp, dpreatt, datt), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, equal_nan=True, err_msg=name)
+    for got in (dpreatt, datt):
+        assert np.all(np.isnan(got[:, :, ~causal]))
