@@ -1,0 +1,56 @@
+"""GELU (tanh approximation) on the active backend: ``kernels/gelu.cu``.
+
+    gelu_forward(out, inp, N)            out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    gelu_backward(dinp, inp, dout, N)    dinp += gelu'(inp) * dout
+
+Arrays: float32, C-contiguous, N elements, any shape (the model passes [B,T,4C]).
+Launch: 256-thread blocks, grid-stride, grid = min(ceil(work/256), resident blocks) (cpu backend: 4 items
+per thread, see _grid.py). One float4 per thread when every array is 16-byte aligned (whole allocations
+always are; the N % 4 tail is done in the same launch), else one float per thread. The kernel evaluates
+0.5 (1 + tanh(u)) as sigmoid(2u) (the same function, see gelu.cu).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _loader, _validate
+from ._grid import aligned16, expect_flat, fits_int32, grid_for
+
+BLOCK = 256
+
+BENCH = {
+    "gelu_forward": {"sizes": {"N": 8 * 1024 * 4 * 768}, "bytes": lambda N: 8 * N},
+    "gelu_backward": {"sizes": {"N": 8 * 1024 * 4 * 768}, "bytes": lambda N: 16 * N},
+}
+
+
+def _launch(backend: str, name: str, arrays: tuple, N: int) -> None:
+    if aligned16(*arrays):
+        kern, work = f"{name}_vec4_kernel", max(1, N // 4)
+    else:
+        kern, work = f"{name}_kernel", N
+    grid = grid_for(backend, work, BLOCK)
+    _loader.kernel("gelu.cu", kern)((grid,), (BLOCK,), (*arrays, np.int32(N)))
+
+
+def gelu_forward(out, inp, N):
+    fn = "gelu_forward"
+    _validate.entry(fn)
+    _validate.positive(fn, N=N)
+    backend = _validate.same_backend(fn, out=out, inp=inp)
+    expect_flat(fn, "out", out, N)
+    expect_flat(fn, "inp", inp, N)
+    fits_int32(fn, N=N)
+    _launch(backend, "gelu_forward", (out, inp), int(N))
+
+
+def gelu_backward(dinp, inp, dout, N):
+    fn = "gelu_backward"
+    _validate.entry(fn)
+    _validate.positive(fn, N=N)
+    backend = _validate.same_backend(fn, dinp=dinp, inp=inp, dout=dout)
+    expect_flat(fn, "dinp", dinp, N)
+    expect_flat(fn, "inp", inp, N)
+    expect_flat(fn, "dout", dout, N)
+    fits_int32(fn, N=N)
+    _launch(backend, "gelu_backward", (dinp, inp, dout), int(N))
