@@ -1,0 +1,138 @@
+/* The contract between the CPU backend's runtime library (rt/) and every compiled kernel library.
+ *
+ * Plain C so that both sides (and Python's ctypes, see launch.py) agree on the layout. Bump LLMC_ABI on
+ * any change: it is part of the compile-cache key and checked when a kernel library is loaded.
+ *
+ * How kernel code finds "its" CUDA thread: every CUDA thread runs on a stack slot of LLMC_STACK_BYTES,
+ * aligned to that size, whose lowest bytes hold its llmc_ctx. Masking the stack pointer gives the context,
+ * with no thread-local storage and no global, so kernel code stays cheap and position-independent.
+ */
+#ifndef LLMC_ABI_H
+#define LLMC_ABI_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LLMC_ABI 3
+#define LLMC_STACK_BYTES (256u * 1024u) /* per CUDA thread; a power of two, a multiple of any page size */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct llmc_dim { unsigned x, y, z; } llmc_dim;
+
+/* A range of memory a checked pointer may touch: a kernel argument, dynamic shared memory, a __shared__
+ * array. id >= 0 is the argument's position; negative ids are the LLMC_R_* kinds below. */
+typedef struct llmc_region {
+  char *lo;
+  uint64_t span; /* bytes */
+  int32_t id;
+  int32_t elem_size; /* bytes per element as the kernel declares it (float4: 16), for messages */
+} llmc_region;
+
+enum {
+  LLMC_R_UNCHECKED = -1,     /* a pointer we could not associate (a local array, a string literal) */
+  LLMC_R_DYN_SHARED = -2,    /* extern __shared__ (the launch's shared_mem bytes) */
+  LLMC_R_NULL = -3,          /* nullptr, or a pointer never initialised */
+  LLMC_R_STATIC_SHARED = -4  /* a __shared__ array, found by address in the launch's table */
+};
+
+/* Warp operations (the hook's `kind`): shuffles, votes and __syncwarp, each a rendezvous of its lanes. */
+enum {
+  LLMC_W_SHFL_IDX = 1, LLMC_W_SHFL_UP, LLMC_W_SHFL_DOWN, LLMC_W_SHFL_XOR,
+  LLMC_W_BALLOT = 10, LLMC_W_ANY, LLMC_W_ALL,
+  LLMC_W_SYNCWARP = 20,
+  LLMC_W_ACTIVEMASK = 30 /* not a barrier: waits only until no lane of the warp can run on (convergence) */
+};
+
+/* __syncthreads_count/_and/_or (the hook's `op`; 0 is a plain barrier). */
+enum { LLMC_B_PLAIN = 0, LLMC_B_COUNT, LLMC_B_AND, LLMC_B_OR };
+
+/* Traps (the hook's `kind`; also llmc_error.sub). */
+enum {
+  LLMC_T_DIV_ZERO = 1, LLMC_T_DIV_OVERFLOW, LLMC_T_STACK_OVERFLOW, LLMC_T_BAD_ADDRESS, LLMC_T_TRAP,
+  LLMC_T_ASSERT, LLMC_T_BAD_MASK, LLMC_T_SHARED_LIMIT, LLMC_T_MISALIGNED, LLMC_T_ILLEGAL, LLMC_T_INTERNAL
+};
+
+/* Runtime functions that kernel code calls; none returns when it reports an error. */
+typedef struct llmc_hooks {
+  /* a checked pointer stepped outside its region (or is misaligned): addr, access size, alignment */
+  void (*oob)(const void *addr, uint64_t size, uint64_t align, const llmc_region *r, int is_const, int line);
+  /* a fixed-size array (__shared__ or local) indexed outside [0, n); what: "__shared__" or the array type */
+  void (*oob_array)(long long index, long long n, const void *base, const char *what, int line);
+  /* storage of one static __shared__ declaration (key: unique per declaration), poisoned per block */
+  void *(*shared_static)(const void *key, uint64_t size, uint64_t align, const char *name, int line);
+  /* __syncthreads and friends; returns the reduction for LLMC_B_COUNT/AND/OR */
+  int (*sync)(int op, int pred, int line);
+  /* a warp operation of the calling thread; returns its result (the shuffled value's bits, or a vote) */
+  uint64_t (*warp)(int kind, unsigned mask, uint64_t value, int arg, int width, int line);
+  unsigned (*activemask)(void);
+  void (*trap)(int kind, const char *text, long long a, long long b, int line);
+  void (*vprintf)(const char *fmt, va_list ap);
+  /* the region holding p (a raw address turned back into a checked pointer), else LLMC_R_UNCHECKED */
+  void (*find_region)(const void *p, llmc_region *out);
+} llmc_hooks;
+
+typedef struct llmc_launch {
+  const llmc_hooks *hooks;
+  llmc_region dyn_shared;
+  uint64_t generation; /* unique per launch: lets static __shared__ lookups cache their storage */
+} llmc_launch;
+
+/* Lives at the base of each stack slot (see above). Kernel code reads the first four fields. */
+typedef struct llmc_ctx {
+  llmc_dim tid, bid, bdim, gdim;
+  llmc_launch *L;
+} llmc_ctx;
+
+/* The fast path: one block's threads called one after another, no fibers (kernels without barriers). */
+typedef struct llmc_block_run {
+  llmc_ctx *ctx;
+  const llmc_dim *tids;   /* linear thread id -> threadIdx */
+  const unsigned *order;  /* the schedule: which linear id runs k-th */
+  unsigned n;
+} llmc_block_run;
+
+typedef void (*llmc_thread_fn)(void **args);
+typedef void (*llmc_block_fn)(void **args, llmc_block_run *run);
+
+/* What Python asks the runtime to run (launch.py mirrors this with ctypes). */
+typedef struct llmc_launch_desc {
+  llmc_thread_fn thread_entry; /* runs one CUDA thread to completion (on a fiber) */
+  llmc_block_fn fast_block;    /* runs a whole block as a loop (kernels without barriers/warp ops) */
+  void **args;                 /* per parameter: an llmc_region* (pointers) or the value's bytes */
+  const llmc_region *regions;  /* the pointer arguments, for re-association and messages */
+  int32_t nregions;
+  int32_t use_fibers;
+  uint32_t grid[3], block[3];
+  uint64_t shared_bytes;
+  int32_t schedule; /* 0 forward, 1 reverse, 2 shuffle */
+  int32_t pad_;
+  uint64_t seed;
+  double timeout_s;
+} llmc_launch_desc;
+
+enum { LLMC_E_OK = 0, LLMC_E_OOB, LLMC_E_OOB_ARRAY, LLMC_E_DEADLOCK, LLMC_E_TIMEOUT, LLMC_E_TRAP,
+       LLMC_E_INTERRUPT, LLMC_E_INTERNAL };
+
+/* What went wrong, filled by the runtime; Python turns it into a KernelError subclass. */
+typedef struct llmc_error {
+  int32_t kind, sub, line, has_thread;
+  int32_t thread[3], block[3];
+  int32_t region, is_const;
+  int64_t offset;  /* bytes from the region's start (negative: before it) */
+  int64_t size;    /* bytes accessed */
+  int64_t align;
+  int64_t index;   /* array index (LLMC_E_OOB_ARRAY), or a trap's operand */
+  int64_t extent;  /* array length (LLMC_E_OOB_ARRAY), or a trap's second operand */
+  uint64_t addr;
+  int64_t blocks_done, blocks_total;
+  char text[4096]; /* the runtime's own words (deadlock census, trap details); "line N" are file lines */
+} llmc_error;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,389 @@
+"""The rewriting passes of :mod:`.translate`, each over one :class:`~.translate.Seq` of significant tokens.
+
+Order matters: __shared__ declarations first (they consume their whole statement), then declarations
+with several declarators, then the remaining pointer types, then unary ``*``, ``->`` and cast keywords.
+A pass marks what it rewrote in ``seq.consumed`` so later passes leave it alone. Every rewrite edits token
+texts only, so lines never move.
+"""
+from __future__ import annotations
+
+from . import typescan
+from .translate import CASTS, CONTROL, PREFIX_OPS, UNARY_PREV, Seq
+
+STORAGE = frozenset({"static", "extern", "inline", "register", "constexpr", "__device__", "__host__",
+                     "__forceinline__", "__noinline__", "__constant__", "__managed__", "thread_local",
+                     "__global__"})
+KEYWORDS = frozenset({"return", "sizeof", "new", "delete", "operator", "case", "goto", "throw", "this"})
+
+
+def _wrap(type_text: str, stars: int) -> str:
+    for _ in range(stars):
+        type_text = f"llmc::ptr<{type_text}>"
+    return type_text
+
+
+def _blank(seq: Seq, a: int, b: int) -> None:
+    for k in range(a, b + 1):
+        seq.set(k, "")
+        seq.consumed.add(k)
+
+
+def _statement_start(seq: Seq, i: int) -> int:
+    while i > 0 and seq.t(i - 1) not in (";", "{", "}"):
+        i -= 1
+    return i
+
+
+def _statement_end(seq: Seq, i: int) -> int | None:
+    while i < len(seq):
+        x = seq.t(i)
+        if x == ";":
+            return i
+        if x in ("(", "[", "{"):
+            m = seq.match(i)
+            if m is None or x == "{":
+                return None
+            i = m
+        i += 1
+    return None
+
+
+def _in_function(seq: Seq) -> list[bool]:
+    """Per position: inside a brace that is not just `extern "C" {` or `namespace x {`."""
+    out, stack = [], []
+    for i in range(len(seq)):
+        x = seq.t(i)
+        out.append(any(stack))
+        if x == "{":
+            p = seq.t(i - 1)
+            linkage = (seq.kind(i - 1) == "string" and seq.t(i - 2) == "extern") or p == "namespace" or \
+                seq.t(i - 2) == "namespace"
+            stack.append(not linkage)
+        elif x == "}" and stack:
+            stack.pop()
+    return out
+
+
+# ------------------------------------------------------------------------------------------- __shared__
+def _parse_shared(seq: Seq, a: int, b: int):
+    """`[extern] [static] __shared__ [__align__(n)] T name[dims], ...;` (a..b, b is ';') -> parts or None."""
+    extern, types, decls = False, [], []
+    i = a
+    while i < b:
+        x = seq.t(i)
+        if x == "extern":
+            extern = True
+        elif x in ("static", "__shared__", "__device__"):
+            pass
+        elif x in ("__align__", "__attribute__", "alignas") and seq.t(i + 1) == "(":
+            i = seq.match(i + 1)
+            if i is None:
+                return None
+        elif seq.is_typeish(i):
+            types.append(x)
+        else:
+            break
+        i += 1
+    if not types:
+        return None
+    while i < b:
+        stars = 0
+        while seq.t(i) == "*":
+            stars += 1
+            i += 1
+        if seq.kind(i) != "ident":
+            return None
+        name, dims = seq.t(i), []
+        i += 1
+        while seq.t(i) == "[":
+            m = seq.match(i)
+            if m is None:
+                return None
+            dims.append(" ".join(seq.t(k) for k in range(i + 1, m)))
+            i = m + 1
+        decls.append((name, stars, dims))
+        if seq.t(i) == ",":
+            i += 1
+        elif i != b:
+            return None          # an initializer (not allowed in CUDA either) or something we do not know
+    return extern, " ".join(types), decls
+
+
+def shared_declarations(seq: Seq) -> None:
+    inside = _in_function(seq)
+    renames: dict[str, str] = {}
+    ident = 0
+    i = 0
+    while i < len(seq):
+        if seq.t(i) != "__shared__" or i in seq.consumed:
+            if seq.kind(i) == "ident" and seq.t(i) in renames and seq.t(i - 1) not in (".", "->", "::"):
+                seq.set(i, renames[seq.t(i)])
+            i += 1
+            continue
+        a, b = _statement_start(seq, i), _statement_end(seq, i)
+        parts = _parse_shared(seq, a, b) if b is not None else None
+        if parts is None:
+            i += 1
+            continue
+        extern, elem, decls = parts
+        out = []
+        for name, stars, dims in decls:
+            t = _wrap(elem, stars)
+            if extern:
+                kind, call = f"llmc::ptr<{t}>", f"llmc::shared_dynamic<{t}>()"
+            else:
+                for d in reversed(dims):
+                    t = f"llmc::shared_array<{t}, ({d})>"
+                ident += 1
+                kind, call = f"{t} &", f'llmc::shared_static<{t}, {ident}>("{name}")'
+            if inside[i]:
+                out.append(f"{kind} {name} = {call};")
+            else:   # file scope: an accessor, and later uses of the name call it
+                out.append(f"static inline {kind} llmc_shared_{name}() {{ return {call}; }}")
+                renames[name] = f"llmc_shared_{name}()"
+        _blank(seq, a, b)
+        seq.set(a, " ".join(out))
+        i = b + 1
+
+
+# ------------------------------------------------------------------------------- declarations with ','
+def _skip_initializer(seq: Seq, k: int) -> int | None:
+    while k < len(seq) and seq.t(k) not in (",", ";"):
+        if seq.t(k) in ("(", "[", "{"):
+            k = seq.match(k)
+            if k is None:
+                return None
+        elif seq.t(k) in (")", "]", "}"):
+            return None
+        k += 1
+    return k if k < len(seq) else None
+
+
+def declarations(seq: Seq) -> None:
+    """`float *a, *b;` / `float a, *b;`: give each declarator its own checked-pointer type."""
+    for i in range(len(seq)):
+        if i in seq.consumed:
+            continue
+        for_init = seq.t(i - 1) == "(" and seq.t(i - 2) == "for"
+        if not (i == 0 or seq.t(i - 1) in (";", "{", "}") or for_init):
+            continue
+        j, storage, types = i, [], []
+        while j < len(seq):
+            x = seq.t(j)
+            if x in STORAGE:
+                storage.append(x)
+            elif seq.is_typeish(j) and (not types or types[-1] == j - 1):
+                types.append(j)
+            else:
+                break
+            j += 1
+        if not types or not any(seq.is_typeword(p) for p in types) or "auto" in (seq.t(p) for p in types):
+            continue
+        decls, commas, k = [], [], j
+        while True:
+            stars = []
+            while seq.t(k) == "*":
+                stars.append(k)
+                k += 1
+            if seq.kind(k) != "ident" or seq.types.is_type(seq.t(k)) or seq.t(k) in KEYWORDS \
+                    or seq.t(k) in typescan.CV:
+                decls = None
+                break
+            k += 1
+            while seq.t(k) == "[":
+                m = seq.match(k)
+                k = m + 1 if m is not None else len(seq)
+            if seq.t(k) == "(":
+                decls = None      # a function, or constructor-style initialisation: not ours
+                break
+            if seq.t(k) == "=":
+                k = _skip_initializer(seq, k + 1)
+            elif seq.t(k) == "{":
+                m = seq.match(k)
+                k = m + 1 if m is not None else None
+            if k is None:
+                decls = None
+                break
+            decls.append(stars)
+            if seq.t(k) == ",":
+                commas.append(k)
+                k += 1
+                continue
+            if seq.t(k) != ";":
+                decls = None
+            break
+        if not decls or len(decls) < 2 or not any(decls):
+            continue
+        base = " ".join(seq.t(p) for p in types)
+        counts = {len(s) for s in decls}
+        if len(counts) > 1 and for_init:
+            continue
+        for p in types[1:]:
+            seq.set(p, "")
+        seq.set(types[0], _wrap(base, len(decls[0])))
+        seq.consumed.update(types)
+        for n, stars in enumerate(decls):
+            for s in stars:
+                seq.set(s, "")
+                seq.consumed.add(s)
+            if n and len(counts) > 1:      # mixed: split into one declaration per declarator
+                seq.set(commas[n - 1], "; " + " ".join(storage + [_wrap(base, len(stars))]))
+
+
+# ------------------------------------------------------------------------------------ pointer types
+def pointer_types(seq: Seq) -> None:
+    """`T *` (with cv-qualifiers, several stars) -> `llmc::ptr<T>` wherever a type is written."""
+    k = 0
+    while k < len(seq):
+        if seq.t(k) != "*" or k in seq.consumed:
+            k += 1
+            continue
+        j = k - 1
+        while j >= 0 and j not in seq.consumed and seq.is_typeish(j):
+            j -= 1
+        first = j + 1
+        if first == k or seq.t(j) in (".", "->", "::") or not any(
+                seq.is_typeword(p) or seq.t(p - 1) in typescan.ELABORATED for p in range(first, k)):
+            k += 1
+            continue
+        words = [seq.t(p) for p in range(first, k)]
+        text = " ".join(words)
+        auto = [w for w in words if w not in typescan.CV] == ["auto"]
+        # the run of stars, with cv-qualifiers of the pointers in between (`float * const * p`)
+        run, m, pending = [], k, ""
+        while m < len(seq):
+            if seq.t(m) == "*":
+                text = text if auto else f"llmc::ptr<{text}{pending}>"
+                pending = ""
+            elif run and seq.t(m) in typescan.CV and _more_stars(seq, m):
+                pending += " " + seq.t(m)
+            else:
+                break
+            run.append(m)
+            m += 1
+        if auto:
+            for p in run:
+                seq.set(p, "")
+        else:
+            seq.set(first, text)
+            for p in list(range(first + 1, k)) + run:
+                seq.set(p, "")
+        seq.consumed.update(range(first, k))
+        seq.consumed.update(run)
+        k = m
+
+
+def _more_stars(seq: Seq, m: int) -> bool:
+    while m < len(seq) and seq.t(m) in typescan.CV:
+        m += 1
+    return seq.t(m) == "*"
+
+
+# ----------------------------------------------------------------------------------- *p  ->  (p)[0]
+def _is_unary(seq: Seq, k: int) -> bool:
+    if k == 0:
+        return True
+    p = seq.t(k - 1)
+    if p == ")":
+        m = seq.match(k - 1)
+        if m is None:
+            return False
+        if seq.t(m - 1) in ("sizeof", "alignof", "__alignof__", "decltype", "__builtin_offsetof"):
+            return False
+        return seq.type_group(m + 1, k - 2) or seq.t(m - 1) in CONTROL
+    if p in ("++", "--"):
+        q = k - 2
+        return not (seq.kind(q) in ("ident", "number") or seq.t(q) in (")", "]"))
+    return p in UNARY_PREV
+
+
+def _closing_angle(seq: Seq, i: int) -> int | None:
+    depth = 0
+    while i < len(seq):
+        x = seq.t(i)
+        if x == "(":
+            i = seq.match(i)
+            if i is None:
+                return None
+        depth += {"<": 1, ">": -1, ">>": -2}.get(x, 0)
+        if depth <= 0:
+            return i
+        i += 1
+    return None
+
+
+def _postfix(seq: Seq, j: int) -> int | None:
+    while True:
+        n = seq.t(j + 1)
+        if n in ("[", "("):
+            j = seq.match(j + 1)
+            if j is None:
+                return None
+        elif n in (".", "->") and seq.kind(j + 2) == "ident":
+            j += 2
+        elif n in ("++", "--"):
+            j += 1
+        else:
+            return j
+
+
+def _operand(seq: Seq, i: int) -> int | None:
+    """The last position of the cast-expression starting at i (the operand of a unary '*'), or None."""
+    x = seq.t(i)
+    if x in PREFIX_OPS:
+        return _operand(seq, i + 1)
+    if x == "(":
+        m = seq.match(i)
+        if m is None:
+            return None
+        if seq.type_group(i + 1, m - 1):
+            return _operand(seq, m + 1)
+        return _postfix(seq, m)
+    if x in CASTS and seq.t(i + 1) == "<":
+        close = _closing_angle(seq, i + 1)
+        if close is None or seq.t(close + 1) != "(":
+            return None
+        m = seq.match(close + 1)
+        return None if m is None else _postfix(seq, m)
+    if seq.kind(i) in ("ident", "number", "string") and x not in ("sizeof", "alignof", "new", "delete"):
+        j = i
+        while seq.t(j + 1) == "::" and seq.kind(j + 2) == "ident":
+            j += 2
+        return _postfix(seq, j)
+    return None
+
+
+def dereferences(seq: Seq) -> None:
+    """Unary `*E` -> `(E)[0]`, so the access is checked with its line. Right to left: `**pp` nests."""
+    for k in range(len(seq) - 1, -1, -1):
+        if seq.t(k) != "*" or k in seq.consumed or seq.t(k - 1) == "operator" or not _is_unary(seq, k):
+            continue
+        if seq.t(k - 1) == "(" and seq.kind(k + 1) == "ident" and seq.t(k + 2) == ")" and \
+                seq.t(k + 3) in ("(", "["):
+            continue        # a function-pointer declarator `float (*f)(float)`, or a call through one
+        end = _operand(seq, k + 1)
+        if end is None:
+            continue
+        seq.set(k, "(")
+        seq.tok(end).after.append(")[0]")
+        seq.consumed.add(k)
+
+
+def arrows(seq: Seq) -> None:
+    """`a->b` -> `a[0].b` (the same for a pointer); trailing return types `-> T` stay."""
+    for k in range(len(seq)):
+        if seq.t(k) != "->" or k in seq.consumed or seq.t(k - 1) == "operator":
+            continue
+        if seq.is_typeish(k + 1) or seq.t(k + 1) in ("decltype", "auto"):
+            continue
+        seq.set(k, "[0].")
+
+
+def cast_keywords(seq: Seq) -> None:
+    for k in range(len(seq)):
+        if k in seq.consumed:
+            continue
+        if seq.t(k) == "reinterpret_cast":
+            seq.set(k, "llmc::reinterpret_cast_")
+        elif seq.t(k) == "const_cast":
+            seq.set(k, "llmc::const_cast_")
