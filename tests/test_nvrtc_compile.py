@@ -46,6 +46,16 @@ def test_good_kernel_compiles_without_warnings():
     assert nvrtc.check_compile(GOOD, "relu") == []
 
 
+def test_an_empty_log_leaves_pythons_shared_bytes_alone():
+    """Regression: NVRTC once wrote a clean compile's 1-byte log ("\\0") into CPython's shared b" ", after
+    which bytes([32]) was b"\\x00" everywhere in the process (tiktoken's GPT-2 vocabulary then failed to load).
+    A fresh interpreter, so that a failure cannot poison this one."""
+    probe = ("from llmc_kernels.runtime import nvrtc\n"
+             f"nvrtc.check_compile({GOOD!r}, 'relu')\n"
+             "assert bytes([32])[0] == 32 and (b'x' * 0 + bytes([32]))[0] == 32, bytes([32])\n")
+    subprocess.run([sys.executable, "-c", probe], check=True, cwd=REPO)
+
+
 UNDEFINED = r"""extern "C" __global__ void relu(float* out, const float* inp, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = fmaxf(inpt[i], 0.0f);

@@ -80,9 +80,11 @@ class _BindingsNvrtc:
             opts = [o.encode() for o in options]
             (status,) = self.m.nvrtcCompileProgram(prog, len(opts), opts)
             (size,) = self._check(self.m.nvrtcGetProgramLogSize(prog))
-            buf = b" " * size
+            # A fresh, writable buffer: NVRTC writes into it, and `b" " * size` may be an interned bytes
+            # object (size 1, the empty log, is CPython's shared b" "): writing there corrupts every b" ".
+            buf = bytearray(size)
             self._check(self.m.nvrtcGetProgramLog(prog, buf))
-            return status == self.m.nvrtcResult.NVRTC_SUCCESS, buf.rstrip(b"\0").decode(errors="replace")
+            return status == self.m.nvrtcResult.NVRTC_SUCCESS, bytes(buf).rstrip(b"\0").decode(errors="replace")
         finally:
             self.m.nvrtcDestroyProgram(prog)
 
