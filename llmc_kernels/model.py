@@ -203,28 +203,10 @@ class GPT2:
                 raise ValueError(f"targets {targets.shape} and inputs {inputs.shape} differ in shape")
         self._ensure_activations(B, T)
         self.inputs, self.targets = inputs, targets
-        a, C, NH, V, Vp = self.acts, cfg.channels, cfg.num_heads, cfg.vocab_size, cfg.padded_vocab_size
-        N = B * T * C
-
+        a, C, V, Vp = self.acts, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size
         op["encoder_forward"](a["encoded"], inputs, p["wte"], p["wpe"], B, T, C)   # wte[tok] + wpe[t]
         for l in range(cfg.num_layers):
-            residual = a["encoded"] if l == 0 else a["residual3"][l - 1]
-            # attention block: x + attproj(attention(qkv(ln1(x))))
-            op["layernorm_forward"](a["ln1"][l], a["ln1_mean"][l], a["ln1_rstd"][l], residual,
-                                    p["ln1w"][l], p["ln1b"][l], B, T, C)
-            op["matmul_forward"](a["qkv"][l], a["ln1"][l], p["qkvw"][l], p["qkvb"][l], B, T, C, 3 * C)
-            op["attention_forward"](a["atty"][l], a["preatt"], a["att"][l], a["qkv"][l], B, T, C, NH)
-            op["matmul_forward"](a["attproj"], a["atty"][l], p["attprojw"][l], p["attprojb"][l], B, T, C, C)
-            op["residual_forward"](a["residual2"][l].reshape(-1), residual.reshape(-1),
-                                   a["attproj"].reshape(-1), N)
-            # MLP block: x + fcproj(gelu(fc(ln2(x))))
-            op["layernorm_forward"](a["ln2"][l], a["ln2_mean"][l], a["ln2_rstd"][l], a["residual2"][l],
-                                    p["ln2w"][l], p["ln2b"][l], B, T, C)
-            op["matmul_forward"](a["fch"][l], a["ln2"][l], p["fcw"][l], p["fcb"][l], B, T, C, 4 * C)
-            op["gelu_forward"](a["fch_gelu"][l].reshape(-1), a["fch"][l].reshape(-1), 4 * N)
-            op["matmul_forward"](a["fcproj"], a["fch_gelu"][l], p["fcprojw"][l], p["fcprojb"][l], B, T, 4 * C, C)
-            op["residual_forward"](a["residual3"][l].reshape(-1), a["residual2"][l].reshape(-1),
-                                   a["fcproj"].reshape(-1), N)
+            self._layer_forward(l, B, T)
         op["layernorm_forward"](a["lnf"], a["lnf_mean"], a["lnf_rstd"], a["residual3"][-1],
                                 p["lnfw"], p["lnfb"], B, T, C)
         # classifier: logits = lnf @ wte^T (weight tying: the token embedding is the output matrix)
@@ -256,8 +238,8 @@ class GPT2:
         if self.targets is None or self.mean_loss is None:
             raise RuntimeError("backward() needs a forward(inputs, targets) first (the loss to differentiate)")
         op, p, g, a, gr, cfg = self._op, self.params, self.grads, self.acts, self.gacts, self.config
-        B, T, C, NH, L = self.B, self.T, cfg.channels, cfg.num_heads, cfg.num_layers
-        V, Vp, N = cfg.vocab_size, cfg.padded_vocab_size, B * T * C
+        B, T, C, L = self.B, self.T, cfg.channels, cfg.num_layers
+        V, Vp = cfg.vocab_size, cfg.padded_vocab_size
         dlogits = a["logits"]   # logits are dead once probs exist: reuse their memory for dlogits
         if not self._dlogits_ready:
             dlogits.fill(0)
@@ -273,33 +255,66 @@ class GPT2:
         op["layernorm_backward"](dres, g["lnfw"], g["lnfb"], gr["dln"], a["residual3"][-1], p["lnfw"],
                                  a["lnf_mean"], a["lnf_rstd"], B, T, C)
         for l in reversed(range(L)):
-            residual = a["encoded"] if l == 0 else a["residual3"][l - 1]
-            for name in ("dresidual2", "dfcproj", "dfch_gelu", "dfch", "dln", "dattproj", "datty",
-                         "dqkv", "dpreatt", "datt"):
-                gr[name].fill(0)
             dnext.fill(0)
-            # MLP block, backwards: residual3 = residual2 + fcproj
-            op["residual_backward"](gr["dresidual2"].reshape(-1), gr["dfcproj"].reshape(-1), dres.reshape(-1), N)
-            op["matmul_backward"](gr["dfch_gelu"], g["fcprojw"][l], g["fcprojb"][l], gr["dfcproj"],
-                                  a["fch_gelu"][l], p["fcprojw"][l], B, T, 4 * C, C)
-            op["gelu_backward"](gr["dfch"].reshape(-1), a["fch"][l].reshape(-1), gr["dfch_gelu"].reshape(-1), 4 * N)
-            op["matmul_backward"](gr["dln"], g["fcw"][l], g["fcb"][l], gr["dfch"], a["ln2"][l], p["fcw"][l],
-                                  B, T, C, 4 * C)
-            op["layernorm_backward"](gr["dresidual2"], g["ln2w"][l], g["ln2b"][l], gr["dln"], a["residual2"][l],
-                                     p["ln2w"][l], a["ln2_mean"][l], a["ln2_rstd"][l], B, T, C)
-            # attention block, backwards: residual2 = residual + attproj
-            op["residual_backward"](dnext.reshape(-1), gr["dattproj"].reshape(-1), gr["dresidual2"].reshape(-1), N)
-            op["matmul_backward"](gr["datty"], g["attprojw"][l], g["attprojb"][l], gr["dattproj"], a["atty"][l],
-                                  p["attprojw"][l], B, T, C, C)
-            op["attention_backward"](gr["dqkv"], gr["dpreatt"], gr["datt"], gr["datty"], a["qkv"][l], a["att"][l],
-                                     B, T, C, NH)
-            gr["dln"].fill(0)
-            op["matmul_backward"](gr["dln"], g["qkvw"][l], g["qkvb"][l], gr["dqkv"], a["ln1"][l], p["qkvw"][l],
-                                  B, T, C, 3 * C)
-            op["layernorm_backward"](dnext, g["ln1w"][l], g["ln1b"][l], gr["dln"], residual, p["ln1w"][l],
-                                     a["ln1_mean"][l], a["ln1_rstd"][l], B, T, C)
+            self._layer_backward(l, dres, dnext, B, T)
             dres, dnext = dnext, dres
         op["encoder_backward"](g["wte"], g["wpe"], dres, self.inputs, B, T, C)
+
+    # ------------------------------------------------------------------ one transformer block
+    def _layer_forward(self, l: int, B: int, T: int) -> None:
+        """Block ``l`` forward: reads the residual stream below it, writes its activations
+        (chapter 09's ``check_model.BlockGPT2`` replaces this with the learner's ``block_forward``)."""
+        op, p, a = self._op, self.params, self.acts
+        C, NH = self.config.channels, self.config.num_heads
+        N = B * T * C
+        residual = a["encoded"] if l == 0 else a["residual3"][l - 1]
+        # attention block: x + attproj(attention(qkv(ln1(x))))
+        op["layernorm_forward"](a["ln1"][l], a["ln1_mean"][l], a["ln1_rstd"][l], residual,
+                                p["ln1w"][l], p["ln1b"][l], B, T, C)
+        op["matmul_forward"](a["qkv"][l], a["ln1"][l], p["qkvw"][l], p["qkvb"][l], B, T, C, 3 * C)
+        op["attention_forward"](a["atty"][l], a["preatt"], a["att"][l], a["qkv"][l], B, T, C, NH)
+        op["matmul_forward"](a["attproj"], a["atty"][l], p["attprojw"][l], p["attprojb"][l], B, T, C, C)
+        op["residual_forward"](a["residual2"][l].reshape(-1), residual.reshape(-1),
+                               a["attproj"].reshape(-1), N)
+        # MLP block: x + fcproj(gelu(fc(ln2(x))))
+        op["layernorm_forward"](a["ln2"][l], a["ln2_mean"][l], a["ln2_rstd"][l], a["residual2"][l],
+                                p["ln2w"][l], p["ln2b"][l], B, T, C)
+        op["matmul_forward"](a["fch"][l], a["ln2"][l], p["fcw"][l], p["fcb"][l], B, T, C, 4 * C)
+        op["gelu_forward"](a["fch_gelu"][l].reshape(-1), a["fch"][l].reshape(-1), 4 * N)
+        op["matmul_forward"](a["fcproj"], a["fch_gelu"][l], p["fcprojw"][l], p["fcprojb"][l], B, T, 4 * C, C)
+        op["residual_forward"](a["residual3"][l].reshape(-1), a["residual2"][l].reshape(-1),
+                               a["fcproj"].reshape(-1), N)
+
+    def _layer_backward(self, l: int, dres, dnext, B: int, T: int) -> None:
+        """Block ``l`` backward: ``dres`` = d loss / d residual3[l]; adds d loss / d (its input) into the
+        zeroed ``dnext`` and the layer's parameter gradients into ``grads``."""
+        op, p, g, a, gr = self._op, self.params, self.grads, self.acts, self.gacts
+        C, NH = self.config.channels, self.config.num_heads
+        N = B * T * C
+        residual = a["encoded"] if l == 0 else a["residual3"][l - 1]
+        for name in ("dresidual2", "dfcproj", "dfch_gelu", "dfch", "dln", "dattproj", "datty",
+                     "dqkv", "dpreatt", "datt"):
+            gr[name].fill(0)
+        # MLP block, backwards: residual3 = residual2 + fcproj
+        op["residual_backward"](gr["dresidual2"].reshape(-1), gr["dfcproj"].reshape(-1), dres.reshape(-1), N)
+        op["matmul_backward"](gr["dfch_gelu"], g["fcprojw"][l], g["fcprojb"][l], gr["dfcproj"],
+                              a["fch_gelu"][l], p["fcprojw"][l], B, T, 4 * C, C)
+        op["gelu_backward"](gr["dfch"].reshape(-1), a["fch"][l].reshape(-1), gr["dfch_gelu"].reshape(-1), 4 * N)
+        op["matmul_backward"](gr["dln"], g["fcw"][l], g["fcb"][l], gr["dfch"], a["ln2"][l], p["fcw"][l],
+                              B, T, C, 4 * C)
+        op["layernorm_backward"](gr["dresidual2"], g["ln2w"][l], g["ln2b"][l], gr["dln"], a["residual2"][l],
+                                 p["ln2w"][l], a["ln2_mean"][l], a["ln2_rstd"][l], B, T, C)
+        # attention block, backwards: residual2 = residual + attproj
+        op["residual_backward"](dnext.reshape(-1), gr["dattproj"].reshape(-1), gr["dresidual2"].reshape(-1), N)
+        op["matmul_backward"](gr["datty"], g["attprojw"][l], g["attprojb"][l], gr["dattproj"], a["atty"][l],
+                              p["attprojw"][l], B, T, C, C)
+        op["attention_backward"](gr["dqkv"], gr["dpreatt"], gr["datt"], gr["datty"], a["qkv"][l], a["att"][l],
+                                 B, T, C, NH)
+        gr["dln"].fill(0)
+        op["matmul_backward"](gr["dln"], g["qkvw"][l], g["qkvb"][l], gr["dqkv"], a["ln1"][l], p["qkvw"][l],
+                              B, T, C, 3 * C)
+        op["layernorm_backward"](dnext, g["ln1w"][l], g["ln1b"][l], gr["dln"], residual, p["ln1w"][l],
+                                 a["ln1_mean"][l], a["ln1_rstd"][l], B, T, C)
 
     # ------------------------------------------------------------------ optimizer
     def update(self, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, t: int) -> None:
