@@ -11,17 +11,16 @@ installed. The table is printed and written into the results file with the devic
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
 import os
 import statistics
-import subprocess
 import sys
 from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+
+from _results import RESULTS, provenance, write_section  # noqa: E402
 
 B, T, C, NH, V, VP = 8, 1024, 768, 12, 50257, 50304
 BT, F4 = B * T, 4                       # rows; bytes per float32
@@ -197,15 +196,6 @@ def cases(cp, ops, torch):
     return out
 
 
-def _git_commit() -> str:
-    try:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        return subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("LLMC_COMMIT", "unknown")
-
-
 def run(repeat: int, only: set | None) -> tuple[list[str], str]:
     import cupy as cp
     from llmc_kernels import ops, speed
@@ -236,38 +226,20 @@ def run(repeat: int, only: set | None) -> tuple[list[str], str]:
             cells.append(case.note if label != "PyTorch" or base is None else f"ours/PyTorch time: {base / ms:.2f}x")
             lines.append("| " + " | ".join(cells) + " |")
             print(lines[-1], flush=True)
-    dev = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
-    name = dev["name"].decode() if isinstance(dev["name"], bytes) else dev["name"]
-    header = (f"Device: {name}; date {datetime.date.today().isoformat()}; commit {_git_commit()}; "
-              f"CuPy {cp.__version__}; PyTorch {torch.__version__ if torch else 'absent'}.\n\n"
+    header = (f"{provenance(cp, torch)}\n\n"
               f"Ceilings measured in the same run: device-to-device copy {copy_gbs:.0f} GB/s (read + write); "
               f"cuBLAS SGEMM 8192x768x3072 {sgemm32:.1f} TFLOP/s fp32, {sgemm_tf32:.1f} TFLOP/s TF32.\n"
               f"Sizes: B={B}, T={T}, C={C}, NH={NH}, V={V}, Vp={VP}; median of {repeat} launches, L2 flushed; "
               "(graph): the call was captured in a CUDA graph and its replays timed, so Python's launch and "
-              "validation overhead is not counted (calls that synchronise with the host are timed directly).\n")
+              "validation overhead is not counted (calls that synchronise with the host are timed directly).")
     return lines, header
-
-
-def write_results(path: str, header: str, lines: list[str]) -> None:
-    """Replace the per-kernel section of the results file (other sections, e.g. training, are kept)."""
-    start, end = "<!-- kernels:start -->", "<!-- kernels:end -->"
-    table = ["| op | implementation | median ms | GB/s (% copy) | TFLOP/s (% SGEMM fp32) | note |",
-             "|---|---|---|---|---|---|", *lines]
-    section = f"{start}\n## Kernels at GPT-2 124M sizes\n\n{header}\n" + "\n".join(table) + f"\n{end}"
-    text = open(path).read() if os.path.exists(path) else "# Benchmark results\n\n"
-    if start in text and end in text:
-        text = text[:text.index(start)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    with open(path, "w") as f:
-        f.write(text)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--only", default="", help="comma-separated substrings of op names")
-    ap.add_argument("--results", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md"))
+    ap.add_argument("--results", default=RESULTS)
     args = ap.parse_args(argv)
     from llmc_kernels.runtime import backend
     if backend() != "cuda":
@@ -275,7 +247,9 @@ def main(argv=None) -> int:
         return 2
     lines, header = run(args.repeat, {s for s in args.only.split(",") if s} or None)
     print(header)
-    write_results(args.results, header, lines)
+    table = ["| op | implementation | median ms | GB/s (% copy) | TFLOP/s (% SGEMM fp32) | note |",
+             "|---|---|---|---|---|---|", *lines]
+    write_section(args.results, "kernels", "Kernels at GPT-2 124M sizes", header, table)
     print(f"wrote {args.results}")
     return 0
 

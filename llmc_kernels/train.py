@@ -3,8 +3,13 @@
     llmc train                                  # GPU: GPT-2 small (d12) on TinyShakespeare, B=8, T=1024
     llmc train --backend cpu --model tiny       # no GPU: a 3.3M-parameter model on the CPU backend
     llmc train --out runs/x --resume            # continue the newest checkpoint in runs/x
+    llmc train --engine plain                   # the chapters' kernels, one op at a time
 
 Each step: the next batch (sequential, like llm.c's dataloader), forward, zero_grad, backward, AdamW.
+Two engines run it (``train_setup.choose_engine``): ``fast`` (model_fast.FastGPT2: fused kernels, flash
+attention, the whole step one CUDA graph; the default wherever it can run the model) and ``plain``
+(model.GPT2: the SPEC ops one at a time, and the only engine for ops passed in from outside). They share
+parameters, checkpoint files and numbers (up to float rounding), so a run may resume on either.
 OUT/log.csv gets one row per step (step,loss,val_loss,tokens_per_s,ms; val_loss after the steps that
 measured it), OUT/model_<step>.bin (llm.c's format) + OUT/state_<step>.bin (AdamW m, v, data position)
 every --checkpoint-every steps, at the end, and on Ctrl-C / SIGTERM (the step under way finishes first).
@@ -28,9 +33,10 @@ import numpy as np
 
 from . import checkpoint, data
 from .model import GPT2
-from .model_config import GPT2Config, num_params, training_bytes
+from .model_config import GPT2Config, num_params
 from .train_log import RunLog
-from .train_setup import (SetupError, fit_batch_size, learning_rate, refuse_big_model_on_cpu, resolve_precision)
+from .train_setup import (SetupError, choose_engine, engine_bytes, fit_batch_size, learning_rate,
+                          refuse_big_model_on_cpu, resolve_precision)
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8     # llm.c's AdamW constants
 VAL_BATCHES = 5                          # llm.c's val_num_batches
@@ -53,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--precision", choices=("fp32", "tf32"), help="matmul precision (default fp32; tf32 needs an A100/H100-class "
       "GPU and falls back to fp32 elsewhere)")
     a("--backend", choices=("cpu", "cuda"), help="default: cuda when a GPU is usable, else cpu")
+    a("--engine", choices=("fast", "plain"), help="fast: fused kernels, flash attention, each step one CUDA graph "
+      "(default wherever it can run the model); plain: the chapters' kernels, one op at a time. Checkpoints are "
+      "the same: a run may resume on either")
     a("--init", default="scratch", help="scratch (GPT-2's random init, seeded) or PATH to an llm.c checkpoint "
       "(e.g. gpt2_124M.bin)")
     a("--data", help="a text file (tokenised with GPT-2's tokenizer, cached beside it), or a folder of llm.c "
@@ -219,9 +228,12 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
     if T > cfg.max_seq_len:
         raise SetupError(f"--seq-len {T} exceeds the model's max_seq_len {cfg.max_seq_len}")
     B = o["batch_size"] or (8 if backend == "cuda" else 4)
+    engine, why_not_fast = choose_engine(getattr(args, "engine", None), cfg, ops)
+    estimate = lambda c, b, t: engine_bytes(engine, c, b, t)     # noqa: E731
     if backend == "cuda":
         from .train_setup import gpu_free_bytes
-        B, note = fit_batch_size(cfg, B, T, gpu_free_bytes(), explicit=o["batch_size"] is not None)
+        B, note = fit_batch_size(cfg, B, T, gpu_free_bytes(), explicit=o["batch_size"] is not None,
+                                 estimate=estimate)
         if note:
             print(note)
     o["batch_size"], o["seq_len"] = B, T
@@ -230,30 +242,45 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
         print(note)
 
     train_files, val_files = data.prepare(o["data"])
+    if engine == "fast":
+        from .model_fast import FastGPT2 as Model
+    else:
+        Model = GPT2                                                 # noqa: N806
     if resume:
-        model = GPT2.from_checkpoint(resume[1], ops=ops)
+        model = Model.from_checkpoint(resume[1], ops=ops)
         start, _ = model.load_state(resume[2])
     elif init_path:
-        model, start = GPT2.from_checkpoint(init_path, ops=ops), 0
+        model, start = Model.from_checkpoint(init_path, ops=ops), 0
     else:
-        model, start = GPT2.from_config(cfg, o["seed"], ops=ops), 0
+        model, start = Model.from_config(cfg, o["seed"], ops=ops), 0
     _set_precision(model, precision)
-    train_loader = data.DataLoader(train_files, B, T, xp=model.xp)
-    val_loader = data.DataLoader(val_files, B, T, xp=model.xp)
+    # FastGPT2 checks the tokens on the host and copies them into its own device buffer (no device reads
+    # around its graph), so its batches stay NumPy arrays
+    batch_xp = np if engine == "fast" else model.xp
+    train_loader = data.DataLoader(train_files, B, T, xp=batch_xp)
+    val_loader = data.DataLoader(val_files, B, T, xp=batch_xp)
     if resume:
         train_loader.set_state(saved_extra["train_loader"])
     steps = o["steps"]
     print(f"{name}: {num_params(cfg) / 1e6:.1f}M parameters, B={B}, T={T}, {backend} backend, {precision}, "
-          f"~{training_bytes(cfg, B, T) / 1e9:.2f} GB; {train_loader.num_tokens:,} training tokens "
+          f"~{estimate(cfg, B, T) / 1e9:.2f} GB; {train_loader.num_tokens:,} training tokens "
           f"({len(train_loader)} batches), steps {start + 1}..{steps} -> {out}")
+    if engine == "fast":
+        print("engine: fast (FastGPT2: fused kernels, flash attention"
+              + (", each step one CUDA graph)" if backend == "cuda" else ")"))
+    else:
+        print("engine: plain (GPT2: the SPEC ops one at a time)"
+              + ("" if why_not_fast == "--engine plain" else f"; not the fast engine: {why_not_fast}"))
 
     log = RunLog(out, keep_until=start)
     extra = {k: saved_extra[k] for k in ("initial_val_loss",) if k in saved_extra}
+    # log.json only (the state file keeps what a resume needs; either engine may resume)
+    about = {"engine": engine, "memory_estimate_bytes": estimate(cfg, B, T)}
     if start == 0 and o["val_every"]:
         extra["initial_val_loss"] = evaluate(model, val_loader)
         print(f"step 0: val loss {extra['initial_val_loss']:.4f}")
     summary = {"out": str(out), "batch_size": B, "seq_len": T, "precision": precision, "backend": backend,
-               "interrupted": None, "checkpoint": str(resume[1]) if resume else None}
+               "engine": engine, "interrupted": None, "checkpoint": str(resume[1]) if resume else None}
     saved_step = start
     bar = tqdm(total=steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
 
@@ -262,7 +289,7 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
         state = {"options": o, "train_loader": train_loader.state(), "precision": precision, **extra}
         summary["checkpoint"] = str(_save(model, out, step, state))
         saved_step = step
-        log.write_json(o, extra)
+        log.write_json(o, {**extra, **about})
         log.plot(f"{name} on {', '.join(p.name for p in train_files)}", extra.get("initial_val_loss"))
 
     try:
@@ -271,10 +298,13 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
                 lr = learning_rate(step, steps, o["lr"], o["warmup"], o["lr_schedule"])
                 t0 = time.perf_counter()
                 inputs, targets = train_loader.next_batch()
-                loss = model.forward(inputs, targets)
-                model.zero_grad()
-                model.backward()
-                model.update(lr, BETA1, BETA2, EPS, o["weight_decay"], step)
+                if engine == "fast":         # the same four calls as one (a CUDA graph on a GPU)
+                    loss = model.step(inputs, targets, lr, BETA1, BETA2, EPS, o["weight_decay"], step)
+                else:
+                    loss = model.forward(inputs, targets)
+                    model.zero_grad()
+                    model.backward()
+                    model.update(lr, BETA1, BETA2, EPS, o["weight_decay"], step)
                 _sync(model.xp)
                 dt = time.perf_counter() - t0
                 if not math.isfinite(loss):
@@ -307,7 +337,10 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
     finally:
         bar.close()
         log.close()
-    log.write_json(o, extra)
+    if engine == "fast" and model.graph_failure:     # slower, not wrong: say so (bench figures depend on it)
+        print(f"note: the steps ran without a CUDA graph: {model.graph_failure}")
+        about["graph_failure"] = summary["graph_failure"] = model.graph_failure
+    log.write_json(o, {**extra, **about})
     summary.update(log.summary(), steps_done=log.rows[-1]["step"] if log.rows else start, options=o, **extra)
     if model.xp is not np:
         summary["gpu_pool_gb"] = model.xp.get_default_memory_pool().total_bytes() / 1e9

@@ -1,5 +1,5 @@
-"""Decisions ``llmc train`` makes about the machine: model size vs backend, TF32, a batch size that fits,
-the learning-rate schedule. Pure functions where possible, so the tests can exercise each branch."""
+"""Decisions ``llmc train`` makes about the machine: model size vs backend, the engine, TF32, a batch size that
+fits, the learning-rate schedule. Pure functions where possible, so the tests can exercise each branch."""
 from __future__ import annotations
 
 import math
@@ -20,6 +20,41 @@ def refuse_big_model_on_cpu(cfg: GPT2Config, backend: str, name: str) -> None:
         raise SetupError(f"--model {name} ({num_params(cfg) / 1e6:.0f}M parameters) is too big for the cpu backend, "
                          "which runs each CUDA thread one after another: a single step would take many minutes. "
                          "Use --model tiny on the cpu backend, or run on a GPU (--backend cuda).")
+
+
+ENGINES = ("fast", "plain")
+
+
+def choose_engine(requested: str | None, cfg: GPT2Config, ops=None) -> tuple[str, str | None]:
+    """(engine, why the fast engine is not used or None). ``fast`` is model_fast.FastGPT2 (fused kernels,
+    flash attention, the step as one CUDA graph), ``plain`` is model.GPT2 (the SPEC ops one at a time: the
+    kernels the chapters build). ``requested`` None picks fast where it can run: the package's own ops (a
+    learner's ops have no fused kernels) and a model flash attention holds; an explicit ``fast`` that cannot
+    run is a SetupError."""
+    if requested not in (None,) + ENGINES:
+        raise SetupError(f"--engine must be fast or plain; got {requested!r}")
+    if requested == "plain":
+        return "plain", "--engine plain"
+    from . import ops as package_ops
+    from .model_fast import fast_path_problem
+    if ops is not None and ops is not package_ops:
+        label = getattr(ops, "__name__", type(ops).__name__)
+        problem = f"it runs only the package's own fused kernels, and this run trains with {label}"
+    else:
+        problem = fast_path_problem(cfg, package_ops)
+    if problem is None:
+        return "fast", None
+    if requested == "fast":
+        raise SetupError(f"--engine fast cannot train this model: {problem}. Use --engine plain.")
+    return "plain", problem
+
+
+def engine_bytes(engine: str, cfg: GPT2Config, B: int, T: int) -> int:
+    """Device memory of a training step with ``engine`` (what the batch-size fit compares with free memory)."""
+    if engine == "fast":
+        from .model_fast import fast_training_bytes
+        return fast_training_bytes(cfg, B, T)
+    return training_bytes(cfg, B, T)
 
 
 def gpu_compute_capability() -> tuple[int, int, str]:
@@ -56,20 +91,23 @@ def gpu_free_bytes() -> int:
     return int(free)
 
 
-def fit_batch_size(cfg: GPT2Config, B: int, T: int, free_bytes: int, explicit: bool) -> tuple[int, str | None]:
-    """The largest batch size <= B (halving) whose training memory fits ``free_bytes``; with ``explicit``
-    (the user chose B) keep B and only warn. Returns (B, message or None)."""
+def fit_batch_size(cfg: GPT2Config, B: int, T: int, free_bytes: int, explicit: bool,
+                   estimate=training_bytes) -> tuple[int, str | None]:
+    """The largest batch size <= B (halving) whose training memory ``estimate(cfg, B, T)`` (default: the plain
+    model's, model_config.training_bytes) fits ``free_bytes``; with ``explicit`` (the user chose B) keep B and
+    only warn. Returns (B, message or None)."""
     budget = free_bytes * GPU_HEADROOM - GPU_RESERVE_BYTES
-    gb = lambda b: training_bytes(cfg, b, T) / 1e9   # noqa: E731
-    if training_bytes(cfg, B, T) <= budget:
+    need = lambda b: estimate(cfg, b, T)             # noqa: E731
+    gb = lambda b: need(b) / 1e9                     # noqa: E731
+    if need(B) <= budget:
         return B, None
     if explicit:
         return B, (f"warning: --batch-size {B} at --seq-len {T} needs about {gb(B):.1f} GB and the GPU has "
                    f"{free_bytes / 1e9:.1f} GB free; it may run out of memory")
     b = B
-    while b > 1 and training_bytes(cfg, b, T) > budget:
+    while b > 1 and need(b) > budget:
         b //= 2
-    if training_bytes(cfg, b, T) > budget:
+    if need(b) > budget:
         raise SetupError(f"even --batch-size 1 at --seq-len {T} needs about {gb(1):.1f} GB and the GPU has "
                          f"{free_bytes / 1e9:.1f} GB free: use a shorter --seq-len or a smaller model")
     return b, (f"batch size {B} at T={T} needs about {gb(B):.1f} GB but the GPU has {free_bytes / 1e9:.1f} GB "

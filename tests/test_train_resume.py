@@ -8,10 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from _model_helpers import data_dir_with_text, host, ops_under_test
+from _model_helpers import adamw_bound, assert_runs_close, data_dir_with_text, ops_under_test
 from llmc_kernels import train
 from llmc_kernels.checkpoint import read_state
 from llmc_kernels.model import GPT2
@@ -29,7 +28,13 @@ def run(out, *extra, on_step=None):
     return train.train(train.parse_args(BASE + ["--out", str(out), *extra]), ops=ops_under_test(), on_step=on_step)
 
 
-def assert_same_run(a: Path, b: Path, step: int):
+def assert_same_run(a: Path, b: Path, step: int, lr: float = 1e-3):
+    """The runs in ``a`` and ``b`` logged the same steps and losses and saved the same model and AdamW state at
+    ``step``, up to float rounding. Tolerances: a resumed run repeats the same kernels on the same data, but
+    not always in the same order (SPEC: atomics make bitwise equality impossible), so its gradients may differ
+    by rounding. Losses: 1e-5 (1e-6 relative). Parameters and moments: _model_helpers.assert_runs_close (AdamW
+    turns a gradient that is rounding noise, such as the key biases', into a step of up to ~lr: those entries
+    are held to AdamW's bound, everything else to rtol 1e-5)."""
     rows_a, rows_b = read_log(a / "log.csv"), read_log(b / "log.csv")
     assert [r["step"] for r in rows_b] == [r["step"] for r in rows_a] == list(range(1, step + 1))
     for ra, rb in zip(rows_a, rows_b):
@@ -39,11 +44,13 @@ def assert_same_run(a: Path, b: Path, step: int):
             assert abs(ra["val_loss"] - rb["val_loss"]) < 1e-5
     ma = GPT2.from_checkpoint(a / f"model_{step:08d}.bin", ops=ops_under_test())
     mb = GPT2.from_checkpoint(b / f"model_{step:08d}.bin", ops=ops_under_test())
-    np.testing.assert_allclose(host(mb.params_memory), host(ma.params_memory), rtol=1e-5, atol=1e-6)
+    cfg = ma.config
+    assert_runs_close("params", mb.params_memory, ma.params_memory, cfg, rtol=1e-5, atol=1e-6,
+                      bound=adamw_bound(lr * step))
     sa, sb = read_state(a / f"state_{step:08d}.bin"), read_state(b / f"state_{step:08d}.bin")
     assert sa[0] == sb[0] == step and sa[3]["train_loader"] == sb[3]["train_loader"]
-    np.testing.assert_allclose(sb[1], sa[1], rtol=1e-5, atol=1e-9)    # AdamW m
-    np.testing.assert_allclose(sb[2], sa[2], rtol=1e-5, atol=1e-12)   # AdamW v
+    assert_runs_close("AdamW m", sb[1], sa[1], cfg, rtol=1e-5, atol=1e-6, atol_of_max=True)
+    assert_runs_close("AdamW v", sb[2], sa[2], cfg, rtol=2e-5, atol=2e-6, atol_of_max=True)
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):

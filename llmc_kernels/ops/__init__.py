@@ -21,6 +21,12 @@ _WHERE = {
     "crossentropy_forward": "crossentropy", "crossentropy_softmax_backward": "crossentropy",
     "fused_classifier": "classifier",
     "adamw_update": "adamw",
+    # the fast model's extensions (beyond SPEC's table; each checked in tests/test_fast_*.py)
+    "flash_attention_forward": "flash_attention", "flash_attention_backward": "flash_attention",
+    "residual_layernorm_forward": "fused", "bias_forward": "fused", "bias_gelu_forward": "fused",
+    "gelu_backward_inplace": "fused", "bias_backward": "fused", "mean_loss": "fused",
+    "adamw_update_device": "fused", "adamw_hyper": "fused",
+    "linear_forward": "linear", "linear_backward_input": "linear", "linear_backward_weight": "linear",
 }
 
 __all__ = sorted(_WHERE)

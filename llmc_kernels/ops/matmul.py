@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 
 import numpy as np
 
@@ -102,6 +103,19 @@ def _ptr(a, offset: int = 0) -> int:
     return int(a.data.ptr) + 4 * int(offset)
 
 
+_HANDLES: dict = {}
+
+
+def _cublas_handle(cupy) -> int:
+    """CuPy's cuBLAS handle for this thread and device, fetched once: CuPy refuses to hand it out while a
+    stream is capturing a CUDA graph (FastGPT2's step), though the handle itself works there. The first
+    call of a step always runs eagerly (graph.StepGraph), so the handle is known before any capture."""
+    key = (threading.get_ident(), cupy.cuda.Device().id)
+    if key not in _HANDLES:
+        _HANDLES[key] = cupy.cuda.device.get_cublas_handle()
+    return _HANDLES[key]
+
+
 def cublas_gemm(trans_a: bool, trans_b: bool, M: int, N: int, K: int, alpha: float, A: int, lda: int,
                 B: int, ldb: int, beta: float, C: int, ldc: int, batch: int = 1, stride_a: int = 0,
                 stride_b: int = 0, stride_c: int = 0) -> None:
@@ -113,34 +127,12 @@ def cublas_gemm(trans_a: bool, trans_b: bool, M: int, N: int, K: int, alpha: flo
     ask it for C^T = op(B)^T op(A)^T: the operands swap and keep their transpose flags.
     """
     import cupy
-    from cupy_backends.cuda.api import runtime as cuda_runtime
-    from cupy_backends.cuda.libs import cublas
-    handle = cupy.cuda.device.get_cublas_handle()
+    from . import _cublas
     tf32 = _precision == "tf32" and tf32_supported()
-    compute = (getattr(cublas, "CUBLAS_COMPUTE_32F_FAST_TF32", 77) if tf32
-               else getattr(cublas, "CUBLAS_COMPUTE_32F", 68))
-    algo = getattr(cublas, "CUBLAS_GEMM_DEFAULT", -1)
-    r32 = getattr(cuda_runtime, "CUDA_R_32F", 0)          # the enum values of library_types.h/cublas_api.h
-    op_n, op_t = getattr(cublas, "CUBLAS_OP_N", 0), getattr(cublas, "CUBLAS_OP_T", 1)
-    op_a = op_t if trans_a else op_n
-    op_b = op_t if trans_b else op_n
-    scal = np.array([alpha, beta], dtype=np.float32)     # host scalars: read by cuBLAS during the call
-    alpha_ptr, beta_ptr = scal.ctypes.data, scal.ctypes.data + 4
-    cublas.setStream(handle, cupy.cuda.get_current_stream().ptr)   # run after our kernels, in order
-    host = getattr(cublas, "CUBLAS_POINTER_MODE_HOST", 0)
-    mode = cublas.getPointerMode(handle)
-    if mode != host:                                     # another library may have left it on device
-        cublas.setPointerMode(handle, host)
-    try:
-        if batch == 1:
-            cublas.gemmEx(handle, op_b, op_a, N, M, K, alpha_ptr, B, r32, ldb, A, r32, lda, beta_ptr, C, r32,
-                          ldc, compute, algo)
-        else:
-            cublas.gemmStridedBatchedEx(handle, op_b, op_a, N, M, K, alpha_ptr, B, r32, ldb, stride_b, A, r32,
-                                        lda, stride_a, beta_ptr, C, r32, ldc, stride_c, batch, compute, algo)
-    finally:
-        if mode != host:
-            cublas.setPointerMode(handle, mode)
+    op = lambda t: _cublas.OP_T if t else _cublas.OP_N
+    compute = _cublas.COMPUTE_32F_FAST_TF32 if tf32 else _cublas.COMPUTE_32F
+    _cublas.gemm(_cublas_handle(cupy), cupy.cuda.get_current_stream().ptr, op(trans_b), op(trans_a), N, M, K,
+                 alpha, B, ldb, A, lda, beta, C, ldc, compute, batch, stride_b, stride_a, stride_c)
 
 
 def strided_gemm(trans_a: bool, trans_b: bool, M: int, N: int, K: int, alpha: float,

@@ -1,0 +1,509 @@
+// Flash attention (causal, GPT-2's multi-head self-attention) on tensor cores: the T x T score and
+// probability matrices are never written to memory, only 64 x 64 tiles of them live in registers.
+//
+//   inp [B, T, 3C] holds q | k | v per position; head h uses columns h*hs .. h*hs+hs-1 of each third.
+//   forward, per (b, h) and query row i (s = 1/sqrt(hs)):
+//     S_ij = s q_i . k_j (j <= i),   P_ij = exp(S_ij - L_i),   L_i = log sum_j exp(S_ij),   out_i = sum_j P_ij v_j
+//   Online softmax (Milakov & Gimelshein; Dao et al., FlashAttention): the keys arrive in tiles; a row keeps
+//   its running maximum m and sum l, and rescales what it has when a larger maximum appears:
+//     m' = max(m, max_j S_ij),  l' = l e^(m - m') + sum_j e^(S_ij - m'),  o' = o e^(m - m') + sum_j e^(S_ij - m') v_j
+//   and out_i = o / l at the end. We work in base 2 (exp2 is one instruction): scores are scaled by
+//   s*log2(e), and lse[b,h,i] = m + log2(l) is stored in those units for the backward.
+//
+//   backward (dout = dO, out = O from the forward), per (b, h):
+//     delta_i = dO_i . O_i                    (= sum_j P_ij dP_ij; flash_attention_delta_kernel)
+//     P_ij    = exp2(S2_ij - lse_i)           recomputed from q, k and the saved lse (S2 in base-2 units)
+//     dV_j   += sum_i P_ij dO_i               dP_ij = dO_i . v_j
+//     dS_ij   = P_ij (dP_ij - delta_i)        the softmax backward
+//     dQ_i   += s sum_j dS_ij k_j             dK_j += s sum_i dS_ij q_i
+//   Every gradient ACCUMULATES into dinp (SPEC convention); dQ from several key blocks meets with atomicAdd.
+//
+// Tensor cores: mma.sync.m16n8k8 with TF32 inputs (fp32 with a 10-bit mantissa) and fp32 accumulation, one
+// warp per 16 x 8 output tile, fragments held in registers as the PTX ISA lays them out (g = lane / 4,
+// t = lane % 4):  A (16 x 8, row major)  a0 = A[g][t]  a1 = A[g+8][t]  a2 = A[g][t+4]  a3 = A[g+8][t+4]
+//                 B (8 x 8)              b0 = B[t][g]  b1 = B[t+4][g]
+//                 C (16 x 8)             c0 = C[g][2t] c1 = C[g][2t+1]  c2 = C[g+8][2t]  c3 = C[g+8][2t+1]
+// A product's k index may be relabelled (the sum over k does not care about order) as long as A and B agree.
+// Relabelling "column t" as k = 2t and "column t+4" as k = 2t+1 makes a C fragment (c0, c2, c1, c3) an A
+// fragment: P = softmax(S) goes straight from the score accumulators into P V without touching memory.
+// FA_PRECISE = 1 splits every operand x = hi + lo (both TF32) and sums lo*hi + hi*lo + hi*hi: products as
+// accurate as fp32 FMA (the "3xTF32" trick; --precision fp32). FA_PRECISE = 0 is plain TF32 (--precision tf32).
+// On the CPU backend (and on GPUs older than sm_80, which have no TF32 mma) fa_mma is emulated from the
+// same fragments, so the CPU tests exercise every index of the real kernel.
+//
+// Tiles: the forward gives each block 64 query rows (4 warps x 16) and walks 64-key tiles up to the diagonal;
+// the backward gives each block 64 keys (4 warps x 16), keeps their dK, dV in registers and walks 32-query
+// tiles from the diagonal down. Shared-memory rows are FA_HS + 4 floats apart so that every fragment read
+// hits 32 different banks. Both kernels stay under 48 KiB of static shared memory for FA_HS <= 64.
+
+#ifndef FA_HS
+#define FA_HS 64            // head size rounded up to a multiple of 8 (the wrapper passes -DFA_HS=...)
+#endif
+#ifndef FA_PRECISE
+#define FA_PRECISE 1        // 1: 3xTF32 products (fp32 accuracy); 0: TF32
+#endif
+#ifndef FA_EMULATE_MMA
+#if defined(LLMC_CPU_BACKEND) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800)
+#define FA_EMULATE_MMA 1
+#else
+#define FA_EMULATE_MMA 0
+#endif
+#endif
+
+#define FA_WARPS 4
+#define FA_THREADS 128
+#define FA_BR 64                    // forward: query rows per block
+#define FA_BC 64                    // keys per tile (forward) / per block (backward)
+#define FA_BQ 32                    // backward: query rows per step
+#define FA_LD (FA_HS + 4)           // row stride of [rows][FA_HS] tiles in shared memory
+#define FA_LDS (FA_BQ + 4)          // row stride of the backward's [keys][queries] dS tile
+#define FA_KD (FA_HS / 8)           // 8-wide steps along the head dimension
+#define FA_FULL 0xffffffffu
+#define FA_LN2 0.6931471805599453f
+
+// ------------------------------------------------------------------------------------------ TF32 + mma
+
+// fp32 -> TF32, rounded to nearest (ties away from zero), as cvt.rna.tf32.f32: the low 13 mantissa bits go.
+__device__ __forceinline__ unsigned fa_tf32(float x) {
+#if FA_EMULATE_MMA
+    unsigned u = __float_as_uint(x);
+    if ((u & 0x7f800000u) != 0x7f800000u) u += 0x1000u;    // inf and NaN pass unchanged
+    return u & 0xffffe000u;
+#else
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+#endif
+}
+
+struct FaA { unsigned hi[4]; unsigned lo[4]; };   // an A fragment (lo only used when FA_PRECISE)
+struct FaB { unsigned hi[2]; unsigned lo[2]; };   // a B fragment
+
+__device__ __forceinline__ FaA fa_a(float a0, float a1, float a2, float a3) {
+    FaA f;
+    float v[4] = {a0, a1, a2, a3};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f.hi[i] = fa_tf32(v[i]);
+        f.lo[i] = FA_PRECISE ? fa_tf32(v[i] - __uint_as_float(f.hi[i])) : 0u;
+    }
+    return f;
+}
+
+__device__ __forceinline__ FaB fa_b(float b0, float b1) {
+    FaB f;
+    f.hi[0] = fa_tf32(b0);
+    f.hi[1] = fa_tf32(b1);
+    f.lo[0] = FA_PRECISE ? fa_tf32(b0 - __uint_as_float(f.hi[0])) : 0u;
+    f.lo[1] = FA_PRECISE ? fa_tf32(b1 - __uint_as_float(f.hi[1])) : 0u;
+    return f;
+}
+
+// d += A B for one m16n8k8 tile, TF32 inputs, fp32 accumulation.
+__device__ __forceinline__ void fa_mma_tf32(float (&d)[4], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
+                                            unsigned b0, unsigned b1) {
+#if FA_EMULATE_MMA
+    // Each lane publishes its fragment registers; lane (g, t) then reads row g and g+8 of A (held by lanes
+    // 4g..4g+3) and columns 2t, 2t+1 of B (held by lanes 8t..8t+7) and does its 4 outputs' 8 products.
+    __shared__ float fa_frag[FA_WARPS][32][6];
+    int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    fa_frag[w][lane][0] = __uint_as_float(a0);
+    fa_frag[w][lane][1] = __uint_as_float(a1);
+    fa_frag[w][lane][2] = __uint_as_float(a2);
+    fa_frag[w][lane][3] = __uint_as_float(a3);
+    fa_frag[w][lane][4] = __uint_as_float(b0);
+    fa_frag[w][lane][5] = __uint_as_float(b1);
+    __syncwarp();
+    for (int k = 0; k < 8; k++) {
+        int half = k >> 2, kl = k & 3;               // k < 4: a0/a1 and b0; k >= 4: a2/a3 and b1
+        float ag = fa_frag[w][g * 4 + kl][2 * half];
+        float ag8 = fa_frag[w][g * 4 + kl][2 * half + 1];
+        float bn0 = fa_frag[w][(2 * t) * 4 + kl][4 + half];
+        float bn1 = fa_frag[w][(2 * t + 1) * 4 + kl][4 + half];
+        d[0] += ag * bn0;
+        d[1] += ag * bn1;
+        d[2] += ag8 * bn0;
+        d[3] += ag8 * bn1;
+    }
+    __syncwarp();
+#else
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#endif
+}
+
+// d += A B with the small terms first (3xTF32) or plain TF32.
+__device__ __forceinline__ void fa_mma(float (&d)[4], const FaA& a, const FaB& b) {
+#if FA_PRECISE
+    fa_mma_tf32(d, a.lo[0], a.lo[1], a.lo[2], a.lo[3], b.hi[0], b.hi[1]);
+    fa_mma_tf32(d, a.hi[0], a.hi[1], a.hi[2], a.hi[3], b.lo[0], b.lo[1]);
+#endif
+    fa_mma_tf32(d, a.hi[0], a.hi[1], a.hi[2], a.hi[3], b.hi[0], b.hi[1]);
+}
+
+// ------------------------------------------------------------------------------------------ tile loads
+
+// dst[r * FA_LD + d] = mul * src[(row0 + r) * stride + d] for row0 + r < T and d < hs, else 0
+// (r < rows, d < FA_HS). vec = 1: hs % 4 == 0 and every row 16-byte aligned, so float4 loads.
+__device__ void fa_load_tile(float* dst, const float* src, int row0, int rows, int T, int stride, int hs,
+                             float mul, int vec) {
+    if (vec) {
+        const int d4 = FA_HS / 4;
+        for (int i = threadIdx.x; i < rows * d4; i += blockDim.x) {
+            int r = i / d4;
+            int d = (i - r * d4) * 4;
+            float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (row0 + r < T && d < hs) {
+                v = reinterpret_cast<const float4*>(src + (size_t)(row0 + r) * stride + d)[0];
+            }
+            float* o = dst + r * FA_LD + d;
+            o[0] = v.x * mul;
+            o[1] = v.y * mul;
+            o[2] = v.z * mul;
+            o[3] = v.w * mul;
+        }
+    } else {
+        for (int i = threadIdx.x; i < rows * FA_HS; i += blockDim.x) {
+            int r = i / FA_HS;
+            int d = i - r * FA_HS;
+            dst[r * FA_LD + d] = (row0 + r < T && d < hs) ? src[(size_t)(row0 + r) * stride + d] * mul : 0.0f;
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------ forward
+
+// grid (ceil(T / 64), B * NH), 128 threads. out [B,T,C] and lse [B,NH,T] are written (not accumulated).
+// scale_log2 = log2(e) / sqrt(hs).
+extern "C" __global__ void __launch_bounds__(FA_THREADS)
+flash_attention_forward_kernel(float* out, float* lse, const float* inp, int B, int T, int C, int NH,
+                               float scale_log2, int vec) {
+    __shared__ float Ks[FA_BC * FA_LD];      // the query tile first, then each key tile
+    __shared__ float Vs[FA_BC * FA_LD];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int hs = C / NH, C3 = 3 * C;
+    const int bh = blockIdx.y, b = bh / NH, h = bh - b * NH;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * FA_BR;    // the longest rows (most keys) start first
+    const float* base = inp + (size_t)b * T * C3 + h * hs;  // q at +0, k at +C, v at +2C of each row
+
+    // this warp's 16 query rows, scaled into base-2 score units, as A fragments
+    fa_load_tile(Ks, base, q0, FA_BR, T, C3, hs, scale_log2, vec);
+    __syncthreads();
+    const int r = warp * 16 + g;
+    FaA qa[FA_KD];
+#pragma unroll
+    for (int kd = 0; kd < FA_KD; kd++) {
+        const float* q = Ks + r * FA_LD + kd * 8 + t;
+        qa[kd] = fa_a(q[0], q[8 * FA_LD], q[4], q[8 * FA_LD + 4]);
+    }
+    __syncthreads();
+
+    const int row_a = q0 + r, row_b = row_a + 8;            // this thread's two rows (c0,c1 and c2,c3)
+    float o[FA_KD][4];
+#pragma unroll
+    for (int kd = 0; kd < FA_KD; kd++) {
+        o[kd][0] = 0.0f; o[kd][1] = 0.0f; o[kd][2] = 0.0f; o[kd][3] = 0.0f;
+    }
+    float m_a = -1e30f, m_b = -1e30f, l_a = 0.0f, l_b = 0.0f;  // finite start: exp2(m - m') never sees inf - inf
+    const int last = min(T, q0 + FA_BR) - 1;                 // the last key any row of this block attends to
+    for (int k0 = 0; k0 <= last; k0 += FA_BC) {
+        fa_load_tile(Ks, base + C, k0, FA_BC, T, C3, hs, 1.0f, vec);
+        fa_load_tile(Vs, base + 2 * C, k0, FA_BC, T, C3, hs, 1.0f, vec);
+        __syncthreads();
+        // S = Q K^T for 16 rows x 64 keys: B[k = dim][n = key] = K[key][dim]
+        float s[FA_BC / 8][4];
+#pragma unroll
+        for (int n = 0; n < FA_BC / 8; n++) {
+            s[n][0] = 0.0f; s[n][1] = 0.0f; s[n][2] = 0.0f; s[n][3] = 0.0f;
+        }
+#pragma unroll
+        for (int kd = 0; kd < FA_KD; kd++) {
+#pragma unroll
+            for (int n = 0; n < FA_BC / 8; n++) {
+                const float* kr = Ks + (n * 8 + g) * FA_LD + kd * 8 + t;
+                fa_mma(s[n], qa[kd], fa_b(kr[0], kr[4]));
+            }
+        }
+        // causal mask (key > row) and keys past T, only on tiles that reach them
+        if (k0 + FA_BC - 1 > q0 + warp * 16 || k0 + FA_BC > T) {
+#pragma unroll
+            for (int n = 0; n < FA_BC / 8; n++) {
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    int key = k0 + n * 8 + 2 * t + (c & 1);
+                    int row = c < 2 ? row_a : row_b;
+                    if (key > row || key >= T) s[n][c] = -INFINITY;
+                }
+            }
+        }
+        // online softmax: the rows' new maxima (a row's 64 scores sit in the 4 lanes of its group)
+        float mx_a = m_a, mx_b = m_b;
+#pragma unroll
+        for (int n = 0; n < FA_BC / 8; n++) {
+            mx_a = fmaxf(mx_a, fmaxf(s[n][0], s[n][1]));
+            mx_b = fmaxf(mx_b, fmaxf(s[n][2], s[n][3]));
+        }
+        mx_a = fmaxf(mx_a, __shfl_xor_sync(FA_FULL, mx_a, 1));
+        mx_a = fmaxf(mx_a, __shfl_xor_sync(FA_FULL, mx_a, 2));
+        mx_b = fmaxf(mx_b, __shfl_xor_sync(FA_FULL, mx_b, 1));
+        mx_b = fmaxf(mx_b, __shfl_xor_sync(FA_FULL, mx_b, 2));
+        const float alpha_a = exp2f(m_a - mx_a), alpha_b = exp2f(m_b - mx_b);
+        m_a = mx_a;
+        m_b = mx_b;
+        l_a *= alpha_a;
+        l_b *= alpha_b;
+#pragma unroll
+        for (int kd = 0; kd < FA_KD; kd++) {
+            o[kd][0] *= alpha_a; o[kd][1] *= alpha_a; o[kd][2] *= alpha_b; o[kd][3] *= alpha_b;
+        }
+#pragma unroll
+        for (int n = 0; n < FA_BC / 8; n++) {
+            s[n][0] = exp2f(s[n][0] - m_a);
+            s[n][1] = exp2f(s[n][1] - m_a);
+            s[n][2] = exp2f(s[n][2] - m_b);
+            s[n][3] = exp2f(s[n][3] - m_b);
+            l_a += s[n][0] + s[n][1];                       // this lane's part; the group sums at the end
+            l_b += s[n][2] + s[n][3];
+        }
+        // O += P V, k = the 8 keys of score tile n relabelled (2t, 2t+1): P's accumulators are A fragments
+#pragma unroll
+        for (int n = 0; n < FA_BC / 8; n++) {
+            FaA pa = fa_a(s[n][0], s[n][2], s[n][1], s[n][3]);
+            const float* v = Vs + (n * 8 + 2 * t) * FA_LD + g;
+#pragma unroll
+            for (int kd = 0; kd < FA_KD; kd++) {
+                fa_mma(o[kd], pa, fa_b(v[kd * 8], v[FA_LD + kd * 8]));
+            }
+        }
+        __syncthreads();                                    // the next tile overwrites Ks and Vs
+    }
+    l_a += __shfl_xor_sync(FA_FULL, l_a, 1);
+    l_a += __shfl_xor_sync(FA_FULL, l_a, 2);
+    l_b += __shfl_xor_sync(FA_FULL, l_b, 1);
+    l_b += __shfl_xor_sync(FA_FULL, l_b, 2);
+    float* o_base = out + (size_t)b * T * C + h * hs;
+#pragma unroll
+    for (int kd = 0; kd < FA_KD; kd++) {
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            int dim = kd * 8 + 2 * t + (c & 1);
+            int row = c < 2 ? row_a : row_b;
+            if (row < T && dim < hs) o_base[(size_t)row * C + dim] = o[kd][c] / (c < 2 ? l_a : l_b);
+        }
+    }
+    if (t == 0) {
+        if (row_a < T) lse[(size_t)bh * T + row_a] = m_a + log2f(l_a);
+        if (row_b < T) lse[(size_t)bh * T + row_b] = m_b + log2f(l_b);
+    }
+}
+
+// ------------------------------------------------------------------------------------------ backward
+
+// delta[b,h,t] = dout[b,t,h-th head] . out[b,t,h-th head]: one group of `lanes` threads per (b,t,h), groups
+// of a warp on consecutive heads of one position (contiguous memory). Grid-stride over rows; every lane of a
+// warp makes the same trips so the shuffles always see the whole warp.
+extern "C" __global__ void flash_attention_delta_kernel(float* delta, const float* out, const float* dout,
+                                                        int B, int T, int C, int NH, int lanes) {
+    const int hs = C / NH, N = B * T * NH;
+    const int lane = threadIdx.x % lanes;
+    const int groups = blockDim.x / lanes;
+    const int group = blockIdx.x * groups + threadIdx.x / lanes;
+    const int warp_first = group - (threadIdx.x % 32) / lanes;
+    const int stride = gridDim.x * groups;
+    for (int first = warp_first; first < N; first += stride) {
+        int row = group + (first - warp_first);             // (b*T + t)*NH + h
+        int n = row < N ? hs : 0;
+        int rr = row < N ? row : 0;
+        int bt = rr / NH, h = rr - bt * NH;
+        size_t off = (size_t)bt * C + h * hs;
+        float acc = 0.0f;
+        for (int d = lane; d < n; d += lanes) acc += out[off + d] * dout[off + d];
+        for (int k = lanes / 2; k > 0; k >>= 1) acc += __shfl_xor_sync(FA_FULL, acc, k);
+        if (lane == 0 && row < N) {
+            int b = bt / T, tt = bt - b * T;
+            delta[((size_t)b * NH + h) * T + tt] = acc;
+        }
+    }
+}
+
+// grid (ceil(T / 64), B * NH), 128 threads. dinp [B,T,3C] += (dq | dk | dv); dq with atomicAdd (several key
+// blocks add to one query row), dk and dv with plain += (each belongs to one thread of one block).
+// scale = 1/sqrt(hs), scale_log2 = scale * log2(e); lse from the forward, delta from the delta kernel.
+extern "C" __global__ void __launch_bounds__(FA_THREADS)
+flash_attention_backward_kernel(float* dinp, const float* dout, const float* inp, const float* lse,
+                                const float* delta, int B, int T, int C, int NH, float scale_log2,
+                                float scale, int vec) {
+    __shared__ float Ks[FA_BC * FA_LD];      // this block's keys: A of S^T, B of dQ
+    __shared__ float Qs[FA_BQ * FA_LD];      // the step's queries, scaled into base-2 score units
+    __shared__ float dOs[FA_BQ * FA_LD];
+    __shared__ float dSs[FA_BC * FA_LDS];    // dS^T [key][query], for dQ = dS K
+    __shared__ float Ls[FA_BQ];
+    __shared__ float Ds[FA_BQ];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int hs = C / NH, C3 = 3 * C;
+    const int bh = blockIdx.y, b = bh / NH, h = bh - b * NH;
+    const int k0 = blockIdx.x * FA_BC;                      // the first blocks have the most queries
+    const float* base = inp + (size_t)b * T * C3 + h * hs;
+    const float* dbase = dout + (size_t)b * T * C + h * hs;
+    float* dbase_inp = dinp + (size_t)b * T * C3 + h * hs;
+
+    fa_load_tile(Ks, base + C, k0, FA_BC, T, C3, hs, 1.0f, vec);
+    const int kr = warp * 16 + g;                           // this thread's key rows kr and kr + 8
+    const int key_a = k0 + kr, key_b = key_a + 8;
+    // v of the warp's 16 keys: the A operand of dP^T = V dO^T, kept in registers (as fp32, split on use)
+    float vr[FA_KD][4];
+#pragma unroll
+    for (int kd = 0; kd < FA_KD; kd++) {
+        int d0 = kd * 8 + t, d1 = d0 + 4;
+        const float* va = base + 2 * C + (size_t)key_a * C3;
+        const float* vb = base + 2 * C + (size_t)key_b * C3;
+        vr[kd][0] = (key_a < T && d0 < hs) ? va[d0] : 0.0f;
+        vr[kd][1] = (key_b < T && d0 < hs) ? vb[d0] : 0.0f;
+        vr[kd][2] = (key_a < T && d1 < hs) ? va[d1] : 0.0f;
+        vr[kd][3] = (key_b < T && d1 < hs) ? vb[d1] : 0.0f;
+    }
+    float dk[FA_KD][4], dv[FA_KD][4];
+#pragma unroll
+    for (int kd = 0; kd < FA_KD; kd++) {
+#pragma unroll
+        for (int c = 0; c < 4; c++) { dk[kd][c] = 0.0f; dv[kd][c] = 0.0f; }
+    }
+
+    for (int i0 = k0; i0 < T; i0 += FA_BQ) {
+        fa_load_tile(Qs, base, i0, FA_BQ, T, C3, hs, scale_log2, vec);
+        fa_load_tile(dOs, dbase, i0, FA_BQ, T, C, hs, 1.0f, vec);
+        if (threadIdx.x < FA_BQ) {
+            int q = i0 + threadIdx.x;
+            Ls[threadIdx.x] = q < T ? lse[(size_t)bh * T + q] : 0.0f;
+            Ds[threadIdx.x] = q < T ? delta[(size_t)bh * T + q] : 0.0f;
+        }
+        __syncthreads();
+        // S^T = K Q^T (16 keys x 32 queries per warp) in base-2 units; B[k = dim][n = query] = Q[query][dim]
+        float st[FA_BQ / 8][4];
+#pragma unroll
+        for (int n = 0; n < FA_BQ / 8; n++) {
+            st[n][0] = 0.0f; st[n][1] = 0.0f; st[n][2] = 0.0f; st[n][3] = 0.0f;
+        }
+#pragma unroll
+        for (int kd = 0; kd < FA_KD; kd++) {
+            const float* ka = Ks + kr * FA_LD + kd * 8 + t;
+            FaA a = fa_a(ka[0], ka[8 * FA_LD], ka[4], ka[8 * FA_LD + 4]);
+#pragma unroll
+            for (int n = 0; n < FA_BQ / 8; n++) {
+                const float* q = Qs + (n * 8 + g) * FA_LD + kd * 8 + t;
+                fa_mma(st[n], a, fa_b(q[0], q[4]));
+            }
+        }
+        // P^T = exp2(S^T - lse[query]); 0 where key > query, or past T
+#pragma unroll
+        for (int n = 0; n < FA_BQ / 8; n++) {
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                int qi = n * 8 + 2 * t + (c & 1);
+                int query = i0 + qi;
+                int key = c < 2 ? key_a : key_b;
+                st[n][c] = (key <= query && query < T) ? exp2f(st[n][c] - Ls[qi]) : 0.0f;
+            }
+        }
+        // dV += P^T dO: k = the queries of tile n relabelled (2t, 2t+1)
+#pragma unroll
+        for (int n = 0; n < FA_BQ / 8; n++) {
+            FaA pa = fa_a(st[n][0], st[n][2], st[n][1], st[n][3]);
+            const float* d = dOs + (n * 8 + 2 * t) * FA_LD + g;
+#pragma unroll
+            for (int kd = 0; kd < FA_KD; kd++) {
+                fa_mma(dv[kd], pa, fa_b(d[kd * 8], d[FA_LD + kd * 8]));
+            }
+        }
+        // dP^T = V dO^T; then dS^T = P^T (dP^T - delta[query]), in place
+        float ds[FA_BQ / 8][4];
+#pragma unroll
+        for (int n = 0; n < FA_BQ / 8; n++) {
+            ds[n][0] = 0.0f; ds[n][1] = 0.0f; ds[n][2] = 0.0f; ds[n][3] = 0.0f;
+        }
+#pragma unroll
+        for (int kd = 0; kd < FA_KD; kd++) {
+            FaA a = fa_a(vr[kd][0], vr[kd][1], vr[kd][2], vr[kd][3]);
+#pragma unroll
+            for (int n = 0; n < FA_BQ / 8; n++) {
+                const float* d = dOs + (n * 8 + g) * FA_LD + kd * 8 + t;
+                fa_mma(ds[n], a, fa_b(d[0], d[4]));
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < FA_BQ / 8; n++) {
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                ds[n][c] = st[n][c] * (ds[n][c] - Ds[n * 8 + 2 * t + (c & 1)]);
+            }
+        }
+        // dK += dS^T Q (Q scaled by scale*log2(e): times ln 2 at the end gives scale * dS^T Q)
+#pragma unroll
+        for (int n = 0; n < FA_BQ / 8; n++) {
+            FaA sa = fa_a(ds[n][0], ds[n][2], ds[n][1], ds[n][3]);
+            const float* q = Qs + (n * 8 + 2 * t) * FA_LD + g;
+#pragma unroll
+            for (int kd = 0; kd < FA_KD; kd++) {
+                fa_mma(dk[kd], sa, fa_b(q[kd * 8], q[FA_LD + kd * 8]));
+            }
+        }
+        // dS^T to shared memory: dQ needs it with the queries as rows
+#pragma unroll
+        for (int n = 0; n < FA_BQ / 8; n++) {
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                dSs[(kr + (c >> 1) * 8) * FA_LDS + n * 8 + 2 * t + (c & 1)] = ds[n][c];
+            }
+        }
+        __syncthreads();
+        // dQ = dS K (32 queries x FA_HS): warp w takes query rows 16*(w/2).. and dim tiles kd = w%2, w%2+2, ...
+        // k = the 64 keys, relabelled (2t, 2t+1) within each 8 so that both operands read conflict-free
+        {
+            const int mt = warp >> 1;
+            float dq[(FA_KD + 1) / 2][4];
+#pragma unroll
+            for (int j = 0; j < (FA_KD + 1) / 2; j++) {
+                dq[j][0] = 0.0f; dq[j][1] = 0.0f; dq[j][2] = 0.0f; dq[j][3] = 0.0f;
+            }
+#pragma unroll
+            for (int kk = 0; kk < FA_BC / 8; kk++) {
+                const float* sp = dSs + (kk * 8 + 2 * t) * FA_LDS + mt * 16 + g;
+                FaA a = fa_a(sp[0], sp[8], sp[FA_LDS], sp[FA_LDS + 8]);
+                const float* kp = Ks + (kk * 8 + 2 * t) * FA_LD + g;
+#pragma unroll
+                for (int j = 0; j < (FA_KD + 1) / 2; j++) {
+                    int kd = (warp & 1) + 2 * j;
+                    if (kd < FA_KD) fa_mma(dq[j], a, fa_b(kp[kd * 8], kp[FA_LD + kd * 8]));
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < (FA_KD + 1) / 2; j++) {
+                int kd = (warp & 1) + 2 * j;
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    int dim = kd * 8 + 2 * t + (c & 1);
+                    int query = i0 + mt * 16 + g + (c >> 1) * 8;
+                    if (kd < FA_KD && dim < hs && query < T) {
+                        atomicAdd(dbase_inp + (size_t)query * C3 + dim, dq[j][c] * scale);
+                    }
+                }
+            }
+        }
+        __syncthreads();                                    // the next step overwrites Qs, dOs, dSs
+    }
+#pragma unroll
+    for (int kd = 0; kd < FA_KD; kd++) {
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            int dim = kd * 8 + 2 * t + (c & 1);
+            int key = c < 2 ? key_a : key_b;
+            if (key < T && dim < hs) {
+                float* row = dbase_inp + (size_t)key * C3;
+                row[C + dim] += dk[kd][c] * FA_LN2;
+                row[2 * C + dim] += dv[kd][c];
+            }
+        }
+    }
+}

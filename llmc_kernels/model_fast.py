@@ -1,0 +1,424 @@
+"""FastGPT2: the same GPT-2 as ``model.GPT2`` (same parameters, checkpoints, interface, numbers), trained
+faster and in less memory. What changes, and why (bench/step_breakdown.py shows where the time goes):
+
+- attention is ``flash_attention_forward/backward`` (kernels/flash_attention.cu): tensor cores, and no
+  [B,NH,T,T] buffers at all (llm.c's layout keeps att for every layer: 4.8 GB at B=8, T=1024, plus 3 x 400 MB
+  of preatt/dpreatt/datt scratch, each written and read several times per step);
+- the linear layers are single cuBLAS calls (``ops.linear_*``) that write their outputs (beta = 0) instead
+  of adding into zeroed buffers; biases ride on neighbouring passes: fc's bias with GELU
+  (``bias_gelu_forward``), the projections' biases with the residual add and the next layernorm
+  (``residual_layernorm_forward``: 4 reads + 3 writes of the stream become 2 + 2);
+- the residual gradient flows through ONE buffer: ``layernorm_backward`` already accumulates into its dinp,
+  so d(stream) += d(layernorm input) is exactly residual_backward, for free; no gradient buffer is zeroed
+  per layer except dqkv (flash attention's dq arrives by atomics);
+- the GELU backward overwrites its input gradient in place; the loss is averaged on the device;
+- every buffer is allocated before the first step (one block for activations, one for scratch, aligned
+  to 256 bytes), nothing in a step reads device data on the host, so ``step()`` runs the whole training
+  step (forward, zero_grad, backward, AdamW) as one CUDA graph (``graph.StepGraph``) on the GPU.
+
+    model = FastGPT2.from_config(GPT2Config.d12(), seed=0)
+    loss = model.step(inputs, targets, lr=3e-4, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, t=1)
+    # or, as GPT2: loss = model.forward(x, y); model.zero_grad(); model.backward(); model.update(...)
+
+``self._f`` maps names to the ops it calls (the package's, ``FAST_OPS``), so bench/step_breakdown.py can time
+each. On the cpu backend everything runs eagerly with the same kernels (tests/test_fast_model.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+
+from .model import GPT2
+from .model_config import GPT2Config, num_params
+
+__all__ = ["FastGPT2", "FAST_OPS", "fast_activation_shapes", "fast_scratch_shapes", "fast_training_bytes",
+           "fast_path_problem"]
+
+FAST_OPS = (
+    "encoder_forward", "encoder_backward", "residual_layernorm_forward", "layernorm_backward",
+    "linear_forward", "linear_backward_input", "linear_backward_weight", "bias_forward", "bias_gelu_forward",
+    "gelu_forward", "gelu_backward_inplace", "bias_backward", "flash_attention_forward",
+    "flash_attention_backward", "fused_classifier", "softmax_forward", "mean_loss", "adamw_update",
+    "adamw_update_device",
+)
+ALIGN = 64          # floats: every buffer view starts on a 256-byte boundary (float4 paths, cuBLAS)
+MAX_HEAD = 64       # flash attention's head-size limit
+
+
+def fast_activation_shapes(cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False) -> dict:
+    """What the forward keeps for the backward: model_config.activation_shapes without preatt/att/probs
+    (flash attention keeps a log-sum-exp per row instead, ``att_lse``) and without the projection
+    scratch (in ``fast_scratch_shapes``). ``recompute_gelu`` drops fch_gelu (recomputed in the backward)."""
+    C, L, NH, Vp = cfg.channels, cfg.num_layers, cfg.num_heads, cfg.padded_vocab_size
+    shapes = {
+        "encoded": (B, T, C),
+        "ln1": (L, B, T, C), "ln1_mean": (L, B, T), "ln1_rstd": (L, B, T),
+        "qkv": (L, B, T, 3 * C),
+        "atty": (L, B, T, C), "att_lse": (L, B, NH, T),
+        "residual2": (L, B, T, C),
+        "ln2": (L, B, T, C), "ln2_mean": (L, B, T), "ln2_rstd": (L, B, T),
+        "fch": (L, B, T, 4 * C), "fch_gelu": (L, B, T, 4 * C),
+        "residual3": (L, B, T, C),
+        "lnf": (B, T, C), "lnf_mean": (B, T), "lnf_rstd": (B, T),
+        "logits": (B, T, Vp),            # the fused classifier writes dlogits over it
+        "losses": (B, T),
+    }
+    if recompute_gelu:
+        del shapes["fch_gelu"]
+    return shapes
+
+
+def fast_scratch_shapes(cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False) -> dict:
+    """One layer's worth of scratch, reused by every layer, plus the step's device-side numbers."""
+    C, NH = cfg.channels, cfg.num_heads
+    shapes = {
+        "proj": (B, T, C),               # attproj / fcproj output before the residual add
+        "dres": (B, T, C),               # d loss / d residual stream (the one buffer, see the module doc)
+        "dln": (B, T, C), "datty": (B, T, C),
+        "dqkv": (B, T, 3 * C), "dfch": (B, T, 4 * C),
+        "delta": (B, NH, T),             # flash attention backward's row terms
+        "loss": (1,), "hyper": (7,),     # the mean loss, AdamW's numbers for this step
+    }
+    if recompute_gelu:
+        shapes["fch_gelu"] = (B, T, 4 * C)
+    return shapes
+
+
+def _aligned_numel(shapes: dict) -> int:
+    return sum(-(-math.prod(s) // ALIGN) * ALIGN for s in shapes.values())
+
+
+def _aligned_views(memory, shapes: dict) -> dict:
+    out, offset = {}, 0
+    for name, shape in shapes.items():
+        n = math.prod(shape)
+        out[name] = memory[offset:offset + n].reshape(shape)
+        offset += -(-n // ALIGN) * ALIGN
+    return out
+
+
+def fast_training_bytes(cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False) -> int:
+    """Device memory of FastGPT2 training: params, grads, m, v + activations + scratch + tokens.
+    GPT-2 small at B=8, T=1024: 2.0 GB + 6.5 GB + 0.3 GB (about 8.8 GB; 7.6 GB with recompute_gelu)."""
+    return 4 * (4 * num_params(cfg) + _aligned_numel(fast_activation_shapes(cfg, B, T, recompute_gelu))
+                + _aligned_numel(fast_scratch_shapes(cfg, B, T, recompute_gelu)) + 2 * B * T)
+
+
+def fast_path_problem(cfg: GPT2Config, ops=None) -> str | None:
+    """Why FastGPT2 cannot run this model with these ops (None when it can)."""
+    hs = cfg.channels // cfg.num_heads
+    if hs > MAX_HEAD:
+        return f"head size {hs} > {MAX_HEAD} (flash attention's limit)"
+    if ops is not None:
+        import llmc_kernels.ops as package_ops
+        if ops is not package_ops:
+            missing = [n for n in FAST_OPS if getattr(ops, n, None) is None]
+            if missing:
+                return f"the ops namespace lacks {', '.join(missing)}"
+    return None
+
+
+@contextlib.contextmanager
+def _device_checks_off():
+    """The token-id checks of encoder/softmax-family ops read device data (a host sync, which a CUDA graph
+    cannot hold); FastGPT2 validates its tokens on the host before the step, so it turns them off meanwhile."""
+    from .ops import encoder, softmax
+    saved = [(m, n, getattr(m, n)) for m, n in ((encoder, "CHECK_TOKEN_IDS"), (softmax, "CHECK_TARGETS"))
+             if hasattr(m, n)]
+    for m, n, _ in saved:
+        setattr(m, n, False)
+    try:
+        yield
+    finally:
+        for m, n, v in saved:
+            setattr(m, n, v)
+
+
+class FastGPT2(GPT2):
+    """GPT2 with fused kernels, flash attention, a preallocated memory plan and a CUDA-graph step."""
+
+    def __init__(self, config: GPT2Config, params=None, *, ops=None, xp=None, graph: bool = True,
+                 recompute_gelu: bool = False):
+        problem = fast_path_problem(config, ops)
+        if problem:
+            raise ValueError(f"FastGPT2 cannot run this model: {problem}; use GPT2")
+        super().__init__(config, params, ops=ops, xp=xp)
+        if ops is None:
+            import llmc_kernels.ops as ops
+        self._f = {name: getattr(ops, name) for name in FAST_OPS}
+        # not the bound method self._zero: model -> _f -> method -> model is a cycle, and a cycle keeps the
+        # model's device memory (gigabytes) until the garbage collector happens to run
+        self._f["zero"] = _zero_fn(self.xp)
+        self.recompute_gelu = bool(recompute_gelu)
+        self.use_graph = bool(graph) and self.xp is not np
+        self._graph = None               # graph.StepGraph, made at the first step on cuda
+        self._tokens = None              # int32 [2 * B * T]: inputs then targets
+        self._probs_memory = None
+        self.last_step_mode = None       # "eager" | "captured" | "graph" (what the last step() did)
+
+    # GPT2's constructors build ``cls(config, params, ops=, xp=)``; these pass FastGPT2's own options through
+    @classmethod
+    def from_config(cls, config: GPT2Config, seed: int = 0, *, ops=None, xp=None, graph: bool = True,
+                    recompute_gelu: bool = False) -> "FastGPT2":
+        """GPT2.from_config (the same bytes for the same seed), as a FastGPT2 with these options."""
+        model = super().from_config(config, seed, ops=ops, xp=xp)
+        return model._with_options(graph, recompute_gelu)
+
+    @classmethod
+    def from_checkpoint(cls, path, *, ops=None, xp=None, graph: bool = True,
+                        recompute_gelu: bool = False) -> "FastGPT2":
+        """GPT2.from_checkpoint (llm.c's file), as a FastGPT2 with these options."""
+        model = super().from_checkpoint(path, ops=ops, xp=xp)
+        return model._with_options(graph, recompute_gelu)
+
+    def _with_options(self, graph: bool, recompute_gelu: bool) -> "FastGPT2":
+        # only before the first forward: the memory plan depends on recompute_gelu
+        assert self.acts_memory is None, "options are set before any buffer is sized"
+        self.recompute_gelu = bool(recompute_gelu)
+        self.use_graph = bool(graph) and self.xp is not np
+        return self
+
+    # ------------------------------------------------------------------ buffers
+    def _ensure_activations(self, B: int, T: int) -> None:
+        if (B, T) == (self.B, self.T):
+            return
+        xp, cfg, rg = self.xp, self.config, self.recompute_gelu
+        a_shapes, g_shapes = fast_activation_shapes(cfg, B, T, rg), fast_scratch_shapes(cfg, B, T, rg)
+        if self.acts_memory is None or _aligned_numel(a_shapes) > self.acts_memory.size:
+            self.acts_memory = None
+            self.acts_memory = xp.zeros(_aligned_numel(a_shapes), dtype=xp.float32)
+        if self.gacts_memory is None or _aligned_numel(g_shapes) > self.gacts_memory.size:
+            self.gacts_memory = None
+            self.gacts_memory = xp.zeros(_aligned_numel(g_shapes), dtype=xp.float32)
+        if self._tokens is None or 2 * B * T > self._tokens.size:
+            self._tokens = xp.zeros(2 * B * T, dtype=xp.int32)
+        self.acts = _aligned_views(self.acts_memory, a_shapes)
+        self.gacts = _aligned_views(self.gacts_memory, g_shapes)
+        self.B, self.T = B, T
+
+    def _check_tokens(self, arr, what: str):
+        """GPT2._tokens' checks, reading device arrays once (outside any step); returns (B, T)."""
+        cfg = self.config
+        if getattr(arr, "ndim", None) != 2:
+            raise ValueError(f"{what} must be a 2-D int32 array [B, T]; got {type(arr).__name__} "
+                             f"with shape {getattr(arr, 'shape', None)}")
+        if getattr(arr, "dtype", None) != np.int32:
+            raise ValueError(f"{what} must be int32 (llm.c's token type); got {arr.dtype}")
+        B, T = (int(s) for s in arr.shape)
+        if B < 1 or not 1 <= T <= cfg.max_seq_len:
+            raise ValueError(f"{what} has shape {arr.shape}: need B >= 1 and 1 <= T <= maxT={cfg.max_seq_len}")
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi >= cfg.vocab_size:
+            raise ValueError(f"{what} holds token ids in [{lo}, {hi}]; the vocabulary is [0, {cfg.vocab_size})")
+        return B, T
+
+    def _load_tokens(self, inputs, targets) -> None:
+        """Validate, size the buffers, copy the tokens into the model's own device buffers (on the current
+        stream). Sets self.inputs / self.targets to those buffers."""
+        B, T = self._check_tokens(inputs, "inputs")
+        if targets is not None:
+            self._check_tokens(targets, "targets")
+            if targets.shape != inputs.shape:
+                raise ValueError(f"targets {targets.shape} and inputs {inputs.shape} differ in shape")
+        self._ensure_activations(B, T)
+        n = B * T
+        self.inputs = self._tokens[:n].reshape(B, T)
+        self.targets = None if targets is None else self._tokens[n:2 * n].reshape(B, T)
+        for dst, src in ((self.inputs, inputs), (self.targets, targets)):
+            if src is None:
+                continue
+            if self.xp is not np and isinstance(src, np.ndarray):
+                dst.set(np.ascontiguousarray(src))
+            else:
+                dst[...] = src
+
+    # ------------------------------------------------------------------ the passes (no host sync inside)
+    def _forward_pass(self, with_targets: bool) -> None:
+        f, p, a, s, cfg = self._f, self.params, self.acts, self.gacts, self.config
+        B, T, C, NH, L = self.B, self.T, cfg.channels, cfg.num_heads, cfg.num_layers
+        V, Vp, BT = cfg.vocab_size, cfg.padded_vocab_size, self.B * self.T
+        f["encoder_forward"](a["encoded"], self.inputs, p["wte"], p["wpe"], B, T, C)
+        f["residual_layernorm_forward"](None, a["ln1"][0], a["ln1_mean"][0], a["ln1_rstd"][0], a["encoded"],
+                                        None, None, p["ln1w"][0], p["ln1b"][0], B, T, C)
+        for l in range(L):
+            residual = a["encoded"] if l == 0 else a["residual3"][l - 1]
+            # attention block: residual2 = residual + attproj(attention(qkv(ln1)))
+            f["linear_forward"](a["qkv"][l], a["ln1"][l], p["qkvw"][l], BT, C, 3 * C)
+            f["bias_forward"](a["qkv"][l], p["qkvb"][l], B, T, 3 * C)
+            f["flash_attention_forward"](a["atty"][l], a["att_lse"][l], a["qkv"][l], B, T, C, NH)
+            f["linear_forward"](s["proj"], a["atty"][l], p["attprojw"][l], BT, C, C)
+            f["residual_layernorm_forward"](a["residual2"][l], a["ln2"][l], a["ln2_mean"][l], a["ln2_rstd"][l],
+                                            residual, s["proj"], p["attprojb"][l], p["ln2w"][l], p["ln2b"][l],
+                                            B, T, C)
+            # MLP block: residual3 = residual2 + fcproj(gelu(fc(ln2))), then the next layernorm
+            gelu = s["fch_gelu"] if self.recompute_gelu else a["fch_gelu"][l]
+            f["linear_forward"](a["fch"][l], a["ln2"][l], p["fcw"][l], BT, C, 4 * C)
+            f["bias_gelu_forward"](a["fch"][l], gelu, p["fcb"][l], B, T, 4 * C)
+            f["linear_forward"](s["proj"], gelu, p["fcprojw"][l], BT, 4 * C, C)
+            if l + 1 < L:
+                nxt = (a["ln1"][l + 1], a["ln1_mean"][l + 1], a["ln1_rstd"][l + 1])
+                w, b = p["ln1w"][l + 1], p["ln1b"][l + 1]
+            else:
+                nxt, w, b = (a["lnf"], a["lnf_mean"], a["lnf_rstd"]), p["lnfw"], p["lnfb"]
+            f["residual_layernorm_forward"](a["residual3"][l], *nxt, a["residual2"][l], s["proj"],
+                                            p["fcprojb"][l], w, b, B, T, C)
+        f["linear_forward"](a["logits"], a["lnf"], p["wte"], BT, C, Vp)      # tied weights: wte is the classifier
+        if with_targets:
+            # softmax + cross-entropy + d(mean loss)/d(logits), the gradient written over the logits
+            f["fused_classifier"](a["logits"], a["losses"], None, self.targets, B, T, V, Vp)
+            f["mean_loss"](s["loss"], a["losses"], BT)
+        else:
+            f["softmax_forward"](self._probs(), a["logits"], B, T, V, Vp)
+
+    def _backward_pass(self) -> None:
+        f, p, g, a, s, cfg = self._f, self.params, self.grads, self.acts, self.gacts, self.config
+        B, T, C, NH, L = self.B, self.T, cfg.channels, cfg.num_heads, cfg.num_layers
+        Vp, BT = cfg.padded_vocab_size, self.B * self.T
+        dlogits, dres = a["logits"], s["dres"]
+        f["linear_backward_input"](s["dln"], dlogits, p["wte"], BT, C, Vp)
+        f["linear_backward_weight"](g["wte"], dlogits, a["lnf"], BT, C, Vp)
+        f["zero"](dres)
+        f["layernorm_backward"](dres, g["lnfw"], g["lnfb"], s["dln"], a["residual3"][L - 1], p["lnfw"],
+                                a["lnf_mean"], a["lnf_rstd"], B, T, C)
+        for l in reversed(range(L)):
+            residual = a["encoded"] if l == 0 else a["residual3"][l - 1]
+            # MLP block, backwards: dres is d(residual3); the branch's gradient is dres itself
+            if self.recompute_gelu:
+                gelu = s["fch_gelu"]
+                f["gelu_forward"](gelu, a["fch"][l], BT * 4 * C)
+            else:
+                gelu = a["fch_gelu"][l]
+            f["bias_backward"](g["fcprojb"][l], dres, B, T, C)
+            f["linear_backward_weight"](g["fcprojw"][l], dres, gelu, BT, 4 * C, C)
+            f["linear_backward_input"](s["dfch"], dres, p["fcprojw"][l], BT, 4 * C, C)
+            f["gelu_backward_inplace"](s["dfch"], a["fch"][l], BT * 4 * C)
+            f["bias_backward"](g["fcb"][l], s["dfch"], B, T, 4 * C)
+            f["linear_backward_weight"](g["fcw"][l], s["dfch"], a["ln2"][l], BT, C, 4 * C)
+            f["linear_backward_input"](s["dln"], s["dfch"], p["fcw"][l], BT, C, 4 * C)
+            # += d(ln2 input): dres becomes d(residual2) (residual_backward for free)
+            f["layernorm_backward"](dres, g["ln2w"][l], g["ln2b"][l], s["dln"], a["residual2"][l], p["ln2w"][l],
+                                    a["ln2_mean"][l], a["ln2_rstd"][l], B, T, C)
+            # attention block, backwards
+            f["bias_backward"](g["attprojb"][l], dres, B, T, C)
+            f["linear_backward_weight"](g["attprojw"][l], dres, a["atty"][l], BT, C, C)
+            f["linear_backward_input"](s["datty"], dres, p["attprojw"][l], BT, C, C)
+            f["zero"](s["dqkv"])
+            f["flash_attention_backward"](s["dqkv"], s["datty"], a["qkv"][l], a["atty"][l], a["att_lse"][l],
+                                          B, T, C, NH, delta=s["delta"])
+            f["bias_backward"](g["qkvb"][l], s["dqkv"], B, T, 3 * C)
+            f["linear_backward_weight"](g["qkvw"][l], s["dqkv"], a["ln1"][l], BT, C, 3 * C)
+            f["linear_backward_input"](s["dln"], s["dqkv"], p["qkvw"][l], BT, C, 3 * C)
+            f["layernorm_backward"](dres, g["ln1w"][l], g["ln1b"][l], s["dln"], residual, p["ln1w"][l],
+                                    a["ln1_mean"][l], a["ln1_rstd"][l], B, T, C)
+        f["encoder_backward"](g["wte"], g["wpe"], dres, self.inputs, B, T, C)
+
+    def _train_pass(self) -> None:
+        """forward + zero_grad + backward + AdamW with the numbers in gacts['hyper']: one CUDA graph."""
+        self._forward_pass(True)
+        self._f["zero"](self.grads_memory)
+        self._backward_pass()
+        self._f["adamw_update_device"](self.params_memory, self.grads_memory, self.m, self.v, self.gacts["hyper"],
+                                       self.num_parameters)
+
+    def _probs(self):
+        """The [B,T,Vp] probabilities of a forward without targets (training never needs them). Sampling after
+        training (B=1, short T) finds room in the unused tail of the activation block, sized for the training
+        batch: no allocation, so the memory plan still holds; otherwise they get their own buffer."""
+        B, T, Vp = self.B, self.T, self.config.padded_vocab_size
+        n = B * T * Vp
+        used = _aligned_numel(fast_activation_shapes(self.config, B, T, self.recompute_gelu))
+        if self.acts_memory.size - used >= n:
+            memory = self.acts_memory[used:]
+        else:
+            if self._probs_memory is None or self._probs_memory.size < n:
+                self._probs_memory = None
+                self._probs_memory = self.xp.zeros(n, dtype=self.xp.float32)
+            memory = self._probs_memory
+        self.acts["probs"] = memory[:n].reshape(B, T, Vp)
+        return self.acts["probs"]
+
+    def _read_loss(self) -> float:
+        loss = self.gacts["loss"]
+        return float(loss[0] if self.xp is np else loss.get()[0])
+
+    # ------------------------------------------------------------------ GPT2's interface
+    def forward(self, inputs, targets=None):
+        """As GPT2.forward (with targets, the logits' gradient is ready for backward() afterwards)."""
+        self._load_tokens(inputs, targets)
+        with _device_checks_off():
+            self._forward_pass(targets is not None)
+        self.mean_loss = None if targets is None else self._read_loss()
+        return self.mean_loss
+
+    def backward(self) -> None:
+        if self.targets is None or self.mean_loss is None:
+            raise RuntimeError("backward() needs a forward(inputs, targets) first (the loss to differentiate)")
+        with _device_checks_off():
+            self._backward_pass()
+        self.mean_loss = None
+
+    def step(self, inputs, targets, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
+             t: int) -> float:
+        """One training step (forward, zero_grad, backward, AdamW at step t >= 1); returns the mean loss.
+        On cuda the step is a CUDA graph after its first (warm-up) call for a batch shape."""
+        if targets is None:
+            raise ValueError("step() trains: it needs targets")
+        hyper = _hyper(lr, beta1, beta2, eps, weight_decay, t)
+        if self.m is None:
+            self.m = self.xp.zeros(self.num_parameters, dtype=self.xp.float32)
+            self.v = self.xp.zeros(self.num_parameters, dtype=self.xp.float32)
+        if self.xp is np:
+            self._load_tokens(inputs, targets)
+            self.gacts["hyper"][...] = hyper
+            with _device_checks_off():
+                self._train_pass()
+            self.last_step_mode = "eager"
+        else:
+            self._step_cuda(inputs, targets, hyper)
+        self.mean_loss = None            # the step consumed it (as forward + backward would)
+        return self._read_loss()
+
+    def _step_cuda(self, inputs, targets, hyper) -> None:
+        cupy = self.xp
+        if self._graph is None:
+            from .graph import StepGraph
+            self._graph = StepGraph()
+        runner = self._graph
+        cupy.cuda.Stream.null.synchronize()          # anything queued on the default stream (e.g. a load) first
+        with runner.stream:
+            self._load_tokens(inputs, targets)
+            self.gacts["hyper"].set(hyper)
+        with _device_checks_off():
+            if self.use_graph:
+                self.last_step_mode = runner.run(self._graph_key(), self._train_pass)
+            else:
+                with runner.stream:
+                    self._train_pass()
+                self.last_step_mode = "eager"
+        runner.stream.synchronize()
+
+    def _graph_key(self) -> tuple:
+        """Everything a captured step depends on: shapes, precision and every buffer's address."""
+        from .ops import matmul_precision
+        bufs = (self.params_memory, self.grads_memory, self.m, self.v, self.acts_memory, self.gacts_memory,
+                self._tokens)
+        return (self.B, self.T, matmul_precision(), self.recompute_gelu) + tuple(int(b.data.ptr) for b in bufs)
+
+    @property
+    def graph_failure(self) -> str | None:
+        """Why the CUDA graph could not be used (None when it was, or was never tried)."""
+        return None if self._graph is None else self._graph.failed
+
+
+def _zero_fn(xp):
+    """arr = 0: a memset on the current stream on cuda (capturable in a CUDA graph, allocates nothing)."""
+    if xp is np:
+        return lambda arr: arr.fill(0)
+    return lambda arr: xp.cuda.runtime.memsetAsync(arr.data.ptr, 0, arr.nbytes, xp.cuda.get_current_stream().ptr)
+
+
+def _hyper(lr, beta1, beta2, eps, weight_decay, t) -> np.ndarray:
+    from .ops.fused import adamw_hyper
+    return adamw_hyper(lr, beta1, beta2, eps, weight_decay, t)

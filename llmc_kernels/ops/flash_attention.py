@@ -1,0 +1,125 @@
+"""Flash attention: causal multi-head attention that never materialises the T x T matrices
+(``kernels/flash_attention.cu``; the math and the tensor-core layout are explained there).
+
+    flash_attention_forward(out[B,T,C], lse[B,NH,T], inp[B,T,3C], B, T, C, NH)
+        out = softmax(causal(q k^T / sqrt(hs))) v per head (as attention_forward's ``out``); written.
+        lse = the softmax's log-sum-exp per row, in base-2 units of the scaled scores (for the backward).
+    flash_attention_backward(dinp[B,T,3C], dout[B,T,C], inp, out, lse, B, T, C, NH, delta=None)
+        dinp += d(out)/d(inp) applied to dout (as attention_backward's ``dinp``; accumulates).
+        ``delta`` [B,NH,T] is scratch (allocated when None; the model passes its own so nothing is
+        allocated inside a CUDA graph).
+
+Compared with ``attention_forward`` (llm.c's layout), nothing of size B*NH*T*T exists: GPT-2 small at
+B=8, T=1024 saves 2 x 4.8 GB of att/preatt activations and the same again of backward scratch, and the
+scores make one trip through registers instead of four through memory.
+
+Precision: the products run on TF32 tensor cores. ``precise=True`` (default when the matmul precision is
+"fp32", and on the cpu backend) uses 3xTF32, accurate like fp32 FMA; ``precise=False`` (``"tf32"``) plain
+TF32 (~1e-3 relative). Head sizes up to 64 (GPT-2 uses 64 at every size); hs is padded to a multiple of 8.
+
+Launch: forward grid (ceil(T/64), B*NH), backward grid (ceil(T/64), B*NH), 128 threads; the delta
+pre-pass a warp per (b, t, h) on cuda, a thread per row on cpu. On the cpu backend the same kernels run
+with the tensor-core instruction emulated from its fragments (``FA_EMULATE_MMA``), so the tests there
+check every index the GPU uses.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _loader, _validate
+from ._grid import aligned16, resident_blocks
+
+MAX_HEAD = 64
+THREADS = 128
+ROWS = 64                  # query rows per forward block, keys per backward block
+DELTA_BLOCK = 256
+MAX_GRID_Y = 65535
+
+
+def head_pad(hs: int) -> int:
+    """The head size the kernels are compiled for: hs rounded up to a multiple of 8 (the mma's k)."""
+    return -(-int(hs) // 8) * 8
+
+
+def _precise(backend: str, precise) -> bool:
+    if precise is not None:
+        return bool(precise)
+    if backend != "cuda":
+        return True
+    from .matmul import matmul_precision
+    return matmul_precision() != "tf32"
+
+
+def _kernel(name: str, hs: int, precise: bool, emulate: bool = False):
+    options = (f"-DFA_HS={head_pad(hs)}", f"-DFA_PRECISE={int(precise)}")
+    if emulate:
+        options += ("-DFA_EMULATE_MMA=1",)
+    return _loader.kernel("flash_attention.cu", name, options=options)
+
+
+def _check_sizes(fn: str, B, T, C, NH) -> int:
+    _validate.positive(fn, B=B, T=T, C=C, NH=NH)
+    if C % NH:
+        raise ValueError(f"{fn}: C = {C} must be a multiple of NH = {NH} (head size hs = C/NH)")
+    hs = C // NH
+    if hs > MAX_HEAD:
+        raise ValueError(f"{fn}: head size C/NH = {hs} is larger than the {MAX_HEAD} these kernels hold in "
+                         "shared memory; use attention_forward/attention_backward")
+    if B * NH > MAX_GRID_Y:
+        raise ValueError(f"{fn}: B*NH = {B * NH} blocks along grid y is more than CUDA's {MAX_GRID_Y}")
+    return hs
+
+
+def _vec(hs: int, C: int, *arrays) -> np.int32:
+    """float4 tile loads: every head slice of every row 16-byte aligned."""
+    return np.int32(hs % 4 == 0 and C % 4 == 0 and aligned16(*arrays))
+
+
+def flash_attention_forward(out, lse, inp, B, T, C, NH, *, precise=None, emulate=False):
+    """out = causal softmax(q k^T / sqrt(hs)) v per head; lse saved for the backward (both written)."""
+    fn = "flash_attention_forward"
+    _validate.entry(fn)
+    hs = _check_sizes(fn, B, T, C, NH)
+    backend = _validate.same_backend(fn, out=out, lse=lse, inp=inp)
+    sizes = {"B": B, "T": T, "C": C, "NH": NH, "3C": 3 * C}
+    _validate.expect(fn, "out", out, "B,T,C", sizes)
+    _validate.expect(fn, "lse", lse, "B,NH,T", sizes)
+    _validate.expect(fn, "inp", inp, "B,T,3C", sizes)
+    scale_log2 = math.log2(math.e) / math.sqrt(hs)
+    _kernel("flash_attention_forward_kernel", hs, _precise(backend, precise), emulate)(
+        (-(-T // ROWS), B * NH), (THREADS,),
+        (out, lse, inp, np.int32(B), np.int32(T), np.int32(C), np.int32(NH), np.float32(scale_log2),
+         _vec(hs, C, inp)))
+
+
+def flash_attention_backward(dinp, dout, inp, out, lse, B, T, C, NH, *, delta=None, precise=None,
+                             emulate=False):
+    """dinp += the gradient of the attention for upstream dout (needs the forward's out and lse)."""
+    fn = "flash_attention_backward"
+    _validate.entry(fn)
+    hs = _check_sizes(fn, B, T, C, NH)
+    backend = _validate.same_backend(fn, dinp=dinp, dout=dout, inp=inp, out=out, lse=lse, delta=delta)
+    sizes = {"B": B, "T": T, "C": C, "NH": NH, "3C": 3 * C}
+    _validate.expect(fn, "dinp", dinp, "B,T,3C", sizes)
+    _validate.expect(fn, "dout", dout, "B,T,C", sizes)
+    _validate.expect(fn, "inp", inp, "B,T,3C", sizes)
+    _validate.expect(fn, "out", out, "B,T,C", sizes)
+    _validate.expect(fn, "lse", lse, "B,NH,T", sizes)
+    if delta is None:
+        xp = np if backend == "cpu" else __import__("cupy")
+        delta = xp.empty((B, NH, T), dtype=np.float32)
+    _validate.expect(fn, "delta", delta, "B,NH,T", sizes)
+    precise = _precise(backend, precise)
+    rows = B * T * NH
+    lanes, block = (32, DELTA_BLOCK) if backend == "cuda" else (1, 32)
+    grid = max(1, min(-(-rows * lanes // block), resident_blocks(backend, block) * 4))
+    _kernel("flash_attention_delta_kernel", hs, precise, emulate)(
+        (grid,), (block,), (delta, out, dout, np.int32(B), np.int32(T), np.int32(C), np.int32(NH),
+                            np.int32(lanes)))
+    scale = 1.0 / math.sqrt(hs)
+    _kernel("flash_attention_backward_kernel", hs, precise, emulate)(
+        (-(-T // ROWS), B * NH), (THREADS,),
+        (dinp, dout, inp, lse, delta, np.int32(B), np.int32(T), np.int32(C), np.int32(NH),
+         np.float32(scale * math.log2(math.e)), np.float32(scale), _vec(hs, C, inp, dout)))

@@ -1,0 +1,67 @@
+"""The fast model's linear layers: the three products of matmul_forward/matmul_backward as separate calls,
+each writing exactly what it should, so no buffer needs zeroing and no bias pass rides along.
+
+    linear_forward(out[M,N], inp[M,K], weight[N,K])                    out  = inp @ weight^T        (written)
+    linear_backward_input(dinp[M,K], dout[M,N], weight[N,K], accumulate=False)
+                                                                       dinp = dout @ weight          (or +=)
+    linear_backward_weight(dweight[N,K], dout[M,N], inp[M,K])          dweight += dout^T @ inp       (accumulates)
+
+Arrays are C-contiguous float32 of the given element counts (any shape: the model passes [B,T,C] views).
+The bias terms live in ops/fused.py (bias_forward, bias_gelu_forward, residual_layernorm_forward,
+bias_backward). On cuda every product is one cuBLAS call (``matmul.cublas_gemm``: beta = 0 to write,
+beta = 1 to accumulate, TF32 per ``set_matmul_precision``); on cpu NumPy's BLAS.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validate
+from ._grid import expect_flat
+from .matmul import cublas_gemm
+
+
+def _ptr(a) -> int:
+    """Device address of a CuPy array's first element."""
+    return int(a.data.ptr)
+
+
+def _check(fn: str, M: int, K: int, N: int, **arrays) -> str:
+    _validate.positive(fn, M=M, K=K, N=N)
+    backend = _validate.same_backend(fn, **arrays)
+    counts = {"out": M * N, "dout": M * N, "inp": M * K, "dinp": M * K, "weight": N * K, "dweight": N * K}
+    for name, arr in arrays.items():
+        expect_flat(fn, name, arr, counts[name])
+    return backend
+
+
+def linear_forward(out, inp, weight, M, K, N):
+    """out[M,N] = inp[M,K] @ weight[N,K]^T."""
+    fn = "linear_forward"
+    _validate.entry(fn)
+    if _check(fn, M, K, N, out=out, inp=inp, weight=weight) == "cuda":
+        cublas_gemm(False, True, M, N, K, 1.0, _ptr(inp), K, _ptr(weight), K, 0.0, _ptr(out), N)
+    else:
+        np.matmul(inp.reshape(M, K), weight.reshape(N, K).T, out=out.reshape(M, N))
+
+
+def linear_backward_input(dinp, dout, weight, M, K, N, accumulate=False):
+    """dinp[M,K] = dout[M,N] @ weight[N,K] (``accumulate``: +=)."""
+    fn = "linear_backward_input"
+    _validate.entry(fn)
+    if _check(fn, M, K, N, dinp=dinp, dout=dout, weight=weight) == "cuda":
+        cublas_gemm(False, False, M, K, N, 1.0, _ptr(dout), N, _ptr(weight), K, 1.0 if accumulate else 0.0,
+                    _ptr(dinp), K)
+    elif accumulate:
+        dinp.reshape(M, K)[...] += dout.reshape(M, N) @ weight.reshape(N, K)
+    else:
+        np.matmul(dout.reshape(M, N), weight.reshape(N, K), out=dinp.reshape(M, K))
+
+
+def linear_backward_weight(dweight, dout, inp, M, K, N):
+    """dweight[N,K] += dout[M,N]^T @ inp[M,K]."""
+    fn = "linear_backward_weight"
+    _validate.entry(fn)
+    if _check(fn, M, K, N, dweight=dweight, dout=dout, inp=inp) == "cuda":
+        cublas_gemm(True, False, N, K, M, 1.0, _ptr(dout), N, _ptr(inp), K, 1.0, _ptr(dweight), K)
+    else:
+        dweight.reshape(N, K)[...] += dout.reshape(M, N).T @ inp.reshape(M, K)

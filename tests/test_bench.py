@@ -1,0 +1,84 @@
+"""The benchmark scripts: they refuse the CPU backend with a message, write their results section without
+touching the others, and bench/train.py's PyTorch GPT-2 computes the same loss as ours (so the timings
+compare like with like). On a GPU (marked gpu), each script runs a short version end to end."""
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+SCRIPTS = ("kernels.py", "train.py", "step_breakdown.py")
+
+
+@pytest.fixture
+def bench_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+
+
+def run_script(name, *args, backend="cpu", timeout=600):
+    env = dict(os.environ, LLMC_BACKEND=backend)
+    return subprocess.run([sys.executable, str(BENCH / name), *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_scripts_refuse_the_cpu_backend(name):
+    r = run_script(name)
+    assert r.returncode == 2, r.stderr
+    assert "needs a CUDA GPU" in r.stdout
+
+
+def test_write_section_replaces_only_its_own(tmp_path, bench_path):
+    results = importlib.import_module("_results")
+    path = tmp_path / "RESULTS.md"
+    results.write_section(str(path), "a", "A", "head a", ["| x |"])
+    results.write_section(str(path), "b", "B", "head b", ["| y |"])
+    results.write_section(str(path), "a", "A", "head a2", ["| z |"])
+    text = path.read_text()
+    assert text.count("<!-- a:start -->") == 1 and "| z |" in text and "| x |" not in text
+    assert "| y |" in text and text.index("<!-- a:start -->") < text.index("<!-- b:start -->")
+
+
+def test_torch_gpt2_computes_our_loss(bench_path):
+    """Same llm.c weights, same batch: the benchmark's PyTorch model and ours agree (tiny config, float32
+    on both sides: 1e-4 relative on the loss)."""
+    torch = pytest.importorskip("torch")
+    from llmc_kernels.model import GPT2
+    from llmc_kernels.model_config import GPT2Config
+    TorchGPT2 = importlib.import_module("torch_gpt2").TorchGPT2
+    cfg = GPT2Config.tiny()
+    ours = GPT2.from_config(cfg, seed=3)
+    rng = np.random.default_rng(0)
+    tok = rng.integers(0, cfg.vocab_size, size=(2, 14), dtype=np.int32)
+    x, y = np.ascontiguousarray(tok[:, :-1]), np.ascontiguousarray(tok[:, 1:])
+    xp = ours.xp
+    loss = ours.forward(xp.asarray(x), xp.asarray(y))
+    host = {k: (v.get() if hasattr(v, "get") else np.asarray(v)) for k, v in ours.params.items()}
+    theirs = TorchGPT2(cfg).load_llmc(host)
+    with torch.no_grad():
+        exact = theirs(torch.from_numpy(x).long(), torch.from_numpy(y).long(), exact=True).item()
+        padded = theirs(torch.from_numpy(x).long(), torch.from_numpy(y).long()).item()
+    assert abs(exact - loss) <= 1e-4 * abs(loss), (exact, loss)
+    # the padded vocabulary (nanoGPT's way, used for speed) differs only by 47 never-target logits
+    assert abs(padded - loss) < 0.05 * abs(loss)
+
+
+@pytest.mark.gpu
+def test_train_bench_runs_on_the_gpu():
+    r = run_script("train.py", "--steps", "2", "--warmup", "2", "--only", "fast,eager", "--results", "",
+                   backend="cuda")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "llmc fast tf32" in r.stdout and "failed" not in r.stdout
+
+
+@pytest.mark.gpu
+def test_step_breakdown_runs_on_the_gpu():
+    r = run_script("step_breakdown.py", "--steps", "1", "-B", "2", "-T", "256", "--results", "", backend="cuda")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "| flash_attention_forward |" in r.stdout and "| attention_forward |" in r.stdout

@@ -1,0 +1,328 @@
+"""FastGPT2 (llmc_kernels/model_fast.py) is GPT2 trained faster: the same numbers, interface and files.
+
+On the cpu backend (every kernel of the fast path runs there, flash attention's tensor-core instruction
+emulated), GPT-2's vocabulary on the tiny body at an awkward B=2, T=13 (not a multiple of anything):
+- loss and every gradient against GPT2 built from the same parameters; step() against forward + zero_grad +
+  backward + update over 3 AdamW steps; probabilities without targets; recompute_gelu; checkpoints both ways;
+  bad inputs; the memory plan that llmc train's batch-size fit reads.
+Marked gpu (run them with the command in the module's last section): on cuda the CUDA-graph step() (eager,
+captured, graph, graph) against graph=False in fp32 and TF32, a new shape starting over, the memory plan.
+
+Tolerances, and why (float32 throughout):
+- loss: |fast - plain| <= 1e-6 * loss + 1e-6. Both sum the same B*T per-position losses; the fast model
+  rounds their double mean to float32 (half an ulp: 4.8e-7 at 10.8), the rows' log-sum-exps differ by a few ulps.
+- gradients: |fast - plain| <= 1e-4 * |plain| + 1e-5 * max|plain of that tensor|. The same sums in another
+  order (BLAS/cuBLAS blocking against the plain kernels' loops, flash attention's online softmax against a
+  two-pass one, 3xTF32 products): errors of a few ulps of the tensor's largest terms (seen: <= 6e-7 * max).
+- parameters after AdamW: _model_helpers.assert_runs_close (rtol 1e-5, atol 1e-6 for all but rare
+  rounding-level entries; the key biases, whose gradient is exactly 0, only within AdamW's bound).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _model_helpers import adamw_bound, assert_runs_close, host
+from llmc_kernels import model_fast, ops as package_ops
+from llmc_kernels.model import GPT2
+from llmc_kernels.model_config import GPT2Config, training_bytes
+from llmc_kernels.model_fast import FastGPT2, fast_path_problem, fast_training_bytes
+
+CFG = GPT2Config.tiny()          # V = 50257 (Vp = 50304), L = 2, NH = 4, C = 64: head size 16
+B, T = 2, 13
+HYPER = dict(beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1)
+LRS = (1e-3, 2e-3, 5e-4)         # a different lr each step: the step must read this step's numbers
+
+
+def batch(seed, b=B, t=T, cfg=CFG):
+    rng = np.random.default_rng(seed)
+    tok = rng.integers(0, cfg.vocab_size, (b, t + 1)).astype(np.int32)
+    return np.ascontiguousarray(tok[:, :-1]), np.ascontiguousarray(tok[:, 1:])
+
+
+def pair(**fast_options):
+    """A GPT2 and a FastGPT2 with the same parameters (GPT-2's init, seed 0)."""
+    return GPT2.from_config(CFG, seed=0), FastGPT2.from_config(CFG, seed=0, **fast_options)
+
+
+def assert_loss_close(got, want):
+    assert abs(got - want) <= 1e-6 * abs(want) + 1e-6, (got, want)
+
+
+def assert_grads_close(fast, plain):
+    for name, want in plain.grads.items():
+        want, got = host(want).astype(np.float64), host(fast.grads[name]).astype(np.float64)
+        scale = float(np.abs(want).max())
+        assert scale > 0 or name == "lnfb", f"{name}: no gradient at all"
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale, err_msg=f"d{name}")
+
+
+# ---------------------------------------------------------------------------------------------- cpu
+def test_loss_and_every_gradient_match_gpt2():
+    plain, fast = pair()
+    x, y = batch(1)
+    want = plain.forward(x, y)
+    got = fast.forward(x, y)
+    assert isinstance(got, float)
+    assert_loss_close(got, want)
+    for m in (plain, fast):
+        m.grads_memory[...] = 7.0            # zero_grad must clear what a previous step left
+        m.zero_grad()
+        m.backward()
+    assert_grads_close(fast, plain)
+    with pytest.raises(RuntimeError, match="forward"):
+        fast.backward()                      # the loss was consumed: a second backward has nothing to differentiate
+
+
+def test_step_is_forward_zero_grad_backward_update():
+    plain, fast = pair()
+    for t, lr in enumerate(LRS, start=1):
+        x, y = batch(10 + t)
+        want = plain.forward(x, y)
+        plain.zero_grad()
+        plain.backward()
+        plain.update(lr=lr, t=t, **HYPER)
+        got = fast.step(x, y, lr=lr, t=t, **HYPER)
+        assert fast.last_step_mode == "eager"      # the cpu backend has no graphs
+        assert_loss_close(got, want)
+    assert_runs_close("params", fast.params_memory, plain.params_memory, CFG, rtol=1e-5, atol=1e-6,
+                      bound=adamw_bound(sum(LRS)))
+    # the moments are weighted sums of the gradients (m) and their squares (v): the gradients' tolerance,
+    # twice that for the squares
+    assert_runs_close("m", fast.m, plain.m, CFG, rtol=1e-4, atol=1e-5, atol_of_max=True)
+    assert_runs_close("v", fast.v, plain.v, CFG, rtol=2e-4, atol=2e-5, atol_of_max=True)
+    with pytest.raises(ValueError, match="targets"):
+        fast.step(batch(0)[0], None, lr=1e-3, t=4, **HYPER)
+    with pytest.raises(ValueError, match="t counts from 1"):
+        fast.step(*batch(0), lr=1e-3, t=0, **HYPER)
+
+
+def test_forward_without_targets_gives_the_same_probabilities():
+    plain, fast = pair()
+    x, _ = batch(2)
+    assert plain.forward(x) is None and fast.forward(x) is None
+    # logits: C-term dot products in another order (a few ulps of |terms| ~ 0.1); probs ~ 1/V: relative
+    for name, atol in (("logits", 1e-6), ("probs", 1e-11)):
+        np.testing.assert_allclose(host(fast.acts[name]), host(plain.acts[name]), rtol=1e-5, atol=atol,
+                                   err_msg=name)
+    assert not host(fast.acts["probs"])[..., CFG.vocab_size:].any(), "padded columns are 0"
+    with pytest.raises(RuntimeError, match="forward"):
+        fast.backward()                      # no targets: nothing to differentiate
+    # greedy sampling reads the same logits: the same tokens
+    prompt = [50256, 464, 3290]
+    assert fast.generate(prompt, 3, temperature=0).tolist() == plain.generate(prompt, 3, temperature=0).tolist()
+
+
+@pytest.mark.parametrize("bad, expected", [
+    (np.zeros((B, T), np.int64), "int32"),
+    (np.zeros((B, T), np.float32), "int32"),
+    (np.zeros(T, np.int32), "2-D int32 array"),
+    (np.zeros((1, B, T), np.int32), "2-D int32 array"),
+    ([[1, 2, 3]], "2-D int32 array"),
+    (np.zeros((B, CFG.max_seq_len + 1), np.int32), "maxT=64"),
+    (np.full((B, T), CFG.vocab_size, np.int32), r"the vocabulary is \[0, 50257\)"),
+    (np.full((B, T), -1, np.int32), r"\[-1, -1\]"),
+], ids=["int64", "float32", "1-D", "3-D", "list", "T>maxT", "id=V", "id=-1"])
+def test_bad_inputs_are_refused_with_what_was_expected(bad, expected):
+    plain, fast = pair()
+    x, y = batch(3)
+    want = fast.forward(x, y)
+    for call in (lambda: fast.forward(bad, None), lambda: fast.forward(x, bad), lambda: fast.step(
+            bad, y, lr=1e-3, t=1, **HYPER), lambda: plain.forward(bad, None)):
+        with pytest.raises(ValueError, match=expected):
+            call()
+    with pytest.raises(ValueError, match="differ in shape"):
+        fast.forward(x, y[:, :-1])
+    assert fast.forward(x, y) == want, "a refused call leaves the model as it was"
+
+
+def test_checkpoints_load_into_the_other_model(tmp_path):
+    plain, fast = pair()
+    for t, lr in enumerate(LRS[:2], start=1):
+        fast.step(*batch(20 + t), lr=lr, t=t, **HYPER)
+    fast.save_checkpoint(tmp_path / "fast.bin")
+    fast.save_state(tmp_path / "fast_state.bin", 2, {"note": "fast"})
+    # fast -> plain: the same bytes, the same optimizer state, the same next step
+    plain = GPT2.from_checkpoint(tmp_path / "fast.bin")
+    assert plain.load_state(tmp_path / "fast_state.bin") == (2, {"note": "fast"})
+    np.testing.assert_array_equal(host(plain.params_memory), host(fast.params_memory))
+    np.testing.assert_array_equal(host(plain.m), host(fast.m))
+    plain.save_checkpoint(tmp_path / "plain.bin")
+    assert (tmp_path / "plain.bin").read_bytes() == (tmp_path / "fast.bin").read_bytes()
+    # plain -> fast: from_checkpoint keeps FastGPT2's options
+    again = FastGPT2.from_checkpoint(tmp_path / "plain.bin", graph=False, recompute_gelu=True)
+    assert isinstance(again, FastGPT2) and again.recompute_gelu and not again.use_graph
+    again.load_state(tmp_path / "fast_state.bin")
+    x, y = batch(23)
+    want = plain.forward(x, y)
+    plain.zero_grad()
+    plain.backward()
+    plain.update(lr=LRS[2], t=3, **HYPER)
+    assert_loss_close(again.step(x, y, lr=LRS[2], t=3, **HYPER), want)
+    assert_loss_close(fast.step(x, y, lr=LRS[2], t=3, **HYPER), want)
+    np.testing.assert_array_equal(host(again.params_memory), host(fast.params_memory))
+    assert_runs_close("params", again.params_memory, plain.params_memory, CFG, rtol=1e-5, atol=1e-6,
+                      bound=adamw_bound(LRS[2]))
+
+
+def test_recompute_gelu_gives_the_same_numbers_in_less_memory():
+    _, fast = pair()
+    _, lean = pair(recompute_gelu=True)
+    x, y = batch(4)
+    assert lean.forward(x, y) == fast.forward(x, y)
+    for m in (fast, lean):
+        m.zero_grad()
+        m.backward()
+    for name in fast.grads:      # the GELU recomputed from the same pre-activation by the same formula
+        np.testing.assert_array_equal(host(lean.grads[name]), host(fast.grads[name]), err_msg=name)
+    for t in (1, 2):
+        assert lean.step(x, y, lr=1e-3, t=t, **HYPER) == fast.step(x, y, lr=1e-3, t=t, **HYPER)
+    np.testing.assert_array_equal(host(lean.params_memory), host(fast.params_memory))
+    L, C = CFG.num_layers, CFG.channels
+    saved = 4 * (L - 1) * B * T * 4 * C       # fch_gelu per layer becomes one layer of scratch
+    assert fast_training_bytes(CFG, B, T) - fast_training_bytes(CFG, B, T, recompute_gelu=True) >= saved - 4 * 64 * 2
+
+
+def test_memory_plan_is_what_is_allocated():
+    """fast_training_bytes (what llmc train fits the batch size with) counts every buffer a step allocates."""
+    for recompute in (False, True):
+        _, fast = pair(recompute_gelu=recompute)
+        fast.step(*batch(5), lr=1e-3, t=1, **HYPER)
+        held = (fast.params_memory, fast.grads_memory, fast.m, fast.v, fast.acts_memory, fast.gacts_memory,
+                fast._tokens)
+        assert sum(int(a.nbytes) for a in held) == fast_training_bytes(CFG, B, T, recompute_gelu=recompute)
+        assert fast._probs_memory is None, "training never allocates the [B,T,Vp] probabilities"
+        fast.generate([50256], 4, seed=0)          # llmc train samples between steps
+        assert fast._probs_memory is None, "sampling's probabilities fit in the activation block's tail"
+        assert sum(int(a.nbytes) for a in held) == fast_training_bytes(CFG, B, T, recompute_gelu=recompute)
+    # nothing keeps a dropped model (and its device memory) alive until the garbage collector runs
+    import gc
+    import weakref
+    gc.disable()
+    try:
+        ref = weakref.ref(fast)
+        del fast, held
+        assert ref() is None, "a reference cycle holds the model"
+    finally:
+        gc.enable()
+    # GPT-2 small at B=8, T=1024: no [B,NH,T,T] buffers, no probabilities
+    d12 = GPT2Config.d12()
+    assert 8.0e9 < fast_training_bytes(d12, 8, 1024) < 9.5e9 < 15e9 < training_bytes(d12, 8, 1024)
+    assert fast_training_bytes(d12, 8, 1024, recompute_gelu=True) < 8.0e9
+
+
+def test_what_the_fast_path_cannot_run():
+    wide = GPT2Config(max_seq_len=16, vocab_size=50, padded_vocab_size=64, num_layers=1, num_heads=1, channels=128)
+    assert "head size 128 > 64" in fast_path_problem(wide)
+    with pytest.raises(ValueError, match="head size 128 > 64.*use GPT2"):
+        FastGPT2.from_config(wide)
+    assert fast_path_problem(CFG) is None and fast_path_problem(CFG, package_ops) is None
+    from llmc_kernels import reference
+    assert "lacks" in fast_path_problem(CFG, reference) and "flash_attention_forward" in fast_path_problem(
+        CFG, reference)
+    assert set(model_fast.FAST_OPS) <= set(dir(package_ops)), "every op the fast path calls is the package's"
+
+
+# ---------------------------------------------------------------------------------------------- cuda
+# The lead runs these on the GPU machine:
+#   python -m pytest -q -p no:cacheprovider -m gpu tests/test_fast_model.py
+GPU_CFG = GPT2Config(max_seq_len=256, vocab_size=50257, padded_vocab_size=50304, num_layers=2, num_heads=4,
+                     channels=256)       # GPT-2's head size 64 and vocabulary
+GPU_B, GPU_T = 4, 200                    # T not a multiple of flash attention's 64-row tiles
+
+
+def _cuda():
+    cupy = pytest.importorskip("cupy")
+    from llmc_kernels import runtime
+    if not runtime.gpu_available():
+        pytest.skip("no usable GPU")
+    return cupy
+
+
+@pytest.fixture
+def precision(request):
+    package_ops.set_matmul_precision(request.param)
+    yield request.param
+    package_ops.set_matmul_precision("fp32")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "tf32"], indirect=True)
+def test_cuda_graph_step_matches_eager_steps(precision):
+    """step() x 4 with the graph: eager (warm-up), captured, graph, graph; each with new tokens and a new lr,
+    against graph=False. The same kernels in the same precision: only the atomics' order differs (flash
+    attention's dq, encoder_backward's dwte), so losses agree to 1e-5 relative in fp32 and 1e-4 in TF32 (a
+    parameter nudged by atomics' rounding can round to another TF32 operand), parameters as
+    assert_runs_close says."""
+    cupy = _cuda()
+    from llmc_kernels.runtime import use_backend
+    with use_backend("cuda"):
+        graphed = FastGPT2.from_config(GPU_CFG, seed=0, xp=cupy)
+        eager = FastGPT2.from_config(GPU_CFG, seed=0, xp=cupy, graph=False)
+        lrs = (1e-3, 3e-4, 2e-3, 5e-4)
+        modes = []
+        for t, lr in enumerate(lrs, start=1):
+            x, y = batch(30 + t, GPU_B, GPU_T, GPU_CFG)
+            if t % 2:
+                x, y = cupy.asarray(x), cupy.asarray(y)      # device tokens as well as host tokens
+            got = graphed.step(x, y, lr=lr, t=t, **HYPER)
+            modes.append(graphed.last_step_mode)
+            want = eager.step(x, y, lr=lr, t=t, **HYPER)
+            assert eager.last_step_mode == "eager"
+            rel = 1e-5 if precision == "fp32" else 1e-4
+            assert abs(got - want) <= rel * abs(want), (t, got, want)
+        assert graphed.graph_failure is None
+        assert modes == ["eager", "captured", "graph", "graph"]
+        assert graphed._graph.captures == 1 and graphed._graph.replays == 2
+        assert_runs_close("params", graphed.params_memory, eager.params_memory, GPU_CFG, rtol=1e-5, atol=1e-6,
+                          bound=adamw_bound(sum(lrs)))
+        # a forward between steps (validation) and a new shape start the graph over; the old shape again too
+        graphed.forward(*batch(40, GPU_B, GPU_T, GPU_CFG))
+        graphed.step(*batch(41, GPU_B, GPU_T, GPU_CFG), lr=1e-3, t=5, **HYPER)
+        assert graphed.last_step_mode == "graph", "a forward between steps keeps the graph's buffers"
+        shorter = []
+        for t in (6, 7, 8):
+            graphed.step(*batch(40 + t, GPU_B, 77, GPU_CFG), lr=1e-3, t=t, **HYPER)
+            shorter.append(graphed.last_step_mode)
+        assert shorter == ["eager", "captured", "graph"]
+        graphed.step(*batch(50, GPU_B, GPU_T, GPU_CFG), lr=1e-3, t=9, **HYPER)
+        assert graphed.last_step_mode == "eager" and graphed.graph_failure is None
+
+
+@pytest.mark.gpu
+def test_cuda_fast_matches_plain_in_fp32():
+    """On cuda too: FastGPT2's loss and gradients against GPT2's (cuBLAS both, fp32). Atomics and cuBLAS's
+    reduction order add rounding on both sides, so the gradients get 10x the cpu test's atol."""
+    cupy = _cuda()
+    from llmc_kernels.runtime import use_backend
+    package_ops.set_matmul_precision("fp32")
+    with use_backend("cuda"):
+        plain = GPT2.from_config(GPU_CFG, seed=0, xp=cupy)
+        fast = FastGPT2.from_config(GPU_CFG, seed=0, xp=cupy)
+        x, y = batch(60, GPU_B, GPU_T, GPU_CFG)
+        assert_loss_close(fast.forward(x, y), plain.forward(x, y))
+        for m in (plain, fast):
+            m.zero_grad()
+            m.backward()
+        for name, want in plain.grads.items():
+            want, got = host(want).astype(np.float64), host(fast.grads[name]).astype(np.float64)
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()),
+                                       err_msg=f"d{name}")
+
+
+@pytest.mark.gpu
+def test_cuda_memory_is_the_plan():
+    """What a graphed step holds in CuPy's pool is fast_training_bytes (plus the test's own token arrays)."""
+    cupy = _cuda()
+    from llmc_kernels.runtime import use_backend
+    pool = cupy.get_default_memory_pool()
+    with use_backend("cuda"):
+        before = pool.used_bytes()
+        fast = FastGPT2.from_config(GPU_CFG, seed=0, xp=cupy)
+        for t in (1, 2, 3):
+            fast.step(*batch(70 + t, GPU_B, GPU_T, GPU_CFG), lr=1e-3, t=t, **HYPER)
+        cupy.cuda.Device().synchronize()
+        used = pool.used_bytes() - before
+        plan = fast_training_bytes(GPU_CFG, GPU_B, GPU_T)
+        assert fast.last_step_mode == "graph"
+        assert plan <= used <= plan + 2 ** 20, (used, plan)
