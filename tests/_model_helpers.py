@@ -86,11 +86,11 @@ def key_bias_mask(cfg) -> np.ndarray:
 
 
 def assert_runs_close(what: str, got, want, cfg, rtol: float, atol: float, bound: float | None = None,
-                      atol_of_max: bool = False) -> None:
+                      atol_of_max: bool = False, noise_fraction: float | None = None) -> None:
     """``got``/``want``: flat buffers in checkpoint order (parameters, or AdamW's m or v) of two runs (see above).
     Per tensor, at most NOISE_FRACTION of the entries other than the key biases may miss rtol/atol (with
     ``atol_of_max``, atol times the tensor's largest |want|: for moments, which are sums with cancellation);
-    with ``bound``, no entry may differ by more."""
+    with ``bound``, no entry may differ by more. ``noise_fraction`` overrides NOISE_FRACTION (TF32 runs)."""
     from llmc_kernels.model_config import param_shapes
     got, want = host(got).astype(np.float64).reshape(-1), host(want).astype(np.float64).reshape(-1)
     assert got.shape == want.shape, f"{what}: {got.shape} vs {want.shape}"
@@ -106,7 +106,7 @@ def assert_runs_close(what: str, got, want, cfg, rtol: float, atol: float, bound
         offset = sl.stop
         tol = atol * (float(np.abs(want[sl]).max()) if atol_of_max else 1.0) + rtol * np.abs(want[sl])
         bad = (err[sl] > tol) & ~keys[sl]
-        allowed = int(NOISE_FRACTION * int((~keys[sl]).sum()))
+        allowed = int((NOISE_FRACTION if noise_fraction is None else noise_fraction) * int((~keys[sl]).sum()))
         if bad.sum() > allowed:
             i = int(np.argmax(np.where(bad, err[sl] / np.maximum(tol, 1e-45), -1.0)))
             raise AssertionError(f"{what} {name}: {int(bad.sum())} of {sl.stop - sl.start} entries miss rtol {rtol}, "
