@@ -72,6 +72,23 @@ def _resolve_ops(ops) -> tuple[dict, str]:
     return found, label
 
 
+def check_tokens(arr, what: str, cfg: GPT2Config) -> tuple[int, int]:
+    """(B, T) of a 2-D int32 array of token ids in [0, V) with T <= maxT; a ValueError saying what was
+    expected otherwise (reads a device array's min and max: a host sync)."""
+    if getattr(arr, "ndim", None) != 2:
+        raise ValueError(f"{what} must be a 2-D int32 array [B, T]; got {type(arr).__name__} "
+                         f"with shape {getattr(arr, 'shape', None)}")
+    if getattr(arr, "dtype", None) != np.int32:
+        raise ValueError(f"{what} must be int32 (llm.c's token type); got {arr.dtype}")
+    B, T = (int(s) for s in arr.shape)
+    if B < 1 or not 1 <= T <= cfg.max_seq_len:
+        raise ValueError(f"{what} has shape {arr.shape}: need B >= 1 and 1 <= T <= maxT={cfg.max_seq_len}")
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi >= cfg.vocab_size:
+        raise ValueError(f"{what} holds token ids in [{lo}, {hi}]; the vocabulary is [0, {cfg.vocab_size})")
+    return B, T
+
+
 class GPT2:
     """GPT-2 whose forward/backward/update are sequences of calls to an ops namespace."""
 
@@ -175,20 +192,8 @@ class GPT2:
 
     def _tokens(self, arr, what: str):
         """A device int32 [B,T] copy of token ids, checked against the vocabulary and maxT."""
-        xp, cfg = self.xp, self.config
-        if getattr(arr, "ndim", None) != 2:
-            raise ValueError(f"{what} must be a 2-D int32 array [B, T]; got {type(arr).__name__} "
-                             f"with shape {getattr(arr, 'shape', None)}")
-        if getattr(arr, "dtype", None) != np.int32:
-            raise ValueError(f"{what} must be int32 (llm.c's token type); got {arr.dtype}")
-        B, T = (int(s) for s in arr.shape)
-        if B < 1 or not 1 <= T <= cfg.max_seq_len:
-            raise ValueError(f"{what} has shape {arr.shape}: need B >= 1 and 1 <= T <= maxT={cfg.max_seq_len}")
-        out = xp.ascontiguousarray(xp.asarray(arr))
-        lo, hi = int(out.min()), int(out.max())
-        if lo < 0 or hi >= cfg.vocab_size:
-            raise ValueError(f"{what} holds token ids in [{lo}, {hi}]; the vocabulary is [0, {cfg.vocab_size})")
-        return out
+        check_tokens(arr, what, self.config)
+        return self.xp.ascontiguousarray(self.xp.asarray(arr))
 
     # ------------------------------------------------------------------ forward
     def forward(self, inputs, targets=None):

@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from .model import GPT2
+from .model import GPT2, check_tokens
 from .model_config import GPT2Config, num_params
 
 __all__ = ["FastGPT2", "FAST_OPS", "fast_activation_shapes", "fast_scratch_shapes", "fast_training_bytes",
@@ -199,20 +199,8 @@ class FastGPT2(GPT2):
         self.B, self.T = B, T
 
     def _check_tokens(self, arr, what: str):
-        """GPT2._tokens' checks, reading device arrays once (outside any step); returns (B, T)."""
-        cfg = self.config
-        if getattr(arr, "ndim", None) != 2:
-            raise ValueError(f"{what} must be a 2-D int32 array [B, T]; got {type(arr).__name__} "
-                             f"with shape {getattr(arr, 'shape', None)}")
-        if getattr(arr, "dtype", None) != np.int32:
-            raise ValueError(f"{what} must be int32 (llm.c's token type); got {arr.dtype}")
-        B, T = (int(s) for s in arr.shape)
-        if B < 1 or not 1 <= T <= cfg.max_seq_len:
-            raise ValueError(f"{what} has shape {arr.shape}: need B >= 1 and 1 <= T <= maxT={cfg.max_seq_len}")
-        lo, hi = int(arr.min()), int(arr.max())
-        if lo < 0 or hi >= cfg.vocab_size:
-            raise ValueError(f"{what} holds token ids in [{lo}, {hi}]; the vocabulary is [0, {cfg.vocab_size})")
-        return B, T
+        """GPT2's token checks, reading device arrays once (outside any step); returns (B, T)."""
+        return check_tokens(arr, what, self.config)
 
     def _load_tokens(self, inputs, targets) -> None:
         """Validate, size the buffers, copy the tokens into the model's own device buffers (on the current
