@@ -103,9 +103,6 @@ extern "C" __global__ void bias_backward_kernel(float* dbias, const float* dout,
     int c = blockIdx.x * 32 + threadIdx.x;
     float s = 0.0f;
     if (c < N) {
-        // unrolled: 8 loads in flight per thread before their adds (same order of additions); without it
-        // each iteration waits a full memory latency and the kernel ran at a fifth of the bandwidth
-#pragma unroll 8
         for (int r = blockIdx.y * blockDim.y + threadIdx.y; r < M; r += gridDim.y * blockDim.y) {
             s += dout[(size_t)r * N + c];
         }
