@@ -65,6 +65,18 @@ def fits_int32(fn: str, **counts) -> None:
                              f"with 32-bit ints (at most {INDEX_LIMIT})")
 
 
+def elementwise_args(fn: str, N: int, **arrays) -> str:
+    """The checks every elementwise op makes, in order: N > 0, the arrays on one backend, each a C-contiguous
+    float32 array of exactly N elements, N within 32-bit indexing. Returns the backend."""
+    from . import _validate
+    _validate.positive(fn, N=N)
+    backend = _validate.same_backend(fn, **arrays)
+    for name, arr in arrays.items():
+        expect_flat(fn, name, arr, N)
+    fits_int32(fn, N=N)
+    return backend
+
+
 def expect_flat(fn: str, name: str, arr, n: int, dtype="float32") -> None:
     """An elementwise op's buffer: a C-contiguous ``dtype`` array of exactly ``n`` elements, any shape
     (the model passes [B,T,4C] activations with N = B*T*4C)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _loader, _validate
-from ._grid import aligned16, expect_flat, fits_int32, grid_for, resident_blocks
+from ._grid import aligned16, elementwise_args, expect_flat, fits_int32, grid_for, resident_blocks
 
 BLOCK = 256
 LN_BLOCK = 256
@@ -105,11 +105,7 @@ def gelu_backward_inplace(d, pre, N):
     """d = gelu'(pre) * d: the gradient through GELU, written over the incoming gradient."""
     fn = "gelu_backward_inplace"
     _validate.entry(fn)
-    _validate.positive(fn, N=N)
-    backend = _validate.same_backend(fn, d=d, pre=pre)
-    expect_flat(fn, "d", d, N)
-    expect_flat(fn, "pre", pre, N)
-    fits_int32(fn, N=N)
+    backend = elementwise_args(fn, N, d=d, pre=pre)
     if aligned16(d, pre):
         kern, work = "gelu_backward_inplace_vec4_kernel", max(1, N // 4)
     else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _loader, _validate
-from ._grid import aligned16, expect_flat, fits_int32, grid_for
+from ._grid import aligned16, elementwise_args, grid_for
 
 BLOCK = 256
 
@@ -36,21 +36,12 @@ def _launch(backend: str, name: str, arrays: tuple, N: int) -> None:
 def gelu_forward(out, inp, N):
     fn = "gelu_forward"
     _validate.entry(fn)
-    _validate.positive(fn, N=N)
-    backend = _validate.same_backend(fn, out=out, inp=inp)
-    expect_flat(fn, "out", out, N)
-    expect_flat(fn, "inp", inp, N)
-    fits_int32(fn, N=N)
+    backend = elementwise_args(fn, N, out=out, inp=inp)
     _launch(backend, "gelu_forward", (out, inp), int(N))
 
 
 def gelu_backward(dinp, inp, dout, N):
     fn = "gelu_backward"
     _validate.entry(fn)
-    _validate.positive(fn, N=N)
-    backend = _validate.same_backend(fn, dinp=dinp, inp=inp, dout=dout)
-    expect_flat(fn, "dinp", dinp, N)
-    expect_flat(fn, "inp", inp, N)
-    expect_flat(fn, "dout", dout, N)
-    fits_int32(fn, N=N)
+    backend = elementwise_args(fn, N, dinp=dinp, inp=inp, dout=dout)
     _launch(backend, "gelu_backward", (dinp, inp, dout), int(N))

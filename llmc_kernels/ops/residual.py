@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _loader, _validate
-from ._grid import aligned16, expect_flat, fits_int32, grid_for
+from ._grid import aligned16, elementwise_args, grid_for
 
 BLOCK = 256
 
@@ -34,22 +34,12 @@ def _launch(backend: str, name: str, arrays: tuple, N: int) -> None:
 def residual_forward(out, inp1, inp2, N):
     fn = "residual_forward"
     _validate.entry(fn)
-    _validate.positive(fn, N=N)
-    backend = _validate.same_backend(fn, out=out, inp1=inp1, inp2=inp2)
-    expect_flat(fn, "out", out, N)
-    expect_flat(fn, "inp1", inp1, N)
-    expect_flat(fn, "inp2", inp2, N)
-    fits_int32(fn, N=N)
+    backend = elementwise_args(fn, N, out=out, inp1=inp1, inp2=inp2)
     _launch(backend, "residual_forward", (out, inp1, inp2), int(N))
 
 
 def residual_backward(dinp1, dinp2, dout, N):
     fn = "residual_backward"
     _validate.entry(fn)
-    _validate.positive(fn, N=N)
-    backend = _validate.same_backend(fn, dinp1=dinp1, dinp2=dinp2, dout=dout)
-    expect_flat(fn, "dinp1", dinp1, N)
-    expect_flat(fn, "dinp2", dinp2, N)
-    expect_flat(fn, "dout", dout, N)
-    fits_int32(fn, N=N)
+    backend = elementwise_args(fn, N, dinp1=dinp1, dinp2=dinp2, dout=dout)
     _launch(backend, "residual_backward", (dinp1, dinp2, dout), int(N))
