@@ -4,8 +4,9 @@ faster and in less memory. What changes, and why (bench/step_breakdown.py shows 
 - attention is ``flash_attention_forward/backward`` (kernels/flash_attention.cu): tensor cores, and no
   [B,NH,T,T] buffers at all (llm.c's layout keeps att for every layer: 4.8 GB at B=8, T=1024, plus 3 x 400 MB
   of preatt/dpreatt/datt scratch, each written and read several times per step);
-- the linear layers are single cuBLAS calls (``ops.linear_*``) that write their outputs (beta = 0) instead
-  of adding into zeroed buffers; biases ride on neighbouring passes: fc's bias with GELU
+- the linear layers are single cuBLASLt calls (``ops.linear_*``) that write their outputs (beta = 0) instead
+  of adding into zeroed buffers; biases ride on neighbouring passes: qkv's in the product's epilogue, fc's
+  with GELU
   (``bias_gelu_forward``), the projections' biases with the residual add and the next layernorm
   (``residual_layernorm_forward``: 4 reads + 3 writes of the stream become 2 + 2);
 - the residual gradient flows through ONE buffer: ``layernorm_backward`` already accumulates into its dinp,
@@ -38,7 +39,7 @@ __all__ = ["FastGPT2", "FAST_OPS", "fast_activation_shapes", "fast_scratch_shape
 
 FAST_OPS = (
     "encoder_forward", "encoder_backward", "residual_layernorm_forward", "layernorm_backward",
-    "linear_forward", "linear_backward_input", "linear_backward_weight", "bias_forward", "bias_gelu_forward",
+    "linear_forward", "linear_backward_input", "linear_backward_weight", "bias_gelu_forward",
     "gelu_forward", "gelu_backward_inplace", "bias_backward", "flash_attention_forward",
     "flash_attention_backward", "fused_classifier", "softmax_forward", "mean_loss", "adamw_update",
     "adamw_update_device",
@@ -233,8 +234,7 @@ class FastGPT2(GPT2):
         for l in range(L):
             residual = a["encoded"] if l == 0 else a["residual3"][l - 1]
             # attention block: residual2 = residual + attproj(attention(qkv(ln1)))
-            f["linear_forward"](a["qkv"][l], a["ln1"][l], p["qkvw"][l], BT, C, 3 * C)
-            f["bias_forward"](a["qkv"][l], p["qkvb"][l], B, T, 3 * C)
+            f["linear_forward"](a["qkv"][l], a["ln1"][l], p["qkvw"][l], BT, C, 3 * C, p["qkvb"][l])
             f["flash_attention_forward"](a["atty"][l], a["att_lse"][l], a["qkv"][l], B, T, C, NH)
             f["linear_forward"](s["proj"], a["atty"][l], p["attprojw"][l], BT, C, C)
             f["residual_layernorm_forward"](a["residual2"][l], a["ln2"][l], a["ln2_mean"][l], a["ln2_rstd"][l],

@@ -8,8 +8,9 @@ the diagonal tile split over two 32-query steps), head sizes padded to a multipl
 not (32, 64), hs % 4 != 0 (scalar tile loads), B*NH > 1, scores in the hundreds.
 
 Tolerances: precise (3xTF32, the fp32 path) products are as accurate as fp32 FMA: 2e-6 of the output's
-largest magnitude (a few roundings through exp2, the sums over keys and the final division). TF32 rounds
-every operand to 11 significant bits (relative 2^-11 ~ 5e-4 each), so out and dinp are within ~2e-3.
+largest magnitude (a few roundings through exp2, the sums over keys and the final division). TF32 reads
+every operand truncated to 11 significant bits, as the tensor cores do (relative 2^-10 ~ 1e-3 at worst,
+half that on average), so out and dinp are within ~3e-3.
 """
 from __future__ import annotations
 

@@ -88,13 +88,17 @@ def test_gelu_backward_inplace(dev, N, aligned):
     assert_close("d", dev.get(dd), want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("B, T, OC", [(1, 1, 1), (2, 3, 37), (4, 33, 64), (3, 50, 70)])
-def test_bias_backward_accumulates(dev, B, T, OC):
+@pytest.mark.parametrize("aligned", [True, False], ids=["aligned", "offset"])
+@pytest.mark.parametrize("B, T, OC", [(1, 1, 1), (2, 3, 37), (4, 33, 64), (3, 50, 70), (5, 131, 516)])
+def test_bias_backward_accumulates(dev, B, T, OC, aligned):
+    """OC % 4 == 0 and aligned: the float4 kernel (columns not a multiple of its 128, rows not of its
+    four-row unroll); otherwise the scalar one."""
     rng = _rng(B, T, OC, "biasb")
     dout, start = f32(rng.standard_normal((B, T, OC))), f32(rng.standard_normal(OC))
-    db = dev.put(start)
+    put = dev.put if aligned else (lambda a: _unaligned(dev, a))
+    db = put(start)
     with dev.run():
-        ops.bias_backward(db, dev.put(dout), B, T, OC)
+        ops.bias_backward(db, put(dout), B, T, OC)
     assert_close("dbias", dev.get(db), start + dout.reshape(-1, OC).sum(0), rtol=1e-5, atol=1e-5)
 
 
@@ -125,24 +129,47 @@ def test_adamw_device_matches_adamw_update(dev, n, t):
         assert_close(name, dev.get(y), dev.get(x), rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("M, K, N", [(1, 1, 1), (6, 37, 5), (40, 64, 192)])
-def test_linear_products(dev, M, K, N):
+@pytest.mark.parametrize("aligned", [True, False], ids=["aligned", "offset"])
+@pytest.mark.parametrize("M, K, N", [(1, 1, 1), (6, 37, 5), (40, 64, 192), (333, 70, 129)])
+def test_linear_products(dev, M, K, N, aligned):
+    """On cuda through cuBLASLt (bias in the epilogue); offset views are only 4-byte aligned, which the
+    plan must be told (its default assumes 256)."""
     rng = _rng(M, K, N, "linear")
     x, w, dy = (f32(rng.standard_normal(s)) for s in ((M, K), (N, K), (M, N)))
-    start = f32(rng.standard_normal((N, K)))
-    out, dx, dw = dev.put(np.full((M, N), np.nan)), dev.put(np.full((M, K), np.nan)), dev.put(start)
-    X, W, DY = dev.put(x), dev.put(w), dev.put(dy)
+    bias, start = f32(rng.standard_normal(N)), f32(rng.standard_normal((N, K)))
+    put = dev.put if aligned else (lambda a: _unaligned(dev, a))
+    out, outb, dx = put(np.full((M, N), np.nan)), put(np.full((M, N), np.nan)), put(np.full((M, K), np.nan))
+    dw, X, W, DY, BIAS = put(start), put(x), put(w), put(dy), put(bias)
     with dev.run():
         ops.linear_forward(out, X, W, M, K, N)
+        ops.linear_forward(outb, X, W, M, K, N, BIAS)
         ops.linear_backward_input(dx, DY, W, M, K, N)
         ops.linear_backward_weight(dw, DY, X, M, K, N)
     tol = dict(rtol=1e-4, atol=1e-5 * max(K, M))
     assert_close("out", dev.get(out), x @ w.T, **tol)
+    assert_close("out with bias", dev.get(outb), x @ w.T + bias, **tol)
     assert_close("dinp", dev.get(dx), dy @ w, **tol)
     assert_close("dweight", dev.get(dw), start + dy.T @ x, **tol)
     with dev.run():
         ops.linear_backward_input(dx, DY, W, M, K, N, accumulate=True)
     assert_close("dinp accumulated", dev.get(dx), 2 * (dy @ w), **tol)
+
+
+@pytest.mark.gpu
+def test_linear_bias_without_cublaslt(monkeypatch):
+    """Where cuBLASLt is missing the products fall back to cublasGemmEx and the bias to a second pass."""
+    import cupy as cp
+    from llmc_kernels.ops import _cublaslt
+    rng = _rng("no lt")
+    x, w, bias = (f32(rng.standard_normal(s)) for s in ((50, 24), (30, 24), 30))
+    X, W, BIAS = (cp.asarray(a, dtype=cp.float32) for a in (x, w, bias))
+    out, out2 = (cp.full((50, 30), np.nan, dtype=cp.float32) for _ in range(2))
+    ops.linear_forward(out, X, W, 50, 24, 30, BIAS)
+    assert not _cublaslt._unavailable and any(_cublaslt._plans.values()), "the product went through cuBLASLt"
+    monkeypatch.setattr(_cublaslt, "_unavailable", ["simulated"])
+    ops.linear_forward(out2, X, W, 50, 24, 30, BIAS)
+    assert_close("out (cuBLASLt)", cp.asnumpy(out), x @ w.T + bias, rtol=1e-4, atol=1e-4)
+    assert_close("out (GemmEx + bias pass)", cp.asnumpy(out2), x @ w.T + bias, rtol=1e-4, atol=1e-4)
 
 
 def test_fused_ops_validate_arguments():

@@ -26,14 +26,18 @@
 // A product's k index may be relabelled (the sum over k does not care about order) as long as A and B agree.
 // Relabelling "column t" as k = 2t and "column t+4" as k = 2t+1 makes a C fragment (c0, c2, c1, c3) an A
 // fragment: P = softmax(S) goes straight from the score accumulators into P V without touching memory.
-// FA_PRECISE = 1 splits every operand x = hi + lo (both TF32) and sums lo*hi + hi*lo + hi*hi: products as
-// accurate as fp32 FMA (the "3xTF32" trick; --precision fp32). FA_PRECISE = 0 is plain TF32 (--precision tf32).
+// A .tf32 operand is read from the top 19 bits of its 32-bit register, the low 13 mantissa bits ignored: an
+// fp32 value in a register is a TF32 operand, truncated, as cuBLAS's and PyTorch's TF32 products feed it
+// (FA_PRECISE = 0, --precision tf32: no conversion instruction at all). FA_PRECISE = 1 (--precision fp32)
+// splits every operand x = hi + lo and sums lo*hi + hi*lo + hi*hi (the "3xTF32" trick), accurate like fp32
+// FMA (see fa_split).
 // On the CPU backend (and on GPUs older than sm_80, which have no TF32 mma) fa_mma is emulated from the
 // same fragments, so the CPU tests exercise every index of the real kernel.
 //
-// Tiles: the forward gives each block 64 query rows (4 warps x 16) and walks 64-key tiles up to the diagonal;
-// the backward gives each block 64 keys (4 warps x 16), keeps their dK, dV in registers and walks 32-query
-// tiles from the diagonal down. Shared-memory rows are FA_HS + 4 floats apart so that every fragment read
+// Tiles: the forward gives each block 64 query rows (4 warps x 16) and walks key tiles up to the diagonal
+// (64 keys; 32 when precise, stored split into hi and lo in the same shared memory); the backward gives each
+// block 64 keys (4 warps x 16), keeps their dK, dV in registers and walks 32-query tiles from the diagonal
+// down. Shared-memory rows are FA_HS + 4 floats apart so that every fragment read
 // hits 32 different banks. Both kernels stay under 48 KiB of static shared memory for FA_HS <= 64.
 
 #ifndef FA_HS
@@ -53,7 +57,12 @@
 #define FA_WARPS 4
 #define FA_THREADS 128
 #define FA_BR 64                    // forward: query rows per block
-#define FA_BC 64                    // keys per tile (forward) / per block (backward)
+#define FA_BC 64                    // keys per block (backward)
+#if FA_PRECISE
+#define FA_BK 32                    // forward: keys per tile, stored split (hi rows, then lo rows)
+#else
+#define FA_BK 64                    // forward: keys per tile
+#endif
 #define FA_BQ 32                    // backward: query rows per step
 #define FA_LD (FA_HS + 4)           // row stride of [rows][FA_HS] tiles in shared memory
 #define FA_LDS (FA_BQ + 4)          // row stride of the backward's [keys][queries] dS tile
@@ -63,16 +72,25 @@
 
 // ------------------------------------------------------------------------------------------ TF32 + mma
 
-// fp32 -> TF32, rounded to nearest (ties away from zero), as cvt.rna.tf32.f32: the low 13 mantissa bits go.
-__device__ __forceinline__ unsigned fa_tf32(float x) {
-#if FA_EMULATE_MMA
-    unsigned u = __float_as_uint(x);
-    if ((u & 0x7f800000u) != 0x7f800000u) u += 0x1000u;    // inf and NaN pass unchanged
-    return u & 0xffffe000u;
+// 3xTF32 split: x = hi + lo with hi and lo both TF32 values rounded to nearest, so that the three products
+// lo*hi + hi*lo + hi*hi are as accurate as fp32 FMA (|lo| <= 2^-11 |x|; the dropped lo*lo <= 2^-22).
+// hi by Veltkamp's splitting, c = x (2^13 + 1), hi = c - (c - x): x rounded to 11 significant bits, and
+// NaN-safe (a NaN or inf x, or one beyond 4e34, gives a NaN hi: the product is NaN). lo = x - hi is exact,
+// then rounded by adding half of its lowest kept bit and clearing the 13 dropped ones (a NaN there changes
+// nothing: hi carries it). Six instructions; the same split through cvt.rna.tf32.f32, which costs four on
+// its own (an inf/NaN test, an add, an AND, a select), took nine, and with more conversions than mma
+// instructions in these kernels that was where the time went. Passing lo unrounded (the hardware then
+// truncates it) would save two more but doubles lo's error, which the fast-vs-plain model test sees in
+// Adam's moments. The _rn intrinsics keep the compiler from fusing the split into FMAs, which breaks it.
+__device__ __forceinline__ void fa_split(float x, unsigned& hi, unsigned& lo) {
+#if FA_PRECISE
+    const float c = __fmul_rn(x, 8193.0f);
+    const float h = __fsub_rn(c, __fsub_rn(c, x));
+    hi = __float_as_uint(h);
+    lo = (__float_as_uint(__fsub_rn(x, h)) + 0x1000u) & 0xffffe000u;
 #else
-    unsigned r;
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-    return r;
+    hi = __float_as_uint(x);
+    lo = 0u;
 #endif
 }
 
@@ -81,21 +99,17 @@ struct FaB { unsigned hi[2]; unsigned lo[2]; };   // a B fragment
 
 __device__ __forceinline__ FaA fa_a(float a0, float a1, float a2, float a3) {
     FaA f;
-    float v[4] = {a0, a1, a2, a3};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        f.hi[i] = fa_tf32(v[i]);
-        f.lo[i] = FA_PRECISE ? fa_tf32(v[i] - __uint_as_float(f.hi[i])) : 0u;
-    }
+    fa_split(a0, f.hi[0], f.lo[0]);
+    fa_split(a1, f.hi[1], f.lo[1]);
+    fa_split(a2, f.hi[2], f.lo[2]);
+    fa_split(a3, f.hi[3], f.lo[3]);
     return f;
 }
 
 __device__ __forceinline__ FaB fa_b(float b0, float b1) {
     FaB f;
-    f.hi[0] = fa_tf32(b0);
-    f.hi[1] = fa_tf32(b1);
-    f.lo[0] = FA_PRECISE ? fa_tf32(b0 - __uint_as_float(f.hi[0])) : 0u;
-    f.lo[1] = FA_PRECISE ? fa_tf32(b1 - __uint_as_float(f.hi[1])) : 0u;
+    fa_split(b0, f.hi[0], f.lo[0]);
+    fa_split(b1, f.hi[1], f.lo[1]);
     return f;
 }
 
@@ -105,14 +119,16 @@ __device__ __forceinline__ void fa_mma_tf32(float (&d)[4], unsigned a0, unsigned
 #if FA_EMULATE_MMA
     // Each lane publishes its fragment registers; lane (g, t) then reads row g and g+8 of A (held by lanes
     // 4g..4g+3) and columns 2t, 2t+1 of B (held by lanes 8t..8t+7) and does its 4 outputs' 8 products.
+    // Operands truncated to TF32 as the tensor cores read them.
     __shared__ float fa_frag[FA_WARPS][32][6];
     int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    fa_frag[w][lane][0] = __uint_as_float(a0);
-    fa_frag[w][lane][1] = __uint_as_float(a1);
-    fa_frag[w][lane][2] = __uint_as_float(a2);
-    fa_frag[w][lane][3] = __uint_as_float(a3);
-    fa_frag[w][lane][4] = __uint_as_float(b0);
-    fa_frag[w][lane][5] = __uint_as_float(b1);
+    const unsigned keep = 0xffffe000u;
+    fa_frag[w][lane][0] = __uint_as_float(a0 & keep);
+    fa_frag[w][lane][1] = __uint_as_float(a1 & keep);
+    fa_frag[w][lane][2] = __uint_as_float(a2 & keep);
+    fa_frag[w][lane][3] = __uint_as_float(a3 & keep);
+    fa_frag[w][lane][4] = __uint_as_float(b0 & keep);
+    fa_frag[w][lane][5] = __uint_as_float(b1 & keep);
     __syncwarp();
     for (int k = 0; k < 8; k++) {
         int half = k >> 2, kl = k & 3;               // k < 4: a0/a1 and b0; k >= 4: a2/a3 and b1
@@ -147,8 +163,21 @@ __device__ __forceinline__ void fa_mma(float (&d)[4], const FaA& a, const FaB& b
 
 // dst[r * FA_LD + d] = mul * src[(row0 + r) * stride + d] for row0 + r < T and d < hs, else 0
 // (r < rows, d < FA_HS). vec = 1: hs % 4 == 0 and every row 16-byte aligned, so float4 loads.
+// split = 1 (the precise forward's key tiles): each value stored as fa_split's hi at dst[i] and lo at
+// dst[FA_BK * FA_LD + i], so the four warps read ready operands instead of each splitting the whole tile.
+__device__ __forceinline__ void fa_store(float* dst, int i, float v, int split) {
+    if (split) {
+        unsigned hi, lo;
+        fa_split(v, hi, lo);
+        dst[i] = __uint_as_float(hi);
+        dst[FA_BK * FA_LD + i] = __uint_as_float(lo);
+    } else {
+        dst[i] = v;
+    }
+}
+
 __device__ void fa_load_tile(float* dst, const float* src, int row0, int rows, int T, int stride, int hs,
-                             float mul, int vec) {
+                             float mul, int vec, int split = 0) {
     if (vec) {
         const int d4 = FA_HS / 4;
         for (int i = threadIdx.x; i < rows * d4; i += blockDim.x) {
@@ -158,19 +187,35 @@ __device__ void fa_load_tile(float* dst, const float* src, int row0, int rows, i
             if (row0 + r < T && d < hs) {
                 v = reinterpret_cast<const float4*>(src + (size_t)(row0 + r) * stride + d)[0];
             }
-            float* o = dst + r * FA_LD + d;
-            o[0] = v.x * mul;
-            o[1] = v.y * mul;
-            o[2] = v.z * mul;
-            o[3] = v.w * mul;
+            int o = r * FA_LD + d;
+            fa_store(dst, o, v.x * mul, split);
+            fa_store(dst, o + 1, v.y * mul, split);
+            fa_store(dst, o + 2, v.z * mul, split);
+            fa_store(dst, o + 3, v.w * mul, split);
         }
     } else {
         for (int i = threadIdx.x; i < rows * FA_HS; i += blockDim.x) {
             int r = i / FA_HS;
             int d = i - r * FA_HS;
-            dst[r * FA_LD + d] = (row0 + r < T && d < hs) ? src[(size_t)(row0 + r) * stride + d] * mul : 0.0f;
+            fa_store(dst, r * FA_LD + d,
+                     (row0 + r < T && d < hs) ? src[(size_t)(row0 + r) * stride + d] * mul : 0.0f, split);
         }
     }
+}
+
+// The B fragment (p[i0], p[i1]) of a key tile the forward loaded (split when FA_PRECISE).
+__device__ __forceinline__ FaB fa_b_key_tile(const float* p, int i0, int i1) {
+    FaB f;
+    f.hi[0] = __float_as_uint(p[i0]);
+    f.hi[1] = __float_as_uint(p[i1]);
+#if FA_PRECISE
+    f.lo[0] = __float_as_uint(p[FA_BK * FA_LD + i0]);
+    f.lo[1] = __float_as_uint(p[FA_BK * FA_LD + i1]);
+#else
+    f.lo[0] = 0u;
+    f.lo[1] = 0u;
+#endif
+    return f;
 }
 
 // ------------------------------------------------------------------------------------------ forward
@@ -180,8 +225,8 @@ __device__ void fa_load_tile(float* dst, const float* src, int row0, int rows, i
 extern "C" __global__ void __launch_bounds__(FA_THREADS)
 flash_attention_forward_kernel(float* out, float* lse, const float* inp, int B, int T, int C, int NH,
                                float scale_log2, int vec) {
-    __shared__ float Ks[FA_BC * FA_LD];      // the query tile first, then each key tile
-    __shared__ float Vs[FA_BC * FA_LD];
+    __shared__ float Ks[FA_BR * FA_LD];      // the query tile first, then each key tile (FA_BK rows, x2 split)
+    __shared__ float Vs[FA_BR * FA_LD];      // FA_BR * FA_LD = FA_BK * FA_LD * (1 + FA_PRECISE)
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int hs = C / NH, C3 = 3 * C;
     const int bh = blockIdx.y, b = bh / NH, h = bh - b * NH;
@@ -208,28 +253,28 @@ flash_attention_forward_kernel(float* out, float* lse, const float* inp, int B, 
     }
     float m_a = -1e30f, m_b = -1e30f, l_a = 0.0f, l_b = 0.0f;  // finite start: exp2(m - m') never sees inf - inf
     const int last = min(T, q0 + FA_BR) - 1;                 // the last key any row of this block attends to
-    for (int k0 = 0; k0 <= last; k0 += FA_BC) {
-        fa_load_tile(Ks, base + C, k0, FA_BC, T, C3, hs, 1.0f, vec);
-        fa_load_tile(Vs, base + 2 * C, k0, FA_BC, T, C3, hs, 1.0f, vec);
+    for (int k0 = 0; k0 <= last; k0 += FA_BK) {
+        fa_load_tile(Ks, base + C, k0, FA_BK, T, C3, hs, 1.0f, vec, FA_PRECISE);
+        fa_load_tile(Vs, base + 2 * C, k0, FA_BK, T, C3, hs, 1.0f, vec, FA_PRECISE);
         __syncthreads();
-        // S = Q K^T for 16 rows x 64 keys: B[k = dim][n = key] = K[key][dim]
-        float s[FA_BC / 8][4];
+        // S = Q K^T for 16 rows x FA_BK keys: B[k = dim][n = key] = K[key][dim]
+        float s[FA_BK / 8][4];
 #pragma unroll
-        for (int n = 0; n < FA_BC / 8; n++) {
+        for (int n = 0; n < FA_BK / 8; n++) {
             s[n][0] = 0.0f; s[n][1] = 0.0f; s[n][2] = 0.0f; s[n][3] = 0.0f;
         }
 #pragma unroll
         for (int kd = 0; kd < FA_KD; kd++) {
 #pragma unroll
-            for (int n = 0; n < FA_BC / 8; n++) {
-                const float* kr = Ks + (n * 8 + g) * FA_LD + kd * 8 + t;
-                fa_mma(s[n], qa[kd], fa_b(kr[0], kr[4]));
+            for (int n = 0; n < FA_BK / 8; n++) {
+                const int kr = (n * 8 + g) * FA_LD + kd * 8 + t;
+                fa_mma(s[n], qa[kd], fa_b_key_tile(Ks, kr, kr + 4));
             }
         }
         // causal mask (key > row) and keys past T, only on tiles that reach them
-        if (k0 + FA_BC - 1 > q0 + warp * 16 || k0 + FA_BC > T) {
+        if (k0 + FA_BK - 1 > q0 + warp * 16 || k0 + FA_BK > T) {
 #pragma unroll
-            for (int n = 0; n < FA_BC / 8; n++) {
+            for (int n = 0; n < FA_BK / 8; n++) {
 #pragma unroll
                 for (int c = 0; c < 4; c++) {
                     int key = k0 + n * 8 + 2 * t + (c & 1);
@@ -238,10 +283,10 @@ flash_attention_forward_kernel(float* out, float* lse, const float* inp, int B, 
                 }
             }
         }
-        // online softmax: the rows' new maxima (a row's 64 scores sit in the 4 lanes of its group)
+        // online softmax: the rows' new maxima (a row's FA_BK scores sit in the 4 lanes of its group)
         float mx_a = m_a, mx_b = m_b;
 #pragma unroll
-        for (int n = 0; n < FA_BC / 8; n++) {
+        for (int n = 0; n < FA_BK / 8; n++) {
             mx_a = fmaxf(mx_a, fmaxf(s[n][0], s[n][1]));
             mx_b = fmaxf(mx_b, fmaxf(s[n][2], s[n][3]));
         }
@@ -259,7 +304,7 @@ flash_attention_forward_kernel(float* out, float* lse, const float* inp, int B, 
             o[kd][0] *= alpha_a; o[kd][1] *= alpha_a; o[kd][2] *= alpha_b; o[kd][3] *= alpha_b;
         }
 #pragma unroll
-        for (int n = 0; n < FA_BC / 8; n++) {
+        for (int n = 0; n < FA_BK / 8; n++) {
             s[n][0] = exp2f(s[n][0] - m_a);
             s[n][1] = exp2f(s[n][1] - m_a);
             s[n][2] = exp2f(s[n][2] - m_b);
@@ -269,12 +314,12 @@ flash_attention_forward_kernel(float* out, float* lse, const float* inp, int B, 
         }
         // O += P V, k = the 8 keys of score tile n relabelled (2t, 2t+1): P's accumulators are A fragments
 #pragma unroll
-        for (int n = 0; n < FA_BC / 8; n++) {
+        for (int n = 0; n < FA_BK / 8; n++) {
             FaA pa = fa_a(s[n][0], s[n][2], s[n][1], s[n][3]);
-            const float* v = Vs + (n * 8 + 2 * t) * FA_LD + g;
+            const int v = (n * 8 + 2 * t) * FA_LD + g;
 #pragma unroll
             for (int kd = 0; kd < FA_KD; kd++) {
-                fa_mma(o[kd], pa, fa_b(v[kd * 8], v[FA_LD + kd * 8]));
+                fa_mma(o[kd], pa, fa_b_key_tile(Vs, v + kd * 8, v + FA_LD + kd * 8));
             }
         }
         __syncthreads();                                    // the next tile overwrites Ks and Vs

@@ -1,4 +1,5 @@
-"""The four cuBLAS calls the package makes, through ctypes on the libcublas that CuPy loaded.
+"""cublasGemmEx and its strided-batched form, through ctypes on the libcublas that CuPy loaded: the batched
+products, and the single ones where cuBLASLt (``_cublaslt``, the usual path) cannot take them.
 
 Why not CuPy's wrappers (``cupy_backends.cuda.libs.cublas``): every one of them first calls
 cublasSetStream, which CuPy refuses while a stream captures a CUDA graph ("calling cuBLAS API during stream

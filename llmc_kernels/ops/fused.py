@@ -120,13 +120,14 @@ def bias_backward(dbias, dout, B, T, OC):
     backend = _check_rows(fn, B, T, OC, dbias=dbias, dout=dout)
     M = B * T
     rows = 8 if backend == "cuda" else 1        # cpu: blocks of 32 fibers, no partial sums to combine
-    gx = -(-OC // 32)
-    if backend == "cuda":
-        gy = max(1, min(-(-M // (rows * 16)), -(-4 * resident_blocks(backend, 2048) // gx)))
+    vec = OC % 4 == 0 and aligned16(dbias, dout)
+    gx = -(-OC // (128 if vec else 32))        # a block's 32 threads along x take 32 (or 32 float4) columns
+    if backend == "cuda":                      # ~8 blocks of 256 threads per SM, >= 16 rows per thread
+        gy = max(1, min(-(-M // (rows * 16)), -(-8 * resident_blocks(backend, 2048) // gx)))
     else:
         gy = max(1, min(-(-M // 64), 4))
-    _loader.kernel("fused_bias_gelu.cu", "bias_backward_kernel")(
-        (gx, gy), (32, rows), (dbias, dout, np.int32(M), np.int32(OC)))
+    kern = "bias_backward_vec4_kernel" if vec else "bias_backward_kernel"
+    _loader.kernel("fused_bias_gelu.cu", kern)((gx, gy), (32, rows), (dbias, dout, np.int32(M), np.int32(OC)))
 
 
 def mean_loss(out, losses, N):

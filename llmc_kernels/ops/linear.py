@@ -1,15 +1,16 @@
 """The fast model's linear layers: the three products of matmul_forward/matmul_backward as separate calls,
 each writing exactly what it should, so no buffer needs zeroing and no bias pass rides along.
 
-    linear_forward(out[M,N], inp[M,K], weight[N,K])                    out  = inp @ weight^T        (written)
+    linear_forward(out[M,N], inp[M,K], weight[N,K], bias=None)         out  = inp @ weight^T (+ bias) (written)
     linear_backward_input(dinp[M,K], dout[M,N], weight[N,K], accumulate=False)
                                                                        dinp = dout @ weight          (or +=)
     linear_backward_weight(dweight[N,K], dout[M,N], inp[M,K])          dweight += dout^T @ inp       (accumulates)
 
 Arrays are C-contiguous float32 of the given element counts (any shape: the model passes [B,T,C] views).
-The bias terms live in ops/fused.py (bias_forward, bias_gelu_forward, residual_layernorm_forward,
-bias_backward). On cuda every product is one cuBLAS call (``matmul.cublas_gemm``: beta = 0 to write,
-beta = 1 to accumulate, TF32 per ``set_matmul_precision``); on cpu NumPy's BLAS.
+The other bias terms live in ops/fused.py (bias_gelu_forward, residual_layernorm_forward, bias_backward),
+fused with the pass that follows the product. On cuda every product is one cuBLAS call
+(``matmul.cublas_gemm``: beta = 0 to write, beta = 1 to accumulate, TF32 per ``set_matmul_precision``,
+linear_forward's bias in the product's epilogue); on cpu NumPy's BLAS.
 """
 from __future__ import annotations
 
@@ -27,21 +28,28 @@ def _ptr(a) -> int:
 
 def _check(fn: str, M: int, K: int, N: int, **arrays) -> str:
     _validate.positive(fn, M=M, K=K, N=N)
+    arrays = {name: arr for name, arr in arrays.items() if arr is not None}
     backend = _validate.same_backend(fn, **arrays)
-    counts = {"out": M * N, "dout": M * N, "inp": M * K, "dinp": M * K, "weight": N * K, "dweight": N * K}
+    counts = {"out": M * N, "dout": M * N, "inp": M * K, "dinp": M * K, "weight": N * K, "dweight": N * K,
+              "bias": N}
     for name, arr in arrays.items():
         expect_flat(fn, name, arr, counts[name])
     return backend
 
 
-def linear_forward(out, inp, weight, M, K, N):
-    """out[M,N] = inp[M,K] @ weight[N,K]^T."""
+def linear_forward(out, inp, weight, M, K, N, bias=None):
+    """out[M,N] = inp[M,K] @ weight[N,K]^T (+ bias[N] on every row)."""
     fn = "linear_forward"
     _validate.entry(fn)
-    if _check(fn, M, K, N, out=out, inp=inp, weight=weight) == "cuda":
-        cublas_gemm(False, True, M, N, K, 1.0, _ptr(inp), K, _ptr(weight), K, 0.0, _ptr(out), N)
+    if _check(fn, M, K, N, out=out, inp=inp, weight=weight, bias=bias) == "cuda":
+        fused = cublas_gemm(False, True, M, N, K, 1.0, _ptr(inp), K, _ptr(weight), K, 0.0, _ptr(out), N,
+                            bias=0 if bias is None else _ptr(bias))
+        if bias is not None and not fused:             # cuBLASLt missing: a second pass adds it
+            out.reshape(M, N)[...] += bias.reshape(N)
     else:
         np.matmul(inp.reshape(M, K), weight.reshape(N, K).T, out=out.reshape(M, N))
+        if bias is not None:
+            out.reshape(M, N)[...] += bias.reshape(N)
 
 
 def linear_backward_input(dinp, dout, weight, M, K, N, accumulate=False):

@@ -6,10 +6,10 @@
 
 Two implementations with these signatures:
 
-- ``matmul_forward`` / ``matmul_backward``: the vendor BLAS, as llm.c uses cuBLAS. On cuda, cuBLAS through
-  CuPy's bindings (``cublasGemmEx``), writing straight into the caller's buffers; the backward passes
-  beta = 1, so cuBLAS adds into dinp/dweight with no temporary and no extra pass. The forward adds the
-  bias in a second, memory-bound pass (cuBLAS's GEMM has no bias epilogue; llm.c does the same).
+- ``matmul_forward`` / ``matmul_backward``: the vendor BLAS, as llm.c uses cuBLAS. On cuda, cuBLASLt
+  (``cublas_gemm``), writing straight into the caller's buffers; the backward passes beta = 1, so cuBLAS
+  adds into dinp/dweight with no temporary and no extra pass. The forward adds the bias in the product's
+  epilogue (where cuBLASLt cannot, in a second, memory-bound pass, as llm.c's first versions did).
   dbias is ``matmul_backward_bias_kernel`` (one deterministic pass). On cpu, NumPy's BLAS
   (``np.matmul(..., out=)``; the backward adds a product into the buffers).
 - ``matmul_forward_kernel`` / ``matmul_backward_kernel``: the package's own tiled SGEMM
@@ -118,21 +118,30 @@ def _cublas_handle(cupy) -> int:
 
 def cublas_gemm(trans_a: bool, trans_b: bool, M: int, N: int, K: int, alpha: float, A: int, lda: int,
                 B: int, ldb: int, beta: float, C: int, ldc: int, batch: int = 1, stride_a: int = 0,
-                stride_b: int = 0, stride_c: int = 0) -> None:
+                stride_b: int = 0, stride_c: int = 0, bias: int = 0) -> bool:
     """Row-major ``C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C`` with cuBLAS, float32, in the
     precision of ``matmul_precision()``; ``batch`` products at element strides ``stride_*``.
 
     A, B, C are device addresses (``_ptr``), lda/ldb/ldc row strides in elements; op(A) = A^T when
     ``trans_a`` (A stored [K, M]). cuBLAS is column-major, and a row-major X is a column-major X^T, so we
     ask it for C^T = op(B)^T op(A)^T: the operands swap and keep their transpose flags.
+
+    Single products go through cuBLASLt (``_cublaslt``: faster kernels, and ``bias``, the address of N
+    floats, added to every row in the product's epilogue), batched ones and any cuBLASLt cannot take
+    through cublasGemmEx. Returns True when the bias was added; False means the caller must add it.
     """
     import cupy
-    from . import _cublas
+    from . import _cublas, _cublaslt
     tf32 = _precision == "tf32" and tf32_supported()
     op = lambda t: _cublas.OP_T if t else _cublas.OP_N
     compute = _cublas.COMPUTE_32F_FAST_TF32 if tf32 else _cublas.COMPUTE_32F
-    _cublas.gemm(_cublas_handle(cupy), cupy.cuda.get_current_stream().ptr, op(trans_b), op(trans_a), N, M, K,
+    stream = cupy.cuda.get_current_stream()
+    if batch == 1 and _cublaslt.gemm(stream, op(trans_b), op(trans_a), N, M, K, alpha, B, ldb, A, lda, beta, C,
+                                     ldc, compute, bias):
+        return bool(bias)
+    _cublas.gemm(_cublas_handle(cupy), stream.ptr, op(trans_b), op(trans_a), N, M, K,
                  alpha, B, ldb, A, lda, beta, C, ldc, compute, batch, stride_b, stride_a, stride_c)
+    return False
 
 
 def strided_gemm(trans_a: bool, trans_b: bool, M: int, N: int, K: int, alpha: float,
@@ -211,11 +220,10 @@ def matmul_forward(out, inp, weight, bias, B, T, C, OC):
     backend = _check_forward(fn, out, inp, weight, bias, B, T, C, OC)
     M = B * T
     if backend == "cuda":
-        cublas_gemm(False, True, M, OC, C, 1.0, _ptr(inp), C, _ptr(weight), C, 0.0, _ptr(out), OC)
-        if bias is not None:
-            import cupy
-            out2 = out.reshape(M, OC)
-            cupy.add(out2, bias, out=out2)
+        fused = cublas_gemm(False, True, M, OC, C, 1.0, _ptr(inp), C, _ptr(weight), C, 0.0, _ptr(out), OC,
+                            bias=0 if bias is None else _ptr(bias))
+        if bias is not None and not fused:
+            out.reshape(M, OC)[...] += bias
     else:
         out2 = out.reshape(M, OC)
         np.matmul(inp.reshape(M, C), weight.T, out=out2)
