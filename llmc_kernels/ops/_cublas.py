@@ -52,8 +52,13 @@ def _lib():
     path = _mapped_library("libcublas.so") or ctypes.util.find_library("cublas")
     if path is None:
         raise RuntimeError("cuBLAS: CuPy made a cuBLAS handle but its library file cannot be found")
+    return bind(path, _SIGNATURES)
+
+
+def bind(path: str, signatures: dict) -> ctypes.CDLL:
+    """The library at ``path`` with each named function's argument types set (all return a status int)."""
     lib = ctypes.CDLL(path)
-    for name, argtypes in _SIGNATURES.items():
+    for name, argtypes in signatures.items():
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = argtypes, _i
     return lib

@@ -15,6 +15,7 @@ Enum values: cublasLt.h (stable across CUDA 11-13).
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 
 from . import _cublas
@@ -56,19 +57,13 @@ _plans: dict = {}          # key -> _Plan, or None: cuBLASLt has no algorithm fo
 _unavailable: list = []    # one reason, once cuBLASLt has been found missing
 
 
+@functools.lru_cache(maxsize=1)
 def _lib():
-    lib = getattr(_lib, "cached", None)
-    if lib is None:
-        _cublas._lib()                                    # CuPy's libcublas, which loads libcublasLt
-        path = _cublas._mapped_library("libcublasLt.so")
-        if path is None:
-            raise OSError("libcublasLt is not mapped into this process")
-        lib = ctypes.CDLL(path)
-        for name, argtypes in _SIGNATURES.items():
-            fn = getattr(lib, name)
-            fn.argtypes, fn.restype = argtypes, _i
-        _lib.cached = lib
-    return lib
+    _cublas._lib()                                        # CuPy's libcublas, which loads libcublasLt
+    path = _cublas._mapped_library("libcublasLt.so")
+    if path is None:
+        raise OSError("libcublasLt is not mapped into this process")
+    return _cublas.bind(path, _SIGNATURES)
 
 
 def _call(name: str, *args) -> None:
