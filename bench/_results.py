@@ -10,13 +10,16 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
 
 
 def git_commit() -> str:
-    """The checkout's short commit; LLMC_COMMIT where there is no .git (a copied tree on a GPU machine)."""
+    """LLMC_COMMIT when set (a tree copied to a GPU machine may carry a stale .git), else the checkout's
+    short commit, else "unknown"."""
+    if os.environ.get("LLMC_COMMIT"):
+        return os.environ["LLMC_COMMIT"]
     try:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         return subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("LLMC_COMMIT", "unknown")
+        return "unknown"
 
 
 def device_name(cp) -> str:

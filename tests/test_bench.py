@@ -45,6 +45,15 @@ def test_write_section_replaces_only_its_own(tmp_path, bench_path):
     assert "| y |" in text and text.index("<!-- a:start -->") < text.index("<!-- b:start -->")
 
 
+def test_commit_prefers_llmc_commit(bench_path, monkeypatch):
+    """A tree copied to a GPU machine may carry a stale .git: LLMC_COMMIT, when set, is what was measured."""
+    results = importlib.import_module("_results")
+    monkeypatch.setenv("LLMC_COMMIT", "abc1234")
+    assert results.git_commit() == "abc1234"
+    monkeypatch.delenv("LLMC_COMMIT")
+    assert results.git_commit() not in ("abc1234", "")
+
+
 def test_torch_gpt2_computes_our_loss(bench_path):
     """Same llm.c weights, same batch: the benchmark's PyTorch model and ours agree (tiny config, float32
     on both sides: 1e-4 relative on the loss)."""
