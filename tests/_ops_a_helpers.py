@@ -86,14 +86,15 @@ class FakeCupyArray:
 
 
 class KernelSpy:
-    """Records which kernels of ``kernels/*.cu`` an ops module launches (monkeypatches its _loader)."""
+    """Records which kernels of ``kernels/*.cu`` the ops launch (monkeypatches ops._loader, which they all use)."""
 
-    def __init__(self, monkeypatch, module):
+    def __init__(self, monkeypatch):
+        from llmc_kernels.ops import _loader
         self.names: list[str] = []
-        real = module._loader.kernel
+        real = _loader.kernel
 
         def spy(filename, name, *a, **k):
             self.names.append(name)
             return real(filename, name, *a, **k)
 
-        monkeypatch.setattr(module._loader, "kernel", spy)
+        monkeypatch.setattr(_loader, "kernel", spy)

@@ -74,8 +74,7 @@ def test_any_shape_and_numpy_hyperparameters():
 def test_vec4_only_when_aligned(monkeypatch, offset, kernel):
     """Whole allocations take the float4 kernel (tail included); views 4 bytes in take the scalar one."""
     from _ops_a_helpers import KernelSpy
-    from llmc_kernels.ops import adamw
-    spy = KernelSpy(monkeypatch, adamw)
+    spy = KernelSpy(monkeypatch)
     n = 1031
     state = _state(n, 8)
     bufs = [np.r_[np.zeros(offset), a].astype(np.float32)[offset:] for a in state]

@@ -129,25 +129,23 @@ def gemm(stream, op_a: int, op_b: int, m: int, n: int, k: int, alpha: float, A: 
     if _unavailable:
         return False
     import cupy
-    capturing = stream.is_capturing()
+    dev = cupy.cuda.Device().id
     epilogue = EPILOGUE_BIAS if bias else EPILOGUE_DEFAULT
-    align = alignment(A, B, C, bias)
-    key = (cupy.cuda.Device().id, op_a, op_b, m, n, k, lda, ldb, ldc, compute, epilogue, align)
+    key = (dev, op_a, op_b, m, n, k, lda, ldb, ldc, compute, epilogue, alignment(A, B, C, bias))
     with _lock:
-        if key not in _plans or cupy.cuda.Device().id not in _state:
-            if capturing:                            # no allocation or plan-making inside a graph
+        if key not in _plans:                        # (a plan exists only once its device's state does)
+            if stream.is_capturing():                # no allocation or plan-making inside a graph
                 return False
             try:
                 handle, _ = _device_state(cupy)
-                _plans[key] = _make_plan(handle, op_a, op_b, m, n, k, lda, ldb, ldc, compute, epilogue,
-                                         align)
+                _plans[key] = _make_plan(handle, op_a, op_b, m, n, k, lda, ldb, ldc, compute, epilogue, key[-1])
             except (OSError, AttributeError) as exc:   # no libcublasLt, or one without these entry points
                 _unavailable.append(str(exc))
                 return False
         plan = _plans[key]
         if plan is None:
             return False
-        handle, workspace = _state[cupy.cuda.Device().id]
+        handle, workspace = _state[dev]
         if bias:
             _set(plan.desc, ATTR_BIAS_POINTER, _p(bias))
         a, b = ctypes.c_float(alpha), ctypes.c_float(beta)

@@ -40,6 +40,17 @@ def resident_blocks(backend: str, block: int) -> int:
     return sms * max(1, threads // block)
 
 
+def launch_elementwise(backend: str, source: str, name: str, arrays: tuple, N: int, block: int) -> None:
+    """Launch ``name``'s float4 kernel (``name_vec4_kernel``, when every array is 16-byte aligned) or its
+    scalar one (``name_kernel``) from ``source`` over N elements, grid-stride; both take (*arrays, int N)."""
+    from . import _loader
+    if aligned16(*arrays):
+        kern, work = f"{name}_vec4_kernel", max(1, N // 4)
+    else:
+        kern, work = f"{name}_kernel", N
+    _loader.kernel(source, kern)((grid_for(backend, work, block),), (block,), (*arrays, np.int32(N)))
+
+
 def grid_for(backend: str, work: int, block: int) -> int:
     """Blocks for a grid-stride loop over ``work`` items (in a kernel without barriers or shuffles): on cuda
     one item per thread, capped at what is resident; on cpu CPU_ITERATIONS items per thread."""

@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _loader, _validate
-from ._grid import aligned16, elementwise_args, expect_flat, fits_int32, grid_for, resident_blocks
+from ._grid import (aligned16, elementwise_args, expect_flat, fits_int32, grid_for, launch_elementwise,
+                    resident_blocks)
 
 BLOCK = 256
 LN_BLOCK = 256
@@ -106,11 +107,7 @@ def gelu_backward_inplace(d, pre, N):
     fn = "gelu_backward_inplace"
     _validate.entry(fn)
     backend = elementwise_args(fn, N, d=d, pre=pre)
-    if aligned16(d, pre):
-        kern, work = "gelu_backward_inplace_vec4_kernel", max(1, N // 4)
-    else:
-        kern, work = "gelu_backward_inplace_kernel", N
-    _loader.kernel("fused_bias_gelu.cu", kern)((grid_for(backend, work, BLOCK),), (BLOCK,), (d, pre, np.int32(N)))
+    launch_elementwise(backend, "fused_bias_gelu.cu", "gelu_backward_inplace", (d, pre), int(N), BLOCK)
 
 
 def bias_backward(dbias, dout, B, T, OC):

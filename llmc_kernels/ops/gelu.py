@@ -11,10 +11,8 @@ always are; the N % 4 tail is done in the same launch), else one float per threa
 """
 from __future__ import annotations
 
-import numpy as np
-
-from . import _loader, _validate
-from ._grid import aligned16, elementwise_args, grid_for
+from . import _validate
+from ._grid import elementwise_args, launch_elementwise
 
 BLOCK = 256
 
@@ -24,24 +22,15 @@ BENCH = {
 }
 
 
-def _launch(backend: str, name: str, arrays: tuple, N: int) -> None:
-    if aligned16(*arrays):
-        kern, work = f"{name}_vec4_kernel", max(1, N // 4)
-    else:
-        kern, work = f"{name}_kernel", N
-    grid = grid_for(backend, work, BLOCK)
-    _loader.kernel("gelu.cu", kern)((grid,), (BLOCK,), (*arrays, np.int32(N)))
-
-
 def gelu_forward(out, inp, N):
     fn = "gelu_forward"
     _validate.entry(fn)
     backend = elementwise_args(fn, N, out=out, inp=inp)
-    _launch(backend, "gelu_forward", (out, inp), int(N))
+    launch_elementwise(backend, "gelu.cu", "gelu_forward", (out, inp), int(N), BLOCK)
 
 
 def gelu_backward(dinp, inp, dout, N):
     fn = "gelu_backward"
     _validate.entry(fn)
     backend = elementwise_args(fn, N, dinp=dinp, inp=inp, dout=dout)
-    _launch(backend, "gelu_backward", (dinp, inp, dout), int(N))
+    launch_elementwise(backend, "gelu.cu", "gelu_backward", (dinp, inp, dout), int(N), BLOCK)

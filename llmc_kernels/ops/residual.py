@@ -9,10 +9,8 @@ when every array is 16-byte aligned (the N % 4 tail in the same launch), else on
 """
 from __future__ import annotations
 
-import numpy as np
-
-from . import _loader, _validate
-from ._grid import aligned16, elementwise_args, grid_for
+from . import _validate
+from ._grid import elementwise_args, launch_elementwise
 
 BLOCK = 256
 
@@ -22,24 +20,15 @@ BENCH = {
 }
 
 
-def _launch(backend: str, name: str, arrays: tuple, N: int) -> None:
-    if aligned16(*arrays):
-        kern, work = f"{name}_vec4_kernel", max(1, N // 4)
-    else:
-        kern, work = f"{name}_kernel", N
-    grid = grid_for(backend, work, BLOCK)
-    _loader.kernel("residual.cu", kern)((grid,), (BLOCK,), (*arrays, np.int32(N)))
-
-
 def residual_forward(out, inp1, inp2, N):
     fn = "residual_forward"
     _validate.entry(fn)
     backend = elementwise_args(fn, N, out=out, inp1=inp1, inp2=inp2)
-    _launch(backend, "residual_forward", (out, inp1, inp2), int(N))
+    launch_elementwise(backend, "residual.cu", "residual_forward", (out, inp1, inp2), int(N), BLOCK)
 
 
 def residual_backward(dinp1, dinp2, dout, N):
     fn = "residual_backward"
     _validate.entry(fn)
     backend = elementwise_args(fn, N, dinp1=dinp1, dinp2=dinp2, dout=dout)
-    _launch(backend, "residual_backward", (dinp1, dinp2, dout), int(N))
+    launch_elementwise(backend, "residual.cu", "residual_backward", (dinp1, dinp2, dout), int(N), BLOCK)
