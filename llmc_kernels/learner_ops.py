@@ -55,7 +55,8 @@ def load(path) -> types.ModuleType:
     if missing:
         raise LearnerOpsError(f"--ops {path} lacks {', '.join(missing)}: GPT-2 needs all {len(MODEL_OPS)} ops of "
                               f"the course. `llmc collect` fills the gaps with the package's ops; {remedy}")
-    module.__llmc_label__ = path.name     # what messages and log.json call it
+    module.__llmc_label__ = path.name     # what log.json and the run's first lines call it
+    module.__name__ = path.stem           # ... and the model's messages (ops_name)
     return module
 
 
