@@ -11,7 +11,7 @@ import sys
 
 # name -> (module, one-line description)
 COMMANDS = {
-    "train": ("llmc_kernels.train", "train GPT-2 (d12 or tiny) with the course's kernels"),
+    "train": ("llmc_kernels.train", "train GPT-2 (d12 or tiny) with the course's kernels, or yours (--ops)"),
     "collect": ("llmc_kernels.collect", "gather your exercise kernels from your notebooks into an ops module for train"),
     "grade": ("llmc_kernels.grade", "grade submitted chapter notebooks into a CSV of points per exercise"),
     "doctor": ("llmc_kernels.doctor", "show what this machine can run (GPU, CuPy, compilers) and how to fix it"),
