@@ -14,25 +14,42 @@ import numpy as np
 
 from . import build
 
-LLMC_ABI = 3
+LLMC_ABI = 4
 SCHEDULES = {"forward": 0, "reverse": 1, "shuffle": 2}
 
 # llmc_error kinds, region ids and trap kinds (llmc_abi.h)
-E_OK, E_OOB, E_OOB_ARRAY, E_DEADLOCK, E_TIMEOUT, E_TRAP, E_INTERRUPT, E_INTERNAL = range(8)
+E_OK, E_OOB, E_OOB_ARRAY, E_DEADLOCK, E_TIMEOUT, E_TRAP, E_INTERRUPT, E_INTERNAL, E_RACE = range(9)
+TRACE_ACCESSES, TRACE_RACES = 1, 2
+A_LOAD, A_STORE, A_UPDATE, A_ATOMIC = 1, 2, 3, 4
+RACE_NONE, RACE_WW, RACE_RAW, RACE_WAR, RACE_UNINIT = range(5)
 R_UNCHECKED, R_DYN_SHARED, R_NULL, R_STATIC_SHARED = -1, -2, -3, -4
 (T_DIV_ZERO, T_DIV_OVERFLOW, T_STACK_OVERFLOW, T_BAD_ADDRESS, T_TRAP, T_ASSERT, T_BAD_MASK, T_SHARED_LIMIT,
  T_MISALIGNED, T_ILLEGAL, T_INTERNAL) = range(1, 12)
 
 
 class Region(C.Structure):
-    _fields_ = [("lo", C.c_void_p), ("span", C.c_uint64), ("id", C.c_int32), ("elem_size", C.c_int32)]
+    _fields_ = [("lo", C.c_void_p), ("span", C.c_uint64), ("id", C.c_int32), ("elem_size", C.c_int32),
+                ("flags", C.c_int32), ("pad_", C.c_int32)]
 
 
 class LaunchDesc(C.Structure):
     _fields_ = [("thread_entry", C.c_void_p), ("fast_block", C.c_void_p), ("args", C.c_void_p),
                 ("regions", C.c_void_p), ("nregions", C.c_int32), ("use_fibers", C.c_int32),
                 ("grid", C.c_uint32 * 3), ("block", C.c_uint32 * 3), ("shared_bytes", C.c_uint64),
-                ("schedule", C.c_int32), ("pad_", C.c_int32), ("seed", C.c_uint64), ("timeout_s", C.c_double)]
+                ("schedule", C.c_int32), ("pad_", C.c_int32), ("seed", C.c_uint64), ("timeout_s", C.c_double),
+                ("trace", C.c_uint32), ("pad2_", C.c_uint32)]
+
+
+class RaceAccess(C.Structure):
+    _fields_ = [("thread", C.c_int32 * 3), ("block", C.c_int32 * 3), ("lane", C.c_int32), ("warp", C.c_int32),
+                ("line", C.c_int32), ("op", C.c_int32)]
+
+
+class Race(C.Structure):
+    _fields_ = [("kind", C.c_int32), ("shared", C.c_int32), ("region", C.c_int32), ("same_value", C.c_int32),
+                ("offset", C.c_int64), ("size", C.c_int64), ("elem_size", C.c_int64), ("pairs", C.c_int64),
+                ("nthreads", C.c_int32), ("pad_", C.c_int32), ("a", RaceAccess), ("b", RaceAccess),
+                ("name", C.c_char * 64)]
 
 
 class ErrorRecord(C.Structure):
@@ -40,7 +57,7 @@ class ErrorRecord(C.Structure):
                 ("thread", C.c_int32 * 3), ("block", C.c_int32 * 3), ("region", C.c_int32),
                 ("is_const", C.c_int32), ("offset", C.c_int64), ("size", C.c_int64), ("align", C.c_int64),
                 ("index", C.c_int64), ("extent", C.c_int64), ("addr", C.c_uint64), ("blocks_done", C.c_int64),
-                ("blocks_total", C.c_int64), ("text", C.c_char * 4096)]
+                ("blocks_total", C.c_int64), ("text", C.c_char * 4096), ("race", Race), ("warning", Race)]
 
 
 _LOCK = threading.Lock()
@@ -86,8 +103,10 @@ def plan(signature) -> list[tuple[int, bool, object, int]]:
 
 
 def run(entries: tuple[int, int], params: list, args, grid, block, shared_mem: int, schedule: str,
-        timeout: float, seed: int, use_fibers: bool) -> tuple[ErrorRecord, bytes, bool]:
-    """Run one launch (``params`` from :func:`plan`): ``(error record, printf output, output truncated)``."""
+        timeout: float, seed: int, use_fibers: bool, trace: int = 0) -> tuple[ErrorRecord, bytes, bool]:
+    """Run one launch (``params`` from :func:`plan`): ``(error record, printf output, output truncated)``.
+
+    ``trace`` (TRACE_* bits) turns on the access-event layer and its consumers (the race detector)."""
     n = max(1, len(params))
     regions = (Region * n)()
     argv = (C.c_void_p * n)()
@@ -98,6 +117,7 @@ def run(entries: tuple[int, int], params: list, args, grid, block, shared_mem: i
             r = regions[nreg]
             r.id = position
             r.elem_size = elem_size
+            r.flags = TRACE_ACCESSES if trace else 0
             if a is not None:
                 r.lo = a.ctypes.data
                 r.span = a.nbytes
@@ -119,6 +139,7 @@ def run(entries: tuple[int, int], params: list, args, grid, block, shared_mem: i
     desc.schedule = SCHEDULES[schedule]
     desc.seed = seed & 0xFFFFFFFFFFFFFFFF
     desc.timeout_s = float(timeout) if timeout else 0.0
+    desc.trace = (trace | TRACE_ACCESSES) if trace else 0
     err = ErrorRecord()
     rt = runtime()
     with _LOCK:
