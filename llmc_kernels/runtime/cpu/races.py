@@ -77,7 +77,9 @@ def _hint(kind: str, a: RaceAccess, b: RaceAccess, name: str, shared: bool, same
     what = ("the write must be finished before another thread reads it" if kind == "read-after-write" else
             f"every thread must have read {name}[...] before another overwrites it")
     where = (f"between line {first} and line {second}" if first != second else
-             f"on line {first}: read into a local variable first, then synchronise, then write")
+             f"so that one thread's {'write' if kind == 'read-after-write' else 'read'} on line {first} comes before "
+             f"another's {'read' if kind == 'read-after-write' else 'write'} on the same line (in a loop: one per "
+             "iteration; in one statement: split it, reading into a local variable first)")
     if a.warp == b.warp and a.lane != b.lane:
         return (f"lanes of one warp do not run in lockstep (independent thread scheduling since Volta): use "
                 f"__syncwarp() {where} ({what}), or exchange the values with __shfl_*_sync instead of memory")

@@ -114,12 +114,12 @@ template <class T> struct ptr {
 
   LLMC_INLINE typename add_ref<T>::type operator[](index i) const {
     T *a = at(i.v, i.line);
-    if (__builtin_expect(trace, 0)) note_access(a, S, LLMC_A_LOAD, i.line);
+    if (__builtin_expect(trace, 0)) note_access((const void *)(uintptr_t)a, S, LLMC_A_LOAD, i.line);
     return *a;
   }
   template <int K> LLMC_INLINE typename add_ref<T>::type operator[](tagged_index<K> i) const {
     T *a = at(i.v, i.line);
-    if (K != LLMC_A_ADDR && __builtin_expect(trace, 0)) note_access(a, S, K, i.line);
+    if (K != LLMC_A_ADDR && __builtin_expect(trace, 0)) note_access((const void *)(uintptr_t)a, S, K, i.line);
     return *a;
   }
   // Left by the translator only where it could not see the operand; the line is then unknown (0).
@@ -179,7 +179,7 @@ template <class T, long long N> struct shared_array {
   T a[N];
   // Only the innermost subscript of `s[i][j]` touches memory; the outer one picks a row.
   LLMC_INLINE void note(long long i, int kind, int line) const {
-    if (!is_shared_array<T>::value && __builtin_expect(tracing(), 0)) note_access(&a[i], sizeof(T), kind, line);
+    if (!is_shared_array<T>::value && __builtin_expect(tracing(), 0)) note_access((const void *)(uintptr_t)&a[i], sizeof(T), kind, line);
   }
   LLMC_INLINE T &operator[](index i) {
     if (__builtin_expect((unsigned long long)i.v >= (unsigned long long)N, 0)) fail(i);

@@ -68,6 +68,7 @@ struct Side {
 struct Pair {
   int kind;
   bool same;
+  bool near; // lanes of one warp: a pair across warps or blocks is reported first (its hint is the stronger)
   Side a, b;
   int shared, region;
   uintptr_t addr;
@@ -89,6 +90,7 @@ bool less(const Pair &x, const Pair &y) {
   LLMC_CMP(x.kind, y.kind)
   LLMC_CMP(x.a.line, y.a.line)
   LLMC_CMP(x.b.line, y.b.line)
+  LLMC_CMP(x.near, y.near)
   LLMC_CMP(x.shared, y.shared)
   LLMC_CMP(x.region, y.region)
   LLMC_CMP(x.a.block, y.a.block)
@@ -119,6 +121,7 @@ Pair pair_of(const Rec &x, const Rec &y, int shared) {
     a = later ? w : r;
     b = later ? r : w;
   }
+  p.near = x.block1 == y.block1 && x.thread >> 5 == y.thread >> 5;
   p.same = x.kind == LLMC_A_STORE && y.kind == LLMC_A_STORE && x.value == y.value && x.size == y.size;
   p.a = {a->block1 - 1ull, a->thread, a->line, a->kind};
   p.b = {b->block1 - 1ull, b->thread, b->line, b->kind};
@@ -208,7 +211,7 @@ void analyse_group(const Epoch &e, size_t lo, size_t hi) {
       for (const Rec &w : g_reps)
         if (writes(w.kind) && (w.thread != r.thread || w.pos < r.pos)) covered |= w.mask;
       if (r.mask & ~covered) {
-        Pair p = {LLMC_RACE_UNINIT, false, {e.block, r.thread, r.line, r.kind}, {e.block, r.thread, r.line, r.kind},
+        Pair p = {LLMC_RACE_UNINIT, false, false, {e.block, r.thread, r.line, r.kind}, {e.block, r.thread, r.line, r.kind},
                   1, r.region, r.addr, r.size};
         consider(g_uninit, p);
       }
