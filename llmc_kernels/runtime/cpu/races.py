@@ -93,8 +93,9 @@ def describe(r: L.Race, ctx) -> dict:
     a, b = _side(r.a, ctx), _side(r.b, ctx)
     hint = _hint(kind, a, b, name, bool(r.shared), bool(r.same_value))
     if kind == "uninitialised-read":
-        text = (f"read of {desc}, element {index}, which no thread of the block has written since the block "
-                f"started (shared memory is uninitialised): {_who(a)} reads it at line {a.line}{_source(ctx, a.line)}"
+        text = (f"uninitialised-read of {desc}, element {index}: no thread of the block has written it since the "
+                f"block started (shared memory starts uninitialised)\n  {_who(a)} reads it at line {a.line}"
+                f"{_source(ctx, a.line)}"
                 f"\n  {r.pairs} such read{'s' if r.pairs != 1 else ''} found")
     else:
         same = " (both store the same value)" if r.same_value else ""
