@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import io
 import os
 import sys
@@ -53,7 +54,7 @@ def main() -> int:
             run()                                                # compile
         for mode in modes:
             ctx = contextlib.nullcontext()
-            if "races" in runtime.launch_options.__code__.co_varnames:
+            if "races" in inspect.signature(runtime.launch_options).parameters:
                 ctx = runtime.launch_options(races=(mode == "on"))
             with ctx:
                 t = timed(run, opts.repeat)

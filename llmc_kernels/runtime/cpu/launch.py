@@ -19,7 +19,7 @@ SCHEDULES = {"forward": 0, "reverse": 1, "shuffle": 2}
 
 # llmc_error kinds, region ids and trap kinds (llmc_abi.h)
 E_OK, E_OOB, E_OOB_ARRAY, E_DEADLOCK, E_TIMEOUT, E_TRAP, E_INTERRUPT, E_INTERNAL, E_RACE = range(9)
-TRACE_ACCESSES, TRACE_RACES = 1, 2
+TRACE_ACCESSES, TRACE_RACES, REGION_READONLY = 1, 2, 4
 A_LOAD, A_STORE, A_UPDATE, A_ATOMIC = 1, 2, 3, 4
 RACE_NONE, RACE_WW, RACE_RAW, RACE_WAR, RACE_UNINIT = range(5)
 R_UNCHECKED, R_DYN_SHARED, R_NULL, R_STATIC_SHARED = -1, -2, -3, -4
@@ -93,13 +93,22 @@ class Library:
                 C.cast(getattr(self.dll, f"llmc_fast_block_{kernel}"), C.c_void_p).value)
 
 
-def plan(signature) -> list[tuple[int, bool, object, int]]:
-    """Per parameter, what packing needs: (position, is pointer, NumPy dtype, bytes per element)."""
+def plan(signature) -> list[tuple[int, bool, object, int, bool]]:
+    """Per parameter, what packing needs: (position, is pointer, NumPy dtype, bytes per element, const pointer)."""
     out = []
     for p in signature.params:
         dtype = p.dtype
-        out.append((p.position, p.pointer, dtype, dtype.itemsize * p.components if dtype is not None else 1))
+        out.append((p.position, p.pointer, dtype, dtype.itemsize * p.components if dtype is not None else 1,
+                    p.pointer and p.const))
     return out
+
+
+def _readonly(params, args) -> set:
+    """Positions of const pointer arguments whose memory no non-const pointer argument overlaps."""
+    spans = [(position, const, a.ctypes.data, a.ctypes.data + a.nbytes)
+             for (position, pointer, _, _, const), a in zip(params, args) if pointer and a is not None]
+    return {p for p, const, lo, hi in spans if const and
+            not any(not c2 and lo2 < hi and lo < hi2 for _, c2, lo2, hi2 in spans)}
 
 
 def run(entries: tuple[int, int], params: list, args, grid, block, shared_mem: int, schedule: str,
@@ -112,12 +121,13 @@ def run(entries: tuple[int, int], params: list, args, grid, block, shared_mem: i
     argv = (C.c_void_p * n)()
     keep = []                     # scalars' buffers must outlive the call
     nreg = 0
-    for (position, pointer, dtype, elem_size), a in zip(params, args):
+    readonly = _readonly(params, args) if trace else set()
+    for (position, pointer, dtype, elem_size, _), a in zip(params, args):
         if pointer:
             r = regions[nreg]
             r.id = position
             r.elem_size = elem_size
-            r.flags = TRACE_ACCESSES if trace else 0
+            r.flags = (TRACE_ACCESSES | (REGION_READONLY if position in readonly else 0)) if trace else 0
             if a is not None:
                 r.lo = a.ctypes.data
                 r.span = a.nbytes

@@ -38,6 +38,10 @@ typedef struct llmc_region {
  * global and shared memory goes to the runtime's access-event layer (rt/access.cpp), whose consumers are
  * the race detector (LLMC_TRACE_RACES) and, later, the memory counters. 0: the uninstrumented fast path. */
 enum { LLMC_TRACE_ACCESSES = 1, LLMC_TRACE_RACES = 2 };
+/* llmc_region.flags: the array is a const parameter that no other argument overlaps, so nothing in the launch
+ * can write it (short of const_cast): the race detector skips loads through const pointers to it, which
+ * are most of a kernel's accesses (a profiler of memory traffic would not set this) */
+enum { LLMC_REGION_READONLY = 4 };
 
 /* How an access uses memory (the translator tells loads from stores by the tokens around a subscript). */
 enum { LLMC_A_LOAD = 1, LLMC_A_STORE = 2, LLMC_A_UPDATE = 3 /* +=, ++: a load then a store */,

@@ -74,7 +74,7 @@ template <class T> struct ptr {
     q.lo = r->lo;
     q.span = r->span;
     q.rid = r->id;
-    q.trace = r->flags & LLMC_TRACE_ACCESSES;
+    q.trace = (r->flags & LLMC_TRACE_ACCESSES) && !(is_const<T>::value && (r->flags & LLMC_REGION_READONLY));
     return q;
   }
   // A raw address (`&x[i]`, nullptr): found again among the launch's regions.

@@ -57,10 +57,13 @@ void h_access(const void *addr, uint32_t size, int kind, int line) {
   if (off >= 0) {
     a.space = SP_SHARED;
     a.region = off < SHARED_LIMIT ? LLMC_R_STATIC_SHARED : LLMC_R_DYN_SHARED;
+    a.offset = (uint64_t)off;
   } else {
     a.space = SP_GLOBAL;
-    a.region = global_region_of(addr);
+    uintptr_t lo = 0;
+    a.region = global_region_of(addr, &lo);
     if (a.region < 0) return; // a raw pointer into local memory (an atomic on a local variable): not shared
+    a.offset = a.addr - lo;
   }
   unsigned t = current_thread();
   a.thread = (uint16_t)t;

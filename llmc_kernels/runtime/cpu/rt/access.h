@@ -25,6 +25,8 @@ enum Space : uint8_t { SP_GLOBAL = 0, SP_SHARED = 1 };
 
 struct Access {
   uintptr_t addr;
+  uint64_t offset;  // bytes from the start of the argument's array; shared: of the block's shared memory
+                    // (static __shared__ arrays from 0, dynamic shared memory from SHARED_LIMIT)
   uint64_t value;   // LLMC_A_STORE: the bytes stored (up to 8; a hash of 16), read right after the store
   uint32_t size;    // bytes
   int32_t line;     // the learner's line (a #line-mapped file line): the access's site

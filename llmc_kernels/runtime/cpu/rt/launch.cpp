@@ -136,11 +136,14 @@ int64_t shared_offset(const void *p) {
   return -1;
 }
 
-int global_region_of(const void *p) {
+int global_region_of(const void *p, uintptr_t *lo) {
   const char *c = (const char *)p;
   for (int i = 0; i < g.d->nregions; i++) {
     const llmc_region &r = g.d->regions[i];
-    if (r.lo && c >= r.lo && c < r.lo + r.span) return r.id;
+    if (r.lo && c >= r.lo && c < r.lo + r.span) {
+      if (lo) *lo = (uintptr_t)r.lo;
+      return r.id;
+    }
   }
   return -1;
 }

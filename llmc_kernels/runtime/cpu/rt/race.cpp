@@ -138,13 +138,39 @@ bool conflict(const Rec &x, const Rec &y) {
 }
 
 // ------------------------------------------------------------------------------ one epoch of one block
+// One granule touched by one access. key = slot << 48 | granule << 10 | thread, where slot 0 is shared
+// memory and slot 1 + r argument r, and granule is the 4-byte index within it: sorting by key groups the
+// accesses per granule and, within it, per thread; a stable sort keeps each thread's program order.
 struct Ent {
-  uint64_t g; // granule (address / 4)
+  uint64_t key;
   uint32_t e; // event
-  uint16_t thread;
   uint8_t mask;
 };
-std::vector<Ent> g_ents;
+inline uint64_t granule_of(const Ent &x) { return x.key >> 10; }
+inline uint16_t thread_of(const Ent &x) { return (uint16_t)(x.key & 1023u); }
+std::vector<Ent> g_ents, g_tmp;
+
+// LSD radix sort by key, 8 bits per pass, passes where every key has the same digit skipped: linear time
+// (an epoch can hold millions of accesses; a comparison sort dominated the detector's cost)
+void radix_sort(std::vector<Ent> &v) {
+  size_t n = v.size();
+  if (n < 2) return;
+  g_tmp.resize(n);
+  uint64_t all_or = 0, all_and = ~0ull;
+  for (const Ent &x : v) all_or |= x.key, all_and &= x.key;
+  Ent *src = v.data(), *dst = g_tmp.data();
+  for (unsigned shift = 0; shift < 64; shift += 8) {
+    if ((((all_or ^ all_and) >> shift) & 0xFF) == 0) continue; // this digit is the same everywhere
+    size_t count[257] = {0};
+    for (size_t i = 0; i < n; i++) count[((src[i].key >> shift) & 0xFF) + 1]++;
+    for (int d = 0; d < 256; d++) count[d + 1] += count[d];
+    for (size_t i = 0; i < n; i++) dst[count[(src[i].key >> shift) & 0xFF]++] = src[i];
+    Ent *t = src;
+    src = dst;
+    dst = t;
+  }
+  if (src != v.data()) memcpy(v.data(), src, n * sizeof(Ent));
+}
 std::vector<Rec> g_reps;
 uint8_t g_sh_written[2 * SHARED_LIMIT / 4]; // per shared granule: bytes written in an earlier epoch
 
@@ -166,7 +192,7 @@ void analyse_group(const Epoch &e, size_t lo, size_t hi) {
   for (size_t i = lo; i < hi; i++) {
     const Ent &en = g_ents[i];
     const Access &a = e.ev[en.e];
-    if (i == lo || en.thread != g_ents[i - 1].thread) first_of_thread = g_reps.size();
+    if (i == lo || thread_of(en) != thread_of(g_ents[i - 1])) first_of_thread = g_reps.size();
     bool merged = false;
     for (size_t k = first_of_thread; k < g_reps.size(); k++) {
       Rec &r = g_reps[k];
@@ -183,7 +209,7 @@ void analyse_group(const Epoch &e, size_t lo, size_t hi) {
   }
   const Access &a0 = e.ev[g_ents[lo].e];
   const bool shared = a0.space == SP_SHARED;
-  const uint64_t g = g_ents[lo].g;
+  const uint64_t g = granule_of(g_ents[lo]);
   bool any_write = false;
   for (const Rec &r : g_reps) any_write |= writes(r.kind);
   // races within the epoch
@@ -201,8 +227,8 @@ void analyse_group(const Epoch &e, size_t lo, size_t hi) {
   if (shared) {
     // reads of bytes that no thread wrote since the block started (the same epoch included: a write that
     // is unordered with the read is a race, reported as such, not as an uninitialised read)
-    int64_t off = shared_offset((const void *)(g * 4));
-    uint8_t before = g_sh_written[off / 4];
+    uint64_t sg = g & ((1ull << 38) - 1); // the shared granule
+    uint8_t before = g_sh_written[sg];
     uint8_t written_now = 0;
     for (const Rec &r : g_reps) {
       if (writes(r.kind)) written_now |= r.mask;
@@ -216,7 +242,7 @@ void analyse_group(const Epoch &e, size_t lo, size_t hi) {
         consider(g_uninit, p);
       }
     }
-    g_sh_written[off / 4] = before | written_now;
+    g_sh_written[sg] = before | written_now;
   } else {
     for (const Rec &r : g_reps) merge_global(r, g);
   }
@@ -396,19 +422,18 @@ void epoch(const Epoch &e) {
   g_ents.clear();
   for (size_t i = 0; i < e.n; i++) {
     const Access &a = e.ev[i];
-    uintptr_t end = a.addr + a.size;
-    for (uintptr_t gr = a.addr & ~(uintptr_t)3; gr < end; gr += 4) {
-      uintptr_t lo = gr > a.addr ? gr : a.addr, hi = gr + 4 < end ? gr + 4 : end;
+    uint64_t slot = a.space == SP_SHARED ? 0 : 1 + (uint64_t)a.region;
+    uint64_t end = a.offset + a.size;
+    for (uint64_t gr = a.offset & ~(uint64_t)3; gr < end; gr += 4) {
+      uint64_t lo = gr > a.offset ? gr : a.offset, hi = gr + 4 < end ? gr + 4 : end;
       uint8_t mask = (uint8_t)(((1u << (hi - lo)) - 1u) << (lo - gr));
-      g_ents.push_back({(uint64_t)(gr >> 2), (uint32_t)i, a.thread, mask});
+      g_ents.push_back({slot << 48 | (gr >> 2) << 10 | a.thread, (uint32_t)i, mask});
     }
   }
-  std::sort(g_ents.begin(), g_ents.end(), [](const Ent &x, const Ent &y) {
-    return x.g != y.g ? x.g < y.g : x.thread != y.thread ? x.thread < y.thread : x.e < y.e;
-  });
+  radix_sort(g_ents);
   for (size_t lo = 0; lo < g_ents.size();) {
     size_t hi = lo + 1;
-    while (hi < g_ents.size() && g_ents[hi].g == g_ents[lo].g) hi++;
+    while (hi < g_ents.size() && granule_of(g_ents[hi]) == granule_of(g_ents[lo])) hi++;
     analyse_group(e, lo, hi);
     lo = hi;
   }
@@ -428,6 +453,7 @@ void release() {
   std::unordered_map<uintptr_t, std::vector<Rel>>().swap(g_rel);
   std::unordered_map<uint64_t, std::vector<Acq>>().swap(g_acq);
   std::vector<Ent>().swap(g_ents);
+  std::vector<Ent>().swap(g_tmp);
   std::vector<Rec>().swap(g_reps);
   g_last_page = ~0ull;
 }
