@@ -16,10 +16,10 @@ import contextvars
 
 import numpy as np
 
-from .counters import EVENT, KernelCounters, count
+from .counters import KernelCounters
 from .report import TableText, render
 
-__all__ = ["profile", "Profile", "KernelCounters", "EVENT", "count", "recording"]
+__all__ = ["profile", "Profile", "KernelCounters", "recording"]
 
 _ACTIVE: contextvars.ContextVar = contextvars.ContextVar("llmc_profile", default=None)
 

@@ -27,33 +27,22 @@ with the same definitions, deterministically:
   summed); **unique_bytes**: the distinct bytes of global memory touched, i.e. the DRAM traffic of a
   perfect cache.
 
-Everything is vectorised NumPy: a launch of a million accesses takes a fraction of a second.
+The counting itself happens in the CPU backend's runtime (``runtime/cpu/rt/counters.cpp``), as each block
+reaches a barrier or its end; this module holds the figures it hands back.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
-GLOBAL, SHARED = 0, 1
-LOAD, STORE, ATOMIC = 0, 1, 2
-WARP = 32
-SECTOR = 32          # bytes: the unit of global memory traffic between L1 and L2
-BANKS = 32           # shared memory banks, each 4 bytes wide
-PHASE_BYTES = 128    # what shared memory serves per wavefront without a conflict
-
-# One access of one thread. ``addr`` is a byte address: for global memory the array's own address (so that
-# different arrays never share a sector by accident), for shared memory the offset in the block's shared
-# memory. ``region`` names the array (an argument or a __shared__ array; see KernelCounters.regions).
-EVENT = np.dtype([("addr", "<u8"), ("block", "<i8"), ("thread", "<i4"), ("site", "<i4"), ("occ", "<i4"),
-                  ("region", "<i4"), ("size", "u1"), ("space", "u1"), ("kind", "u1"), ("pad", "u1")])
+GLOBAL, SHARED = 0, 1          # an access's memory space (rt/access.h)
+LOAD, STORE, ATOMIC = 0, 1, 2  # a request's kind; an update (+=) is a load request and a store request
 
 
 @dataclass
 class SiteCounters:
     """One access of the source (a site), summed over every request it issued."""
-    site: int
-    line: int
+    line: int                  # the line in the kernel's source string, and its text
+    source: str
     space: int
     kind: int
     region: int
@@ -61,7 +50,7 @@ class SiteCounters:
     requests: int = 0
     units: int = 0             # sectors (global) or wavefronts (shared)
     ideal: int = 0             # the fewest sectors/wavefronts that could deliver the same bytes
-    lane_stride: int | None = None   # elements between consecutive lanes in a full request, if constant
+    lane_stride: int | None = None   # elements between consecutive lanes in the fullest request, if constant
 
     @property
     def per_request(self) -> float:
@@ -109,158 +98,23 @@ class KernelCounters:
         return {k: getattr(self, k) for k in self.FIELDS}
 
 
-def _requests(ev: np.ndarray):
-    """Sort the events into warp-level requests: (sorted events, request id of each, first row of each)."""
-    warp = ev["thread"] // WARP
-    order = np.lexsort((ev["thread"], ev["occ"], ev["site"], warp, ev["block"], ev["kind"], ev["space"]))
-    e, w = ev[order], warp[order]
-    new = np.ones(len(e), dtype=bool)
-    if len(e) > 1:
-        new[1:] = ((e["space"][1:] != e["space"][:-1]) | (e["kind"][1:] != e["kind"][:-1])
-                   | (e["block"][1:] != e["block"][:-1]) | (w[1:] != w[:-1])
-                   | (e["site"][1:] != e["site"][:-1]) | (e["occ"][1:] != e["occ"][:-1]))
-    rid = np.cumsum(new) - 1
-    return e, rid, np.flatnonzero(new)
-
-
-def _count_distinct(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
-    """For each group id in 0..n_groups-1, how many distinct values it holds."""
-    if len(values) == 0:
-        return np.zeros(n_groups, dtype=np.int64)
-    order = np.lexsort((values, groups))
-    g, v = groups[order], values[order]
-    first = np.ones(len(g), dtype=bool)
-    first[1:] = (g[1:] != g[:-1]) | (v[1:] != v[:-1])
-    return np.bincount(g[first], minlength=n_groups)
-
-
-def _sectors(e: np.ndarray, rid: np.ndarray, n: int) -> np.ndarray:
-    """Distinct 32-byte sectors per request (an access that straddles two sectors counts both)."""
-    addr = e["addr"].astype(np.uint64)
-    first = addr // SECTOR
-    last = (addr + e["size"].astype(np.uint64) - 1) // SECTOR
-    straddles = last != first
-    groups = np.concatenate([rid, rid[straddles]])
-    sectors = np.concatenate([first, last[straddles]])
-    return _count_distinct(groups, sectors, n)
-
-
-def _wavefronts(e: np.ndarray, rid: np.ndarray, n: int) -> np.ndarray:
-    """Shared-memory wavefronts per request: per phase, the most distinct words in one bank; summed."""
-    size = np.maximum(e["size"].astype(np.int64), 4)
-    words = size // 4
-    lane = (e["thread"] % WARP).astype(np.int64)
-    phase = lane // (PHASE_BYTES // size)
-    # one row per 4-byte word an access touches
-    rep = np.repeat(np.arange(len(e)), words)
-    offset = np.arange(len(rep)) - np.repeat(np.cumsum(words) - words, words)
-    word = (e["addr"][rep].astype(np.int64) // 4) + offset
-    g, ph, bank = rid[rep], phase[rep], word % BANKS
-    # distinct (request, phase, bank, word), then words per (request, phase, bank), then the worst bank
-    order = np.lexsort((word, bank, ph, g))
-    g, ph, bank, word = g[order], ph[order], bank[order], word[order]
-    distinct = np.ones(len(g), dtype=bool)
-    distinct[1:] = (g[1:] != g[:-1]) | (ph[1:] != ph[:-1]) | (bank[1:] != bank[:-1]) | (word[1:] != word[:-1])
-    g, ph, bank = g[distinct], ph[distinct], bank[distinct]
-    cell = np.ones(len(g), dtype=bool)                  # a new (request, phase, bank)
-    cell[1:] = (g[1:] != g[:-1]) | (ph[1:] != ph[:-1]) | (bank[1:] != bank[:-1])
-    starts = np.flatnonzero(cell)
-    per_bank = np.diff(np.append(starts, len(g)))
-    cg, cph = g[starts], ph[starts]
-    phase_start = np.ones(len(cg), dtype=bool)          # a new (request, phase)
-    phase_start[1:] = (cg[1:] != cg[:-1]) | (cph[1:] != cph[:-1])
-    ps = np.flatnonzero(phase_start)
-    worst = np.maximum.reduceat(per_bank, ps) if len(ps) else np.zeros(0, dtype=np.int64)
-    return np.bincount(cg[ps], weights=worst, minlength=n).astype(np.int64)
-
-
-def _union_bytes(addr: np.ndarray, size: np.ndarray) -> int:
-    """The number of distinct bytes covered by the intervals [addr, addr + size)."""
-    if len(addr) == 0:
-        return 0
-    order = np.argsort(addr, kind="stable")
-    lo = addr[order].astype(np.int64)      # addresses of one process fit in 63 bits
-    hi = lo + size[order].astype(np.int64)
-    reach = np.maximum.accumulate(hi)
-    before = np.concatenate([[lo[0]], reach[:-1]])
-    return int(np.clip(hi - np.maximum(lo, before), 0, None).sum())
-
-
-def _lane_stride(e: np.ndarray, rows: np.ndarray) -> int | None:
-    """Elements between consecutive lanes of one request, when every step is the same (else None)."""
-    if len(rows) < 2:
-        return None
-    lanes = e["thread"][rows] % WARP
-    addr = e["addr"][rows].astype(np.int64)
-    order = np.argsort(lanes, kind="stable")
-    lanes, addr = lanes[order], addr[order]
-    steps = np.diff(addr) // np.maximum(np.diff(lanes), 1)
-    size = int(e["size"][rows[0]])
-    if len(steps) and np.all(steps == steps[0]) and steps[0] % size == 0:
-        return int(steps[0] // size)
-    return None
-
-
-def count(events: np.ndarray, *, name: str, grid: tuple, block: tuple, barriers: int = 0,
-          site_lines: dict | None = None, regions: dict | None = None) -> KernelCounters:
-    """The counters of one launch from its access events (:data:`EVENT` rows, in any order)."""
-    k = KernelCounters(name, tuple(grid), tuple(block), barriers=int(barriers), regions=dict(regions or {}))
-    ev = np.asarray(events, dtype=EVENT)
-    if len(ev) == 0:
-        return k
-    e, rid, starts = _requests(ev)
-    n = len(starts)
-    space, kind = e["space"][starts], e["kind"][starts]
-    size = e["size"].astype(np.int64)
-    distinct_addr = _count_distinct(rid, e["addr"], n)
-    req_bytes = distinct_addr * size[starts]                    # bytes a request needs, duplicates once
-
-    units = np.zeros(n, dtype=np.int64)
-    ideal = np.zeros(n, dtype=np.int64)
-    glob = e["space"] == GLOBAL
-    if glob.any():
-        units += np.where(space == GLOBAL, _sectors(e[glob], rid[glob], n), 0)
-        ideal += np.where(space == GLOBAL, -(-req_bytes // SECTOR), 0)
-    shared = ~glob
-    if shared.any():
-        units += np.where(space == SHARED, _wavefronts(e[shared], rid[shared], n), 0)
-        ideal += np.where(space == SHARED, np.maximum(1, -(-req_bytes // PHASE_BYTES)), 0)
-
-    def total(values, sp, kd):
-        return int(values[(space == sp) & (kind == kd)].sum())
-
-    ones = np.ones(n, dtype=np.int64)
-    k.global_load_requests, k.global_load_sectors = total(ones, GLOBAL, LOAD), total(units, GLOBAL, LOAD)
-    k.global_store_requests, k.global_store_sectors = total(ones, GLOBAL, STORE), total(units, GLOBAL, STORE)
-    k.shared_load_requests, k.shared_load_wavefronts = total(ones, SHARED, LOAD), total(units, SHARED, LOAD)
-    k.shared_store_requests, k.shared_store_wavefronts = total(ones, SHARED, STORE), total(units, SHARED, STORE)
-    k.atomics = total(ones, GLOBAL, ATOMIC)
-    k.global_load_ideal, k.global_store_ideal = total(ideal, GLOBAL, LOAD), total(ideal, GLOBAL, STORE)
-    k.shared_load_ideal, k.shared_store_ideal = total(ideal, SHARED, LOAD), total(ideal, SHARED, STORE)
-    lane_bytes = np.bincount(rid, weights=size, minlength=n).astype(np.int64)
-    k.global_load_bytes, k.global_store_bytes = total(lane_bytes, GLOBAL, LOAD), total(lane_bytes, GLOBAL, STORE)
-    k.bytes_requested = int(size[glob].sum())
-    k.unique_bytes = _union_bytes(e["addr"][glob], e["size"][glob])
-    k.sites = _sites(e, rid, starts, units, ideal, site_lines or {})
+def from_runtime(total, sites, *, name, grid, block, signature, origin, code) -> KernelCounters:
+    """KernelCounters from the runtime's records (launch.Counters and launch.SiteCounters)."""
+    from ..runtime.cpu import launch as L
+    k = KernelCounters(name, tuple(grid), tuple(block))
+    for f, _ in total._fields_:
+        setattr(k, f, int(getattr(total, f)))
+    lines = code.splitlines()
+    for s in sites:
+        kernel_line = origin.kernel_line(s.line) if s.line > 0 else 0
+        text = lines[kernel_line - 1].strip() if 1 <= kernel_line <= len(lines) else ""
+        if s.space == GLOBAL and 0 <= s.region < len(signature.params):
+            k.regions[s.region] = f"'{signature.params[s.region].name}'"
+        elif s.region == L.R_DYN_SHARED:
+            k.regions[s.region] = "dynamic shared memory (extern __shared__)"
+        else:
+            k.regions[s.region] = "a __shared__ array"
+        k.sites.append(SiteCounters(kernel_line or s.line, text, s.space, s.kind, s.region, s.size, s.requests, s.units, s.ideal,
+                                    s.stride or None))
+    k.sites.sort(key=lambda s: (-(s.units - s.ideal), s.line))
     return k
-
-
-def _sites(e, rid, starts, units, ideal, site_lines) -> list:
-    """Per-site sums, the sites that lose the most (units beyond the ideal) first."""
-    site = e["site"][starts]
-    keys = np.stack([site, e["space"][starts], e["kind"][starts]], axis=1)
-    found = []
-    for key in np.unique(keys, axis=0):
-        mask = np.all(keys == key, axis=1)
-        first = np.flatnonzero(mask)[0]
-        row = starts[first]
-        s = SiteCounters(int(key[0]), int(site_lines.get(int(key[0]), 0)), int(key[1]), int(key[2]),
-                         int(e["region"][row]), int(e["size"][row]), int(mask.sum()), int(units[mask].sum()),
-                         int(ideal[mask].sum()))
-        # the stride between lanes, read off the site's fullest request
-        lanes = np.diff(np.append(starts, len(e)))[mask]
-        best = np.flatnonzero(mask)[int(np.argmax(lanes))]
-        s.lane_stride = _lane_stride(e, np.arange(starts[best], starts[best] + lanes.max()))
-        found.append(s)
-    found.sort(key=lambda s: (-(s.units - s.ideal), s.line, s.site))
-    return found

@@ -38,7 +38,7 @@ def hints(k: KernelCounters) -> list[str]:
     for s in k.sites:
         if s.units <= s.ideal or s.kind == ATOMIC:
             continue
-        where = f"line {s.line}" if s.line else f"access {s.site}"
+        where = f"line {s.line}" + (f" (`{s.source}`)" if s.source else "")
         what = _region(k, s)
         if s.space == GLOBAL:
             text = (f"{where}: {s.per_request:.0f} sectors per request where {s.ideal_per_request:.0f} would do "

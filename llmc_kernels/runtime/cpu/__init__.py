@@ -100,8 +100,12 @@ class CpuKernel:
             raise ValueError(f"schedule must be one of {', '.join(launch.SCHEDULES)}, got {schedule!r}")
         self.compile()
         grid, block = tuple(int(g) for g in grid), tuple(int(b) for b in block)
+        from ...profiling import recording     # a profile (llmc_kernels.profile) collecting this launch?
+        prof = recording()
+        trace = (launch.TRACE_RACES if races else 0) | (launch.TRACE_COUNTERS if prof is not None else 0)
+        counted: list = []
         err, out, cut = launch.run(self._entries, self._plan, args, grid, block, int(shared_mem), schedule,
-                                   timeout, int(seed), self.uses_fibers, launch.TRACE_RACES if races else 0)
+                                   timeout, int(seed), self.uses_fibers, trace, counted)
         if out:
             sys.stdout.write(out.decode("utf-8", errors="replace"))
         if cut:
@@ -113,6 +117,10 @@ class CpuKernel:
             ctx = messages.Context(self.name, self.origin, self.code, self.signature, args, grid, block,
                                    int(shared_mem), timeout, schedule)
             raise messages.error_from_record(err, ctx)
+        if counted:
+            from ...profiling.counters import from_runtime
+            prof.add(from_runtime(*counted[0], name=self.name, grid=grid, block=block, signature=self.signature,
+                                  origin=self.origin, code=self.code))
         warnings = []
         if err.warning.kind != launch.RACE_NONE:
             from . import races as _races

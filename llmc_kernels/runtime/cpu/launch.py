@@ -19,7 +19,8 @@ SCHEDULES = {"forward": 0, "reverse": 1, "shuffle": 2}
 
 # llmc_error kinds, region ids and trap kinds (llmc_abi.h)
 E_OK, E_OOB, E_OOB_ARRAY, E_DEADLOCK, E_TIMEOUT, E_TRAP, E_INTERRUPT, E_INTERNAL, E_RACE = range(9)
-TRACE_ACCESSES, TRACE_RACES, REGION_READONLY = 1, 2, 4
+TRACE_ACCESSES, TRACE_RACES, TRACE_COUNTERS = 1, 2, 8
+REGION_READONLY = 4
 A_LOAD, A_STORE, A_UPDATE, A_ATOMIC = 1, 2, 3, 4
 RACE_NONE, RACE_WW, RACE_RAW, RACE_WAR, RACE_UNINIT = range(5)
 R_UNCHECKED, R_DYN_SHARED, R_NULL, R_STATIC_SHARED = -1, -2, -3, -4
@@ -29,7 +30,7 @@ R_UNCHECKED, R_DYN_SHARED, R_NULL, R_STATIC_SHARED = -1, -2, -3, -4
 
 class Region(C.Structure):
     _fields_ = [("lo", C.c_void_p), ("span", C.c_uint64), ("id", C.c_int32), ("elem_size", C.c_int32),
-                ("flags", C.c_int32), ("pad_", C.c_int32)]
+                ("flags", C.c_int32), ("base_offset", C.c_int32)]
 
 
 class LaunchDesc(C.Structure):
@@ -60,6 +61,21 @@ class ErrorRecord(C.Structure):
                 ("blocks_total", C.c_int64), ("text", C.c_char * 4096), ("race", Race), ("warning", Race)]
 
 
+class Counters(C.Structure):
+    _fields_ = [(name, C.c_uint64) for name in (
+        "global_load_requests", "global_load_sectors", "global_store_requests", "global_store_sectors",
+        "shared_load_requests", "shared_load_wavefronts", "shared_store_requests", "shared_store_wavefronts",
+        "atomics", "barriers", "bytes_requested", "unique_bytes", "global_load_ideal", "global_store_ideal",
+        "shared_load_ideal", "shared_store_ideal", "global_load_bytes", "global_store_bytes")]
+
+
+class SiteCounters(C.Structure):
+    _fields_ = [("line", C.c_int32), ("region", C.c_int32), ("space", C.c_int32), ("kind", C.c_int32),
+                ("size", C.c_int64), ("requests", C.c_int64), ("units", C.c_int64), ("ideal", C.c_int64),
+                ("stride", C.c_int64), ("lanes", C.c_int64)]
+
+
+MAX_SITES = 4096
 _LOCK = threading.Lock()
 _RUNTIME = None
 
@@ -75,6 +91,8 @@ def runtime():
         lib.llmc_run.restype = C.c_int
         lib.llmc_output.argtypes = [C.POINTER(C.c_uint64), C.POINTER(C.c_int)]
         lib.llmc_output.restype = C.c_void_p
+        lib.llmc_counters_result.argtypes = [C.POINTER(Counters), C.POINTER(SiteCounters), C.c_int]
+        lib.llmc_counters_result.restype = C.c_int
         _RUNTIME = lib
     return _RUNTIME
 
@@ -91,6 +109,14 @@ class Library:
         """(thread entry, fast-path block entry) of ``kernel``."""
         return (C.cast(getattr(self.dll, f"llmc_thread_entry_{kernel}"), C.c_void_p).value,
                 C.cast(getattr(self.dll, f"llmc_fast_block_{kernel}"), C.c_void_p).value)
+
+
+def _allocation_offset(a: np.ndarray) -> int:
+    """Bytes from the start of the NumPy allocation that holds ``a`` (0 unless ``a`` is a view)."""
+    root = a
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    return a.ctypes.data - root.ctypes.data
 
 
 def plan(signature) -> list[tuple[int, bool, object, int, bool]]:
@@ -112,16 +138,20 @@ def _readonly(params, args) -> set:
 
 
 def run(entries: tuple[int, int], params: list, args, grid, block, shared_mem: int, schedule: str,
-        timeout: float, seed: int, use_fibers: bool, trace: int = 0) -> tuple[ErrorRecord, bytes, bool]:
+        timeout: float, seed: int, use_fibers: bool, trace: int = 0,
+        counters: list | None = None) -> tuple[ErrorRecord, bytes, bool]:
     """Run one launch (``params`` from :func:`plan`): ``(error record, printf output, output truncated)``.
 
-    ``trace`` (TRACE_* bits) turns on the access-event layer and its consumers (the race detector)."""
+    ``trace`` (TRACE_* bits) turns on the access-event layer and its consumers (the race detector, the memory
+    counters). With TRACE_COUNTERS, a launch that succeeds appends ``(Counters, [SiteCounters])`` to
+    ``counters``."""
     n = max(1, len(params))
     regions = (Region * n)()
     argv = (C.c_void_p * n)()
     keep = []                     # scalars' buffers must outlive the call
     nreg = 0
-    readonly = _readonly(params, args) if trace else set()
+    # the memory counters count every load: no array is skipped when they trace
+    readonly = set() if trace & TRACE_COUNTERS else _readonly(params, args) if trace else set()
     for (position, pointer, dtype, elem_size, _), a in zip(params, args):
         if pointer:
             r = regions[nreg]
@@ -131,6 +161,7 @@ def run(entries: tuple[int, int], params: list, args, grid, block, shared_mem: i
             if a is not None:
                 r.lo = a.ctypes.data
                 r.span = a.nbytes
+                r.base_offset = _allocation_offset(a) % 256
             argv[position] = C.addressof(r)
             nreg += 1
         else:
@@ -157,5 +188,9 @@ def run(entries: tuple[int, int], params: list, args, grid, block, shared_mem: i
         size, cut = C.c_uint64(), C.c_int()
         ptr = rt.llmc_output(C.byref(size), C.byref(cut))
         out = C.string_at(ptr, size.value) if size.value else b""
+        if counters is not None and trace & TRACE_COUNTERS and err.kind == E_OK:
+            total, sites = Counters(), (SiteCounters * MAX_SITES)()
+            n = rt.llmc_counters_result(C.byref(total), sites, MAX_SITES)
+            counters.append((total, list(sites[:min(n, MAX_SITES)])))
     del keep
     return err, out, bool(cut.value)

@@ -31,16 +31,17 @@ typedef struct llmc_region {
   int32_t id;
   int32_t elem_size; /* bytes per element as the kernel declares it (float4: 16), for messages */
   int32_t flags;     /* LLMC_TRACE_ACCESSES: accesses through pointers made from it report to the runtime */
-  int32_t pad_;
+  int32_t base_offset; /* bytes from the start of its NumPy allocation, mod 256: a GPU allocation starts
+                          256-byte aligned, so the memory counters place sectors as a GPU would */
 } llmc_region;
 
 /* What a launch records (llmc_launch_desc.trace, llmc_region.flags): every load, store and atomic of
  * global and shared memory goes to the runtime's access-event layer (rt/access.cpp), whose consumers are
  * the race detector (LLMC_TRACE_RACES) and, later, the memory counters. 0: the uninstrumented fast path. */
-enum { LLMC_TRACE_ACCESSES = 1, LLMC_TRACE_RACES = 2 };
+enum { LLMC_TRACE_ACCESSES = 1, LLMC_TRACE_RACES = 2, LLMC_TRACE_COUNTERS = 8 };
 /* llmc_region.flags: the array is a const parameter that no other argument overlaps, so nothing in the launch
  * can write it (short of const_cast): the race detector skips loads through const pointers to it, which
- * are most of a kernel's accesses (a profiler of memory traffic would not set this) */
+ * are most of a kernel's accesses (the memory counters, which count every load, never set it) */
 enum { LLMC_REGION_READONLY = 4 };
 
 /* How an access uses memory (the translator tells loads from stores by the tokens around a subscript). */
@@ -163,6 +164,23 @@ typedef struct llmc_race {
   llmc_race_access a, b;
   char name[64];       /* a __shared__ array's name */
 } llmc_race;
+
+/* The memory counters of one launch (LLMC_TRACE_COUNTERS; rt/counters.cpp, llmc_counters_result): Nsight
+ * Compute's definitions, see llmc_kernels/profiling/counters.py. */
+typedef struct llmc_counters {
+  uint64_t global_load_requests, global_load_sectors, global_store_requests, global_store_sectors;
+  uint64_t shared_load_requests, shared_load_wavefronts, shared_store_requests, shared_store_wavefronts;
+  uint64_t atomics, barriers, bytes_requested, unique_bytes;
+  uint64_t global_load_ideal, global_store_ideal, shared_load_ideal, shared_store_ideal;
+  uint64_t global_load_bytes, global_store_bytes;
+} llmc_counters;
+/* One access of the source (a line, its array, global or shared, load/store/atomic), over all its requests. */
+typedef struct llmc_site_counters {
+  int32_t line, region, space, kind; /* kind: 0 load, 1 store, 2 atomic */
+  int64_t size, requests, units, ideal;
+  int64_t stride; /* elements between consecutive lanes in the fullest request, when constant (else 0) */
+  int64_t lanes;  /* lanes of that request */
+} llmc_site_counters;
 
 /* What went wrong, filled by the runtime; Python turns it into a KernelError subclass. */
 typedef struct llmc_error {

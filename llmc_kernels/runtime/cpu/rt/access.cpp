@@ -120,6 +120,7 @@ void access_launch_begin(unsigned trace) {
   g_ncons = 0;
   if (!g_tracing) return;
   if (trace & LLMC_TRACE_RACES) g_cons[g_ncons++] = &race_detector;
+  if (trace & LLMC_TRACE_COUNTERS) g_cons[g_ncons++] = &memory_counters;
   for (int i = 0; i < g_ncons; i++) g_cons[i]->launch_begin();
 }
 

@@ -8,7 +8,7 @@
 // accesses at once, which makes an analysis independent of the order in which the CPU happened to run the
 // fibers (forward, reverse, shuffled): the same set of accesses arrives under every schedule.
 //
-// Consumers: the race detector (race.cpp). The memory counters of issue #15 are meant to be a second one:
+// Consumers: the race detector (race.cpp) and the memory counters (counters.cpp), for which
 // a warp-level request is the accesses of one warp's lanes with the same (line, nth) in one epoch, where
 // nth (number_sites) counts a thread's executions of that line within the epoch.
 #ifndef LLMC_RT_ACCESS_H
@@ -80,6 +80,8 @@ void number_sites(const Epoch &e, std::vector<uint32_t> &nth);
 
 // race.cpp
 extern Consumer race_detector;
+// counters.cpp
+extern Consumer memory_counters;
 
 } // namespace rt
 

@@ -253,7 +253,7 @@ static void h_find_region(const void *p, llmc_region *out) {
         out->id = LLMC_R_STATIC_SHARED;
         out->elem_size = 0;
         out->flags = g.L.trace;
-        out->pad_ = 0;
+        out->base_offset = 0;
         return;
       }
     }
@@ -263,7 +263,7 @@ static void h_find_region(const void *p, llmc_region *out) {
   out->id = LLMC_R_UNCHECKED;
   out->elem_size = 0;
   out->flags = 0;
-  out->pad_ = 0;
+  out->base_offset = 0;
 }
 
 // barriers and warp operations go straight to the scheduler (sched.cpp): they are the hot path
