@@ -2,8 +2,6 @@
 // warp clocks, and hands every epoch to the consumers. Nothing here runs unless the launch traces.
 #include <string.h>
 
-#include <unordered_map>
-
 #include "access.h"
 #include "rt.h"
 
@@ -145,12 +143,6 @@ void access_release() {
   std::vector<uint32_t>().swap(g_vct);
   g_ncons = 0;
   g_tracing = false;
-}
-
-void number_sites(const Epoch &e, std::vector<uint32_t> &nth) {
-  std::unordered_map<uint64_t, uint32_t> seen;
-  nth.resize(e.n);
-  for (size_t i = 0; i < e.n; i++) nth[i] = seen[(uint64_t)e.ev[i].thread << 32 | (uint32_t)e.ev[i].line]++;
 }
 
 } // namespace rt

@@ -8,9 +8,8 @@
 // accesses at once, which makes an analysis independent of the order in which the CPU happened to run the
 // fibers (forward, reverse, shuffled): the same set of accesses arrives under every schedule.
 //
-// Consumers: the race detector (race.cpp) and the memory counters (counters.cpp), for which
-// a warp-level request is the accesses of one warp's lanes with the same (line, nth) in one epoch, where
-// nth (number_sites) counts a thread's executions of that line within the epoch.
+// Consumers: the race detector (race.cpp) and the memory counters (counters.cpp), for which a warp-level
+// request is the accesses of one warp's lanes executing the same line for the same n-th time in one epoch.
 #ifndef LLMC_RT_ACCESS_H
 #define LLMC_RT_ACCESS_H
 
@@ -73,10 +72,6 @@ void access_epoch_end();                       // a barrier released the block
 void access_warp_sync(unsigned warp, unsigned mask);
 void h_access(const void *addr, uint32_t size, int kind, int line);
 void h_fence(int line);
-
-// For consumers that group accesses into warp requests: nth[i] = how many earlier accesses of e.ev[i]'s
-// thread in this epoch had the same line.
-void number_sites(const Epoch &e, std::vector<uint32_t> &nth);
 
 // race.cpp
 extern Consumer race_detector;

@@ -3,7 +3,7 @@
 //
 // A request is one warp-level memory instruction. The CPU runs a warp's lanes one after another, so the
 // request is rebuilt from an epoch's accesses as "the lanes of one warp executing the same line for the same
-// n-th time in this epoch" (number_sites), split by access kind. In converged code that is the GPU's
+// n-th time in this epoch", split by access kind. In converged code that is the GPU's
 // instruction; each side of a divergent branch forms its own request with only its lanes, as a GPU issues
 // each side with a partial mask. Per request:
 //   global: sectors = distinct 32-byte segments touched; ideal = ceil(distinct bytes asked / 32);
@@ -42,8 +42,24 @@ struct SiteHash {
 llmc_counters g_tot, g_last;
 std::unordered_map<SiteKey, llmc_site_counters, SiteHash> g_sites;
 std::vector<llmc_site_counters> g_last_sites;
-std::vector<std::pair<uintptr_t, uint32_t>> g_spans;  // every global access (addr, size): unique_bytes
-std::vector<uint32_t> g_nth;
+// unique_bytes: one bit per byte of each argument's array, set by every global access
+struct Touched {
+  int32_t id;
+  uintptr_t lo;
+  uint64_t span;
+  std::vector<uint64_t> bits;
+};
+std::vector<Touched> g_touched;
+
+void touch(const Access &a) {
+  for (Touched &t : g_touched) {
+    if (t.id != a.region) continue;
+    if (t.bits.empty()) t.bits.assign(t.span / 64 + 1, 0);
+    uint64_t off = a.addr - t.lo;
+    for (uint64_t b = off; b < off + a.size && b < t.span; b++) t.bits[b >> 6] |= 1ull << (b & 63);
+    return;
+  }
+}
 std::vector<std::pair<uint64_t, uint32_t>> g_order;    // (request key, access index)
 std::vector<Access> g_gpu;                             // the epoch's accesses at GPU-like addresses
 
@@ -81,10 +97,11 @@ uint64_t distinct(std::vector<uint64_t> &v) {
 }
 
 // One request: the lanes' accesses (sorted by lane) of one class; adds it to the totals and its site.
+std::vector<uint64_t> scratch;
+
 void request(const Access *const *lanes, int n, int cls) {
   const Access &a0 = *lanes[0];
-  std::vector<uint64_t> scratch;
-  scratch.reserve(2 * n);
+  scratch.clear();
   for (int i = 0; i < n; i++) scratch.push_back(lanes[i]->addr);
   uint64_t asked = distinct(scratch) * a0.size;   // bytes the request needs, each address once
   uint64_t units, ideal;
@@ -151,40 +168,58 @@ void request(const Access *const *lanes, int n, int cls) {
 void launch_begin() {
   memset(&g_tot, 0, sizeof g_tot);
   g_sites.clear();
-  g_spans.clear();
+  g_touched.clear();
+  for (int i = 0; i < g.d->nregions; i++) {
+    const llmc_region &r = g.d->regions[i];
+    if (r.lo && r.id >= 0) g_touched.push_back({r.id, (uintptr_t)r.lo, r.span, {}});
+  }
 }
 
 void epoch(const Epoch &e) {
   if (!e.last) g_tot.barriers++;
   if (e.n == 0) return;
-  number_sites(e, g_nth);
-  // key: space | warp | line | n-th | lane, so that a sort lines up each request's lanes in lane order
+  // Sort by (space, warp, line, lane, program order): each (warp, line) run then holds every lane's
+  // executions of that line in order, and the n-th execution of each lane forms the n-th request.
   g_order.resize(e.n);
   g_gpu.assign(e.ev, e.ev + e.n);
   for (size_t i = 0; i < e.n; i++) {
     Access &a = g_gpu[i];
+    if (a.space == SP_GLOBAL) touch(a);
     a.addr = gpu_address(a);
-    uint64_t nth = g_nth[i] > 0xFFFFF ? 0xFFFFF : g_nth[i];
+    uint64_t seq = a.seq > 0xFFFFF ? 0xFFFFF : a.seq;
     uint64_t line = (uint64_t)(uint32_t)a.line & 0xFFFFF;
-    g_order[i] = {(uint64_t)a.space << 63 | (uint64_t)(a.thread >> 5) << 50 | line << 30 | nth << 10 |
-                      (uint64_t)(a.thread & 31),
+    g_order[i] = {(uint64_t)a.space << 63 | (uint64_t)(a.thread >> 5) << 50 | line << 25 |
+                      (uint64_t)(a.thread & 31) << 20 | seq,
                   (uint32_t)i};
-    if (a.space == SP_GLOBAL) g_spans.push_back({a.addr, a.size});
   }
   std::sort(g_order.begin(), g_order.end());
-  std::vector<const Access *> lanes[3];
+  static std::vector<const Access *> lanes[3];
+  size_t starts[33], ends[33];
   for (size_t i = 0; i < e.n;) {
+    uint64_t run = g_order[i].first >> 25;          // (space, warp, line)
+    int nl = 0;                                     // the lanes' sub-runs, in lane order
     size_t j = i;
-    uint64_t group = g_order[i].first >> 10;
-    for (auto &l : lanes) l.clear();
-    for (; j < e.n && g_order[j].first >> 10 == group; j++) {
-      const Access *a = &g_gpu[g_order[j].second];
-      if (a->kind == LLMC_A_ATOMIC) lanes[C_ATOMIC].push_back(a);
-      if (a->kind == LLMC_A_LOAD || a->kind == LLMC_A_UPDATE) lanes[C_LOAD].push_back(a);
-      if (a->kind == LLMC_A_STORE || a->kind == LLMC_A_UPDATE) lanes[C_STORE].push_back(a);
+    while (j < e.n && g_order[j].first >> 25 == run) {
+      uint64_t lane = g_order[j].first >> 20;
+      starts[nl] = j;
+      while (j < e.n && g_order[j].first >> 20 == lane) j++;
+      ends[nl++] = j;
     }
-    for (int c = 0; c < 3; c++)
-      if (!lanes[c].empty()) request(lanes[c].data(), (int)lanes[c].size(), c);
+    for (size_t nth = 0;; nth++) {
+      for (auto &l : lanes) l.clear();
+      bool any = false;
+      for (int k = 0; k < nl; k++) {
+        if (starts[k] + nth >= ends[k]) continue;
+        any = true;
+        const Access *a = &g_gpu[g_order[starts[k] + nth].second];
+        if (a->kind == LLMC_A_ATOMIC) lanes[C_ATOMIC].push_back(a);
+        if (a->kind == LLMC_A_LOAD || a->kind == LLMC_A_UPDATE) lanes[C_LOAD].push_back(a);
+        if (a->kind == LLMC_A_STORE || a->kind == LLMC_A_UPDATE) lanes[C_STORE].push_back(a);
+      }
+      if (!any) break;
+      for (int c = 0; c < 3; c++)
+        if (!lanes[c].empty()) request(lanes[c].data(), (int)lanes[c].size(), c);
+    }
     i = j;
   }
 }
@@ -192,14 +227,9 @@ void epoch(const Epoch &e) {
 void on_atomic(const Access &, uint64_t, uint32_t, bool) {}
 
 void launch_end() {
-  std::sort(g_spans.begin(), g_spans.end());
   uint64_t total = 0;
-  uintptr_t reach = 0;
-  for (auto &s : g_spans) {
-    uintptr_t lo = std::max(s.first, reach), hi = s.first + s.second;
-    if (hi > lo) total += hi - lo;
-    reach = std::max(reach, hi);
-  }
+  for (const Touched &t : g_touched)
+    for (uint64_t w : t.bits) total += (uint64_t)__builtin_popcountll(w);
   g_tot.unique_bytes = total;
   g_last = g_tot;
   g_last_sites.clear();
@@ -208,7 +238,7 @@ void launch_end() {
 
 void release() {
   g_sites.clear();
-  std::vector<std::pair<uintptr_t, uint32_t>>().swap(g_spans);
+  std::vector<Touched>().swap(g_touched);
   std::vector<std::pair<uint64_t, uint32_t>>().swap(g_order);
   std::vector<Access>().swap(g_gpu);
 }
