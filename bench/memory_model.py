@@ -5,10 +5,12 @@
     python bench/memory_model.py --gpu --timing  # no counters readable: rank the strided copies by time
 
 Cases: strided copies at strides 1..32, a float4 copy, transposes (naive; through shared memory without and
-with padding), shared-memory strides 1..32 and a broadcast, and the package's kernels (ops) at small sizes.
-With ``--gpu`` every case is launched once on the cuda backend inside ``ncu --csv --metrics ...`` (a child
-process of this script), ncu's per-launch figures are matched to the model's launch by launch, and the table
-shows both. Requests and sectors must match exactly for converged code, shared wavefronts exactly. Where
+with padding), shared-memory strides 1..32 and a broadcast, the package's kernels (ops) and every chapter's
+solution kernels (solutions/01-08) at small, awkward sizes. With ``--gpu`` every case is launched once on the
+cuda backend inside ``ncu --csv --metrics ...`` (a child process of this script); the same cases run here on
+the GPU too, with every RawKernel launch recorded (grid, block, arguments as they were), and replayed on the
+CPU backend under llmc_kernels.profile, so the model sees exactly the launches ncu measured (the ops pick
+other launch configurations on the CPU backend). ncu's figures are matched to the model's launch by launch. Requests and sectors must match exactly for converged code, shared wavefronts exactly. Where
 ncu cannot read the counters (some virtual machines), ``--timing`` validates instead: the strided-copy
 sweep's modelled sectors must rank the measured times (Spearman >= 0.95). Results go into bench/RESULTS.md
 with the device, the date and the commit.
@@ -106,7 +108,6 @@ def _k(name):
 def cases(xp):
     """[(label, fn)] where fn() launches on arrays of ``xp`` (numpy: the CPU backend; cupy: the GPU)."""
     rng = np.random.default_rng(0)
-    i32, f32 = np.int32, np.float32
     found = []
     n = 64 * 256
     src = xp.asarray(rng.standard_normal(n * 32, dtype=np.float32))
@@ -126,40 +127,108 @@ def cases(xp):
     for s in [0] + list(range(1, 33)):
         label = "shared broadcast" if s == 0 else f"shared stride {s}"
         found.append((label, lambda s=s: _k("shared_stride")((4,), (256,), (sh_out, buf_in, i32(s)))))
-    found += package_cases(xp, rng)
+    from llmc_kernels import ops
+    found += op_cases(xp, ops, "ops")
+    for chapter, namespace in solution_namespaces():
+        found += op_cases(xp, namespace, chapter)
     return found
 
 
-def package_cases(xp, rng):
-    """The package's kernels through ops, at small sizes that are not multiples of the block sizes."""
-    from llmc_kernels import ops
+i32 = np.int32
+
+
+def op_cases(xp, ns, prefix: str):
+    """The ops of namespace ``ns`` (the package's ops, or a chapter's solutions) at small, awkward sizes."""
+    rng = np.random.default_rng(1)
     B, T, C, NH, V, Vp = 2, 37, 96, 4, 250, 256
     f = lambda *shape: xp.asarray(rng.standard_normal(shape, dtype=np.float32))      # noqa: E731
     inp, w, b, dout = f(B, T, C), f(C), f(C), f(B, T, C)
     out, dinp, dw, db = f(B, T, C), f(B, T, C), f(C), f(C)
-    mean, rstd = f(B, T), f(B, T)
+    mean, rstd = f(B, T), xp.abs(f(B, T)) + 1
     qkv, att, preatt, atty = f(B, T, 3 * C), f(B, NH, T, T), f(B, NH, T, T), f(B, T, C)
-    logits, probs = f(B, T, Vp), f(B, T, Vp)
+    logits, probs, losses = f(B, T, Vp), f(B, T, Vp), f(B, T)
     tok = xp.asarray(rng.integers(0, V, (B, T), dtype=np.int32))
-    wte, wpe = f(V, C), f(T, C)
+    wte, wpe, dwte, dwpe = f(V, C), f(T, C), f(V, C), f(T, C)
     mw, mb = f(3 * C, C), f(3 * C)
-    return [
-        ("ops.encoder_forward", lambda: ops.encoder_forward(out, tok, wte, wpe, B, T, C)),
-        ("ops.layernorm_forward", lambda: ops.layernorm_forward(out, mean, rstd, inp, w, b, B, T, C)),
-        ("ops.layernorm_backward", lambda: ops.layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, B, T, C)),
-        ("ops.gelu_forward", lambda: ops.gelu_forward(out, inp, B * T * C)),
-        ("ops.residual_forward", lambda: ops.residual_forward(out, inp, dout, B * T * C)),
-        ("ops.matmul_forward_kernel", lambda: ops.matmul_forward_kernel(qkv, inp, mw, mb, B, T, C, 3 * C)),
-        ("ops.attention_forward", lambda: ops.attention_forward(atty, preatt, att, qkv, B, T, C, NH)),
-        ("ops.softmax_forward", lambda: ops.softmax_forward(probs, logits, B, T, V, Vp)),
-    ]
+    matmul = getattr(ns, "matmul_forward_kernel", None) or getattr(ns, "matmul_forward", None)
+    calls = {
+        "encoder_forward": lambda fn: fn(out, tok, wte, wpe, B, T, C),
+        "encoder_backward": lambda fn: fn(dwte, dwpe, dout, tok, B, T, C),
+        "layernorm_forward": lambda fn: fn(out, mean, rstd, inp, w, b, B, T, C),
+        "layernorm_backward": lambda fn: fn(dinp, dw, db, dout, inp, w, mean, rstd, B, T, C),
+        "gelu_forward": lambda fn: fn(out, inp, B * T * C),
+        "gelu_backward": lambda fn: fn(dinp, inp, dout, B * T * C),
+        "residual_forward": lambda fn: fn(out, inp, dout, B * T * C),
+        "attention_forward": lambda fn: fn(atty, preatt, att, qkv, B, T, C, NH),
+        "softmax_forward": lambda fn: fn(probs, logits, B, T, V, Vp),
+        "crossentropy_forward": lambda fn: fn(losses, probs, tok, B, T, Vp),
+    }
+    found = [(f"{prefix}.{name}", lambda fn=getattr(ns, name), call=call: call(fn))
+             for name, call in calls.items() if callable(getattr(ns, name, None))]
+    if matmul is not None:
+        found.append((f"{prefix}.{matmul.__name__}", lambda: matmul(qkv, inp, mw, mb, B, T, C, 3 * C)))
+    return found
 
 
-# ----------------------------------------------------------------------------------------------- model
-def model_rows():
-    """[(label, [KernelCounters of its launches])] on the CPU backend."""
+def solution_namespaces():
+    """(chapter, namespace of its solved exercise functions) for chapters 01-08, from solutions/."""
+    import json
+    import types
+    found = []
+    for path in sorted(os.listdir(os.path.join(ROOT, "solutions"))):
+        if not path[:2].isdigit() or not "01" <= path[:2] <= "08":
+            continue
+        nb = json.load(open(os.path.join(ROOT, "solutions", path)))
+        ns = types.SimpleNamespace()
+        scope: dict = {}
+        for cell in nb["cells"]:
+            meta = cell.get("metadata", {}).get("llmc", {})
+            source = "".join(cell.get("source", []))
+            if cell.get("id") == "imports" or meta.get("role") == "exercise":
+                exec(compile(source, f"{path}:{cell.get('id')}", "exec"), scope)
+                if meta.get("role") == "exercise":
+                    setattr(ns, meta["exercise"], scope[meta["exercise"]])
+        found.append((path[:-6], ns))
+    return found
+
+
+# -------------------------------------------------------------------------------------- the same launches
+def recorded(xp) -> list:
+    """Run every case on ``xp``'s backend and record its RawKernel launches with their arguments as they
+    were at launch time (NumPy copies): [(label, [(kernel, grid, block, args, shared_mem)])]."""
+    from llmc_kernels.runtime import RawKernel
+    original = RawKernel.__call__
+    log: list = []
+
+    def spy(self, grid, block, args, shared_mem=0, stream=None):
+        host = [xp.asnumpy(a).copy() if hasattr(a, "__cuda_array_interface__") else
+                (a.copy() if isinstance(a, np.ndarray) else a) for a in args]
+        log.append((self, grid, block, host, shared_mem))
+        return original(self, grid, block, args, shared_mem, stream)
+
+    out = []
+    RawKernel.__call__ = spy
+    try:
+        for label, fn in cases(xp):
+            log.clear()
+            fn()
+            out.append((label, list(log)))
+    finally:
+        RawKernel.__call__ = original
+    return out
+
+
+def model_rows(xp=np):
+    """[(label, [KernelCounters])]: the launches that ``xp``'s backend makes, replayed on the CPU backend with
+    the same grids, blocks and arguments under llmc_kernels.profile."""
     from llmc_kernels import profile
-    return [(label, profile(fn).kernels) for label, fn in cases(np)]
+    rows = []
+    for label, launches in recorded(xp):
+        def replay(launches=launches):
+            for k, grid, block, args, smem in launches:
+                k(grid, block, args, smem)
+        rows.append((label, profile(replay).kernels))
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------- ncu
@@ -206,9 +275,11 @@ def ncu_rows(ncu: str) -> tuple[list[dict] | None, str]:
 
 
 def compare(model, measured):
-    """Match the model's launches to ncu's, in order; [(label, kernel, field, model, ncu)] and mismatches."""
+    """Match the model's launches to ncu's in order (ncu also lists cuBLAS's and CuPy's own kernels, which
+    the model does not replay); [(label, kernel, field, model, ncu)] and the number of mismatches."""
     flat = [(label, k) for label, ks in model for k in ks]
-    ours = [r for r in measured if any(r["name"] == k.name for _, k in flat)]
+    names = {k.name for _, k in flat}
+    ours = [r for r in measured if r["name"] in names]
     rows, bad = [], 0
     for (label, k), m in zip(flat, ours):
         for f in COMPARED:
@@ -225,7 +296,7 @@ def timing_check():
     import cupy as cp
 
     from llmc_kernels.speed import time_gpu
-    model = {label: ks for label, ks in model_rows() if label.startswith("strided")}
+    model = {label: ks for label, ks in model_rows(cp) if label.startswith("strided")}
     sectors, times = [], []
     for label, fn in cases(cp):
         if label in model:
@@ -245,13 +316,14 @@ def main():
     args = p.parse_args()
     if args.launch:
         return launch_all()
-    model = model_rows()
     if not args.gpu:
+        model = model_rows()
         for label, ks in model:
             for k in ks:
                 print(label, k.as_dict())
         return 0
     import cupy as cp
+    model = model_rows(cp)
     if args.timing:
         sectors, times, rho = timing_check()
         table = ["| stride | modelled sectors | time (us) |", "|---|---|---|"]
