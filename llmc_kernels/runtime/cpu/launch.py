@@ -151,7 +151,7 @@ def run(entries: tuple[int, int], params: list, args, grid, block, shared_mem: i
     keep = []                     # scalars' buffers must outlive the call
     nreg = 0
     # the memory counters count every load: no array is skipped when they trace
-    readonly = set() if trace & TRACE_COUNTERS else _readonly(params, args) if trace else set()
+    readonly = _readonly(params, args) if trace and not trace & TRACE_COUNTERS else set()
     for (position, pointer, dtype, elem_size, _), a in zip(params, args):
         if pointer:
             r = regions[nreg]
