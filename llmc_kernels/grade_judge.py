@@ -23,6 +23,7 @@ _CAUSES = [
     ("KernelTrap", "kernel fault"),
     ("GPUFault", "GPU fault"),
     ("ForbiddenCall", "forbidden call"),
+    ("KernelRace", "race"),
 ]
 _RESTORED = "llmc-grade-guard: restored "      # what grade_guard.restore() prints
 REASON_WIDTH = 220
