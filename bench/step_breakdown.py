@@ -62,8 +62,8 @@ def breakdown(engine: str, precision: str, B: int, T: int, steps: int) -> tuple[
     import cupy as cp
     from llmc_kernels import ops
     from llmc_kernels.model import GPT2
-    from llmc_kernels.model_config import GPT2Config
-    from llmc_kernels.model_fast import FastGPT2
+    from llmc_kernels.model.config import GPT2Config
+    from llmc_kernels.model.fast import FastGPT2
     cfg = GPT2Config.d12()
     ops.set_matmul_precision(precision)
     data = batches(cfg, B, T, 3 + 2 * steps)

@@ -63,7 +63,7 @@ def run_ours(engine: str, precision: str, cfg, data, warmup: int) -> dict:
     import cupy as cp
     from llmc_kernels import ops
     from llmc_kernels.model import GPT2
-    from llmc_kernels.model_fast import FastGPT2
+    from llmc_kernels.model.fast import FastGPT2
     pool = cp.get_default_memory_pool()
     pool.free_all_blocks()
     ops.set_matmul_precision(precision)
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
         print("bench/train.py needs a CUDA GPU (the CPU backend's timings say nothing about a GPU).")
         return 2
     import cupy as cp
-    from llmc_kernels.model_config import GPT2Config
+    from llmc_kernels.model.config import GPT2Config
     cfg, B, T = GPT2Config.d12(), args.B, args.T
     torch = _torch()
     data = batches(cfg, B, T, args.warmup + args.steps)

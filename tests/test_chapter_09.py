@@ -8,7 +8,7 @@ import pytest
 
 from _chapter_cells import load, mutate, run, source
 from llmc_kernels import CheckFailed
-from llmc_kernels.model_config import GPT2Config, activation_shapes, num_params, training_bytes
+from llmc_kernels.model.config import GPT2Config, activation_shapes, num_params, training_bytes
 
 CHAPTER = "09_gpt2_model"
 EXERCISES = ["block_forward", "block_backward"]

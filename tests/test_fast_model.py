@@ -1,4 +1,4 @@
-"""FastGPT2 (llmc_kernels/model_fast.py) is GPT2 trained faster: the same numbers, interface and files.
+"""FastGPT2 (llmc_kernels/model/fast.py) is GPT2 trained faster: the same numbers, interface and files.
 
 On the cpu backend (every kernel of the fast path runs there, flash attention's tensor-core instruction
 emulated), GPT-2's vocabulary on the tiny body at an awkward B=2, T=13 (not a multiple of anything):
@@ -23,10 +23,11 @@ import numpy as np
 import pytest
 
 from _model_helpers import adamw_bound, assert_runs_close, host
-from llmc_kernels import model_fast, ops as package_ops
+from llmc_kernels import ops as package_ops
+from llmc_kernels.model import fast as model_fast
 from llmc_kernels.model import GPT2
-from llmc_kernels.model_config import GPT2Config, training_bytes
-from llmc_kernels.model_fast import FastGPT2, fast_path_problem, fast_training_bytes
+from llmc_kernels.model.config import GPT2Config, training_bytes
+from llmc_kernels.model.fast import FastGPT2, fast_path_problem, fast_training_bytes
 
 CFG = GPT2Config.tiny()          # V = 50257 (Vp = 50304), L = 2, NH = 4, C = 64: head size 16
 B, T = 2, 13

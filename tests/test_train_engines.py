@@ -12,10 +12,12 @@ import json
 import pytest
 
 from _model_helpers import adamw_bound, assert_runs_close, data_dir_with_text, ops_under_test
-from llmc_kernels import checkpoint, train, train_setup
-from llmc_kernels.model_config import GPT2Config, training_bytes
-from llmc_kernels.model_fast import fast_training_bytes
-from llmc_kernels.train_log import read_log
+from llmc_kernels import train
+from llmc_kernels.model import checkpoint
+from llmc_kernels.train import setup as train_setup
+from llmc_kernels.model.config import GPT2Config, training_bytes
+from llmc_kernels.model.fast import fast_training_bytes
+from llmc_kernels.train.log import read_log
 
 LR, STEPS = 1e-3, 6
 BASE = ["--backend", "cpu", "--model", "tiny", "--batch-size", "2", "--seq-len", "24", "--lr", str(LR),

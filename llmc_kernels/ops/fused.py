@@ -1,4 +1,4 @@
-"""Fused ops of the fast model (``model_fast.FastGPT2``): fewer passes over the activations, no host in a step.
+"""Fused ops of the fast model (``model.fast.FastGPT2``): fewer passes over the activations, no host in a step.
 
     residual_layernorm_forward(res_out, out, mean, rstd, inp1, inp2, bias2, weight, bias, B, T, C)
         x = inp1 + inp2 + bias2; res_out = x; out, mean, rstd = layernorm_forward(x)      (kernels/fused_layernorm.cu)

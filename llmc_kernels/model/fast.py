@@ -31,8 +31,8 @@ import math
 
 import numpy as np
 
-from .model import GPT2, check_tokens
-from .model_config import GPT2Config, num_params
+from .plain import GPT2, check_tokens
+from .config import GPT2Config, num_params
 
 __all__ = ["FastGPT2", "FAST_OPS", "fast_activation_shapes", "fast_scratch_shapes", "fast_training_bytes",
            "fast_path_problem"]
@@ -49,7 +49,7 @@ MAX_HEAD = 64       # flash attention's head-size limit
 
 
 def fast_activation_shapes(cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False) -> dict:
-    """What the forward keeps for the backward: model_config.activation_shapes without preatt/att/probs
+    """What the forward keeps for the backward: config.activation_shapes without preatt/att/probs
     (flash attention keeps a log-sum-exp per row instead, ``att_lse``) and without the projection
     scratch (in ``fast_scratch_shapes``). ``recompute_gelu`` drops fch_gelu (recomputed in the backward)."""
     C, L, NH, Vp = cfg.channels, cfg.num_layers, cfg.num_heads, cfg.padded_vocab_size
@@ -125,7 +125,7 @@ def fast_path_problem(cfg: GPT2Config, ops=None) -> str | None:
 def _device_checks_off():
     """The token-id checks of encoder/softmax-family ops read device data (a host sync, which a CUDA graph
     cannot hold); FastGPT2 validates its tokens on the host before the step, so it turns them off meanwhile."""
-    from .ops import encoder, softmax
+    from ..ops import encoder, softmax
     saved = [(m, n, getattr(m, n)) for m, n in ((encoder, "CHECK_TOKEN_IDS"), (softmax, "CHECK_TARGETS"))
              if hasattr(m, n)]
     for m, n, _ in saved:
@@ -389,7 +389,7 @@ class FastGPT2(GPT2):
 
     def _graph_key(self) -> tuple:
         """Everything a captured step depends on: shapes, precision and every buffer's address."""
-        from .ops import matmul_precision
+        from ..ops import matmul_precision
         bufs = (self.params_memory, self.grads_memory, self.m, self.v, self.acts_memory, self.gacts_memory,
                 self._tokens)
         return (self.B, self.T, matmul_precision(), self.recompute_gelu) + tuple(int(b.data.ptr) for b in bufs)
@@ -408,5 +408,5 @@ def _zero_fn(xp):
 
 
 def _hyper(lr, beta1, beta2, eps, weight_decay, t) -> np.ndarray:
-    from .ops.fused import adamw_hyper
+    from ..ops.fused import adamw_hyper
     return adamw_hyper(lr, beta1, beta2, eps, weight_decay, t)

@@ -21,7 +21,7 @@ import types
 import numpy as np
 
 from . import checkpoint
-from .model_config import (GPT2Config, activation_shapes, grad_activation_shapes, num_params, numel,
+from .config import (GPT2Config, activation_shapes, grad_activation_shapes, num_params, numel,
                            param_shapes)
 
 __all__ = ["GPT2", "GPT2Config", "REQUIRED_OPS"]
@@ -52,7 +52,7 @@ def _views(memory, shapes: dict[str, tuple[int, ...]]) -> dict:
 def _resolve_ops(ops) -> tuple[dict, str]:
     """The callables of ``ops`` (a module, namespace or dict) by name, and its name for messages."""
     if ops is None:
-        from . import ops as ops  # noqa: PLW0127 (the package's kernels, loaded lazily per op)
+        from .. import ops as ops  # noqa: PLW0127 (the package's kernels, loaded lazily per op)
     if isinstance(ops, dict):
         ops = types.SimpleNamespace(**ops)
     found, missing = {}, []
@@ -99,7 +99,7 @@ class GPT2:
             if self.ops_name == "llmc_kernels.reference":
                 xp = np     # the float64 references run on NumPy arrays whatever the backend
             else:
-                from .runtime import xp as active_xp
+                from ..runtime import xp as active_xp
                 xp = active_xp()
         self.xp = xp
         self.num_parameters = num_params(config)

@@ -6,9 +6,9 @@
     llmc train --engine plain                   # the chapters' kernels, one op at a time
 
 Each step: the next batch (sequential, like llm.c's dataloader), forward, zero_grad, backward, AdamW.
-Two engines run it (``train_setup.choose_engine``): ``fast`` (model_fast.FastGPT2: fused kernels, flash
+Two engines run it (``setup.choose_engine``): ``fast`` (model.fast.FastGPT2: fused kernels, flash
 attention, the whole step one CUDA graph; the default wherever it can run the model) and ``plain``
-(model.GPT2: the SPEC ops one at a time, and the only engine for ops passed in from outside). They share
+(model.plain.GPT2: the SPEC ops one at a time, and the only engine for ops passed in from outside). They share
 parameters, checkpoint files and numbers (up to float rounding), so a run may resume on either.
 OUT/log.csv gets one row per step (step,loss,val_loss,tokens_per_s,ms; val_loss after the steps that
 measured it), OUT/model_<step>.bin (llm.c's format) + OUT/state_<step>.bin (AdamW m, v, data position)
@@ -31,11 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, data
-from .model import GPT2
-from .model_config import GPT2Config, num_params
-from .train_log import RunLog
-from .train_setup import (SetupError, choose_engine, engine_bytes, fit_batch_size, learning_rate,
+from ..model import checkpoint
+from . import data
+from ..model import GPT2
+from ..model.config import GPT2Config, num_params
+from .log import RunLog
+from .setup import (SetupError, choose_engine, engine_bytes, fit_batch_size, learning_rate,
                           refuse_big_model_on_cpu, resolve_precision)
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8     # llm.c's AdamW constants
@@ -142,7 +143,7 @@ def _sync(xp) -> None:
 
 
 def _active_backend() -> str:
-    from .runtime import backend
+    from ..runtime import backend
     return backend()
 
 
@@ -175,7 +176,7 @@ def _resolve_options(args: argparse.Namespace, saved: dict, backend: str, init_c
 
 def _set_precision(model: GPT2, precision: str) -> None:
     try:
-        from . import ops as package_ops
+        from .. import ops as package_ops
         setter = getattr(package_ops, "set_matmul_precision") if model.ops_name == "llmc_kernels.ops" else None
     except (AttributeError, ImportError):
         setter = None
@@ -231,7 +232,7 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
     engine, why_not_fast = choose_engine(getattr(args, "engine", None), cfg, ops)
     estimate = lambda c, b, t: engine_bytes(engine, c, b, t)     # noqa: E731
     if backend == "cuda":
-        from .train_setup import gpu_free_bytes
+        from .setup import gpu_free_bytes
         B, note = fit_batch_size(cfg, B, T, gpu_free_bytes(), explicit=o["batch_size"] is not None,
                                  estimate=estimate)
         if note:
@@ -243,7 +244,7 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
 
     train_files, val_files = data.prepare(o["data"])
     if engine == "fast":
-        from .model_fast import FastGPT2 as Model
+        from ..model.fast import FastGPT2 as Model
     else:
         Model = GPT2                                                 # noqa: N806
     if resume:
@@ -350,7 +351,7 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
 def main(argv=None, *, ops=None) -> int:
     """The ``llmc train`` command; returns the exit status (0 done, 130 interrupted, 2 bad setup)."""
     args = parse_args(argv)
-    from .runtime import BackendUnavailable, use_backend
+    from ..runtime import BackendUnavailable, use_backend
     try:
         with use_backend(args.backend):
             summary = train(args, ops=ops)
