@@ -40,7 +40,7 @@ from .check_fd import numgrad
 from .check_result import Report
 from .check_values import rms
 from .model import GPT2, REQUIRED_OPS
-from .model.plain import _host
+from .model.state import host as _host
 from .model.config import GPT2Config, param_shapes
 
 __all__ = ["block_forward", "block_backward", "end_to_end", "loss_falls", "trace", "BlockGPT2",

@@ -190,7 +190,7 @@ def test_memory_plan_is_what_is_allocated():
         _, fast = pair(recompute_gelu=recompute)
         fast.step(*batch(5), lr=1e-3, t=1, **HYPER)
         held = (fast.params_memory, fast.grads_memory, fast.m, fast.v, fast.acts_memory, fast.gacts_memory,
-                fast._tokens)
+                fast._token_buffer)
         assert sum(int(a.nbytes) for a in held) == fast_training_bytes(CFG, B, T, recompute_gelu=recompute)
         assert fast._probs_memory is None, "training never allocates the [B,T,Vp] probabilities"
         fast.generate([50256], 4, seed=0)          # llmc train samples between steps

@@ -8,6 +8,7 @@ atol 1e-6; AdamW's bound for rounding-level entries), the moments at the gradien
 from __future__ import annotations
 
 import json
+import numpy as np
 
 import pytest
 
@@ -148,3 +149,33 @@ def test_engine_choice_and_its_memory_estimate():
     B, note = train_setup.fit_batch_size(d12, 32, 1024, free, explicit=False, estimate=fast)
     assert B == 8 and f"{fast(d12, 8, 1024) / 1e9:.1f} GB" in note
     assert train_setup.engine_bytes("plain", d12, 8, 1024) == training_bytes(d12, 8, 1024)
+
+
+# ------------------------------------------------------------------------------ one interface, shared state
+def test_both_engines_offer_one_interface_over_one_state():
+    """model.ENGINES: the same calls on either engine (step() included); FastGPT2.on(state) trains the
+    parameters of another engine in place, and the plain engine's step is its four calls."""
+    from llmc_kernels.model import ENGINES, Engine, ParameterState
+    cfg, B, T = GPT2Config.tiny(), 2, 5
+    rng = np.random.default_rng(0)
+    tok = rng.integers(0, cfg.vocab_size, (B, T + 1)).astype(np.int32)
+    x, y = np.ascontiguousarray(tok[:, :-1]), np.ascontiguousarray(tok[:, 1:])
+    hyper = (1e-3, 0.9, 0.999, 1e-8, 0.1)
+    for name, cls in ENGINES.items():
+        model = cls.from_config(cfg, seed=0)
+        assert isinstance(model, Engine) and isinstance(model.state, ParameterState) and model.name == name
+        assert isinstance(model.step(x, y, *hyper, 1), float) and model.graph_failure is None
+        assert model.training_bytes(cfg, B, T) > 4 * 4 * model.num_parameters - 1
+    plain, twin = ENGINES["plain"].from_config(cfg, seed=0), ENGINES["plain"].from_config(cfg, seed=0)
+    fast = ENGINES["fast"].on(plain.state)
+    assert fast.params_memory is plain.params_memory and fast.state is plain.state
+    before = plain.params_memory.copy()
+    fast.step(x, y, *hyper, 1)                           # the fast engine moves the plain model's parameters
+    assert not np.array_equal(before, plain.params_memory) and plain.m is not None
+    loss = twin.forward(x, y)                             # step() is forward, zero_grad, backward, update
+    twin.zero_grad()
+    twin.backward()
+    twin.update(*hyper, 1)
+    again = ENGINES["plain"].from_config(cfg, seed=0)
+    assert again.step(x, y, *hyper, 1) == loss
+    np.testing.assert_array_equal(again.params_memory, twin.params_memory)

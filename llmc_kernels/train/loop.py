@@ -33,10 +33,10 @@ import numpy as np
 
 from ..model import checkpoint
 from . import data
-from ..model import GPT2
+from ..model import ENGINES, Engine
 from ..model.config import GPT2Config, num_params
 from .log import RunLog
-from .setup import (SetupError, choose_engine, engine_bytes, fit_batch_size, learning_rate,
+from .setup import (SetupError, choose_engine, fit_batch_size, learning_rate,
                           refuse_big_model_on_cpu, resolve_precision)
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8     # llm.c's AdamW constants
@@ -96,7 +96,7 @@ def checkpoints(out: Path) -> list[tuple[int, Path, Path]]:
     return sorted(found)
 
 
-def _save(model: GPT2, out: Path, step: int, extra: dict) -> Path:
+def _save(model: Engine, out: Path, step: int, extra: dict) -> Path:
     model_path, state_path = out / f"model_{step:08d}.bin", out / f"state_{step:08d}.bin"
     model.save_checkpoint(model_path)
     model.save_state(state_path, step, extra)
@@ -174,7 +174,7 @@ def _resolve_options(args: argparse.Namespace, saved: dict, backend: str, init_c
     return o
 
 
-def _set_precision(model: GPT2, precision: str) -> None:
+def _set_precision(model: Engine, precision: str) -> None:
     try:
         from .. import ops as package_ops
         setter = getattr(package_ops, "set_matmul_precision") if model.ops_name == "llmc_kernels.ops" else None
@@ -186,14 +186,14 @@ def _set_precision(model: GPT2, precision: str) -> None:
         print(f"--precision tf32: {model.ops_name} has no set_matmul_precision; its matmuls run as they are")
 
 
-def evaluate(model: GPT2, loader: data.DataLoader, batches: int = VAL_BATCHES) -> float:
+def evaluate(model: Engine, loader: data.DataLoader, batches: int = VAL_BATCHES) -> float:
     """Mean loss over the first ``batches`` batches of ``loader`` (reset first: always the same tokens)."""
     loader.reset()
     n = max(1, min(batches, len(loader)))
     return sum(model.forward(*loader.next_batch()) for _ in range(n)) / n
 
 
-def _sample_text(model: GPT2, length: int, seed: int) -> str:
+def _sample_text(model: Engine, length: int, seed: int) -> str:
     tokens = model.generate([data.EOT], length, seed=seed)[1:]
     try:
         return data.gpt2_encoding().decode(tokens.tolist())
@@ -230,7 +230,8 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
         raise SetupError(f"--seq-len {T} exceeds the model's max_seq_len {cfg.max_seq_len}")
     B = o["batch_size"] or (8 if backend == "cuda" else 4)
     engine, why_not_fast = choose_engine(getattr(args, "engine", None), cfg, ops)
-    estimate = lambda c, b, t: engine_bytes(engine, c, b, t)     # noqa: E731
+    Model = ENGINES[engine]                                      # noqa: N806
+    estimate = Model.training_bytes
     if backend == "cuda":
         from .setup import gpu_free_bytes
         B, note = fit_batch_size(cfg, B, T, gpu_free_bytes(), explicit=o["batch_size"] is not None,
@@ -243,10 +244,6 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
         print(note)
 
     train_files, val_files = data.prepare(o["data"])
-    if engine == "fast":
-        from ..model.fast import FastGPT2 as Model
-    else:
-        Model = GPT2                                                 # noqa: N806
     if resume:
         model = Model.from_checkpoint(resume[1], ops=ops)
         start, _ = model.load_state(resume[2])
@@ -255,9 +252,9 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
     else:
         model, start = Model.from_config(cfg, o["seed"], ops=ops), 0
     _set_precision(model, precision)
-    # FastGPT2 checks the tokens on the host and copies them into its own device buffer (no device reads
-    # around its graph), so its batches stay NumPy arrays
-    batch_xp = np if engine == "fast" else model.xp
+    # an engine that checks the tokens on the host and copies them into its own device buffer (FastGPT2: no
+    # device reads around its graph) takes NumPy batches
+    batch_xp = np if model.batches_on_host else model.xp
     train_loader = data.DataLoader(train_files, B, T, xp=batch_xp)
     val_loader = data.DataLoader(val_files, B, T, xp=batch_xp)
     if resume:
@@ -266,12 +263,7 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
     print(f"{name}: {num_params(cfg) / 1e6:.1f}M parameters, B={B}, T={T}, {backend} backend, {precision}, "
           f"~{estimate(cfg, B, T) / 1e9:.2f} GB; {train_loader.num_tokens:,} training tokens "
           f"({len(train_loader)} batches), steps {start + 1}..{steps} -> {out}")
-    if engine == "fast":
-        print("engine: fast (FastGPT2: fused kernels, flash attention"
-              + (", each step one CUDA graph)" if backend == "cuda" else ")"))
-    else:
-        print("engine: plain (GPT2: the SPEC ops one at a time)"
-              + ("" if why_not_fast == "--engine plain" else f"; not the fast engine: {why_not_fast}"))
+    print(model.describe() + ("" if why_not_fast in (None, "--engine plain") else f"; not the fast engine: {why_not_fast}"))
 
     log = RunLog(out, keep_until=start)
     extra = {k: saved_extra[k] for k in ("initial_val_loss",) if k in saved_extra}
@@ -299,13 +291,8 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
                 lr = learning_rate(step, steps, o["lr"], o["warmup"], o["lr_schedule"])
                 t0 = time.perf_counter()
                 inputs, targets = train_loader.next_batch()
-                if engine == "fast":         # the same four calls as one (a CUDA graph on a GPU)
-                    loss = model.step(inputs, targets, lr, BETA1, BETA2, EPS, o["weight_decay"], step)
-                else:
-                    loss = model.forward(inputs, targets)
-                    model.zero_grad()
-                    model.backward()
-                    model.update(lr, BETA1, BETA2, EPS, o["weight_decay"], step)
+                # forward, zero_grad, backward, AdamW (the fast engine: one CUDA graph on a GPU)
+                loss = model.step(inputs, targets, lr, BETA1, BETA2, EPS, o["weight_decay"], step)
                 _sync(model.xp)
                 dt = time.perf_counter() - t0
                 if not math.isfinite(loss):
@@ -338,7 +325,7 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
     finally:
         bar.close()
         log.close()
-    if engine == "fast" and model.graph_failure:     # slower, not wrong: say so (bench figures depend on it)
+    if model.graph_failure:          # slower, not wrong: say so (bench figures depend on it)
         print(f"note: the steps ran without a CUDA graph: {model.graph_failure}")
         about["graph_failure"] = summary["graph_failure"] = model.graph_failure
     log.write_json(o, {**extra, **about})

@@ -51,10 +51,8 @@ def choose_engine(requested: str | None, cfg: GPT2Config, ops=None) -> tuple[str
 
 def engine_bytes(engine: str, cfg: GPT2Config, B: int, T: int) -> int:
     """Device memory of a training step with ``engine`` (what the batch-size fit compares with free memory)."""
-    if engine == "fast":
-        from ..model.fast import fast_training_bytes
-        return fast_training_bytes(cfg, B, T)
-    return training_bytes(cfg, B, T)
+    from ..model import ENGINES
+    return ENGINES[engine].training_bytes(cfg, B, T)
 
 
 def gpu_compute_capability() -> tuple[int, int, str]:
