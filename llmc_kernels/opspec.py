@@ -159,7 +159,9 @@ class OpSpec:
 
 
 def dim(expr: str, sizes: dict) -> int:
-    """Value of one dimension expression: ``"C"`` -> sizes["C"], ``"3*C"`` -> 3 * sizes["C"]."""
+    """Value of one dimension expression: ``"C"`` -> sizes["C"], ``"3*C"`` -> 3 * sizes["C"], ``"7"`` -> 7."""
+    if expr.isdigit():
+        return int(expr)
     if "*" in expr:
         factor, name = expr.split("*")
         return int(factor) * int(sizes[name.strip()])
@@ -430,6 +432,63 @@ _add(OpSpec(
     notes="m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; mhat = m/(1-b1^t); vhat = v/(1-b2^t); "
           "param -= lr (mhat/(sqrt(vhat)+eps) + weight_decay param) with the param before this step "
           "(decoupled decay, as llm.c; algebraically the same as torch.optim.AdamW)."))
+
+
+# ----------------------------------------------------------------------------------------------- extensions
+# The package's functions beyond the contract's table (the fast engine's fused ops, flash attention, its
+# linear layers, the tiled matmul kernels): their wrappers validate their arguments from these signatures
+# (ops/_validate.arguments); no check runs them (tests/test_fast_*.py compare them with the SPEC ops).
+EXTENSIONS: dict[str, tuple[FnSpec, OpSpec]] = {}
+
+
+def _extend(fn: FnSpec, like: str | None = None) -> None:
+    """Register ``fn``; its constraints and their messages are those of the op ``like`` (if any)."""
+    owner = OPS[like] if like else OpSpec(fn.name, fn, None, dims=())
+    EXTENSIONS[fn.name] = (fn, owner)
+
+
+_mm = OPS["matmul"]
+_extend(FnSpec("matmul_forward_kernel", _mm.forward.args), "matmul")
+_extend(FnSpec("matmul_backward_kernel", _mm.backward.args), "matmul")
+_extend(_fn("fused_classifier",
+            Arg("logits", INOUT, ("B", "T", "Vp")), _out("losses", "B", "T"),
+            _in("dlosses", "B", "T", optional=True), _in("targets", "B", "T", dtype="int32", values="[0,V)"),
+            _sizes("B", "T", "V", "Vp")), "softmax")
+_extend(_fn("flash_attention_forward",
+            _out("out", "B", "T", "C"), _out("lse", "B", "NH", "T"), _in("inp", "B", "T", "3*C"),
+            _sizes("B", "T", "C", "NH")), "attention")
+_extend(_fn("flash_attention_backward",
+            _acc("dinp", "B", "T", "3*C"), _in("dout", "B", "T", "C"), _in("inp", "B", "T", "3*C"),
+            _in("out", "B", "T", "C"), _in("lse", "B", "NH", "T"), _sizes("B", "T", "C", "NH"),
+            _out("delta", "B", "NH", "T", optional=True, note="scratch; allocated when None")), "attention")
+_extend(_fn("residual_layernorm_forward",
+            _out("res_out", "B", "T", "C", optional=True), _out("out", "B", "T", "C"), _out("mean", "B", "T"),
+            _out("rstd", "B", "T"), _in("inp1", "B", "T", "C"), _in("inp2", "B", "T", "C", optional=True),
+            _in("bias2", "C", optional=True), _in("weight", "C"), _in("bias", "C"), _sizes("B", "T", "C")))
+_extend(_fn("bias_gelu_forward", Arg("pre", INOUT, ("B", "T", "OC")), _out("out", "B", "T", "OC"),
+            _in("bias", "OC"), _sizes("B", "T", "OC")))
+_extend(_fn("bias_backward", _acc("dbias", "OC"), _in("dout", "B", "T", "OC"), _sizes("B", "T", "OC")))
+_extend(_fn("gelu_backward_inplace", Arg("d", INOUT, ("N",)), _in("pre", "N"), _sizes("N"), flat=True))
+_extend(_fn("adamw_update_device",
+            Arg("params", INOUT, ("num_params",)), _in("grads", "num_params"), Arg("m", INOUT, ("num_params",)),
+            Arg("v", INOUT, ("num_params",)), _in("hyper", "7", note="lr, beta1, beta2, 1-beta1^t, 1-beta2^t, eps, "
+                                                                   "weight_decay"),
+            _sizes("num_params"), flat=True))
+_extend(_fn("linear_forward", _out("out", "M", "N"), _in("inp", "M", "K"), _in("weight", "N", "K"),
+            _sizes("M", "K", "N"), _in("bias", "N", optional=True), flat=True))
+_extend(_fn("linear_backward_input", _out("dinp", "M", "K"), _in("dout", "M", "N"), _in("weight", "N", "K"),
+            _sizes("M", "K", "N"), flat=True))
+_extend(_fn("linear_backward_weight", _acc("dweight", "N", "K"), _in("dout", "M", "N"), _in("inp", "M", "K"),
+            _sizes("M", "K", "N"), flat=True))
+
+
+def signature(name: str) -> tuple[FnSpec, OpSpec]:
+    """The FnSpec of any function the package validates (the contract's or an extension) and the OpSpec
+    whose constraints apply to it."""
+    if name in EXTENSIONS:
+        return EXTENSIONS[name]
+    spec, fn = function(name)
+    return fn, spec
 
 
 def function(name: str) -> tuple[OpSpec, FnSpec]:

@@ -32,12 +32,6 @@ BENCH = {  # GPT-2 124M sizes and the bytes each call must move at least (for ba
 }
 
 
-def _rows(arr) -> int:
-    """V or maxT, read off the embedding table itself (they are not arguments); validated with its shape."""
-    shape = getattr(arr, "shape", ())
-    return int(shape[0]) if len(shape) >= 1 else -1
-
-
 def _check_tokens(fn: str, inp, V: int, check_ids: bool) -> None:
     if check_ids and CHECK_TOKEN_IDS and bool(((inp < 0) | (inp >= V)).any()):
         lo, hi = int(inp.min()), int(inp.max())
@@ -45,23 +39,10 @@ def _check_tokens(fn: str, inp, V: int, check_ids: bool) -> None:
                          f"embedding); got ids from {lo} to {hi}")
 
 
-def _check_positions(fn: str, name: str, maxT: int, T: int) -> None:
-    if maxT < T:
-        raise ValueError(f"{fn}: '{name}' has {maxT} rows (positions) but T = {T}; it needs at least T rows")
-
-
 def encoder_forward(out, inp, wte, wpe, B, T, C, *, check_ids=True):
     fn = "encoder_forward"
-    _validate.entry(fn)
-    _validate.positive(fn, B=B, T=T, C=C)
-    backend = _validate.same_backend(fn, out=out, inp=inp, wte=wte, wpe=wpe)
-    V, maxT = _rows(wte), _rows(wpe)
-    sizes = {"B": B, "T": T, "C": C, "V": V, "maxT": maxT}
-    _validate.expect(fn, "out", out, "B,T,C", sizes)
-    _validate.expect(fn, "inp", inp, "B,T", sizes, dtype="int32")
-    _validate.expect(fn, "wte", wte, "V,C", sizes)
-    _validate.expect(fn, "wpe", wpe, "maxT,C", sizes)
-    _check_positions(fn, "wpe", maxT, T)
+    backend, dims = _validate.arguments(fn, locals())
+    V, maxT = dims["V"], dims["maxT"]          # the rows of wte and wpe (no arguments of their own)
     fits_int32(fn, out=B * T * C, wte=V * C, wpe=maxT * C)
     _check_tokens(fn, inp, V, check_ids)
     args = (out, inp, wte, wpe, np.int32(B), np.int32(T), np.int32(C))
@@ -75,16 +56,8 @@ def encoder_forward(out, inp, wte, wpe, B, T, C, *, check_ids=True):
 
 def encoder_backward(dwte, dwpe, dout, inp, B, T, C, *, check_ids=True):
     fn = "encoder_backward"
-    _validate.entry(fn)
-    _validate.positive(fn, B=B, T=T, C=C)
-    backend = _validate.same_backend(fn, dwte=dwte, dwpe=dwpe, dout=dout, inp=inp)
-    V, maxT = _rows(dwte), _rows(dwpe)
-    sizes = {"B": B, "T": T, "C": C, "V": V, "maxT": maxT}
-    _validate.expect(fn, "dwte", dwte, "V,C", sizes)
-    _validate.expect(fn, "dwpe", dwpe, "maxT,C", sizes)
-    _validate.expect(fn, "dout", dout, "B,T,C", sizes)
-    _validate.expect(fn, "inp", inp, "B,T", sizes, dtype="int32")
-    _check_positions(fn, "dwpe", maxT, T)
+    backend, dims = _validate.arguments(fn, locals())
+    V, maxT = dims["V"], dims["maxT"]
     fits_int32(fn, dout=B * T * C, dwte=V * C, dwpe=maxT * C)
     _check_tokens(fn, inp, V, check_ids)
     grid = grid_for(backend, T * C, BLOCK)
