@@ -1,7 +1,8 @@
 """The package's kernels behind the SPEC signatures: ``ops.layernorm_forward(out, mean, rstd, inp, ...)``.
 
 Each op lives in its own module (``ops/layernorm.py`` launches ``kernels/layernorm.cu``); this module
-re-exports the public names lazily, so importing one op never compiles or loads the others.
+re-exports the public names lazily, so importing one op never compiles or loads the others. The signatures
+are the contract's (book/contract.md), and each wrapper validates its arguments from opspec (_validate.py).
 """
 from __future__ import annotations
 
