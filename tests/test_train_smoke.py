@@ -6,11 +6,14 @@ import json
 import time
 
 import numpy as np
+import pytest
 
 from _model_helpers import data_dir_with_text, ops_under_test
 from llmc_kernels import train
 from llmc_kernels.model import GPT2
 from llmc_kernels.model.config import GPT2Config, checkpoint_bytes
+
+pytestmark = pytest.mark.slow          # trains for seconds on the CPU backend
 
 
 def test_tiny_model_learns_tinyshakespeare(tmp_path, monkeypatch, capsys):
