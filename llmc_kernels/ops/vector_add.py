@@ -1,9 +1,10 @@
-"""Vector addition on the active backend: ``kernels/vector_add.cu`` (chapter 00's exercise, the package's own).
+"""Vector addition on the active backend (chapter 00's exercise, the package's own).
 
     vector_add(out, a, b, N)       out = a + b
 
-Arrays: float32, C-contiguous, N elements, any shape. Launch as residual_forward: 256-thread blocks,
-grid-stride, one float4 per thread when every array is 16-byte aligned.
+The same arithmetic as residual_forward, so it launches ``kernels/residual.cu``'s kernels: 256-thread
+blocks, grid-stride, one float4 per thread when every array is 16-byte aligned. Arrays: float32,
+C-contiguous, N elements, any shape.
 """
 from __future__ import annotations
 
@@ -16,4 +17,4 @@ BLOCK = 256
 def vector_add(out, a, b, N):
     backend, _ = _validate.arguments("vector_add", locals())
     fits_int32("vector_add", N=N)
-    launch_elementwise(backend, "vector_add.cu", "vector_add", (out, a, b), int(N), BLOCK)
+    launch_elementwise(backend, "residual.cu", "residual_forward", (out, a, b), int(N), BLOCK)
