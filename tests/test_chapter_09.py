@@ -80,6 +80,7 @@ def test_parameters_and_memory_are_what_the_prose_quotes():
     assert round(6 * num_params(d12) * 8192 / 1e12, 1) == 6.1                             # "6.1 TFLOP per step"
 
 
+@pytest.mark.slow            # trains the blocks
 def test_the_blocks_memorise_the_passage():
     ns, printed = run(CHAPTER, ["imports", "trace-forward", "ex-block_forward", "ex-block_backward", "it-learns"])
     losses = [float(x) for x in re.findall(r"loss ([0-9.]+)", printed)]

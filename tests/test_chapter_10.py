@@ -4,6 +4,8 @@ the speed figures the prose quotes (MFU of the reference H100 run, the T4 estima
 compute from FLOPs, bytes and the measured run."""
 import re
 
+import pytest
+
 from _chapter_cells import load, run, source
 
 CHAPTER = "10_training"
@@ -19,6 +21,7 @@ def test_a_guided_run_with_one_check_and_no_exercise():
     assert '"--engine", "plain"' in source(nb, "run-config")                 # the engine of the reference run
 
 
+@pytest.mark.slow            # a training run
 def test_the_cpu_run_resumes_where_it_crashed_and_learns():
     ns, printed = run(CHAPTER, ["imports", "data", "run-config", "model-budget", "train-crash", "train-resume",
                                 "check-loss"])

@@ -137,6 +137,7 @@ def test_bad_inputs_are_refused_with_what_was_expected(bad, expected):
     assert fast.forward(x, y) == want, "a refused call leaves the model as it was"
 
 
+@pytest.mark.slow            # several steps of both engines
 def test_checkpoints_load_into_the_other_model(tmp_path):
     plain, fast = pair()
     for t, lr in enumerate(LRS[:2], start=1):
@@ -166,6 +167,7 @@ def test_checkpoints_load_into_the_other_model(tmp_path):
                       bound=adamw_bound(LRS[2]))
 
 
+@pytest.mark.slow            # several steps of both engines
 def test_recompute_gelu_gives_the_same_numbers_in_less_memory():
     _, fast = pair()
     _, lean = pair(recompute_gelu=True)

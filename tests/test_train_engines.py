@@ -76,6 +76,7 @@ def assert_runs_alike(a, b, same_engine: bool):
     assert_runs_close("AdamW v", sb[2], sa[2], cfg, rtol=2e-5 * k, atol=2e-6 * k, atol_of_max=True)
 
 
+@pytest.mark.slow            # a training run
 def test_fast_and_plain_engines_train_alike(whole):
     (fast, s_fast), (plain, s_plain) = whole["fast"], whole["plain"]
     assert s_fast["engine"] == "fast" and s_plain["engine"] == "plain"
@@ -89,6 +90,7 @@ def test_fast_and_plain_engines_train_alike(whole):
     assert_runs_alike(fast, plain, same_engine=False)
 
 
+@pytest.mark.slow            # a training run
 def test_a_fast_run_resumes(whole, data, tmp_path):
     broken = tmp_path / "broken"
     with pytest.raises(Killed):
@@ -99,6 +101,7 @@ def test_a_fast_run_resumes(whole, data, tmp_path):
     assert_runs_alike(whole["fast"][0], broken, same_engine=True)
 
 
+@pytest.mark.slow            # a training run
 @pytest.mark.parametrize("first, then", [("plain", "fast"), ("fast", "plain")])
 def test_a_run_resumes_on_the_other_engine(whole, data, tmp_path, first, then):
     broken = tmp_path / "broken"
@@ -110,6 +113,7 @@ def test_a_run_resumes_on_the_other_engine(whole, data, tmp_path, first, then):
     assert_runs_alike(whole[first][0], broken, same_engine=False)
 
 
+@pytest.mark.slow            # a training run
 def test_the_engine_and_why_are_printed(data, tmp_path, capsys):
     import llmc_kernels.ops as package_ops
     quick = ["--backend", "cpu", "--steps", "1", "--batch-size", "1", "--seq-len", "8", "--val-every", "0",
