@@ -54,7 +54,7 @@ def collect_solutions(folder: Path) -> tuple[Path, str]:
 def run(key: str, args, folder: Path, ops_path: Path | None) -> dict:
     import cupy as cp
     from llmc_kernels import train
-    from llmc_kernels.train_log import read_log
+    from llmc_kernels.train.log import read_log
     title, extra, _ = ROWS[key]
     out = folder / key
     argv = ["--model", args.model, "--batch-size", str(args.B), "--seq-len", str(args.T), "--steps", str(args.steps),

@@ -3,7 +3,7 @@
     python bench/step_breakdown.py [--engine fast,plain] [--precision tf32,fp32] [-B 8] [-T 1024] [--steps 3]
                                    [--results bench/RESULTS.md]
 
-Each op the model calls (FastGPT2's ``_f``, GPT2's ``_op``: the names of llmc_kernels.ops) is wrapped in a
+Each op the model calls (``model.op_table``: the names of llmc_kernels.ops) is wrapped in a
 pair of CUDA events and the steps run eagerly, with the GPU kept behind the host (``instrument``), so an
 op's time is GPU time from its first kernel's start to its last kernel's end. The table gives each op's
 share of the summed op time and, beside it, the wall time of a whole step: eager and, for the fast engine,
@@ -62,8 +62,8 @@ def breakdown(engine: str, precision: str, B: int, T: int, steps: int) -> tuple[
     import cupy as cp
     from llmc_kernels import ops
     from llmc_kernels.model import GPT2
-    from llmc_kernels.model_config import GPT2Config
-    from llmc_kernels.model_fast import FastGPT2
+    from llmc_kernels.model.config import GPT2Config
+    from llmc_kernels.model.fast import FastGPT2
     cfg = GPT2Config.d12()
     ops.set_matmul_precision(precision)
     data = batches(cfg, B, T, 3 + 2 * steps)
@@ -73,14 +73,8 @@ def breakdown(engine: str, precision: str, B: int, T: int, steps: int) -> tuple[
     def step(x, y):
         nonlocal t
         t += 1
-        x, y = cp.asarray(x), cp.asarray(y)
-        if engine == "fast":
-            return model.step(x, y, LR, *BETAS, EPS, WD, t)
-        loss = model.forward(x, y)
-        model.zero_grad()
-        model.backward()
-        model.update(LR, *BETAS, EPS, WD, t)
-        cp.cuda.Stream.null.synchronize()
+        loss = model.step(cp.asarray(x), cp.asarray(y), LR, *BETAS, EPS, WD, t)
+        cp.cuda.Stream.null.synchronize()        # the plain engine's update is still queued
         return loss
 
     def wall(batch_list) -> float:
@@ -91,7 +85,7 @@ def breakdown(engine: str, precision: str, B: int, T: int, steps: int) -> tuple[
             ms.append(1e3 * (time.perf_counter() - t0))
         return statistics.median(ms)
 
-    walls, table, record = {}, (model._f if engine == "fast" else model._op), []
+    walls, table, record = {}, model.op_table, []
     if engine == "fast":
         walls["graph"] = wall(data[:3 + steps])                 # eager, capture, then replays
         model.use_graph = False

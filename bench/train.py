@@ -63,21 +63,16 @@ def run_ours(engine: str, precision: str, cfg, data, warmup: int) -> dict:
     import cupy as cp
     from llmc_kernels import ops
     from llmc_kernels.model import GPT2
-    from llmc_kernels.model_fast import FastGPT2
+    from llmc_kernels.model.fast import FastGPT2
     pool = cp.get_default_memory_pool()
     pool.free_all_blocks()
     ops.set_matmul_precision(precision)
     model = (FastGPT2 if engine == "fast" else GPT2).from_config(cfg, seed=0)
-    if engine == "fast":
-        step = lambda t, x, y: model.step(cp.asarray(x), cp.asarray(y), LR, *BETAS, EPS, WD, t)
-    else:
-        def step(t, x, y):
-            loss = model.forward(cp.asarray(x), cp.asarray(y))
-            model.zero_grad()
-            model.backward()
-            model.update(LR, *BETAS, EPS, WD, t)
-            cp.cuda.Stream.null.synchronize()
-            return loss
+
+    def step(t, x, y):
+        loss = model.step(cp.asarray(x), cp.asarray(y), LR, *BETAS, EPS, WD, t)
+        cp.cuda.Stream.null.synchronize()        # the plain engine's update is still queued
+        return loss
     row = timed(step, data, warmup)
     row["bytes"] = pool.total_bytes()
     row["note"] = ((f"last step: {model.last_step_mode}" + (f" ({model.graph_failure})" if model.graph_failure
@@ -142,7 +137,7 @@ def main(argv=None) -> int:
         print("bench/train.py needs a CUDA GPU (the CPU backend's timings say nothing about a GPU).")
         return 2
     import cupy as cp
-    from llmc_kernels.model_config import GPT2Config
+    from llmc_kernels.model.config import GPT2Config
     cfg, B, T = GPT2Config.d12(), args.B, args.T
     torch = _torch()
     data = batches(cfg, B, T, args.warmup + args.steps)

@@ -30,10 +30,6 @@ def package_scope():
         _active.reset(token)
 
 
-def in_learner_scope() -> str | None:
-    return _active.get()
-
-
 def refuse_if_learner(what: str) -> None:
     """Raise ForbiddenCall if a check is running the learner's function right now."""
     fn = _active.get()

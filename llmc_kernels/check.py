@@ -47,40 +47,9 @@ CPU_TIMEOUT = 20.0      # seconds per launch during a check (cases are small); L
 
 # Tolerances per function: (rtol, atol). An element passes when
 #     |got - expected| <= atol * rms(expected) + rtol * |expected|
-# expected is float64 computed from the same float32 inputs, so these bound float32 rounding only. One float32
-# rounding is 6e-8 relative; each entry leaves room for the roundings of a straightforward kernel in any
-# summation order (tree reductions, atomics), and stays far below what any real mistake produces (a wrong
-# term, a dropped eps, a factor, a race -- see tests/test_check_mutations.py).
-TOLERANCES = {
-    # one addition per element: a couple of roundings at most
-    "vector_add": (1e-6, 1e-6),
-    "residual_forward": (1e-6, 1e-6),
-    "residual_backward": (1e-6, 1e-6),
-    "encoder_forward": (1e-6, 1e-6),
-    # dwte rows sum every position holding that token (atomics: any order)
-    "encoder_backward": (1e-5, 1e-6),
-    # tanhf/expf are within a few ulp; 1 + tanh cancels for very negative x (hence the atol)
-    "gelu_forward": (1e-5, 1e-6),
-    "gelu_backward": (1e-4, 1e-5),
-    # sums over C <= 200 channels; near-constant rows multiply the rounding of x - mean by rstd ~ 300
-    "layernorm_forward": (1e-4, 3e-5),
-    "layernorm_backward": (1e-4, 1e-5),
-    # dot products of length C (forward, dinp) or B*T (dweight, dbias), float32 accumulation in any order
-    "matmul_forward": (1e-4, 1e-5),
-    "matmul_backward": (1e-4, 1e-5),
-    # q.k over hs, a softmax over <= T entries and att @ v; scores of order 100 (the large case) carry
-    # absolute errors of ~1e-5 into exp, i.e. relative errors of ~1e-5 in att; the backward chains three steps
-    "attention_forward": (2e-4, 2e-5),
-    "attention_backward": (3e-4, 3e-5),
-    # expf per element and a sum over V <= 1000 columns
-    "softmax_forward": (1e-4, 1e-6),
-    # one logf; one multiply-add per element
-    "crossentropy_forward": (1e-5, 1e-6),
-    "crossentropy_softmax_backward": (1e-5, 1e-5),
-    # a few multiply-adds, sqrtf, powf for the bias corrections. The reference uses the float32 values of the
-    # hyperparameters that the kernel sees (1 - 0.999f differs from 1 - 0.999 by 1.3e-5, more than this rtol)
-    "adamw_update": (1e-5, 1e-6),
-}
+# Each op's tolerances, and why they are what they are, live in its opspec row (FnSpec.tolerance); this is
+# the table the checks read (llmc grade's guard restores it if a learner's cell changes it).
+TOLERANCES = {fn.name: fn.tolerance for spec in opspec.OPS.values() for fn in spec.functions}
 
 
 def function_name(op: str, direction: str) -> str:
@@ -92,13 +61,7 @@ def function_name(op: str, direction: str) -> str:
     if direction == "forward":
         return spec.forward.name
     if spec.backward is None:
-        if op == "adamw":
-            raise ValueError("adamw has only an update (adamw_update), no backward: check it with "
-                             "check.forward('adamw', adamw_update)")
-        if op == "softmax":
-            raise ValueError("softmax has no backward of its own: it is fused into the cross-entropy backward; "
-                             "check it with check.backward('crossentropy', crossentropy_softmax_backward)")
-        raise ValueError(f"{op} has no backward: check it with check.forward({op!r}, fn)")
+        raise ValueError(spec.no_backward or f"{op} has no backward: check it with check.forward({op!r}, fn)")
     return spec.backward.name
 
 
@@ -351,8 +314,9 @@ def _cpu_timeout() -> float | None:
 
 
 def _annotator(fname: str, t, sizes: dict):
-    """Attention's [B,T,3C] buffers: say which of q/k/v, head and channel an index is."""
-    if not fname.startswith("attention") or t.name not in ("inp", "dinp"):
+    """[B,T,3C] buffers of a multi-head op (attention's inp/dinp): say which of q/k/v, head and channel an
+    index is."""
+    if t.arg.shape[-1:] != ("3*C",) or "NH" not in sizes:
         return None
     C, NH = sizes["C"], sizes["NH"]
     hs = C // NH

@@ -1,9 +1,9 @@
 """Random test cases for :mod:`llmc_kernels.check`: inputs, poisoned outputs, pre-filled accumulators and
 the expected results (float64 reference, or finite differences for the "fd" case of a backward).
 
-A case is described by a :class:`CaseSpec` (sizes, a kind, AdamW's hyperparameters) and built by
-:func:`build` into a :class:`Case`: one :class:`Tensor` or scalar per argument of the function, in the
-SPEC order (taken from :mod:`llmc_kernels.opspec`). Kinds:
+A case is described by a :class:`CaseSpec` (sizes, a kind, AdamW's hyperparameters; each op's cases are in
+its :mod:`llmc_kernels.opspec` row) and built by :func:`build` into a :class:`Case`: one :class:`Tensor` or
+scalar per argument of the function, in the SPEC order. Kinds:
 
 ``random``     ordinary random inputs
 ``large``      inputs of large magnitude (softmax logits in the hundreds, attention scores of order 100,
@@ -20,6 +20,7 @@ so "overwrote instead of +=" and "added twice" both show.
 """
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -27,79 +28,17 @@ import numpy as np
 
 from . import opspec
 from .check_values import Pool, rms
-from .opspec import ACCUMULATE, CAUSAL, COLS_LT_V, HYPER, INOUT, INPUT, OUTPUT, SIZE, STEP
+from .opspec import ACCUMULATE, CAUSAL, COLS_LT_V, HYPER, INOUT, INPUT, KINDS, OUTPUT, SIZE, STEP, CaseSpec
+
+__all__ = ["build", "default_specs", "complete_sizes", "CaseSpec", "Case", "Tensor", "KINDS", "POISON"]
 
 POISON_BITS = 0x7FC5A5A5                     # a quiet NaN with a payload: "this element was never written"
 POISON = np.uint32(POISON_BITS).view(np.float32)
 POISON_INT = np.int32(-1234567891)           # the same for int32 outputs (none in the SPEC today)
-KINDS = ("random", "large", "nearconst", "nobias", "fd")
-_KIND_LABEL = {"random": "", "large": "inputs of large magnitude", "nearconst": "near-constant rows",
-               "nobias": "bias=None", "fd": "finite differences"}
 
-# AdamW's hyperparameters per case: realistic, t >= 1 at several values, weight decay never zero
-ADAMW_DEFAULT = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.1, "t": 1}
-
-
-@dataclass(frozen=True)
-class CaseSpec:
-    sizes: tuple                      # ((name, int), ...) in the op's dims order
-    kind: str = "random"
-    hyper: tuple = ()                 # ((name, value), ...) overriding ADAMW_DEFAULT
-
-    @staticmethod
-    def of(sizes: dict, kind: str = "random", **hyper) -> "CaseSpec":
-        return CaseSpec(tuple(sizes.items()), kind, tuple(sorted(hyper.items())))
-
-    @property
-    def size_dict(self) -> dict:
-        return dict(self.sizes)
-
-    def label(self) -> str:
-        parts = [f"{k}={v}" for k, v in self.sizes]
-        parts += [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.hyper]
-        text = ", ".join(parts)
-        return f"{text} ({_KIND_LABEL[self.kind]})" if _KIND_LABEL[self.kind] else text
-
-
-def _c(kind="random", **kw):
-    hyper = {k: kw.pop(k) for k in list(kw) if k in ADAMW_DEFAULT}
-    return CaseSpec.of(kw, kind, **hyper)
-
-
-# Default cases per op, in the order they run: an ordinary case with awkward sizes first (its failures are the
-# most telling), then a tiny one (1 row, 1 channel), then special inputs and a bigger one. No size is a multiple
-# of 32 unless it is 1 away from one; all stay small enough for the CPU backend (a few seconds per op).
-DEFAULT_CASES: dict[str, list[CaseSpec]] = {
-    "vector_add": [_c(N=1000), _c(N=1), _c(N=4133), _c("large", N=301)],
-    "encoder": [_c(B=2, T=37, C=67, V=13, maxT=40), _c(B=1, T=1, C=1, V=1, maxT=1),
-                _c(B=3, T=20, C=130, V=50, maxT=64), _c("large", B=2, T=7, C=33, V=5, maxT=9)],
-    "layernorm": [_c(B=2, T=37, C=67), _c(B=1, T=1, C=1), _c("nearconst", B=2, T=9, C=130),
-                  _c("large", B=2, T=5, C=77), _c(B=3, T=17, C=200)],
-    "matmul": [_c(B=2, T=37, C=67, OC=45), _c(B=1, T=1, C=1, OC=1), _c("nobias", B=3, T=13, C=96, OC=130),
-               _c("large", B=2, T=5, C=33, OC=17)],
-    "attention": [_c(B=2, T=37, C=48, NH=4), _c(B=1, T=1, C=1, NH=1), _c(B=1, T=5, C=6, NH=3),
-                  _c("large", B=1, T=33, C=32, NH=2), _c(B=2, T=19, C=24, NH=3)],
-    "gelu": [_c(N=1000), _c(N=1), _c(N=4133), _c("large", N=301)],
-    "residual": [_c(N=1000), _c(N=1), _c(N=4133), _c("large", N=301)],
-    "softmax": [_c(B=2, T=5, V=50, Vp=64), _c(B=1, T=1, V=1, Vp=1), _c(B=1, T=2, V=7, Vp=8),
-                _c("large", B=2, T=4, V=257, Vp=300), _c(B=3, T=7, V=1000, Vp=1024)],
-    "crossentropy": [_c(B=2, T=37, V=100, Vp=128), _c(B=1, T=1, V=1, Vp=1), _c(B=3, T=5, V=50, Vp=61),
-                     _c("large", B=2, T=9, V=257, Vp=300)],
-    "adamw": [_c(num_params=1000, t=1), _c(num_params=1, t=2, lr=3e-4),
-              _c(num_params=4133, t=10, lr=1e-2, beta2=0.95, weight_decay=0.01),
-              _c(num_params=301, t=1000, lr=6e-4)],
-}
-
-# The tiny case of each backward whose expected gradients are finite differences.
-FD_CASES: dict[str, CaseSpec] = {
-    "encoder": _c("fd", B=2, T=3, C=4, V=3, maxT=5),
-    "layernorm": _c("fd", B=1, T=2, C=5),
-    "matmul": _c("fd", B=1, T=2, C=3, OC=4),
-    "attention": _c("fd", B=1, T=3, C=4, NH=2),
-    "gelu": _c("fd", N=7),
-    "residual": _c("fd", N=5),
-    "crossentropy": _c("fd", B=1, T=2, V=5, Vp=8),
-}
+# Each op's cases live in its opspec row (OpSpec.cases, OpSpec.fd_case); these are read-only views by op.
+DEFAULT_CASES: dict[str, tuple[CaseSpec, ...]] = {op: spec.cases for op, spec in opspec.OPS.items()}
+FD_CASES: dict[str, CaseSpec] = {op: spec.fd_case for op, spec in opspec.OPS.items() if spec.fd_case is not None}
 
 
 @dataclass
@@ -184,10 +123,10 @@ def complete_sizes(op: str, sizes: dict) -> dict:
         raise ValueError(f"sizes for {op} take {', '.join(spec.dims)}; unknown: {', '.join(unknown)}")
     full = dict(spec.example_sizes)
     full.update({k: v for k, v in sizes.items()})
-    if "maxT" in spec.dims and "maxT" not in sizes and "T" in sizes:
-        full["maxT"] = max(full["maxT"], full["T"])
-    if "Vp" in spec.dims and "Vp" not in sizes and "V" in sizes:
-        full["Vp"] = max(full["Vp"], full["V"])
+    for rule in spec.constraints:          # "maxT >= T": a T given without maxT raises maxT's example to it
+        bound = re.fullmatch(r"(\w+) >= (\w+)", rule)
+        if bound and bound[1] not in sizes and bound[2] in sizes:
+            full[bound[1]] = max(full[bound[1]], full[bound[2]])
     for k, v in full.items():
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"sizes: {k} must be a positive int, got {v!r}")
@@ -210,7 +149,8 @@ def build(fname: str, spec: CaseSpec, seed: int) -> Case:
     opsp, fn = opspec.function(fname)
     sizes = complete_sizes(opsp.op, spec.size_dict)
     pool = Pool(opsp.op, sizes, spec.kind, seed_for(fname, spec, seed))
-    hyper = {**ADAMW_DEFAULT, **dict(spec.hyper)}
+    hyper = {a.name: a.example for a in fn.args if a.role in (HYPER, STEP)}
+    hyper.update(spec.hyper)
     values = []
     for a in fn.args:
         if a.role == SIZE:
@@ -270,7 +210,9 @@ def build(fname: str, spec: CaseSpec, seed: int) -> Case:
         elif inside is not None:
             t.outside = ~inside                    # must keep its pre-filled value there
             t.expected = np.where(inside, t.expected, t.initial.astype(np.float64))
-        _special_outside(fname, t, sizes)
+        if t.arg.zero_outside:                     # att where t2 > t, probs in columns >= V: exactly 0
+            t.outside = ~region_mask(t.arg.zero_outside, t.initial.shape, sizes)
+            t.expected = np.where(t.outside, 0.0, t.expected)
     if spec.kind == "fd":
         from .check_fd import fd_expected
         fd_expected(case, pool)
@@ -278,18 +220,10 @@ def build(fname: str, spec: CaseSpec, seed: int) -> Case:
     return case
 
 
-def _special_outside(fname: str, t: Tensor, sizes: dict) -> None:
-    """Outputs that must be exactly 0 outside the region: att (t2 > t) and probs (columns >= V)."""
-    if fname == "attention_forward" and t.name == "att":
-        t.outside = ~np.broadcast_to(causal(sizes["T"]), t.initial.shape)
-        t.expected = np.where(t.outside, 0.0, t.expected)
-    elif fname == "softmax_forward" and t.name == "probs":
-        t.outside = np.broadcast_to(np.arange(sizes["Vp"]) >= sizes["V"], t.initial.shape)
-        t.expected = np.where(t.outside, 0.0, t.expected)
-
-
 def default_specs(op: str, direction: str) -> list[CaseSpec]:
-    specs = list(DEFAULT_CASES[op])
-    if direction == "backward" and op in FD_CASES:
-        specs.append(FD_CASES[op])
+    """The cases ``check.forward``/``check.backward`` run for ``op``: its row's cases (+ its fd case)."""
+    spec = opspec.OPS[op]
+    specs = list(spec.cases)
+    if direction == "backward" and spec.fd_case is not None:
+        specs.append(spec.fd_case)
     return specs

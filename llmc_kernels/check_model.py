@@ -39,8 +39,9 @@ from .check import _fail
 from .check_fd import numgrad
 from .check_result import Report
 from .check_values import rms
-from .model import GPT2, REQUIRED_OPS, _host
-from .model_config import GPT2Config, param_shapes
+from .model import GPT2, REQUIRED_OPS
+from .model.state import host as _host
+from .model.config import GPT2Config, param_shapes
 
 __all__ = ["block_forward", "block_backward", "end_to_end", "loss_falls", "trace", "BlockGPT2",
            "ModelCheckResult", "CHECK_CONFIG", "DEFAULT_SEED", "LAYER_PARAMS", "BLOCK_ACTS", "BLOCK_GRADS"]
@@ -51,7 +52,7 @@ LAYER_PARAMS = ("ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
 # the activations a block writes, in the order it writes them (llm.c's ActivationTensors names)
 BLOCK_ACTS = ("ln1", "ln1_mean", "ln1_rstd", "qkv", "preatt", "att", "atty", "attproj", "residual2",
               "ln2", "ln2_mean", "ln2_rstd", "fch", "fch_gelu", "fcproj", "residual3")
-# one layer's worth, shared by every layer: no backward op reads them (model_config.activation_shapes)
+# one layer's worth, shared by every layer: no backward op reads them (config.activation_shapes)
 SCRATCH_ACTS = ("preatt", "attproj", "fcproj")
 # the gradients of the block's intermediate tensors, by the number of channels (x C) of each
 BLOCK_GRADS = {"dresidual2": 1, "dfcproj": 1, "dfch_gelu": 4, "dfch": 4, "dln2": 1, "dattproj": 1, "datty": 1,
@@ -509,7 +510,7 @@ def loss_falls(run, min_drop: float = 0.5) -> ModelCheckResult:
     folder of its log.csv and log.json. The validation loss must end ``min_drop`` nats below the validation
     loss before the first step, and the mean training loss of the last five steps be below that of the
     first five."""
-    from .train_log import read_log
+    from .train.log import read_log
     out = Path(run["out"] if isinstance(run, dict) else run)
     result = ModelCheckResult("training_loss_falls")
     try:

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, paths
-from .model_config import GPT2Config, checkpoint_bytes, param_shapes
+from . import paths
+from .model import checkpoint
+from .model.config import GPT2Config, checkpoint_bytes, param_shapes
 
 LLMC_URL = "https://huggingface.co/datasets/karpathy/llmc-starter-pack/resolve/main/gpt2_124M.bin"
 HF_URL = "https://huggingface.co/openai-community/gpt2/resolve/main/model.safetensors"

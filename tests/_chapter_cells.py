@@ -52,3 +52,29 @@ def run(chapter: str, cells, namespace: dict | None = None) -> tuple[dict, str]:
             linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
             exec(compile(text, filename, "exec"), ns)
     return ns, out.getvalue()
+
+
+def assert_exercises_follow_the_contract(chapter: str, checks: dict[str, str]) -> None:
+    """The chapter's exercises are ``checks``' keys, in order, and each one follows the contract: its cell
+    carries the grader's metadata, defines the function with the signature in ``llmc_kernels.opspec`` (the
+    checks and the grader call it by position), and its check cell makes the call ``checks[name]``."""
+    import ast
+
+    from llmc_kernels import opspec
+
+    cells = load(chapter)["cells"]
+    role = lambda c: c.get("metadata", {}).get("llmc", {}).get("role")  # noqa: E731
+    text = lambda c: "".join(c["source"]) if isinstance(c["source"], list) else c["source"]  # noqa: E731
+    exercises = [c for c in cells if role(c) == "exercise"]
+    assert [c["metadata"]["llmc"]["exercise"] for c in exercises] == list(checks)
+    for cell in exercises:
+        name = cell["metadata"]["llmc"]["exercise"]
+        assert cell["metadata"]["llmc"] == {"role": "exercise", "exercise": name, "points": 1}
+        assert "exercise" in cell["metadata"].get("tags", []), name
+        fn = next(node for node in ast.parse(text(cell)).body
+                  if isinstance(node, ast.FunctionDef) and node.name == name)
+        assert tuple(a.arg for a in fn.args.args) == opspec.function(name)[1].arg_names, name
+    check_cells = {c["metadata"]["llmc"]["exercise"]: text(c) for c in cells if role(c) == "check"}
+    assert set(check_cells) == set(checks)
+    for name, call in checks.items():
+        assert call in check_cells[name], name

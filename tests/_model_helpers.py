@@ -1,4 +1,5 @@
-"""Shared by tests/test_model_*, test_data_*, test_train_*: the shared data, the ops under test."""
+"""Shared by tests/test_model_*, test_data_*, test_train_*: the offline data (``LLMC_DATA_DIR``,
+``TIKTOKEN_CACHE_DIR``), the ops under test, comparing two runs."""
 from __future__ import annotations
 
 import os
@@ -7,33 +8,33 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-SHARED_TEXT = SHARED / "data" / "tinyshakespeare.txt"
-SHARED_TIKTOKEN = SHARED / "tiktoken"
+def _folder(variable: str) -> Path | None:
+    """The folder an environment variable names (tests/conftest.py points unset ones at ../shared)."""
+    value = os.environ.get(variable, "").strip()
+    return Path(value) if value else None
 
 
 def need_shared_text() -> Path:
-    """The shared TinyShakespeare: in LLMC_DATA_DIR when it holds it (a checkout whose ../shared is elsewhere,
-    such as a git worktree), else beside the checkout."""
-    named = os.environ.get("LLMC_DATA_DIR")
-    if named and (Path(named) / SHARED_TEXT.name).is_file():
-        return Path(named) / SHARED_TEXT.name
-    if not SHARED_TEXT.exists():
-        pytest.skip(f"the shared TinyShakespeare copy is not at {SHARED_TEXT}")
-    return SHARED_TEXT
+    """The offline TinyShakespeare: ``$LLMC_DATA_DIR/tinyshakespeare.txt``."""
+    folder = _folder("LLMC_DATA_DIR")
+    text = None if folder is None else folder / "tinyshakespeare.txt"
+    if text is None or not text.exists():
+        pytest.skip(f"no offline TinyShakespeare: set LLMC_DATA_DIR to a folder holding tinyshakespeare.txt "
+                    f"(now {folder})")
+    return text
 
 
 def use_shared_tiktoken(monkeypatch) -> None:
-    """GPT-2's vocabulary offline: the shared tiktoken cache, unless the environment names one."""
-    if not os.environ.get("TIKTOKEN_CACHE_DIR"):
-        if not SHARED_TIKTOKEN.exists():
-            pytest.skip("no tiktoken cache (TIKTOKEN_CACHE_DIR or ../shared/tiktoken)")
-        monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(SHARED_TIKTOKEN))
+    """GPT-2's vocabulary offline: the tiktoken cache that TIKTOKEN_CACHE_DIR names."""
+    folder = _folder("TIKTOKEN_CACHE_DIR")
+    if folder is None or not folder.is_dir():
+        pytest.skip(f"no offline GPT-2 vocabulary: set TIKTOKEN_CACHE_DIR to a tiktoken cache (now {folder})")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(folder))
 
 
 def data_dir_with_text(tmp_path, monkeypatch) -> Path:
-    """LLMC_DATA_DIR = a fresh folder holding (a link to) the shared TinyShakespeare, so token caches are
-    written there and never into ../shared."""
+    """LLMC_DATA_DIR = a fresh folder holding (a link to) the offline TinyShakespeare, so token caches are
+    written there and never into the (possibly read-only) shared copy."""
     text = need_shared_text()
     use_shared_tiktoken(monkeypatch)
     folder = tmp_path / "data"
@@ -78,7 +79,7 @@ def adamw_bound(lr_sum: float) -> float:
 
 def key_bias_mask(cfg) -> np.ndarray:
     """True at the key biases (qkvb[l, C:2C]) of the flat parameter buffer, in checkpoint order."""
-    from llmc_kernels.model_config import num_params, param_shapes
+    from llmc_kernels.model.config import num_params, param_shapes
     mask = np.zeros(num_params(cfg), dtype=bool)
     offset = 0
     for name, shape in param_shapes(cfg).items():
@@ -96,7 +97,7 @@ def assert_runs_close(what: str, got, want, cfg, rtol: float, atol: float, bound
     Per tensor, at most NOISE_FRACTION of the entries other than the key biases may miss rtol/atol (with
     ``atol_of_max``, atol times the tensor's largest |want|: for moments, which are sums with cancellation);
     with ``bound``, no entry may differ by more. ``noise_fraction`` overrides NOISE_FRACTION (TF32 runs)."""
-    from llmc_kernels.model_config import param_shapes
+    from llmc_kernels.model.config import param_shapes
     got, want = host(got).astype(np.float64).reshape(-1), host(want).astype(np.float64).reshape(-1)
     assert got.shape == want.shape, f"{what}: {got.shape} vs {want.shape}"
     assert np.isfinite(got).all(), f"{what}: not finite"

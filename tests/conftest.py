@@ -3,6 +3,9 @@
 - `@pytest.mark.gpu` tests run only where a CUDA GPU is usable: CuPy imports and sees at least one device.
   That is found out once, on the first such test, and without importing CuPy where it is not installed.
   `pytest -m gpu` on a GPU machine runs just them.
+- The quick tier, `pytest -m "not slow"`: the solution notebooks that nbval collects from `solutions/` are
+  marked `slow` here (each runs a whole chapter); tests that take more than a few seconds carry the marker
+  themselves.
 - Offline data for developers: when `LLMC_DATA_DIR` or `TIKTOKEN_CACHE_DIR` is unset and a `shared/` folder
   sits beside the checkout (`../shared`), they point at its copies. Users never have that folder, and
   nothing outside `tests/` and `.ci/` names it.
@@ -37,6 +40,13 @@ def gpu_unusable_reason() -> str | None:
     if count < 1:
         return "needs a CUDA GPU: CuPy sees no device"
     return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every cell nbval collects from a solution notebook belongs to the slow tier."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

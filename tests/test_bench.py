@@ -59,7 +59,7 @@ def test_torch_gpt2_computes_our_loss(bench_path):
     on both sides: 1e-4 relative on the loss)."""
     torch = pytest.importorskip("torch")
     from llmc_kernels.model import GPT2
-    from llmc_kernels.model_config import GPT2Config
+    from llmc_kernels.model.config import GPT2Config
     TorchGPT2 = importlib.import_module("torch_gpt2").TorchGPT2
     cfg = GPT2Config.tiny()
     ours = GPT2.from_config(cfg, seed=3)

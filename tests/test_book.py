@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
-SPEC = ROOT.parent / "shared" / "SPEC.md"        # the contract, beside the checkout on developers' machines
+CONTRACT = BOOK / "contract.md"                  # the course's contract, in the book
 SIGNATURE = re.compile(r"`(\w+)\(([^`]*)\)`")
 
 
@@ -19,12 +19,18 @@ def table_signatures(markdown: str) -> list[tuple[str, str]]:
 
 
 def test_operations_table_matches_the_contract():
-    if not SPEC.exists():
-        pytest.skip("the contract (SPEC.md) is not beside this checkout")
-    spec = table_signatures(SPEC.read_text(encoding="utf-8"))
+    contract = table_signatures(CONTRACT.read_text(encoding="utf-8"))
     book = table_signatures((BOOK / "conventions.md").read_text(encoding="utf-8"))
-    assert len(spec) >= 16, "the contract's table was not found"
-    assert book == spec
+    assert len(contract) >= 16, "the contract's table was not found"
+    assert book == contract
+
+
+def test_the_contract_table_is_the_opspec_registry():
+    """book/contract.md and llmc_kernels.opspec name the same functions with the same arguments."""
+    opspec = pytest.importorskip("llmc_kernels.opspec")
+    for name, params in table_signatures(CONTRACT.read_text(encoding="utf-8")):
+        written = [p.strip() for p in re.sub(r"\[.*?\]| or None", "", params).split(",")]
+        assert tuple(written) == opspec.function(name)[1].arg_names, name
 
 
 def test_operations_table_names_the_package_ops():

@@ -1,7 +1,6 @@
 """Chapter 00 (set-up and a first kernel): its exercise matches the SPEC, and the errors it shows in prose
 are the errors the runtime and the checks really give."""
-from _chapter_cells import load, run
-from llmc_kernels import opspec
+from _chapter_cells import assert_exercises_follow_the_contract, load, run
 
 CHAPTER = "00_first_kernel"
 
@@ -11,11 +10,8 @@ def _llmc_cells(role):
 
 
 def test_exercises_and_checks_pair_up_with_spec_names():
-    exercises = [c["metadata"]["llmc"]["exercise"] for c in _llmc_cells("exercise")]
+    assert_exercises_follow_the_contract(CHAPTER, {"vector_add": 'check.forward("vector_add", vector_add)'})
     checks = {c["metadata"]["llmc"]["exercise"]: "".join(c["source"]) for c in _llmc_cells("check")}
-    assert exercises == ["vector_add"]
-    assert set(checks) == set(exercises)
-    assert all(name in opspec.FUNCTIONS for name in exercises)
     assert checks["vector_add"].splitlines() == ["# NBVAL_CHECK_OUTPUT", 'result = check.forward("vector_add", vector_add)']
 
 

@@ -14,10 +14,12 @@ import nbformat
 import numpy as np
 import pytest
 
-from llmc_kernels import opspec, runtime
+from _chapter_cells import assert_exercises_follow_the_contract
+from llmc_kernels import runtime
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = ROOT / "solutions" / "01_encoder.ipynb"
+CHAPTER = "01_encoder"
+NOTEBOOK = ROOT / "solutions" / f"{CHAPTER}.ipynb"
 
 
 def _cells():
@@ -31,13 +33,11 @@ def _cpu_backend_or_skip():
         pytest.skip(f"the CPU backend is not importable here: {err}")
 
 
-@pytest.mark.parametrize("name", ["encoder_forward", "encoder_backward"])
-def test_exercise_has_the_spec_signature(name):
-    cell = _cells()[f"ex-{name}"]
-    assert cell.metadata["llmc"] == {"role": "exercise", "exercise": name, "points": 1}
-    fn = next(node for node in ast.parse(cell.source).body if isinstance(node, ast.FunctionDef) and node.name == name)
-    _, spec = opspec.function(name)
-    assert tuple(a.arg for a in fn.args.args) == spec.arg_names
+def test_exercises_follow_the_contract():
+    assert_exercises_follow_the_contract(CHAPTER, {
+        "encoder_forward": 'check.forward("encoder", encoder_forward)',
+        "encoder_backward": 'check.backward("encoder", encoder_backward)',
+    })
 
 
 def test_race_demo_behaves_as_described():

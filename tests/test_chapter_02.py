@@ -16,11 +16,13 @@ import nbformat
 import numpy as np
 import pytest
 
-from llmc_kernels import check, opspec, runtime
+from _chapter_cells import assert_exercises_follow_the_contract
+from llmc_kernels import check, runtime
 from llmc_kernels.errors import CheckFailed
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = ROOT / "solutions" / "02_layernorm.ipynb"
+CHAPTER = "02_layernorm"
+NOTEBOOK = ROOT / "solutions" / f"{CHAPTER}.ipynb"
 IMPORTS = "import numpy as np\nfrom llmc_kernels import check, reference, runtime\n" \
           "from llmc_kernels.runtime import RawKernel\nxp = runtime.xp()\n"
 
@@ -46,13 +48,11 @@ def _definitions(cell_id: str) -> dict:
     return namespace
 
 
-@pytest.mark.parametrize("name", ["layernorm_forward", "layernorm_backward"])
-def test_exercise_has_the_spec_signature(name):
-    cell = _cells()[f"ex-{name}"]
-    assert cell.metadata["llmc"] == {"role": "exercise", "exercise": name, "points": 1}
-    fn = next(node for node in ast.parse(cell.source).body if isinstance(node, ast.FunctionDef) and node.name == name)
-    _, spec = opspec.function(name)
-    assert tuple(a.arg for a in fn.args.args) == spec.arg_names
+def test_exercises_follow_the_contract():
+    assert_exercises_follow_the_contract(CHAPTER, {
+        "layernorm_forward": 'check.forward("layernorm", layernorm_forward)',
+        "layernorm_backward": 'check.backward("layernorm", layernorm_backward)',
+    })
 
 
 def test_missing_barrier_demo_is_caught_as_a_race():

@@ -9,15 +9,14 @@
 """
 from __future__ import annotations
 
-import ast
 import contextlib
 import io
 
 import numpy as np
 import pytest
 
-from _chapter_cells import load, mutate, run, source
-from llmc_kernels import check, opspec, reference, runtime
+from _chapter_cells import assert_exercises_follow_the_contract, load, mutate, run, source
+from llmc_kernels import check, reference, runtime
 from llmc_kernels.errors import CheckFailed
 
 CHAPTER = "03_matmul"
@@ -43,16 +42,11 @@ def _check_output(op_check, fn) -> tuple[bool, str]:
     return passed, out.getvalue()
 
 
-@pytest.mark.parametrize("name", ["matmul_forward", "matmul_backward"])
-def test_exercise_has_the_spec_signature(name):
-    nb = load(CHAPTER)
-    cell = next(c for c in nb["cells"] if c.get("id") == f"ex-{name}")
-    assert cell["metadata"]["llmc"] == {"role": "exercise", "exercise": name, "points": 1}
-    assert cell["metadata"]["tags"] == ["exercise"]
-    fn = next(node for node in ast.parse(source(nb, f"ex-{name}")).body
-              if isinstance(node, ast.FunctionDef) and node.name == name)
-    _, spec = opspec.function(name)
-    assert tuple(a.arg for a in fn.args.args) == spec.arg_names
+def test_exercises_follow_the_contract():
+    assert_exercises_follow_the_contract(CHAPTER, {
+        "matmul_forward": 'check.forward("matmul", matmul_forward)',
+        "matmul_backward": 'check.backward("matmul", matmul_backward)',
+    })
 
 
 def test_naive_kernel_is_a_correct_matmul_forward():

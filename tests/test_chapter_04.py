@@ -9,13 +9,12 @@
 """
 from __future__ import annotations
 
-import ast
 
 import numpy as np
 import pytest
 
-from _chapter_cells import load, run, source
-from llmc_kernels import opspec, reference, runtime
+from _chapter_cells import assert_exercises_follow_the_contract, run
+from llmc_kernels import reference, runtime
 
 CHAPTER = "04_attention"
 
@@ -27,16 +26,11 @@ def _cpu_backend_or_skip():
         pytest.skip(f"the CPU backend is not importable here: {err}")
 
 
-@pytest.mark.parametrize("name", ["attention_forward", "attention_backward"])
-def test_exercise_has_the_spec_signature(name):
-    nb = load(CHAPTER)
-    cell = next(c for c in nb["cells"] if c.get("id") == f"ex-{name}")
-    assert cell["metadata"]["llmc"] == {"role": "exercise", "exercise": name, "points": 1}
-    assert cell["metadata"]["tags"] == ["exercise"]
-    fn = next(node for node in ast.parse(source(nb, f"ex-{name}")).body
-              if isinstance(node, ast.FunctionDef) and node.name == name)
-    _, spec = opspec.function(name)
-    assert tuple(a.arg for a in fn.args.args) == spec.arg_names
+def test_exercises_follow_the_contract():
+    assert_exercises_follow_the_contract(CHAPTER, {
+        "attention_forward": 'check.forward("attention", attention_forward)',
+        "attention_backward": 'check.backward("attention", attention_backward)',
+    })
 
 
 def _inputs(B, T, C, NH, seed=0):

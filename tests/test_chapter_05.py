@@ -2,23 +2,19 @@
 the way it says (a missing grid-stride loop, = instead of +=, a wrong derivative)."""
 import pytest
 
-from _chapter_cells import load, mutate, run, source
-from llmc_kernels import CheckFailed, opspec
+from _chapter_cells import assert_exercises_follow_the_contract, load, mutate, run, source
+from llmc_kernels import CheckFailed
 
 CHAPTER = "05_gelu"
 LOOP = "    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < N; i += stride) {"
 ONE_PER_THREAD = "    int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < N) {"
 
 
-def test_exercises_and_checks_pair_up_with_spec_names():
-    cells = load(CHAPTER)["cells"]
-    info = [c["metadata"].get("llmc", {}) for c in cells]
-    exercises = [i["exercise"] for i in info if i.get("role") == "exercise"]
-    checks = {i["exercise"]: "".join(c["source"]) for c, i in zip(cells, info) if i.get("role") == "check"}
-    assert exercises == ["gelu_forward", "gelu_backward"]
-    assert set(checks) == set(exercises) and all(n in opspec.FUNCTIONS for n in exercises)
-    assert 'check.forward("gelu", gelu_forward)' in checks["gelu_forward"]
-    assert 'check.backward("gelu", gelu_backward)' in checks["gelu_backward"]
+def test_exercises_follow_the_contract():
+    assert_exercises_follow_the_contract(CHAPTER, {
+        "gelu_forward": 'check.forward("gelu", gelu_forward)',
+        "gelu_backward": 'check.backward("gelu", gelu_backward)',
+    })
 
 
 def test_the_solutions_pass():

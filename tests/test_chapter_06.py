@@ -3,21 +3,17 @@ overwriting a gradient instead of accumulating it fails the check, as the prose 
 import numpy as np
 import pytest
 
-from _chapter_cells import load, mutate, run, source
-from llmc_kernels import CheckFailed, opspec
+from _chapter_cells import assert_exercises_follow_the_contract, load, mutate, run, source
+from llmc_kernels import CheckFailed
 
 CHAPTER = "06_residual"
 
 
-def test_exercises_and_checks_pair_up_with_spec_names():
-    cells = load(CHAPTER)["cells"]
-    info = [c["metadata"].get("llmc", {}) for c in cells]
-    exercises = [i["exercise"] for i in info if i.get("role") == "exercise"]
-    checks = {i["exercise"]: "".join(c["source"]) for c, i in zip(cells, info) if i.get("role") == "check"}
-    assert exercises == ["residual_forward", "residual_backward"]
-    assert set(checks) == set(exercises) and all(n in opspec.FUNCTIONS for n in exercises)
-    assert 'check.forward("residual", residual_forward)' in checks["residual_forward"]
-    assert 'check.backward("residual", residual_backward)' in checks["residual_backward"]
+def test_exercises_follow_the_contract():
+    assert_exercises_follow_the_contract(CHAPTER, {
+        "residual_forward": 'check.forward("residual", residual_forward)',
+        "residual_backward": 'check.backward("residual", residual_backward)',
+    })
 
 
 def test_the_solutions_pass():

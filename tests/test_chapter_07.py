@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from _chapter_cells import load, mutate, run, source
-from llmc_kernels import CheckFailed, opspec
+from _chapter_cells import assert_exercises_follow_the_contract, load, mutate, run, source
+from llmc_kernels import CheckFailed
 
 CHAPTER = "07_softmax_crossentropy"
 EXERCISES = ["softmax_forward", "crossentropy_forward", "crossentropy_softmax_backward"]
@@ -17,15 +17,8 @@ CHECKS = {"softmax_forward": 'check.forward("softmax", softmax_forward)',
           "crossentropy_softmax_backward": 'check.backward("crossentropy", crossentropy_softmax_backward)'}
 
 
-def test_exercises_and_checks_pair_up_with_spec_names():
-    cells = load(CHAPTER)["cells"]
-    info = [c["metadata"].get("llmc", {}) for c in cells]
-    exercises = [i["exercise"] for i in info if i.get("role") == "exercise"]
-    checks = {i["exercise"]: "".join(c["source"]) for c, i in zip(cells, info) if i.get("role") == "check"}
-    assert exercises == EXERCISES
-    assert set(checks) == set(exercises) and all(n in opspec.FUNCTIONS for n in exercises)
-    for name, call in CHECKS.items():
-        assert call in checks[name]
+def test_exercises_follow_the_contract():
+    assert_exercises_follow_the_contract(CHAPTER, dict(zip(EXERCISES, CHECKS.values())))
 
 
 def test_the_solutions_pass():

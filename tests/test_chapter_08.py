@@ -6,21 +6,18 @@ import re
 
 import pytest
 
-from _chapter_cells import load, mutate, run, source
-from llmc_kernels import CheckFailed, opspec
+from _chapter_cells import assert_exercises_follow_the_contract, load, mutate, run, source
+from llmc_kernels import CheckFailed
 
 CHAPTER = "08_adamw"
 LOOP = "    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < num_params; i += stride) {"
 ONE_PER_THREAD = "    int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < num_params) {"
 
 
-def test_exercise_and_check_pair_up_with_spec_names():
-    cells = load(CHAPTER)["cells"]
-    info = [c["metadata"].get("llmc", {}) for c in cells]
-    exercises = [i["exercise"] for i in info if i.get("role") == "exercise"]
-    checks = {i["exercise"]: "".join(c["source"]) for c, i in zip(cells, info) if i.get("role") == "check"}
-    assert exercises == ["adamw_update"] and "adamw_update" in opspec.FUNCTIONS
-    assert 'check.forward("adamw", adamw_update)' in checks["adamw_update"]
+def test_exercises_follow_the_contract():
+    assert_exercises_follow_the_contract(CHAPTER, {
+        "adamw_update": 'check.forward("adamw", adamw_update)',
+    })
 
 
 def run_after_imports(cells):

@@ -8,7 +8,7 @@ import pytest
 
 from _chapter_cells import load, mutate, run, source
 from llmc_kernels import CheckFailed
-from llmc_kernels.model_config import GPT2Config, activation_shapes, num_params, training_bytes
+from llmc_kernels.model.config import GPT2Config, activation_shapes, num_params, training_bytes
 
 CHAPTER = "09_gpt2_model"
 EXERCISES = ["block_forward", "block_backward"]
@@ -80,6 +80,7 @@ def test_parameters_and_memory_are_what_the_prose_quotes():
     assert round(6 * num_params(d12) * 8192 / 1e12, 1) == 6.1                             # "6.1 TFLOP per step"
 
 
+@pytest.mark.slow            # trains the blocks
 def test_the_blocks_memorise_the_passage():
     ns, printed = run(CHAPTER, ["imports", "trace-forward", "ex-block_forward", "ex-block_backward", "it-learns"])
     losses = [float(x) for x in re.findall(r"loss ([0-9.]+)", printed)]

@@ -5,6 +5,8 @@ compute from FLOPs, bytes and the measured run."""
 import json
 import re
 
+import pytest
+
 from _chapter_cells import ROOT, load, run, source
 
 CHAPTER = "10_training"
@@ -20,6 +22,7 @@ def test_a_guided_run_with_one_check_and_no_exercise():
     assert '"--engine", "plain"' in source(nb, "run-config")                 # the engine of the reference run
 
 
+@pytest.mark.slow            # a training run
 def test_the_cpu_run_resumes_where_it_crashed_and_learns(monkeypatch):
     monkeypatch.chdir(ROOT / "solutions")        # the notebooks beside chapter 10 are the ones it collects
     ns, printed = run(CHAPTER, ["imports", "data", "collect", "run-config", "model-budget", "train-crash",

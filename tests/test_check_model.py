@@ -14,7 +14,7 @@ from _model_helpers import ops_under_test
 from llmc_kernels import check_model, reference
 from llmc_kernels.errors import CheckFailed
 from llmc_kernels.model import GPT2, REQUIRED_OPS
-from llmc_kernels.train_log import RunLog
+from llmc_kernels.train.log import RunLog
 
 BLOCKS = '''
 def block_forward(ops, x, p, a, B, T, C, NH):

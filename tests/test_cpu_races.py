@@ -172,7 +172,7 @@ def test_package_kernels_as_ops_launches_them_are_clean(op, direction, fname):
 
 def test_package_kernels_in_a_training_step_are_clean():
     from llmc_kernels.model import GPT2
-    from llmc_kernels.model_config import GPT2Config
+    from llmc_kernels.model.config import GPT2Config
     cfg = GPT2Config(max_seq_len=16, vocab_size=50, padded_vocab_size=64, num_layers=1, num_heads=2, channels=16)
     model = GPT2.from_config(cfg, seed=0)
     rng = np.random.default_rng(0)

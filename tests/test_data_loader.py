@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llmc_kernels import data
+from llmc_kernels.train import data
 
 
 @pytest.fixture

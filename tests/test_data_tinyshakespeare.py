@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from _model_helpers import data_dir_with_text, need_shared_text, use_shared_tiktoken
-from llmc_kernels import data
+from llmc_kernels.train import data
 
 
 def test_tokens_match_llm_c_counts(monkeypatch):
@@ -70,6 +70,7 @@ def test_verify_names_what_is_wrong(tmp_path):
 
 
 def test_download_verifies_and_reports(tmp_path, monkeypatch):
+    shared_text = need_shared_text()             # before LLMC_DATA_DIR points at the empty folder
     monkeypatch.setenv("LLMC_DATA_DIR", str(tmp_path))
     dest = tmp_path / "tinyshakespeare.txt"
     # no network: the message says what to download and where to put it
@@ -90,8 +91,8 @@ def test_download_verifies_and_reports(tmp_path, monkeypatch):
     with pytest.raises(data.DataError, match="not TinyShakespeare"):
         data.download_tinyshakespeare(dest, url=wrong.as_uri())
     assert not dest.exists()
-    data.download_tinyshakespeare(dest, url=need_shared_text().as_uri())
-    assert data.tinyshakespeare_path() == dest and dest.read_bytes() == need_shared_text().read_bytes()
+    data.download_tinyshakespeare(dest, url=shared_text.as_uri())
+    assert data.tinyshakespeare_path() == dest and dest.read_bytes() == shared_text.read_bytes()
 
 
 def test_prepare_other_sources(tmp_path, monkeypatch):

@@ -123,6 +123,7 @@ def test_arguments_are_checked():
     assert fa.head_pad(5) == 8 and fa.head_pad(64) == 64
 
 
+@pytest.mark.slow            # NVRTC compiles the flash kernels
 def test_kernels_compile_for_the_gpu():
     """NVRTC (no GPU needed) compiles every variant the model uses, for sm_80 (TF32 tensor cores) and
     sm_75 (T4: the emulated path)."""

@@ -1,4 +1,4 @@
-"""FastGPT2 (llmc_kernels/model_fast.py) is GPT2 trained faster: the same numbers, interface and files.
+"""FastGPT2 (llmc_kernels/model/fast.py) is GPT2 trained faster: the same numbers, interface and files.
 
 On the cpu backend (every kernel of the fast path runs there, flash attention's tensor-core instruction
 emulated), GPT-2's vocabulary on the tiny body at an awkward B=2, T=13 (not a multiple of anything):
@@ -23,10 +23,11 @@ import numpy as np
 import pytest
 
 from _model_helpers import adamw_bound, assert_runs_close, host
-from llmc_kernels import model_fast, ops as package_ops
+from llmc_kernels import ops as package_ops
+from llmc_kernels.model import fast as model_fast
 from llmc_kernels.model import GPT2
-from llmc_kernels.model_config import GPT2Config, training_bytes
-from llmc_kernels.model_fast import FastGPT2, fast_path_problem, fast_training_bytes
+from llmc_kernels.model.config import GPT2Config, training_bytes
+from llmc_kernels.model.fast import FastGPT2, fast_path_problem, fast_training_bytes
 
 CFG = GPT2Config.tiny()          # V = 50257 (Vp = 50304), L = 2, NH = 4, C = 64: head size 16
 B, T = 2, 13
@@ -136,6 +137,7 @@ def test_bad_inputs_are_refused_with_what_was_expected(bad, expected):
     assert fast.forward(x, y) == want, "a refused call leaves the model as it was"
 
 
+@pytest.mark.slow            # several steps of both engines
 def test_checkpoints_load_into_the_other_model(tmp_path):
     plain, fast = pair()
     for t, lr in enumerate(LRS[:2], start=1):
@@ -165,6 +167,7 @@ def test_checkpoints_load_into_the_other_model(tmp_path):
                       bound=adamw_bound(LRS[2]))
 
 
+@pytest.mark.slow            # several steps of both engines
 def test_recompute_gelu_gives_the_same_numbers_in_less_memory():
     _, fast = pair()
     _, lean = pair(recompute_gelu=True)
@@ -189,7 +192,7 @@ def test_memory_plan_is_what_is_allocated():
         _, fast = pair(recompute_gelu=recompute)
         fast.step(*batch(5), lr=1e-3, t=1, **HYPER)
         held = (fast.params_memory, fast.grads_memory, fast.m, fast.v, fast.acts_memory, fast.gacts_memory,
-                fast._tokens)
+                fast._token_buffer)
         assert sum(int(a.nbytes) for a in held) == fast_training_bytes(CFG, B, T, recompute_gelu=recompute)
         assert fast._probs_memory is None, "training never allocates the [B,T,Vp] probabilities"
         fast.generate([50256], 4, seed=0)          # llmc train samples between steps

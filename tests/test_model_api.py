@@ -9,7 +9,7 @@ import pytest
 from _model_helpers import host, ops_under_test
 from llmc_kernels import reference
 from llmc_kernels.model import GPT2, REQUIRED_OPS
-from llmc_kernels.model_config import GPT2Config
+from llmc_kernels.model.config import GPT2Config
 
 SMALL = GPT2Config(max_seq_len=16, vocab_size=50, padded_vocab_size=64, num_layers=3, num_heads=2, channels=8)
 

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from _model_helpers import host
-from llmc_kernels import checkpoint, reference
+from llmc_kernels import reference
+from llmc_kernels.model import checkpoint
 from llmc_kernels.model import GPT2
-from llmc_kernels.model_config import GPT2Config, checkpoint_bytes, num_params, param_shapes
+from llmc_kernels.model.config import GPT2Config, checkpoint_bytes, num_params, param_shapes
 
 ORDER = ["wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb", "ln2w", "ln2b",
          "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"]

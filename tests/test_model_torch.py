@@ -13,7 +13,9 @@ import pytest
 
 from _model_helpers import host, ops_under_test
 from llmc_kernels.model import GPT2, REQUIRED_OPS
-from llmc_kernels.model_config import GPT2Config
+from llmc_kernels.model.config import GPT2Config
+
+pytestmark = pytest.mark.slow          # GPT-2 against PyTorch: forward, backward and ten AdamW steps
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

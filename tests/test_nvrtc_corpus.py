@@ -76,6 +76,7 @@ needs_nvrtc = pytest.mark.skipif(not nvrtc.available(), reason="NVRTC is not ins
 
 
 @needs_nvrtc
+@pytest.mark.slow            # NVRTC compiles every package kernel (flash attention: ~20 s)
 @pytest.mark.parametrize("code, origin, strict", CASES)
 def test_kernel_compiles_with_nvrtc(code, origin, strict):
     warnings = nvrtc.check_compile(code, origin=origin)

@@ -276,6 +276,10 @@ def test_ci_runs_exactly_the_readme_commands():
     assert f"{build} -W -n --keep-going" in lines
     torch = lines.index("pip install torch==2.13.0")
     assert torch < lines.index(pip_install) < lines.index(tests) < lines.index(f"{build} -W -n --keep-going")
+    # lint right after the install (ruff comes with the test extra), before the long test run
+    lint = [lines.index("ruff check ."), lines.index("ruff format --check .")]
+    assert lines.index(pip_install) < lint[0] < lint[1] < lines.index(tests)
+    assert [line for line in lines[lines.index(pip_install) + 1:lint[0]] if line and not line.startswith("step ")] == []
     text = "\n".join(lines)
     assert "python3 -m venv" in text
     assert re.search(r"^export LLMC_BACKEND=cpu$", text, re.M)

@@ -11,7 +11,7 @@ import pytest
 
 from _model_helpers import data_dir_with_text
 from llmc_kernels import checkpoint, pretrained, train
-from llmc_kernels.model_config import GPT2Config, num_params, param_shapes
+from llmc_kernels.model.config import GPT2Config, num_params, param_shapes
 
 TINY = GPT2Config.tiny()
 

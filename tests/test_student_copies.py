@@ -135,6 +135,7 @@ def test_no_solution_text_survives(name):
             assert by_id[cell.id].outputs == [] and by_id[cell.id].execution_count is None
 
 
+@pytest.mark.slow            # runs each chapter's notebook
 @pytest.mark.parametrize("name", chapter_names())
 def test_chapter_runs_until_its_first_exercise(name, tmp_path, monkeypatch):
     chapter = nbformat.read(CHAPTERS / name, as_version=4)

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from _model_helpers import data_dir_with_text, ops_under_test
-from llmc_kernels import train, train_setup
-from llmc_kernels.model_config import GPT2Config, training_bytes
+from llmc_kernels import train
+from llmc_kernels.train import setup as train_setup
+from llmc_kernels.model.config import GPT2Config, training_bytes
 
 
 def run(argv, capsys):

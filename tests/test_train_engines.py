@@ -8,14 +8,17 @@ atol 1e-6; AdamW's bound for rounding-level entries), the moments at the gradien
 from __future__ import annotations
 
 import json
+import numpy as np
 
 import pytest
 
 from _model_helpers import adamw_bound, assert_runs_close, data_dir_with_text, ops_under_test
-from llmc_kernels import checkpoint, train, train_setup
-from llmc_kernels.model_config import GPT2Config, training_bytes
-from llmc_kernels.model_fast import fast_training_bytes
-from llmc_kernels.train_log import read_log
+from llmc_kernels import train
+from llmc_kernels.model import checkpoint
+from llmc_kernels.train import setup as train_setup
+from llmc_kernels.model.config import GPT2Config, training_bytes
+from llmc_kernels.model.fast import fast_training_bytes
+from llmc_kernels.train.log import read_log
 
 LR, STEPS = 1e-3, 6
 BASE = ["--backend", "cpu", "--model", "tiny", "--batch-size", "2", "--seq-len", "24", "--lr", str(LR),
@@ -73,6 +76,7 @@ def assert_runs_alike(a, b, same_engine: bool):
     assert_runs_close("AdamW v", sb[2], sa[2], cfg, rtol=2e-5 * k, atol=2e-6 * k, atol_of_max=True)
 
 
+@pytest.mark.slow            # a training run
 def test_fast_and_plain_engines_train_alike(whole):
     (fast, s_fast), (plain, s_plain) = whole["fast"], whole["plain"]
     assert s_fast["engine"] == "fast" and s_plain["engine"] == "plain"
@@ -86,6 +90,7 @@ def test_fast_and_plain_engines_train_alike(whole):
     assert_runs_alike(fast, plain, same_engine=False)
 
 
+@pytest.mark.slow            # a training run
 def test_a_fast_run_resumes(whole, data, tmp_path):
     broken = tmp_path / "broken"
     with pytest.raises(Killed):
@@ -96,6 +101,7 @@ def test_a_fast_run_resumes(whole, data, tmp_path):
     assert_runs_alike(whole["fast"][0], broken, same_engine=True)
 
 
+@pytest.mark.slow            # a training run
 @pytest.mark.parametrize("first, then", [("plain", "fast"), ("fast", "plain")])
 def test_a_run_resumes_on_the_other_engine(whole, data, tmp_path, first, then):
     broken = tmp_path / "broken"
@@ -107,6 +113,7 @@ def test_a_run_resumes_on_the_other_engine(whole, data, tmp_path, first, then):
     assert_runs_alike(whole[first][0], broken, same_engine=False)
 
 
+@pytest.mark.slow            # a training run
 def test_the_engine_and_why_are_printed(data, tmp_path, capsys):
     import llmc_kernels.ops as package_ops
     quick = ["--backend", "cpu", "--steps", "1", "--batch-size", "1", "--seq-len", "8", "--val-every", "0",
@@ -146,3 +153,33 @@ def test_engine_choice_and_its_memory_estimate():
     B, note = train_setup.fit_batch_size(d12, 32, 1024, free, explicit=False, estimate=fast)
     assert B == 8 and f"{fast(d12, 8, 1024) / 1e9:.1f} GB" in note
     assert train_setup.engine_bytes("plain", d12, 8, 1024) == training_bytes(d12, 8, 1024)
+
+
+# ------------------------------------------------------------------------------ one interface, shared state
+def test_both_engines_offer_one_interface_over_one_state():
+    """model.ENGINES: the same calls on either engine (step() included); FastGPT2.on(state) trains the
+    parameters of another engine in place, and the plain engine's step is its four calls."""
+    from llmc_kernels.model import ENGINES, Engine, ParameterState
+    cfg, B, T = GPT2Config.tiny(), 2, 5
+    rng = np.random.default_rng(0)
+    tok = rng.integers(0, cfg.vocab_size, (B, T + 1)).astype(np.int32)
+    x, y = np.ascontiguousarray(tok[:, :-1]), np.ascontiguousarray(tok[:, 1:])
+    hyper = (1e-3, 0.9, 0.999, 1e-8, 0.1)
+    for name, cls in ENGINES.items():
+        model = cls.from_config(cfg, seed=0)
+        assert isinstance(model, Engine) and isinstance(model.state, ParameterState) and model.name == name
+        assert isinstance(model.step(x, y, *hyper, 1), float) and model.graph_failure is None
+        assert model.training_bytes(cfg, B, T) > 4 * 4 * model.num_parameters - 1
+    plain, twin = ENGINES["plain"].from_config(cfg, seed=0), ENGINES["plain"].from_config(cfg, seed=0)
+    fast = ENGINES["fast"].on(plain.state)
+    assert fast.params_memory is plain.params_memory and fast.state is plain.state
+    before = plain.params_memory.copy()
+    fast.step(x, y, *hyper, 1)                           # the fast engine moves the plain model's parameters
+    assert not np.array_equal(before, plain.params_memory) and plain.m is not None
+    loss = twin.forward(x, y)                             # step() is forward, zero_grad, backward, update
+    twin.zero_grad()
+    twin.backward()
+    twin.update(*hyper, 1)
+    again = ENGINES["plain"].from_config(cfg, seed=0)
+    assert again.step(x, y, *hyper, 1) == loss
+    np.testing.assert_array_equal(again.params_memory, twin.params_memory)

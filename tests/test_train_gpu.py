@@ -7,8 +7,9 @@ import json
 import pytest
 
 from _model_helpers import data_dir_with_text
-from llmc_kernels import train, train_setup
-from llmc_kernels.model_config import GPT2Config
+from llmc_kernels import train
+from llmc_kernels.train import setup as train_setup
+from llmc_kernels.model.config import GPT2Config
 
 
 @pytest.mark.gpu

@@ -12,9 +12,11 @@ import pytest
 
 from _model_helpers import adamw_bound, assert_runs_close, data_dir_with_text, ops_under_test
 from llmc_kernels import train
-from llmc_kernels.checkpoint import read_state
+from llmc_kernels.model.checkpoint import read_state
 from llmc_kernels.model import GPT2
-from llmc_kernels.train_log import read_log
+from llmc_kernels.train.log import read_log
+
+pytestmark = pytest.mark.slow          # trains for seconds on the CPU backend
 
 BASE = ["--backend", "cpu", "--model", "tiny", "--batch-size", "2", "--seq-len", "32", "--lr", "1e-3",
         "--weight-decay", "0.1", "--val-every", "4", "--sample-every", "0"]

@@ -6,11 +6,14 @@ import json
 import time
 
 import numpy as np
+import pytest
 
 from _model_helpers import data_dir_with_text, ops_under_test
 from llmc_kernels import train
 from llmc_kernels.model import GPT2
-from llmc_kernels.model_config import GPT2Config, checkpoint_bytes
+from llmc_kernels.model.config import GPT2Config, checkpoint_bytes
+
+pytestmark = pytest.mark.slow          # trains for seconds on the CPU backend
 
 
 def test_tiny_model_learns_tinyshakespeare(tmp_path, monkeypatch, capsys):
@@ -42,7 +45,7 @@ def test_tiny_model_learns_tinyshakespeare(tmp_path, monkeypatch, capsys):
                                                        "state_00000015.bin", "state_00000030.bin"]
     assert (out / "model_00000030.bin").stat().st_size == checkpoint_bytes(GPT2Config.tiny())
     # the final checkpoint reproduces the last validation loss
-    from llmc_kernels import data
+    from llmc_kernels.train import data
     model = GPT2.from_checkpoint(out / "model_00000030.bin", ops=ops_under_test())
     val_loader = data.DataLoader(data.prepare(None)[1], 4, 64, xp=model.xp)
     assert abs(train.evaluate(model, val_loader) - val[-1]) < 1e-4

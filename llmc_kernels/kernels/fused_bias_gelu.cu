@@ -1,6 +1,5 @@
 // The linear layers' bias terms, fused with what sits next to them (the qkv bias rides in cuBLASLt's epilogue).
 //
-//   bias_forward_kernel:           out[r, c] += bias[c]                                   (after out = x W^T)
 //   bias_gelu_forward_kernel:      pre[r, c] += bias[c];  out[r, c] = gelu(pre[r, c])    (the MLP's fc + GELU)
 //   gelu_backward_inplace_kernel:  d[i] = gelu'(pre[i]) * d[i]                           (overwrites: no zeroing)
 //   bias_backward_kernel:          dbias[c] += sum_r dout[r, c]                           (accumulates)
@@ -29,26 +28,6 @@ __device__ __forceinline__ float fg_gelu_grad(float x) {
     float pq = p * (1.0f - p);
     float tail = pq == 0.0f ? 0.0f : 2.0f * x * pq * FG_S * (1.0f + 3.0f * FG_K * x * x);   // no 0 * inf
     return p + tail;
-}
-
-extern "C" __global__ void bias_forward_kernel(float* out, const float* bias, int N, int OC) {
-    int stride = gridDim.x * blockDim.x;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < N; i += stride) {
-        out[i] += bias[i % OC];
-    }
-}
-
-extern "C" __global__ void bias_forward_vec4_kernel(float* out, const float* bias, int N, int OC) {
-    int stride = gridDim.x * blockDim.x;
-    int OC4 = OC / 4;
-    float4* o4 = reinterpret_cast<float4*>(out);
-    const float4* b4 = reinterpret_cast<const float4*>(bias);
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < N / 4; i += stride) {
-        float4 v = o4[i];
-        float4 b = b4[i % OC4];
-        v.x += b.x; v.y += b.y; v.z += b.z; v.w += b.w;
-        o4[i] = v;
-    }
 }
 
 extern "C" __global__ void bias_gelu_forward_kernel(float* pre, float* out, const float* bias, int N, int OC) {

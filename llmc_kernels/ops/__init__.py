@@ -1,7 +1,8 @@
 """The package's kernels behind the SPEC signatures: ``ops.layernorm_forward(out, mean, rstd, inp, ...)``.
 
 Each op lives in its own module (``ops/layernorm.py`` launches ``kernels/layernorm.cu``); this module
-re-exports the public names lazily, so importing one op never compiles or loads the others.
+re-exports the public names lazily, so importing one op never compiles or loads the others. The signatures
+are the contract's (book/contract.md), and each wrapper validates its arguments from opspec (_validate.py).
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import importlib
 
 # public name -> module that defines it
 _WHERE = {
+    "vector_add": "vector_add",
     "encoder_forward": "encoder", "encoder_backward": "encoder",
     "layernorm_forward": "layernorm", "layernorm_backward": "layernorm",
     "matmul_forward": "matmul", "matmul_backward": "matmul",
@@ -23,7 +25,7 @@ _WHERE = {
     "adamw_update": "adamw",
     # the fast model's extensions (beyond SPEC's table; each checked in tests/test_fast_*.py)
     "flash_attention_forward": "flash_attention", "flash_attention_backward": "flash_attention",
-    "residual_layernorm_forward": "fused", "bias_forward": "fused", "bias_gelu_forward": "fused",
+    "residual_layernorm_forward": "fused", "bias_gelu_forward": "fused",
     "gelu_backward_inplace": "fused", "bias_backward": "fused", "mean_loss": "fused",
     "adamw_update_device": "fused", "adamw_hyper": "fused",
     "linear_forward": "linear", "linear_backward_input": "linear", "linear_backward_weight": "linear",

@@ -74,33 +74,3 @@ def fits_int32(fn: str, **counts) -> None:
         if int(n) > INDEX_LIMIT:
             raise ValueError(f"{fn}: {name} = {int(n)} elements is more than these kernels index "
                              f"with 32-bit ints (at most {INDEX_LIMIT})")
-
-
-def elementwise_args(fn: str, N: int, **arrays) -> str:
-    """The checks every elementwise op makes, in order: N > 0, the arrays on one backend, each a C-contiguous
-    float32 array of exactly N elements, N within 32-bit indexing. Returns the backend."""
-    from . import _validate
-    _validate.positive(fn, N=N)
-    backend = _validate.same_backend(fn, **arrays)
-    for name, arr in arrays.items():
-        expect_flat(fn, name, arr, N)
-    fits_int32(fn, N=N)
-    return backend
-
-
-def expect_flat(fn: str, name: str, arr, n: int, dtype="float32") -> None:
-    """An elementwise op's buffer: a C-contiguous ``dtype`` array of exactly ``n`` elements, any shape
-    (the model passes [B,T,4C] activations with N = B*T*4C)."""
-    want = f"a C-contiguous {np.dtype(dtype).name} array of N = {n} elements (any shape)"
-    mod = type(arr).__module__.split(".")[0]
-    if not hasattr(arr, "shape") or not hasattr(arr, "dtype") or mod not in ("numpy", "cupy"):
-        raise ValueError(f"{fn}: '{name}' must be {want}; got {type(arr).__name__}")
-    problems = []
-    if arr.dtype != np.dtype(dtype):
-        problems.append(f"dtype {arr.dtype}")
-    if int(arr.size) != int(n):
-        problems.append(f"{int(arr.size)} elements (shape {tuple(arr.shape)})")
-    if not arr.flags.c_contiguous:
-        problems.append("a non-contiguous layout (use .copy() or xp.ascontiguousarray)")
-    if problems:
-        raise ValueError(f"{fn}: '{name}' must be {want}; got {' and '.join(problems)}")

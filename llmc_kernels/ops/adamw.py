@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _loader, _validate
-from ._grid import aligned16, expect_flat, fits_int32, grid_for
+from ._grid import aligned16, fits_int32, grid_for
 
 BLOCK = 256
 
@@ -24,22 +24,11 @@ BENCH = {
 }
 
 
-def _hyper(fn: str, name: str, x) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{fn}: {name} must be a real number; got {x!r}")
-    return float(x)
-
-
 def adamw_update(params, grads, m, v, num_params, lr, beta1, beta2, eps, weight_decay, t):
     fn = "adamw_update"
-    _validate.entry(fn)
-    _validate.positive(fn, num_params=num_params, t=t)
-    backend = _validate.same_backend(fn, params=params, grads=grads, m=m, v=v)
-    for name, arr in (("params", params), ("grads", grads), ("m", m), ("v", v)):
-        expect_flat(fn, name, arr, num_params)
+    backend, _ = _validate.arguments(fn, locals())
     fits_int32(fn, num_params=num_params)
-    lr, beta1, beta2 = _hyper(fn, "lr", lr), _hyper(fn, "beta1", beta1), _hyper(fn, "beta2", beta2)
-    eps, weight_decay = _hyper(fn, "eps", eps), _hyper(fn, "weight_decay", weight_decay)
+    lr, beta1, beta2, eps, weight_decay = float(lr), float(beta1), float(beta2), float(eps), float(weight_decay)
     for name, b in (("beta1", beta1), ("beta2", beta2)):
         if not 0.0 <= b < 1.0:
             raise ValueError(f"{fn}: {name} must lie in [0, 1); got {b}")

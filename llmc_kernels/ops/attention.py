@@ -37,11 +37,6 @@ CPU_LANES, CPU_BLOCK = 1, 32
 ELEMENT_BLOCK = 256
 
 
-def _check_heads(fn: str, C: int, NH: int) -> None:
-    if C % NH:
-        raise ValueError(f"{fn}: C = {C} must be a multiple of NH = {NH} (head size hs = C/NH)")
-
-
 def _config(backend: str) -> tuple[int, int]:
     return (GPU_LANES, GPU_BLOCK) if backend == "cuda" else (CPU_LANES, CPU_BLOCK)
 
@@ -96,23 +91,10 @@ def _array_module(a):
     return cupy
 
 
-def _check_forward(fn, out, preatt, att, inp, B, T, C, NH) -> str:
-    _validate.positive(fn, B=B, T=T, C=C, NH=NH)
-    _check_heads(fn, C, NH)
-    backend = _validate.same_backend(fn, out=out, preatt=preatt, att=att, inp=inp)
-    sizes = {"B": B, "T": T, "C": C, "NH": NH, "3C": 3 * C}
-    _validate.expect(fn, "out", out, "B,T,C", sizes)
-    _validate.expect(fn, "preatt", preatt, "B,NH,T,T", sizes)
-    _validate.expect(fn, "att", att, "B,NH,T,T", sizes)
-    _validate.expect(fn, "inp", inp, "B,T,3C", sizes)
-    return backend
-
-
 def attention_forward(out, preatt, att, inp, B, T, C, NH, *, path=None):
     """out = softmax(causal(q k^T / sqrt(hs))) v per head; preatt/att kept for the backward."""
     fn = "attention_forward"
-    _validate.entry(fn)
-    backend = _check_forward(fn, out, preatt, att, inp, B, T, C, NH)
+    backend, _ = _validate.arguments(fn, locals())
     run = _pick(fn, backend, path, forward_kernels, forward_blas)
     run(out, preatt, att, inp, B, T, C, NH, *_config(backend))
 
@@ -156,17 +138,7 @@ def backward_blas(dinp, dpreatt, datt, dout, inp, att, B, T, C, NH, lanes, block
 def attention_backward(dinp, dpreatt, datt, dout, inp, att, B, T, C, NH, *, path=None):
     """dinp, dpreatt, datt += the gradients (causal entries only for the T x T buffers)."""
     fn = "attention_backward"
-    _validate.entry(fn)
-    _validate.positive(fn, B=B, T=T, C=C, NH=NH)
-    _check_heads(fn, C, NH)
-    backend = _validate.same_backend(fn, dinp=dinp, dpreatt=dpreatt, datt=datt, dout=dout, inp=inp, att=att)
-    sizes = {"B": B, "T": T, "C": C, "NH": NH, "3C": 3 * C}
-    _validate.expect(fn, "dinp", dinp, "B,T,3C", sizes)
-    _validate.expect(fn, "dpreatt", dpreatt, "B,NH,T,T", sizes)
-    _validate.expect(fn, "datt", datt, "B,NH,T,T", sizes)
-    _validate.expect(fn, "dout", dout, "B,T,C", sizes)
-    _validate.expect(fn, "inp", inp, "B,T,3C", sizes)
-    _validate.expect(fn, "att", att, "B,NH,T,T", sizes)
+    backend, _ = _validate.arguments(fn, locals())
     run = _pick(fn, backend, path, backward_kernels, backward_blas)
     run(dinp, dpreatt, datt, dout, inp, att, B, T, C, NH, *_config(backend))
 

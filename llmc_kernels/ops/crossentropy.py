@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _loader, _validate
-from .softmax import check_targets, check_vocab, row_block, rows_vec
+from .softmax import check_targets, row_block, rows_vec
 
 FORWARD_BLOCK = 256
 
@@ -22,13 +22,7 @@ FORWARD_BLOCK = 256
 def crossentropy_forward(losses, probs, targets, B, T, Vp):
     """losses = -log of the target's probability, per position."""
     fn = "crossentropy_forward"
-    _validate.entry(fn)
-    _validate.positive(fn, B=B, T=T, Vp=Vp)
-    _validate.same_backend(fn, losses=losses, probs=probs, targets=targets)
-    sizes = {"B": B, "T": T, "Vp": Vp}
-    _validate.expect(fn, "losses", losses, "B,T", sizes)
-    _validate.expect(fn, "probs", probs, "B,T,Vp", sizes)
-    _validate.expect(fn, "targets", targets, "B,T", sizes, dtype="int32")
+    _validate.arguments(fn, locals())
     check_targets(fn, targets, Vp, "Vp")
     N = B * T
     _loader.kernel("crossentropy.cu", "crossentropy_forward_kernel")(
@@ -44,15 +38,7 @@ def launch_backward(dlogits, dlosses, probs, targets, N: int, V: int, Vp: int, b
 def crossentropy_softmax_backward(dlogits, dlosses, probs, targets, B, T, V, Vp):
     """dlogits += (probs - onehot(targets)) * dlosses, columns < V."""
     fn = "crossentropy_softmax_backward"
-    _validate.entry(fn)
-    _validate.positive(fn, B=B, T=T, V=V, Vp=Vp)
-    check_vocab(fn, V, Vp)
-    _validate.same_backend(fn, dlogits=dlogits, dlosses=dlosses, probs=probs, targets=targets)
-    sizes = {"B": B, "T": T, "V": V, "Vp": Vp}
-    _validate.expect(fn, "dlogits", dlogits, "B,T,Vp", sizes)
-    _validate.expect(fn, "dlosses", dlosses, "B,T", sizes)
-    _validate.expect(fn, "probs", probs, "B,T,Vp", sizes)
-    _validate.expect(fn, "targets", targets, "B,T", sizes, dtype="int32")
+    _validate.arguments(fn, locals())
     check_targets(fn, targets, V, "V")
     # no barrier or shuffle in crossentropy.cu: on the cpu backend every block size runs as a plain loop
     launch_backward(dlogits, dlosses, probs, targets, B * T, V, Vp, row_block("cuda", V))

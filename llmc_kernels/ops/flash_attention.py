@@ -60,9 +60,7 @@ def _kernel(name: str, hs: int, precise: bool, emulate: bool = False):
 
 
 def _check_sizes(fn: str, B, T, C, NH) -> int:
-    _validate.positive(fn, B=B, T=T, C=C, NH=NH)
-    if C % NH:
-        raise ValueError(f"{fn}: C = {C} must be a multiple of NH = {NH} (head size hs = C/NH)")
+    """The kernels' own limits, beyond the signature (opspec.EXTENSIONS, checked by _validate)."""
     hs = C // NH
     if hs > MAX_HEAD:
         raise ValueError(f"{fn}: head size C/NH = {hs} is larger than the {MAX_HEAD} these kernels hold in "
@@ -80,13 +78,8 @@ def _vec(hs: int, C: int, *arrays) -> np.int32:
 def flash_attention_forward(out, lse, inp, B, T, C, NH, *, precise=None, emulate=False):
     """out = causal softmax(q k^T / sqrt(hs)) v per head; lse saved for the backward (both written)."""
     fn = "flash_attention_forward"
-    _validate.entry(fn)
+    backend, _ = _validate.arguments(fn, locals())
     hs = _check_sizes(fn, B, T, C, NH)
-    backend = _validate.same_backend(fn, out=out, lse=lse, inp=inp)
-    sizes = {"B": B, "T": T, "C": C, "NH": NH, "3C": 3 * C}
-    _validate.expect(fn, "out", out, "B,T,C", sizes)
-    _validate.expect(fn, "lse", lse, "B,NH,T", sizes)
-    _validate.expect(fn, "inp", inp, "B,T,3C", sizes)
     scale_log2 = math.log2(math.e) / math.sqrt(hs)
     _kernel("flash_attention_forward_kernel", hs, _precise(backend, precise), emulate)(
         (-(-T // ROWS), B * NH), (THREADS,),
@@ -98,19 +91,11 @@ def flash_attention_backward(dinp, dout, inp, out, lse, B, T, C, NH, *, delta=No
                              emulate=False):
     """dinp += the gradient of the attention for upstream dout (needs the forward's out and lse)."""
     fn = "flash_attention_backward"
-    _validate.entry(fn)
+    backend, _ = _validate.arguments(fn, locals())
     hs = _check_sizes(fn, B, T, C, NH)
-    backend = _validate.same_backend(fn, dinp=dinp, dout=dout, inp=inp, out=out, lse=lse, delta=delta)
-    sizes = {"B": B, "T": T, "C": C, "NH": NH, "3C": 3 * C}
-    _validate.expect(fn, "dinp", dinp, "B,T,3C", sizes)
-    _validate.expect(fn, "dout", dout, "B,T,C", sizes)
-    _validate.expect(fn, "inp", inp, "B,T,3C", sizes)
-    _validate.expect(fn, "out", out, "B,T,C", sizes)
-    _validate.expect(fn, "lse", lse, "B,NH,T", sizes)
     if delta is None:
         xp = np if backend == "cpu" else __import__("cupy")
         delta = xp.empty((B, NH, T), dtype=np.float32)
-    _validate.expect(fn, "delta", delta, "B,NH,T", sizes)
     precise = _precise(backend, precise)
     rows = B * T * NH
     lanes, block = (32, DELTA_BLOCK) if backend == "cuda" else (1, 32)

@@ -1,10 +1,9 @@
-"""Fused ops of the fast model (``model_fast.FastGPT2``): fewer passes over the activations, no host in a step.
+"""Fused ops of the fast model (``model.fast.FastGPT2``): fewer passes over the activations, no host in a step.
 
     residual_layernorm_forward(res_out, out, mean, rstd, inp1, inp2, bias2, weight, bias, B, T, C)
         x = inp1 + inp2 + bias2; res_out = x; out, mean, rstd = layernorm_forward(x)      (kernels/fused_layernorm.cu)
         inp2 = bias2 = res_out = None: layernorm_forward(inp1) alone
-    bias_forward(out, bias, B, T, OC)                 out[b,t,:] += bias            (kernels/fused_bias_gelu.cu)
-    bias_gelu_forward(pre, out, bias, B, T, OC)       pre += bias; out = gelu(pre)
+    bias_gelu_forward(pre, out, bias, B, T, OC)       pre += bias; out = gelu(pre)   (kernels/fused_bias_gelu.cu)
     gelu_backward_inplace(d, pre, N)                  d = gelu'(pre) * d            (overwrites: no zeroed buffer)
     bias_backward(dbias, dout, B, T, OC)              dbias += sum over rows of dout (accumulates)
     mean_loss(out, losses, N)                         out[0] = mean(losses)         (kernels/fused_step.cu)
@@ -21,8 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _loader, _validate
-from ._grid import (aligned16, elementwise_args, expect_flat, fits_int32, grid_for, launch_elementwise,
-                    resident_blocks)
+from ._grid import aligned16, fits_int32, grid_for, launch_elementwise, resident_blocks
 
 BLOCK = 256
 LN_BLOCK = 256
@@ -39,21 +37,10 @@ def _lanes(backend: str, C: int) -> int:
 def residual_layernorm_forward(res_out, out, mean, rstd, inp1, inp2, bias2, weight, bias, B, T, C):
     """res_out = inp1 + inp2 + bias2 and out = layernorm(res_out); with inp2 None, out = layernorm(inp1)."""
     fn = "residual_layernorm_forward"
-    _validate.entry(fn)
-    _validate.positive(fn, B=B, T=T, C=C)
     has2 = inp2 is not None
     if has2 and (bias2 is None or res_out is None):
         raise ValueError(f"{fn}: with inp2, pass bias2 and res_out too")
-    backend = _validate.same_backend(fn, res_out=res_out, out=out, mean=mean, rstd=rstd, inp1=inp1, inp2=inp2,
-                                     bias2=bias2, weight=weight, bias=bias)
-    sizes = {"B": B, "T": T, "C": C}
-    for name, arr, dims in (("out", out, "B,T,C"), ("mean", mean, "B,T"), ("rstd", rstd, "B,T"),
-                            ("inp1", inp1, "B,T,C"), ("weight", weight, "C"), ("bias", bias, "C")):
-        _validate.expect(fn, name, arr, dims, sizes)
-    if has2:
-        _validate.expect(fn, "res_out", res_out, "B,T,C", sizes)
-        _validate.expect(fn, "inp2", inp2, "B,T,C", sizes)
-        _validate.expect(fn, "bias2", bias2, "C", sizes)
+    backend, _ = _validate.arguments(fn, locals())
     fits_int32(fn, rows=B * T)
     rows = [a for a in (res_out, out, inp1, inp2, bias2, weight, bias) if a is not None]
     vec = np.int32(C % 4 == 0 and aligned16(*rows))
@@ -76,45 +63,27 @@ def _rows_op(fn, backend, name, arrays, N, OC):
                                                (*arrays, np.int32(N), np.int32(OC)))
 
 
-def _check_rows(fn, B, T, OC, **arrays) -> str:
-    _validate.positive(fn, B=B, T=T, OC=OC)
-    backend = _validate.same_backend(fn, **arrays)
-    sizes = {"B": B, "T": T, "OC": OC}
-    for name, arr in arrays.items():
-        _validate.expect(fn, name, arr, "OC" if name.startswith("bias") or name == "dbias" else "B,T,OC", sizes)
-    fits_int32(fn, N=B * T * OC)
-    return backend
-
-
-def bias_forward(out, bias, B, T, OC):
-    """out[b, t, :] += bias."""
-    fn = "bias_forward"
-    _validate.entry(fn)
-    backend = _check_rows(fn, B, T, OC, out=out, bias=bias)
-    _rows_op(fn, backend, "bias_forward", (out, bias), B * T * OC, OC)
-
-
 def bias_gelu_forward(pre, out, bias, B, T, OC):
     """pre += bias (in place: the pre-activation the backward needs); out = gelu(pre)."""
     fn = "bias_gelu_forward"
-    _validate.entry(fn)
-    backend = _check_rows(fn, B, T, OC, pre=pre, out=out, bias=bias)
+    backend, _ = _validate.arguments(fn, locals())
+    fits_int32(fn, N=B * T * OC)
     _rows_op(fn, backend, "bias_gelu_forward", (pre, out, bias), B * T * OC, OC)
 
 
 def gelu_backward_inplace(d, pre, N):
     """d = gelu'(pre) * d: the gradient through GELU, written over the incoming gradient."""
     fn = "gelu_backward_inplace"
-    _validate.entry(fn)
-    backend = elementwise_args(fn, N, d=d, pre=pre)
+    backend, _ = _validate.arguments(fn, locals())
+    fits_int32(fn, N=N)
     launch_elementwise(backend, "fused_bias_gelu.cu", "gelu_backward_inplace", (d, pre), int(N), BLOCK)
 
 
 def bias_backward(dbias, dout, B, T, OC):
     """dbias += the column sums of dout viewed as [B*T, OC]."""
     fn = "bias_backward"
-    _validate.entry(fn)
-    backend = _check_rows(fn, B, T, OC, dbias=dbias, dout=dout)
+    backend, _ = _validate.arguments(fn, locals())
+    fits_int32(fn, N=B * T * OC)
     M = B * T
     rows = 8 if backend == "cuda" else 1        # cpu: blocks of 32 fibers, no partial sums to combine
     vec = OC % 4 == 0 and aligned16(dbias, dout)
@@ -133,7 +102,7 @@ def mean_loss(out, losses, N):
     _validate.entry(fn)
     _validate.positive(fn, N=N)
     backend = _validate.same_backend(fn, out=out, losses=losses)
-    expect_flat(fn, "losses", losses, N)
+    _validate.expect_flat(fn, "losses", losses, N)
     if int(out.size) < 1 or out.dtype != np.float32:
         raise ValueError(f"{fn}: 'out' must be a float32 array of at least 1 element")
     block = 1024 if backend == "cuda" else 32
@@ -152,12 +121,7 @@ def adamw_hyper(lr, beta1, beta2, eps, weight_decay, t) -> np.ndarray:
 def adamw_update_device(params, grads, m, v, hyper, num_params):
     """AdamW (kernels/adamw.cu's arithmetic) with its hyperparameters read from the device array ``hyper``."""
     fn = "adamw_update_device"
-    _validate.entry(fn)
-    _validate.positive(fn, num_params=num_params)
-    backend = _validate.same_backend(fn, params=params, grads=grads, m=m, v=v, hyper=hyper)
-    for name, arr in (("params", params), ("grads", grads), ("m", m), ("v", v)):
-        expect_flat(fn, name, arr, num_params)
-    expect_flat(fn, "hyper", hyper, 7)
+    backend, _ = _validate.arguments(fn, locals())
     fits_int32(fn, num_params=num_params)
     vec = aligned16(params, grads, m, v)
     work = max(1, int(num_params) // 4) if vec else int(num_params)

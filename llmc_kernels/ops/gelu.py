@@ -12,7 +12,7 @@ always are; the N % 4 tail is done in the same launch), else one float per threa
 from __future__ import annotations
 
 from . import _validate
-from ._grid import elementwise_args, launch_elementwise
+from ._grid import fits_int32, launch_elementwise
 
 BLOCK = 256
 
@@ -23,14 +23,12 @@ BENCH = {
 
 
 def gelu_forward(out, inp, N):
-    fn = "gelu_forward"
-    _validate.entry(fn)
-    backend = elementwise_args(fn, N, out=out, inp=inp)
+    backend, _ = _validate.arguments("gelu_forward", locals())
+    fits_int32("gelu_forward", N=N)
     launch_elementwise(backend, "gelu.cu", "gelu_forward", (out, inp), int(N), BLOCK)
 
 
 def gelu_backward(dinp, inp, dout, N):
-    fn = "gelu_backward"
-    _validate.entry(fn)
-    backend = elementwise_args(fn, N, dinp=dinp, inp=inp, dout=dout)
+    backend, _ = _validate.arguments("gelu_backward", locals())
+    fits_int32("gelu_backward", N=N)
     launch_elementwise(backend, "gelu.cu", "gelu_backward", (dinp, inp, dout), int(N), BLOCK)

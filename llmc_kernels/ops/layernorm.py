@@ -54,16 +54,7 @@ def _grid(backend: str, rows: int, block: int, lanes: int) -> int:
 
 def layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C):
     fn = "layernorm_forward"
-    _validate.entry(fn)
-    _validate.positive(fn, B=B, T=T, C=C)
-    backend = _validate.same_backend(fn, out=out, mean=mean, rstd=rstd, inp=inp, weight=weight, bias=bias)
-    sizes = {"B": B, "T": T, "C": C}
-    _validate.expect(fn, "out", out, "B,T,C", sizes)
-    _validate.expect(fn, "mean", mean, "B,T", sizes)
-    _validate.expect(fn, "rstd", rstd, "B,T", sizes)
-    _validate.expect(fn, "inp", inp, "B,T,C", sizes)
-    _validate.expect(fn, "weight", weight, "C", sizes)
-    _validate.expect(fn, "bias", bias, "C", sizes)
+    backend, _ = _validate.arguments(fn, locals())
     fits_int32(fn, rows=B * T)
     lanes = lanes_for(backend, C)
     grid = _grid(backend, B * T, FORWARD_BLOCK, lanes)
@@ -74,19 +65,7 @@ def layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C):
 
 def layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, B, T, C):
     fn = "layernorm_backward"
-    _validate.entry(fn)
-    _validate.positive(fn, B=B, T=T, C=C)
-    backend = _validate.same_backend(fn, dinp=dinp, dweight=dweight, dbias=dbias, dout=dout, inp=inp,
-                                     weight=weight, mean=mean, rstd=rstd)
-    sizes = {"B": B, "T": T, "C": C}
-    _validate.expect(fn, "dinp", dinp, "B,T,C", sizes)
-    _validate.expect(fn, "dweight", dweight, "C", sizes)
-    _validate.expect(fn, "dbias", dbias, "C", sizes)
-    _validate.expect(fn, "dout", dout, "B,T,C", sizes)
-    _validate.expect(fn, "inp", inp, "B,T,C", sizes)
-    _validate.expect(fn, "weight", weight, "C", sizes)
-    _validate.expect(fn, "mean", mean, "B,T", sizes)
-    _validate.expect(fn, "rstd", rstd, "B,T", sizes)
+    backend, _ = _validate.arguments(fn, locals())
     fits_int32(fn, rows=B * T)
     lanes = lanes_for(backend, C)
     grid = _grid(backend, B * T, BACKWARD_BLOCK, lanes)

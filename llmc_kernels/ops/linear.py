@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validate
-from ._grid import expect_flat
 from .matmul import cublas_gemm
 
 
@@ -26,22 +25,9 @@ def _ptr(a) -> int:
     return int(a.data.ptr)
 
 
-def _check(fn: str, M: int, K: int, N: int, **arrays) -> str:
-    _validate.positive(fn, M=M, K=K, N=N)
-    arrays = {name: arr for name, arr in arrays.items() if arr is not None}
-    backend = _validate.same_backend(fn, **arrays)
-    counts = {"out": M * N, "dout": M * N, "inp": M * K, "dinp": M * K, "weight": N * K, "dweight": N * K,
-              "bias": N}
-    for name, arr in arrays.items():
-        expect_flat(fn, name, arr, counts[name])
-    return backend
-
-
 def linear_forward(out, inp, weight, M, K, N, bias=None):
     """out[M,N] = inp[M,K] @ weight[N,K]^T (+ bias[N] on every row)."""
-    fn = "linear_forward"
-    _validate.entry(fn)
-    if _check(fn, M, K, N, out=out, inp=inp, weight=weight, bias=bias) == "cuda":
+    if _validate.arguments("linear_forward", locals())[0] == "cuda":
         fused = cublas_gemm(False, True, M, N, K, 1.0, _ptr(inp), K, _ptr(weight), K, 0.0, _ptr(out), N,
                             bias=0 if bias is None else _ptr(bias))
         if bias is not None and not fused:             # cuBLASLt missing: a second pass adds it
@@ -54,9 +40,7 @@ def linear_forward(out, inp, weight, M, K, N, bias=None):
 
 def linear_backward_input(dinp, dout, weight, M, K, N, accumulate=False):
     """dinp[M,K] = dout[M,N] @ weight[N,K] (``accumulate``: +=)."""
-    fn = "linear_backward_input"
-    _validate.entry(fn)
-    if _check(fn, M, K, N, dinp=dinp, dout=dout, weight=weight) == "cuda":
+    if _validate.arguments("linear_backward_input", locals())[0] == "cuda":
         cublas_gemm(False, False, M, K, N, 1.0, _ptr(dout), N, _ptr(weight), K, 1.0 if accumulate else 0.0,
                     _ptr(dinp), K)
     elif accumulate:
@@ -67,9 +51,7 @@ def linear_backward_input(dinp, dout, weight, M, K, N, accumulate=False):
 
 def linear_backward_weight(dweight, dout, inp, M, K, N):
     """dweight[N,K] += dout[M,N]^T @ inp[M,K]."""
-    fn = "linear_backward_weight"
-    _validate.entry(fn)
-    if _check(fn, M, K, N, dweight=dweight, dout=dout, inp=inp) == "cuda":
+    if _validate.arguments("linear_backward_weight", locals())[0] == "cuda":
         cublas_gemm(True, False, N, K, M, 1.0, _ptr(dout), N, _ptr(inp), K, 1.0, _ptr(dweight), K)
     else:
         dweight.reshape(N, K)[...] += dout.reshape(M, N).T @ inp.reshape(M, K)

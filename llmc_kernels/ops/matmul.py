@@ -178,31 +178,6 @@ def strided_gemm(trans_a: bool, trans_b: bool, M: int, N: int, K: int, alpha: fl
 # ----------------------------------------------------------------------------------------------- checks
 
 
-def _check_forward(fn, out, inp, weight, bias, B, T, C, OC) -> str:
-    _validate.positive(fn, B=B, T=T, C=C, OC=OC)
-    backend = _validate.same_backend(fn, out=out, inp=inp, weight=weight, bias=bias)
-    sizes = {"B": B, "T": T, "C": C, "OC": OC}
-    _validate.expect(fn, "out", out, "B,T,OC", sizes)
-    _validate.expect(fn, "inp", inp, "B,T,C", sizes)
-    _validate.expect(fn, "weight", weight, "OC,C", sizes)
-    _validate.expect(fn, "bias", bias, "OC", sizes, optional=True)
-    return backend
-
-
-def _check_backward(fn, dinp, dweight, dbias, dout, inp, weight, B, T, C, OC) -> str:
-    _validate.positive(fn, B=B, T=T, C=C, OC=OC)
-    backend = _validate.same_backend(fn, dinp=dinp, dweight=dweight, dbias=dbias, dout=dout, inp=inp,
-                                     weight=weight)
-    sizes = {"B": B, "T": T, "C": C, "OC": OC}
-    _validate.expect(fn, "dinp", dinp, "B,T,C", sizes)
-    _validate.expect(fn, "dweight", dweight, "OC,C", sizes)
-    _validate.expect(fn, "dbias", dbias, "OC", sizes, optional=True)
-    _validate.expect(fn, "dout", dout, "B,T,OC", sizes)
-    _validate.expect(fn, "inp", inp, "B,T,C", sizes)
-    _validate.expect(fn, "weight", weight, "OC,C", sizes)
-    return backend
-
-
 def _bias_grad(backend, dbias, dout, M, N) -> None:
     """dbias[n] += sum_m dout[m, n] with matmul_backward_bias_kernel: 32 columns per block."""
     rows = 16 if backend == "cuda" else 4        # cpu: fewer fibers per block (they all meet at a barrier)
@@ -215,9 +190,7 @@ def _bias_grad(backend, dbias, dout, M, N) -> None:
 
 def matmul_forward(out, inp, weight, bias, B, T, C, OC):
     """out = inp @ weight.T + bias with cuBLAS (cuda) or NumPy's BLAS (cpu); bias may be None."""
-    fn = "matmul_forward"
-    _validate.entry(fn)
-    backend = _check_forward(fn, out, inp, weight, bias, B, T, C, OC)
+    backend, _ = _validate.arguments("matmul_forward", locals())
     M = B * T
     if backend == "cuda":
         fused = cublas_gemm(False, True, M, OC, C, 1.0, _ptr(inp), C, _ptr(weight), C, 0.0, _ptr(out), OC,
@@ -233,9 +206,7 @@ def matmul_forward(out, inp, weight, bias, B, T, C, OC):
 
 def matmul_backward(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC):
     """dinp += dout @ weight, dweight += dout^T @ inp, dbias += sums of dout's columns (dbias may be None)."""
-    fn = "matmul_backward"
-    _validate.entry(fn)
-    backend = _check_backward(fn, dinp, dweight, dbias, dout, inp, weight, B, T, C, OC)
+    backend, _ = _validate.arguments("matmul_backward", locals())
     M = B * T
     if backend == "cuda":
         cublas_gemm(False, False, M, C, OC, 1.0, _ptr(dout), OC, _ptr(weight), C, 1.0, _ptr(dinp), C)
@@ -268,8 +239,7 @@ def _vec(ld: int, *arrays) -> np.int32:
 def matmul_forward_kernel(out, inp, weight, bias, B, T, C, OC):
     """matmul_forward with the package's tiled SGEMM (kernels/matmul.cu), on either backend."""
     fn = "matmul_forward_kernel"
-    _validate.entry(fn)
-    _check_forward(fn, out, inp, weight, bias, B, T, C, OC)
+    _validate.arguments(fn, locals())
     M = B * T
     _loader.kernel("matmul.cu", "matmul_forward_kernel")(
         _grid(fn, M, OC), (GEMM_THREADS,),
@@ -304,8 +274,7 @@ def launch_backward_kernels(dinp, dweight, dout, inp, weight, M: int, C: int, OC
 def matmul_backward_kernel(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC):
     """matmul_backward with the package's tiled SGEMM (kernels/matmul.cu), on either backend."""
     fn = "matmul_backward_kernel"
-    _validate.entry(fn)
-    backend = _check_backward(fn, dinp, dweight, dbias, dout, inp, weight, B, T, C, OC)
+    backend, _ = _validate.arguments(fn, locals())
     M = B * T
     gx, gy = _grid(fn, M, C)
     ox, oy = _grid(fn, OC, C)

@@ -10,7 +10,7 @@ when every array is 16-byte aligned (the N % 4 tail in the same launch), else on
 from __future__ import annotations
 
 from . import _validate
-from ._grid import elementwise_args, launch_elementwise
+from ._grid import fits_int32, launch_elementwise
 
 BLOCK = 256
 
@@ -21,14 +21,12 @@ BENCH = {
 
 
 def residual_forward(out, inp1, inp2, N):
-    fn = "residual_forward"
-    _validate.entry(fn)
-    backend = elementwise_args(fn, N, out=out, inp1=inp1, inp2=inp2)
+    backend, _ = _validate.arguments("residual_forward", locals())
+    fits_int32("residual_forward", N=N)
     launch_elementwise(backend, "residual.cu", "residual_forward", (out, inp1, inp2), int(N), BLOCK)
 
 
 def residual_backward(dinp1, dinp2, dout, N):
-    fn = "residual_backward"
-    _validate.entry(fn)
-    backend = elementwise_args(fn, N, dinp1=dinp1, dinp2=dinp2, dout=dout)
+    backend, _ = _validate.arguments("residual_backward", locals())
+    fits_int32("residual_backward", N=N)
     launch_elementwise(backend, "residual.cu", "residual_backward", (dinp1, dinp2, dout), int(N), BLOCK)

@@ -39,11 +39,6 @@ def rows_vec(Vp: int, *arrays) -> np.int32:
     return np.int32(Vp % 4 == 0 and aligned16(*arrays))
 
 
-def check_vocab(fn: str, V: int, Vp: int) -> None:
-    if Vp < V:
-        raise ValueError(f"{fn}: the padded vocabulary Vp = {Vp} must be at least V = {V}")
-
-
 def check_targets(fn: str, targets, hi: int, what: str) -> None:
     """targets must lie in [0, hi) ('what' names hi in the message)."""
     if CHECK_TARGETS and bool(((targets < 0) | (targets >= hi)).any()):
@@ -60,12 +55,5 @@ def launch_softmax(probs, logits, N: int, V: int, Vp: int, block: int) -> None:
 
 def softmax_forward(probs, logits, B, T, V, Vp):
     """probs = softmax(logits[..., :V]) per row, 0 in the padded columns."""
-    fn = "softmax_forward"
-    _validate.entry(fn)
-    _validate.positive(fn, B=B, T=T, V=V, Vp=Vp)
-    check_vocab(fn, V, Vp)
-    backend = _validate.same_backend(fn, probs=probs, logits=logits)
-    sizes = {"B": B, "T": T, "V": V, "Vp": Vp}
-    _validate.expect(fn, "probs", probs, "B,T,Vp", sizes)
-    _validate.expect(fn, "logits", logits, "B,T,Vp", sizes)
+    backend, _ = _validate.arguments("softmax_forward", locals())
     launch_softmax(probs, logits, B * T, V, Vp, row_block(backend, V))

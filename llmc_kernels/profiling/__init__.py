@@ -19,7 +19,7 @@ import numpy as np
 from .counters import KernelCounters
 from .report import TableText, render
 
-__all__ = ["profile", "Profile", "KernelCounters", "recording"]
+__all__ = ["profile", "Profile", "KernelCounters", "recording", "op_arguments"]
 
 _ACTIVE: contextvars.ContextVar = contextvars.ContextVar("llmc_profile", default=None)
 
@@ -73,3 +73,15 @@ def profile(fn, *args, **kwargs) -> Profile:
     with runtime.use_backend("cpu"), _into(prof):
         fn(*args, **kwargs)
     return prof
+
+
+def op_arguments(fname: str, sizes: dict, seed: int = 0) -> list:
+    """Arguments for the op function ``fname`` ('layernorm_forward') at ``sizes``, drawn as its check draws
+    them: NumPy arrays (outputs poisoned with NaN, accumulators pre-filled) and the sizes, so that
+    ``profile(fn, *op_arguments(...))`` profiles a chapter's function at sizes of the chapter's choosing."""
+    from .. import opspec
+    from ..check_cases import CaseSpec, Tensor, build, complete_sizes
+    op = opspec.function(fname)[0].op
+    case = build(fname, CaseSpec.of(complete_sizes(op, dict(sizes))), seed)
+    return [(None if v.initial is None else np.array(v.initial, copy=True)) if isinstance(v, Tensor) else v
+            for v in case.values]

@@ -1,4 +1,4 @@
-"""FastGPT2: the same GPT-2 as ``model.GPT2`` (same parameters, checkpoints, interface, numbers), trained
+"""FastGPT2: the same GPT-2 as ``plain.GPT2`` (same parameters, checkpoints, interface, numbers), trained
 faster and in less memory. What changes, and why (bench/step_breakdown.py shows where the time goes):
 
 - attention is ``flash_attention_forward/backward`` (kernels/flash_attention.cu): tensor cores, and no
@@ -21,18 +21,20 @@ faster and in less memory. What changes, and why (bench/step_breakdown.py shows 
     loss = model.step(inputs, targets, lr=3e-4, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, t=1)
     # or, as GPT2: loss = model.forward(x, y); model.zero_grad(); model.backward(); model.update(...)
 
-``self._f`` maps names to the ops it calls (the package's, ``FAST_OPS``), so bench/step_breakdown.py can time
-each. On the cpu backend everything runs eagerly with the same kernels (tests/test_fast_model.py).
+Both engines offer engine.Engine's interface over a state.ParameterState (the parameters, gradients and
+AdamW moments); ``FastGPT2.on(model.state)`` trains another engine's parameters in place. ``self._f`` maps
+names to the ops it calls (the package's, ``FAST_OPS``), so bench/step_breakdown.py can time each. On the
+cpu backend everything runs eagerly with the same kernels (tests/test_fast_model.py).
 """
 from __future__ import annotations
 
-import contextlib
-import math
+import functools
 
 import numpy as np
 
-from .model import GPT2, check_tokens
-from .model_config import GPT2Config, num_params
+from .config import GPT2Config, num_params
+from .engine import Engine, check_pair
+from .state import ParameterState, aligned_numel, views
 
 __all__ = ["FastGPT2", "FAST_OPS", "fast_activation_shapes", "fast_scratch_shapes", "fast_training_bytes",
            "fast_path_problem"]
@@ -49,7 +51,7 @@ MAX_HEAD = 64       # flash attention's head-size limit
 
 
 def fast_activation_shapes(cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False) -> dict:
-    """What the forward keeps for the backward: model_config.activation_shapes without preatt/att/probs
+    """What the forward keeps for the backward: config.activation_shapes without preatt/att/probs
     (flash attention keeps a log-sum-exp per row instead, ``att_lse``) and without the projection
     scratch (in ``fast_scratch_shapes``). ``recompute_gelu`` drops fch_gelu (recomputed in the backward)."""
     C, L, NH, Vp = cfg.channels, cfg.num_layers, cfg.num_heads, cfg.padded_vocab_size
@@ -87,24 +89,15 @@ def fast_scratch_shapes(cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = 
     return shapes
 
 
-def _aligned_numel(shapes: dict) -> int:
-    return sum(-(-math.prod(s) // ALIGN) * ALIGN for s in shapes.values())
-
-
-def _aligned_views(memory, shapes: dict) -> dict:
-    out, offset = {}, 0
-    for name, shape in shapes.items():
-        n = math.prod(shape)
-        out[name] = memory[offset:offset + n].reshape(shape)
-        offset += -(-n // ALIGN) * ALIGN
-    return out
+def _numel(shapes: dict) -> int:
+    return aligned_numel(shapes, ALIGN)
 
 
 def fast_training_bytes(cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False) -> int:
     """Device memory of FastGPT2 training: params, grads, m, v + activations + scratch + tokens.
     GPT-2 small at B=8, T=1024: 2.0 GB + 6.5 GB + 0.3 GB (about 8.8 GB; 7.6 GB with recompute_gelu)."""
-    return 4 * (4 * num_params(cfg) + _aligned_numel(fast_activation_shapes(cfg, B, T, recompute_gelu))
-                + _aligned_numel(fast_scratch_shapes(cfg, B, T, recompute_gelu)) + 2 * B * T)
+    return 4 * (4 * num_params(cfg) + _numel(fast_activation_shapes(cfg, B, T, recompute_gelu))
+                + _numel(fast_scratch_shapes(cfg, B, T, recompute_gelu)) + 2 * B * T)
 
 
 def fast_path_problem(cfg: GPT2Config, ops=None) -> str | None:
@@ -121,65 +114,59 @@ def fast_path_problem(cfg: GPT2Config, ops=None) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def _device_checks_off():
-    """The token-id checks of encoder/softmax-family ops read device data (a host sync, which a CUDA graph
-    cannot hold); FastGPT2 validates its tokens on the host before the step, so it turns them off meanwhile."""
-    from .ops import encoder, softmax
-    saved = [(m, n, getattr(m, n)) for m, n in ((encoder, "CHECK_TOKEN_IDS"), (softmax, "CHECK_TARGETS"))
-             if hasattr(m, n)]
-    for m, n, _ in saved:
-        setattr(m, n, False)
-    try:
-        yield
-    finally:
-        for m, n, v in saved:
-            setattr(m, n, v)
+# the package's ops that read token ids on the device to validate them (a host sync a CUDA graph cannot
+# hold); FastGPT2 validates its tokens on the host before a step and calls these with check_ids=False
+READS_TOKEN_IDS = ("encoder_forward", "encoder_backward", "fused_classifier")
 
 
-class FastGPT2(GPT2):
-    """GPT2 with fused kernels, flash attention, a preallocated memory plan and a CUDA-graph step."""
+class FastGPT2(Engine):
+    """GPT-2 with fused kernels, flash attention, a preallocated memory plan and a CUDA-graph step."""
+
+    name = "fast"
+    batches_on_host = True           # step() copies NumPy tokens into its own device buffer
+    training_bytes = staticmethod(lambda config, B, T: fast_training_bytes(config, B, T))
 
     def __init__(self, config: GPT2Config, params=None, *, ops=None, xp=None, graph: bool = True,
-                 recompute_gelu: bool = False):
+                 recompute_gelu: bool = False, state: ParameterState | None = None):
         problem = fast_path_problem(config, ops)
         if problem:
             raise ValueError(f"FastGPT2 cannot run this model: {problem}; use GPT2")
-        super().__init__(config, params, ops=ops, xp=xp)
+        if state is None:
+            if xp is None:
+                from ..runtime import xp as active_xp
+                xp = active_xp()
+            state = ParameterState(config, params, xp)
+        super().__init__(state)
+        import llmc_kernels.ops as package_ops
         if ops is None:
-            import llmc_kernels.ops as ops
+            ops = package_ops
         self._f = {name: getattr(ops, name) for name in FAST_OPS}
+        if ops is package_ops:
+            for name in READS_TOKEN_IDS:
+                self._f[name] = functools.partial(self._f[name], check_ids=False)
         # not the bound method self._zero: model -> _f -> method -> model is a cycle, and a cycle keeps the
         # model's device memory (gigabytes) until the garbage collector happens to run
         self._f["zero"] = _zero_fn(self.xp)
         self.recompute_gelu = bool(recompute_gelu)
         self.use_graph = bool(graph) and self.xp is not np
+        self.acts_memory = self.gacts_memory = None
+        self.acts, self.gacts = {}, {}
+        self.B = self.T = 0
+        self.inputs = self.targets = None
+        self.mean_loss = None
         self._graph = None               # graph.StepGraph, made at the first step on cuda
-        self._tokens = None              # int32 [2 * B * T]: inputs then targets
+        self._token_buffer = None        # int32 [2 * B * T]: inputs then targets
         self._probs_memory = None
         self.last_step_mode = None       # "eager" | "captured" | "graph" (what the last step() did)
 
-    # GPT2's constructors build ``cls(config, params, ops=, xp=)``; these pass FastGPT2's own options through
-    @classmethod
-    def from_config(cls, config: GPT2Config, seed: int = 0, *, ops=None, xp=None, graph: bool = True,
-                    recompute_gelu: bool = False) -> "FastGPT2":
-        """GPT2.from_config (the same bytes for the same seed), as a FastGPT2 with these options."""
-        model = super().from_config(config, seed, ops=ops, xp=xp)
-        return model._with_options(graph, recompute_gelu)
+    @property
+    def op_table(self) -> dict:
+        """The ops this engine calls, by name (bench/step_breakdown.py times each)."""
+        return self._f
 
-    @classmethod
-    def from_checkpoint(cls, path, *, ops=None, xp=None, graph: bool = True,
-                        recompute_gelu: bool = False) -> "FastGPT2":
-        """GPT2.from_checkpoint (llm.c's file), as a FastGPT2 with these options."""
-        model = super().from_checkpoint(path, ops=ops, xp=xp)
-        return model._with_options(graph, recompute_gelu)
-
-    def _with_options(self, graph: bool, recompute_gelu: bool) -> "FastGPT2":
-        # only before the first forward: the memory plan depends on recompute_gelu
-        assert self.acts_memory is None, "options are set before any buffer is sized"
-        self.recompute_gelu = bool(recompute_gelu)
-        self.use_graph = bool(graph) and self.xp is not np
-        return self
+    def describe(self) -> str:
+        return "engine: fast (FastGPT2: fused kernels, flash attention" + (
+            ", each step one CUDA graph)" if self.use_graph else ")")
 
     # ------------------------------------------------------------------ buffers
     def _ensure_activations(self, B: int, T: int) -> None:
@@ -187,34 +174,26 @@ class FastGPT2(GPT2):
             return
         xp, cfg, rg = self.xp, self.config, self.recompute_gelu
         a_shapes, g_shapes = fast_activation_shapes(cfg, B, T, rg), fast_scratch_shapes(cfg, B, T, rg)
-        if self.acts_memory is None or _aligned_numel(a_shapes) > self.acts_memory.size:
+        if self.acts_memory is None or _numel(a_shapes) > self.acts_memory.size:
             self.acts_memory = None
-            self.acts_memory = xp.zeros(_aligned_numel(a_shapes), dtype=xp.float32)
-        if self.gacts_memory is None or _aligned_numel(g_shapes) > self.gacts_memory.size:
+            self.acts_memory = xp.zeros(_numel(a_shapes), dtype=xp.float32)
+        if self.gacts_memory is None or _numel(g_shapes) > self.gacts_memory.size:
             self.gacts_memory = None
-            self.gacts_memory = xp.zeros(_aligned_numel(g_shapes), dtype=xp.float32)
-        if self._tokens is None or 2 * B * T > self._tokens.size:
-            self._tokens = xp.zeros(2 * B * T, dtype=xp.int32)
-        self.acts = _aligned_views(self.acts_memory, a_shapes)
-        self.gacts = _aligned_views(self.gacts_memory, g_shapes)
+            self.gacts_memory = xp.zeros(_numel(g_shapes), dtype=xp.float32)
+        if self._token_buffer is None or 2 * B * T > self._token_buffer.size:
+            self._token_buffer = xp.zeros(2 * B * T, dtype=xp.int32)
+        self.acts = views(self.acts_memory, a_shapes, ALIGN)
+        self.gacts = views(self.gacts_memory, g_shapes, ALIGN)
         self.B, self.T = B, T
-
-    def _check_tokens(self, arr, what: str):
-        """GPT2's token checks, reading device arrays once (outside any step); returns (B, T)."""
-        return check_tokens(arr, what, self.config)
 
     def _load_tokens(self, inputs, targets) -> None:
         """Validate, size the buffers, copy the tokens into the model's own device buffers (on the current
         stream). Sets self.inputs / self.targets to those buffers."""
-        B, T = self._check_tokens(inputs, "inputs")
-        if targets is not None:
-            self._check_tokens(targets, "targets")
-            if targets.shape != inputs.shape:
-                raise ValueError(f"targets {targets.shape} and inputs {inputs.shape} differ in shape")
+        B, T = check_pair(inputs, targets, self.config)     # reads device arrays once, outside any step
         self._ensure_activations(B, T)
         n = B * T
-        self.inputs = self._tokens[:n].reshape(B, T)
-        self.targets = None if targets is None else self._tokens[n:2 * n].reshape(B, T)
+        self.inputs = self._token_buffer[:n].reshape(B, T)
+        self.targets = None if targets is None else self._token_buffer[n:2 * n].reshape(B, T)
         for dst, src in ((self.inputs, inputs), (self.targets, targets)):
             if src is None:
                 continue
@@ -307,7 +286,8 @@ class FastGPT2(GPT2):
         self._forward_pass(True)
         self._f["zero"](self.grads_memory)
         self._backward_pass()
-        self._f["adamw_update_device"](self.params_memory, self.grads_memory, self.m, self.v, self.gacts["hyper"],
+        m, v = self.state.moments()
+        self._f["adamw_update_device"](self.params_memory, self.grads_memory, m, v, self.gacts["hyper"],
                                        self.num_parameters)
 
     def _probs(self):
@@ -316,7 +296,7 @@ class FastGPT2(GPT2):
         batch: no allocation, so the memory plan still holds; otherwise they get their own buffer."""
         B, T, Vp = self.B, self.T, self.config.padded_vocab_size
         n = B * T * Vp
-        used = _aligned_numel(fast_activation_shapes(self.config, B, T, self.recompute_gelu))
+        used = _numel(fast_activation_shapes(self.config, B, T, self.recompute_gelu))
         if self.acts_memory.size - used >= n:
             memory = self.acts_memory[used:]
         else:
@@ -331,21 +311,25 @@ class FastGPT2(GPT2):
         loss = self.gacts["loss"]
         return float(loss[0] if self.xp is np else loss.get()[0])
 
-    # ------------------------------------------------------------------ GPT2's interface
+    # ------------------------------------------------------------------ the engine interface
     def forward(self, inputs, targets=None):
         """As GPT2.forward (with targets, the logits' gradient is ready for backward() afterwards)."""
         self._load_tokens(inputs, targets)
-        with _device_checks_off():
-            self._forward_pass(targets is not None)
+        self._forward_pass(targets is not None)
         self.mean_loss = None if targets is None else self._read_loss()
         return self.mean_loss
 
     def backward(self) -> None:
         if self.targets is None or self.mean_loss is None:
             raise RuntimeError("backward() needs a forward(inputs, targets) first (the loss to differentiate)")
-        with _device_checks_off():
-            self._backward_pass()
+        self._backward_pass()
         self.mean_loss = None
+
+    def update(self, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, t: int) -> None:
+        """One AdamW step on every parameter, as GPT2.update (the package's adamw_update)."""
+        m, v = self.state.moments()
+        self._f["adamw_update"](self.params_memory, self.grads_memory, m, v, self.num_parameters,
+                                float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), int(t))
 
     def step(self, inputs, targets, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
              t: int) -> float:
@@ -354,14 +338,11 @@ class FastGPT2(GPT2):
         if targets is None:
             raise ValueError("step() trains: it needs targets")
         hyper = _hyper(lr, beta1, beta2, eps, weight_decay, t)
-        if self.m is None:
-            self.m = self.xp.zeros(self.num_parameters, dtype=self.xp.float32)
-            self.v = self.xp.zeros(self.num_parameters, dtype=self.xp.float32)
+        self.state.moments()
         if self.xp is np:
             self._load_tokens(inputs, targets)
             self.gacts["hyper"][...] = hyper
-            with _device_checks_off():
-                self._train_pass()
+            self._train_pass()
             self.last_step_mode = "eager"
         else:
             self._step_cuda(inputs, targets, hyper)
@@ -378,20 +359,19 @@ class FastGPT2(GPT2):
         with runner.stream:
             self._load_tokens(inputs, targets)
             self.gacts["hyper"].set(hyper)
-        with _device_checks_off():
-            if self.use_graph:
-                self.last_step_mode = runner.run(self._graph_key(), self._train_pass)
-            else:
-                with runner.stream:
-                    self._train_pass()
-                self.last_step_mode = "eager"
+        if self.use_graph:
+            self.last_step_mode = runner.run(self._graph_key(), self._train_pass)
+        else:
+            with runner.stream:
+                self._train_pass()
+            self.last_step_mode = "eager"
         runner.stream.synchronize()
 
     def _graph_key(self) -> tuple:
         """Everything a captured step depends on: shapes, precision and every buffer's address."""
-        from .ops import matmul_precision
+        from ..ops import matmul_precision
         bufs = (self.params_memory, self.grads_memory, self.m, self.v, self.acts_memory, self.gacts_memory,
-                self._tokens)
+                self._token_buffer)
         return (self.B, self.T, matmul_precision(), self.recompute_gelu) + tuple(int(b.data.ptr) for b in bufs)
 
     @property
@@ -408,5 +388,5 @@ def _zero_fn(xp):
 
 
 def _hyper(lr, beta1, beta2, eps, weight_decay, t) -> np.ndarray:
-    from .ops.fused import adamw_hyper
+    from ..ops.fused import adamw_hyper
     return adamw_hyper(lr, beta1, beta2, eps, weight_decay, t)

@@ -2,7 +2,7 @@
 
 Model file (llm.c ``gpt2_124M.bin``, SPEC "Model and training"):
     int32[256] header  [20240326, 3, maxT, V, L, NH, C, Vp, 0, ...]
-    float32 parameters in ``model_config.param_shapes`` order (wte, wpe, ln1w, ..., lnfb)
+    float32 parameters in ``config.param_shapes`` order (wte, wpe, ln1w, ..., lnfb)
 
 State sidecar (our own layout, llm.c's ``state_*.bin`` magic 20240527):
     int32[256] header  [20240527, 1, 0, 0, then int64 words: step, num_params, json_bytes]
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_config import HEADER_BYTES, GPT2Config, checkpoint_bytes, num_params
+from .config import HEADER_BYTES, GPT2Config, checkpoint_bytes, num_params
 
 MODEL_MAGIC, MODEL_VERSION = 20240326, 3
 STATE_MAGIC, STATE_VERSION = 20240527, 1

@@ -1,6 +1,6 @@
 """GPT-2's sizes: the config, the parameter tensors in llm.c's order, the activations, memory estimates.
 
-Everything that allocates (model.py) or estimates (train.py) reads the shapes from here, so the
+Everything that allocates (the engines) or estimates (llmc train) reads the shapes from here, so the
 estimate and the allocation can never disagree.
 """
 from __future__ import annotations

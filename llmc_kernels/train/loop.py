@@ -8,9 +8,9 @@
     llmc train --init gpt2                      # fine-tune OpenAI's GPT-2 124M (downloaded once)
 
 Each step: the next batch (sequential, like llm.c's dataloader), forward, zero_grad, backward, AdamW.
-Two engines run it (``train_setup.choose_engine``): ``fast`` (model_fast.FastGPT2: fused kernels, flash
+Two engines run it (``setup.choose_engine``): ``fast`` (model.fast.FastGPT2: fused kernels, flash
 attention, the whole step one CUDA graph; the default wherever it can run the model) and ``plain``
-(model.GPT2: the SPEC ops one at a time, and the only engine for ops passed in from outside). They share
+(model.plain.GPT2: the SPEC ops one at a time, and the only engine for ops passed in from outside). They share
 parameters, checkpoint files and numbers (up to float rounding), so a run may resume on either.
 OUT/log.csv gets one row per step (step,loss,val_loss,tokens_per_s,ms; val_loss after the steps that
 measured it), OUT/model_<step>.bin (llm.c's format) + OUT/state_<step>.bin (AdamW m, v, data position)
@@ -33,11 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, data, learner_ops, pretrained
-from .model import GPT2
-from .model_config import GPT2Config, num_params
-from .train_log import RunLog
-from .train_setup import (SetupError, choose_engine, engine_bytes, fit_batch_size, learning_rate,
+from ..model import checkpoint
+from .. import learner_ops, pretrained
+from . import data
+from ..model import ENGINES, Engine
+from ..model.config import GPT2Config, num_params
+from .log import RunLog
+from .setup import (SetupError, choose_engine, fit_batch_size, learning_rate,
                           refuse_big_model_on_cpu, resolve_precision)
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8     # llm.c's AdamW constants
@@ -99,7 +101,7 @@ def checkpoints(out: Path) -> list[tuple[int, Path, Path]]:
     return sorted(found)
 
 
-def _save(model: GPT2, out: Path, step: int, extra: dict) -> Path:
+def _save(model: Engine, out: Path, step: int, extra: dict) -> Path:
     model_path, state_path = out / f"model_{step:08d}.bin", out / f"state_{step:08d}.bin"
     model.save_checkpoint(model_path)
     model.save_state(state_path, step, extra)
@@ -146,7 +148,7 @@ def _sync(xp) -> None:
 
 
 def _active_backend() -> str:
-    from .runtime import backend
+    from ..runtime import backend
     return backend()
 
 
@@ -177,9 +179,9 @@ def _resolve_options(args: argparse.Namespace, saved: dict, backend: str, init_c
     return o
 
 
-def _set_precision(model: GPT2, precision: str) -> None:
+def _set_precision(model: Engine, precision: str) -> None:
     try:
-        from . import ops as package_ops
+        from .. import ops as package_ops
         setter = getattr(package_ops, "set_matmul_precision") if model.ops_name == "llmc_kernels.ops" else None
     except (AttributeError, ImportError):
         setter = None
@@ -189,14 +191,14 @@ def _set_precision(model: GPT2, precision: str) -> None:
         print(f"--precision tf32: {model.ops_name} has no set_matmul_precision; its matmuls run as they are")
 
 
-def evaluate(model: GPT2, loader: data.DataLoader, batches: int = VAL_BATCHES) -> float:
+def evaluate(model: Engine, loader: data.DataLoader, batches: int = VAL_BATCHES) -> float:
     """Mean loss over the first ``batches`` batches of ``loader`` (reset first: always the same tokens)."""
     loader.reset()
     n = max(1, min(batches, len(loader)))
     return sum(model.forward(*loader.next_batch()) for _ in range(n)) / n
 
 
-def _sample_text(model: GPT2, length: int, seed: int) -> str:
+def _sample_text(model: Engine, length: int, seed: int) -> str:
     tokens = model.generate([data.EOT], length, seed=seed)[1:]
     try:
         return data.gpt2_encoding().decode(tokens.tolist())
@@ -235,9 +237,10 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
         raise SetupError(f"--seq-len {T} exceeds the model's max_seq_len {cfg.max_seq_len}")
     B = o["batch_size"] or (8 if backend == "cuda" else 4)
     engine, why_not_fast = choose_engine(getattr(args, "engine", None), cfg, ops)
-    estimate = lambda c, b, t: engine_bytes(engine, c, b, t)     # noqa: E731
+    Model = ENGINES[engine]                                      # noqa: N806
+    estimate = Model.training_bytes
     if backend == "cuda":
-        from .train_setup import gpu_free_bytes
+        from .setup import gpu_free_bytes
         B, note = fit_batch_size(cfg, B, T, gpu_free_bytes(), explicit=o["batch_size"] is not None,
                                  estimate=estimate)
         if note:
@@ -248,10 +251,6 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
         print(note)
 
     train_files, val_files = data.prepare(o["data"])
-    if engine == "fast":
-        from .model_fast import FastGPT2 as Model
-    else:
-        Model = GPT2                                                 # noqa: N806
     if resume:
         model = Model.from_checkpoint(resume[1], ops=ops)
         start, _ = model.load_state(resume[2])
@@ -260,9 +259,9 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
     else:
         model, start = Model.from_config(cfg, o["seed"], ops=ops), 0
     _set_precision(model, precision)
-    # FastGPT2 checks the tokens on the host and copies them into its own device buffer (no device reads
-    # around its graph), so its batches stay NumPy arrays
-    batch_xp = np if engine == "fast" else model.xp
+    # an engine that checks the tokens on the host and copies them into its own device buffer (FastGPT2: no
+    # device reads around its graph) takes NumPy batches
+    batch_xp = np if model.batches_on_host else model.xp
     train_loader = data.DataLoader(train_files, B, T, xp=batch_xp)
     val_loader = data.DataLoader(val_files, B, T, xp=batch_xp)
     if resume:
@@ -271,12 +270,7 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
     print(f"{name}: {num_params(cfg) / 1e6:.1f}M parameters, B={B}, T={T}, {backend} backend, {precision}, "
           f"~{estimate(cfg, B, T) / 1e9:.2f} GB; {train_loader.num_tokens:,} training tokens "
           f"({len(train_loader)} batches), steps {start + 1}..{steps} -> {out}")
-    if engine == "fast":
-        print("engine: fast (FastGPT2: fused kernels, flash attention"
-              + (", each step one CUDA graph)" if backend == "cuda" else ")"))
-    else:
-        print("engine: plain (GPT2: the SPEC ops one at a time)"
-              + ("" if why_not_fast == "--engine plain" else f"; not the fast engine: {why_not_fast}"))
+    print(model.describe() + ("" if why_not_fast in (None, "--engine plain") else f"; not the fast engine: {why_not_fast}"))
     if ops is not None:
         print(learner_ops.banner(ops))
 
@@ -307,13 +301,8 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
                 lr = learning_rate(step, steps, o["lr"], o["warmup"], o["lr_schedule"])
                 t0 = time.perf_counter()
                 inputs, targets = train_loader.next_batch()
-                if engine == "fast":         # the same four calls as one (a CUDA graph on a GPU)
-                    loss = model.step(inputs, targets, lr, BETA1, BETA2, EPS, o["weight_decay"], step)
-                else:
-                    loss = model.forward(inputs, targets)
-                    model.zero_grad()
-                    model.backward()
-                    model.update(lr, BETA1, BETA2, EPS, o["weight_decay"], step)
+                # forward, zero_grad, backward, AdamW (the fast engine: one CUDA graph on a GPU)
+                loss = model.step(inputs, targets, lr, BETA1, BETA2, EPS, o["weight_decay"], step)
                 _sync(model.xp)
                 dt = time.perf_counter() - t0
                 if not math.isfinite(loss):
@@ -346,7 +335,7 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
     finally:
         bar.close()
         log.close()
-    if engine == "fast" and model.graph_failure:     # slower, not wrong: say so (bench figures depend on it)
+    if model.graph_failure:          # slower, not wrong: say so (bench figures depend on it)
         print(f"note: the steps ran without a CUDA graph: {model.graph_failure}")
         about["graph_failure"] = summary["graph_failure"] = model.graph_failure
     log.write_json(o, {**extra, **about})
@@ -359,7 +348,7 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
 def main(argv=None, *, ops=None) -> int:
     """The ``llmc train`` command; returns the exit status (0 done, 130 interrupted, 2 bad setup)."""
     args = parse_args(argv)
-    from .runtime import BackendUnavailable, use_backend
+    from ..runtime import BackendUnavailable, use_backend
     try:
         with use_backend(args.backend):
             summary = train(args, ops=ops)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .paths import data_dir
+from ..paths import data_dir
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINYSHAKESPEARE_NAME = "tinyshakespeare.txt"
@@ -161,7 +161,7 @@ def _cache_folder(text_path: Path) -> Path:
     folder = text_path.parent
     if os.access(folder, os.W_OK) and folder.stat().st_mode & 0o200:
         return folder
-    from .paths import cache_dir
+    from ..paths import cache_dir
     key = hashlib.sha256(str(text_path.resolve()).encode()).hexdigest()[:12]
     fallback = cache_dir() / "tokens" / key
     fallback.mkdir(parents=True, exist_ok=True)
@@ -239,7 +239,7 @@ class DataLoader:
             raise DataError(f"B*T+1 = {need} tokens do not fit in {', '.join(small)}: use a smaller "
                             "--batch-size or --seq-len")
         if xp is None:
-            from .runtime import xp as active_xp
+            from ..runtime import xp as active_xp
             xp = active_xp()
         self.xp = xp
         self.num_tokens = sum(s.size for s in self.shards)

@@ -1,13 +1,14 @@
-"""GPT-2 assembled from an ops namespace, laid out as llm.c's train_gpt2.c / train_gpt2_fp32.cu.
+"""GPT-2 assembled from an ops namespace, laid out as llm.c's train_gpt2.c / train_gpt2_fp32.cu: the plain engine.
 
     model = GPT2.from_config(GPT2Config.tiny(), seed=0)          # or GPT2.from_checkpoint("gpt2_124M.bin")
     loss = model.forward(inputs, targets)                         # int32 [B,T] -> mean loss (float)
     model.zero_grad(); model.backward()
     model.update(lr=3e-4, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, t=step)
+    loss = model.step(inputs, targets, lr, beta1, beta2, eps, weight_decay, t)    # the four calls as one
 
-Memory, as llm.c: the parameters are ONE float32 buffer (``model.params_memory``) and ``model.params[name]``
-are views into it in checkpoint order; likewise ``grads``, the AdamW moments ``m``/``v``, the activations
-(``acts``, sized for B,T at the first forward) and one layer's worth of gradient scratch (``gacts``).
+Memory, as llm.c: the parameters, gradients and AdamW moments are one float32 buffer each (``model.state``,
+state.ParameterState; ``model.params[name]`` are views in checkpoint order); the activations (``acts``,
+sized for B,T at the first forward) and one layer's worth of gradient scratch (``gacts``) are the engine's.
 
 Every number is computed by ``self.ops`` (default ``llmc_kernels.ops``; ``llmc_kernels.reference`` gives a
 pure-NumPy model; chapter 09 passes the learner's functions) with the SPEC signatures: outputs first,
@@ -15,14 +16,13 @@ backward outputs accumulate (+=), so each gradient buffer is zeroed right before
 """
 from __future__ import annotations
 
-import math
 import types
 
 import numpy as np
 
-from . import checkpoint
-from .model_config import (GPT2Config, activation_shapes, grad_activation_shapes, num_params, numel,
-                           param_shapes)
+from .config import GPT2Config, activation_shapes, grad_activation_shapes, numel, training_bytes
+from .engine import Engine, check_pair
+from .state import ParameterState, views
 
 __all__ = ["GPT2", "GPT2Config", "REQUIRED_OPS"]
 
@@ -34,25 +34,10 @@ REQUIRED_OPS = (
 )
 
 
-def _host(a) -> np.ndarray:
-    """A NumPy copy/view of a NumPy or CuPy array."""
-    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
-
-
-def _views(memory, shapes: dict[str, tuple[int, ...]]) -> dict:
-    """Name -> C-contiguous view into the flat ``memory``, tensors back to back in ``shapes`` order."""
-    out, offset = {}, 0
-    for name, shape in shapes.items():
-        n = math.prod(shape)
-        out[name] = memory[offset:offset + n].reshape(shape)
-        offset += n
-    return out
-
-
 def _resolve_ops(ops) -> tuple[dict, str]:
     """The callables of ``ops`` (a module, namespace or dict) by name, and its name for messages."""
     if ops is None:
-        from . import ops as ops  # noqa: PLW0127 (the package's kernels, loaded lazily per op)
+        from .. import ops as ops  # noqa: PLW0127 (the package's kernels, loaded lazily per op)
     if isinstance(ops, dict):
         ops = types.SimpleNamespace(**ops)
     found, missing = {}, []
@@ -72,48 +57,23 @@ def _resolve_ops(ops) -> tuple[dict, str]:
     return found, label
 
 
-def check_tokens(arr, what: str, cfg: GPT2Config) -> tuple[int, int]:
-    """(B, T) of a 2-D int32 array of token ids in [0, V) with T <= maxT; a ValueError saying what was
-    expected otherwise (reads a device array's min and max: a host sync)."""
-    if getattr(arr, "ndim", None) != 2:
-        raise ValueError(f"{what} must be a 2-D int32 array [B, T]; got {type(arr).__name__} "
-                         f"with shape {getattr(arr, 'shape', None)}")
-    if getattr(arr, "dtype", None) != np.int32:
-        raise ValueError(f"{what} must be int32 (llm.c's token type); got {arr.dtype}")
-    B, T = (int(s) for s in arr.shape)
-    if B < 1 or not 1 <= T <= cfg.max_seq_len:
-        raise ValueError(f"{what} has shape {arr.shape}: need B >= 1 and 1 <= T <= maxT={cfg.max_seq_len}")
-    lo, hi = int(arr.min()), int(arr.max())
-    if lo < 0 or hi >= cfg.vocab_size:
-        raise ValueError(f"{what} holds token ids in [{lo}, {hi}]; the vocabulary is [0, {cfg.vocab_size})")
-    return B, T
-
-
-class GPT2:
+class GPT2(Engine):
     """GPT-2 whose forward/backward/update are sequences of calls to an ops namespace."""
 
-    def __init__(self, config: GPT2Config, params: np.ndarray | None = None, *, ops=None, xp=None):
-        self.config = config
+    name = "plain"
+
+    def __init__(self, config: GPT2Config, params: np.ndarray | None = None, *, ops=None, xp=None,
+                 state: ParameterState | None = None):
         self._op, self.ops_name = _resolve_ops(ops)
-        if xp is None:
-            if self.ops_name == "llmc_kernels.reference":
-                xp = np     # the float64 references run on NumPy arrays whatever the backend
-            else:
-                from .runtime import xp as active_xp
-                xp = active_xp()
-        self.xp = xp
-        self.num_parameters = num_params(config)
-        # one buffer each for parameters and gradients, viewed by tensor name (checkpoint order)
-        self.params_memory = xp.zeros(self.num_parameters, dtype=xp.float32)
-        if params is not None:
-            params = np.asarray(params, dtype=np.float32).reshape(-1)
-            if params.size != self.num_parameters:
-                raise ValueError(f"{params.size} parameters given, {config} has {self.num_parameters}")
-            self.params_memory[...] = xp.asarray(params)
-        self.params = _views(self.params_memory, param_shapes(config))
-        self.grads_memory = xp.zeros(self.num_parameters, dtype=xp.float32)
-        self.grads = _views(self.grads_memory, param_shapes(config))
-        self.m = self.v = None       # AdamW moments, allocated at the first update (llm.c does the same)
+        if state is None:
+            if xp is None:
+                if self.ops_name == "llmc_kernels.reference":
+                    xp = np     # the float64 references run on NumPy arrays whatever the backend
+                else:
+                    from ..runtime import xp as active_xp
+                    xp = active_xp()
+            state = ParameterState(config, params, xp)
+        super().__init__(state)
         self.acts_memory = self.gacts_memory = None
         self.acts, self.gacts = {}, {}
         self.B = self.T = 0
@@ -121,56 +81,15 @@ class GPT2:
         self.mean_loss = None        # the loss of the last forward with targets, as llm.c's model.mean_loss
         self._dlogits_ready = False  # the fused classifier writes dlogits during the forward
 
-    # ------------------------------------------------------------------ construction, files
-    @classmethod
-    def from_config(cls, config: GPT2Config, seed: int = 0, *, ops=None, xp=None) -> "GPT2":
-        """GPT-2's initialisation: weights ~ N(0, 0.02), the two residual projections (attprojw, fcprojw)
-        ~ N(0, 0.02/sqrt(2L)) so the residual stream's variance does not grow with depth, biases 0,
-        layernorm weights 1. The padded vocabulary rows of wte are 0 (no token ever reads them).
-        Deterministic: the same (config, seed) gives the same bytes on every backend."""
-        rng = np.random.Generator(np.random.PCG64(seed))
-        std, L = 0.02, config.num_layers
-        parts = []
-        for name, shape in param_shapes(config).items():
-            if name in ("ln1w", "ln2w", "lnfw"):
-                t = np.ones(shape, np.float32)
-            elif name.endswith("b"):                  # every bias and layernorm bias
-                t = np.zeros(shape, np.float32)
-            else:
-                s = std / math.sqrt(2 * L) if name in ("attprojw", "fcprojw") else std
-                t = (rng.standard_normal(shape, dtype=np.float32) * np.float32(s))
-                if name == "wte":
-                    t[config.vocab_size:] = 0
-            parts.append(t.reshape(-1))
-        return cls(config, np.concatenate(parts), ops=ops, xp=xp)
+    training_bytes = staticmethod(training_bytes)
 
-    @classmethod
-    def from_checkpoint(cls, path, *, ops=None, xp=None) -> "GPT2":
-        """A model from an llm.c float32 checkpoint (e.g. llm.c's gpt2_124M.bin)."""
-        config, params = checkpoint.read_model(path)
-        return cls(config, params, ops=ops, xp=xp)
+    @property
+    def op_table(self) -> dict:
+        """The ops this engine calls, by name (bench/step_breakdown.py times each)."""
+        return self._op
 
-    def save_checkpoint(self, path) -> None:
-        """The parameters in llm.c's format (byte-compatible with llm.c's gpt2_124M.bin)."""
-        checkpoint.write_model(path, self.config, _host(self.params_memory))
-
-    def save_state(self, path, step: int, extra: dict | None = None) -> None:
-        """AdamW's m, v and ``step`` (the t of the last update), plus the trainer's ``extra`` dict."""
-        m = None if self.m is None else _host(self.m)
-        v = None if self.v is None else _host(self.v)
-        checkpoint.write_state(path, step, m, v, extra)
-
-    def load_state(self, path) -> tuple[int, dict]:
-        """Restore m and v saved by ``save_state``; returns (step, extra)."""
-        step, m, v, extra = checkpoint.read_state(path)
-        if m is None:
-            self.m = self.v = None
-        elif m.size != self.num_parameters:
-            raise checkpoint.CheckpointError(f"{path}: optimizer state for {m.size} parameters, the model has "
-                                             f"{self.num_parameters}")
-        else:
-            self.m, self.v = self.xp.asarray(m), self.xp.asarray(v)
-        return step, extra
+    def describe(self) -> str:
+        return "engine: plain (GPT2: the SPEC ops one at a time)"
 
     # ------------------------------------------------------------------ buffers
     def _ensure_activations(self, B: int, T: int) -> None:
@@ -186,13 +105,12 @@ class GPT2:
         if self.gacts_memory is None or numel(g_shapes) > self.gacts_memory.size:
             self.gacts_memory = None
             self.gacts_memory = xp.zeros(numel(g_shapes), dtype=xp.float32)
-        self.acts = _views(self.acts_memory, a_shapes)
-        self.gacts = _views(self.gacts_memory, g_shapes)
+        self.acts = views(self.acts_memory, a_shapes)
+        self.gacts = views(self.gacts_memory, g_shapes)
         self.B, self.T = B, T
 
-    def _tokens(self, arr, what: str):
-        """A device int32 [B,T] copy of token ids, checked against the vocabulary and maxT."""
-        check_tokens(arr, what, self.config)
+    def _device_tokens(self, arr):
+        """Token ids (checked by check_pair) as a C-contiguous int32 array of this engine's backend."""
         return self.xp.ascontiguousarray(self.xp.asarray(arr))
 
     # ------------------------------------------------------------------ forward
@@ -200,12 +118,9 @@ class GPT2:
         """Run the model on ``inputs`` (int32 [B,T]). With ``targets`` return the mean cross-entropy loss
         (a Python float); without, compute ``acts['logits']`` and ``acts['probs']`` and return None."""
         op, p, cfg = self._op, self.params, self.config
-        inputs = self._tokens(inputs, "inputs")
-        B, T = inputs.shape
-        if targets is not None:
-            targets = self._tokens(targets, "targets")
-            if targets.shape != inputs.shape:
-                raise ValueError(f"targets {targets.shape} and inputs {inputs.shape} differ in shape")
+        B, T = check_pair(inputs, targets, cfg)
+        inputs = self._device_tokens(inputs)
+        targets = None if targets is None else self._device_tokens(targets)
         self._ensure_activations(B, T)
         self.inputs, self.targets = inputs, targets
         a, C, V, Vp = self.acts, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size
@@ -234,10 +149,6 @@ class GPT2:
         return self.mean_loss
 
     # ------------------------------------------------------------------ backward
-    def zero_grad(self) -> None:
-        """Zero the parameter gradients (the backward ops accumulate into them)."""
-        self.grads_memory.fill(0)
-
     def backward(self) -> None:
         """d(mean loss)/d(every parameter), accumulated into ``grads``; needs a forward with targets."""
         if self.targets is None or self.mean_loss is None:
@@ -325,42 +236,6 @@ class GPT2:
     def update(self, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, t: int) -> None:
         """One AdamW step on every parameter (t counts from 1), decoupled weight decay as llm.c:
         p -= lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * p)."""
-        if self.m is None:
-            self.m = self.xp.zeros(self.num_parameters, dtype=self.xp.float32)
-            self.v = self.xp.zeros(self.num_parameters, dtype=self.xp.float32)
-        self._op["adamw_update"](self.params_memory, self.grads_memory, self.m, self.v, self.num_parameters,
+        m, v = self.state.moments()
+        self._op["adamw_update"](self.params_memory, self.grads_memory, m, v, self.num_parameters,
                                  float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), int(t))
-
-    # ------------------------------------------------------------------ sampling
-    def generate(self, tokens, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 seed: int | None = None) -> np.ndarray:
-        """Continue ``tokens`` (a sequence of ids, or int [B, t] for B prompts) by ``max_new_tokens``
-        sampled tokens; returns a NumPy int array with the prompt(s) and the new tokens. The context is the
-        last maxT tokens. ``temperature`` divides the logits (0 takes the most likely token), ``top_k``
-        keeps the k most likely, ``seed`` makes the draw reproducible. Uses the forward pass only."""
-        toks = np.asarray(tokens, dtype=np.int64)
-        single = toks.ndim == 1
-        toks = np.atleast_2d(toks)
-        if toks.ndim != 2 or toks.shape[1] < 1:
-            raise ValueError("generate needs at least one prompt token (GPT-2's <|endoftext|> is 50256)")
-        if temperature < 0 or (top_k is not None and top_k < 1):
-            raise ValueError(f"need temperature >= 0 and top_k >= 1; got {temperature}, {top_k}")
-        rng = np.random.default_rng(seed)
-        V = self.config.vocab_size
-        for _ in range(int(max_new_tokens)):
-            ctx = toks[:, -self.config.max_seq_len:].astype(np.int32)
-            self.forward(ctx)
-            logits = _host(self.acts["logits"][:, -1, :V]).astype(np.float64)
-            if temperature == 0:
-                nxt = logits.argmax(axis=1)
-            else:
-                logits /= temperature
-                if top_k is not None and top_k < V:
-                    kth = np.partition(logits, -top_k, axis=1)[:, -top_k][:, None]
-                    logits = np.where(logits < kth, -np.inf, logits)
-                probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-                cdf = np.cumsum(probs, axis=1)
-                coin = rng.random(len(toks))[:, None] * cdf[:, -1:]      # inverse-CDF draw, as llm.c
-                nxt = np.minimum((cdf <= coin).sum(axis=1), V - 1)
-            toks = np.concatenate([toks, nxt[:, None]], axis=1)
-        return toks[0] if single else toks

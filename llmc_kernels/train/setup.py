@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .model_config import GPT2Config, num_params, training_bytes
+from ..model.config import GPT2Config, num_params, training_bytes
 
 CPU_MAX_PARAMS = 50_000_000        # GPT-2 small (124M) would take minutes per step on the CPU backend
 GPU_HEADROOM = 0.9                 # keep 10% of the free memory (allocator fragmentation, cuBLAS workspace)
@@ -26,8 +26,8 @@ ENGINES = ("fast", "plain")
 
 
 def choose_engine(requested: str | None, cfg: GPT2Config, ops=None) -> tuple[str, str | None]:
-    """(engine, why the fast engine is not used or None). ``fast`` is model_fast.FastGPT2 (fused kernels,
-    flash attention, the step as one CUDA graph), ``plain`` is model.GPT2 (the SPEC ops one at a time: the
+    """(engine, why the fast engine is not used or None). ``fast`` is model.fast.FastGPT2 (fused kernels,
+    flash attention, the step as one CUDA graph), ``plain`` is model.plain.GPT2 (the SPEC ops one at a time: the
     kernels the chapters build). ``requested`` None picks fast where it can run: the package's own ops (a
     learner's ops have no fused kernels) and a model flash attention holds; an explicit ``fast`` that cannot
     run is a SetupError."""
@@ -35,8 +35,8 @@ def choose_engine(requested: str | None, cfg: GPT2Config, ops=None) -> tuple[str
         raise SetupError(f"--engine must be fast or plain; got {requested!r}")
     if requested == "plain":
         return "plain", "--engine plain"
-    from . import ops as package_ops
-    from .model_fast import fast_path_problem
+    from .. import ops as package_ops
+    from ..model.fast import fast_path_problem
     if ops is not None and ops is not package_ops:
         label = getattr(ops, "__name__", type(ops).__name__)
         problem = f"it runs only the package's own fused kernels, and this run trains with {label}"
@@ -51,10 +51,8 @@ def choose_engine(requested: str | None, cfg: GPT2Config, ops=None) -> tuple[str
 
 def engine_bytes(engine: str, cfg: GPT2Config, B: int, T: int) -> int:
     """Device memory of a training step with ``engine`` (what the batch-size fit compares with free memory)."""
-    if engine == "fast":
-        from .model_fast import fast_training_bytes
-        return fast_training_bytes(cfg, B, T)
-    return training_bytes(cfg, B, T)
+    from ..model import ENGINES
+    return ENGINES[engine].training_bytes(cfg, B, T)
 
 
 def gpu_compute_capability() -> tuple[int, int, str]:
@@ -94,7 +92,7 @@ def gpu_free_bytes() -> int:
 def fit_batch_size(cfg: GPT2Config, B: int, T: int, free_bytes: int, explicit: bool,
                    estimate=training_bytes) -> tuple[int, str | None]:
     """The largest batch size <= B (halving) whose training memory ``estimate(cfg, B, T)`` (default: the plain
-    model's, model_config.training_bytes) fits ``free_bytes``; with ``explicit`` (the user chose B) keep B and
+    model's, model.config.training_bytes) fits ``free_bytes``; with ``explicit`` (the user chose B) keep B and
     only warn. Returns (B, message or None)."""
     budget = free_bytes * GPU_HEADROOM - GPU_RESERVE_BYTES
     need = lambda b: estimate(cfg, b, T)             # noqa: E731
