@@ -69,12 +69,18 @@ def assert_exercises_follow_the_contract(chapter: str, checks: dict[str, str]) -
     assert [c["metadata"]["llmc"]["exercise"] for c in exercises] == list(checks)
     for cell in exercises:
         name = cell["metadata"]["llmc"]["exercise"]
-        assert cell["metadata"]["llmc"] == {"role": "exercise", "exercise": name, "points": 1}
+        meta = cell["metadata"]["llmc"]
+        # points weight the exercise by difficulty: a positive integer, the same on its check cell
+        assert {k: meta[k] for k in ("role", "exercise")} == {"role": "exercise", "exercise": name}, name
+        assert isinstance(meta["points"], int) and meta["points"] >= 1, name
+        assert set(meta) <= {"role", "exercise", "points", "kind", "implements"}, name
         assert "exercise" in cell["metadata"].get("tags", []), name
         fn = next(node for node in ast.parse(text(cell)).body
                   if isinstance(node, ast.FunctionDef) and node.name == name)
         assert tuple(a.arg for a in fn.args.args) == opspec.function(name)[1].arg_names, name
     check_cells = {c["metadata"]["llmc"]["exercise"]: text(c) for c in cells if role(c) == "check"}
     assert set(check_cells) == set(checks)
+    points = {c["metadata"]["llmc"]["exercise"]: c["metadata"]["llmc"]["points"] for c in cells if role(c) == "check"}
+    assert points == {c["metadata"]["llmc"]["exercise"]: c["metadata"]["llmc"]["points"] for c in exercises}
     for name, call in checks.items():
         assert call in check_cells[name], name

@@ -2,9 +2,10 @@
 
 - the exercise functions have the SPEC signatures (the checks and the grader call them by position);
 - the naive kernel shown before the exercise is a correct matmul_forward, with and without a bias;
-- "Break it on purpose" (extension 5) says what the check reports: without barrier (1) the CPU backend
-  computes NaN (a thread reads shared memory that is still poisoned), without barrier (2) the results are
-  wrong but finite; both are reported as a race;
+- "Break it on purpose" (extension 5) says what the check reports: either missing barrier is a KernelRace
+  naming the tile and the racing lines, with a hint to add __syncthreads(); with the race detector off,
+  without barrier (1) the CPU backend computes NaN (a thread reads shared memory that is still poisoned),
+  without barrier (2) the results are wrong but finite, and both are called a race by the thread orders;
 - the strided kernel of exercise 2 also computes the forward with the strides of the chapter's table.
 """
 from __future__ import annotations
@@ -31,10 +32,10 @@ def _cpu_backend_or_skip():
         pytest.skip(f"the CPU backend is not importable here: {err}")
 
 
-def _check_output(op_check, fn) -> tuple[bool, str]:
+def _check_output(op_check, fn, races=None) -> tuple[bool, str]:
     out = io.StringIO()
     passed = True
-    with runtime.use_backend("cpu"), contextlib.redirect_stdout(out):
+    with runtime.use_backend("cpu"), runtime.launch_options(races=races), contextlib.redirect_stdout(out):
         try:
             op_check("matmul", fn)
         except CheckFailed:
@@ -62,6 +63,9 @@ def test_missing_barrier_is_reported_as_the_chapter_says(barrier, nan):
     broken = mutate(source(load(CHAPTER), "ex-matmul_forward"), barrier, "// (removed)")
     ns, _ = run(CHAPTER, ["imports", ("ex-matmul_forward", broken)])
     passed, text = _check_output(check.forward, ns["matmul_forward"])
+    assert not passed
+    assert "KernelRace" in text and "__shared__ array" in text and "__syncthreads()" in text, text
+    passed, text = _check_output(check.forward, ns["matmul_forward"], races=False)
     assert not passed
     assert "a race" in text, text
     assert ("NaN/inf computed" in text) == nan, text

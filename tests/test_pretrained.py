@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from _model_helpers import data_dir_with_text
-from llmc_kernels import checkpoint, pretrained, train
+from llmc_kernels import pretrained, train
+from llmc_kernels.model import checkpoint
 from llmc_kernels.model.config import GPT2Config, num_params, param_shapes
 
 TINY = GPT2Config.tiny()

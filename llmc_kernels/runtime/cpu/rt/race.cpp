@@ -88,9 +88,9 @@ const uint64_t CHECK_LIMIT = 50000000;
 bool less(const Pair &x, const Pair &y) {
 #define LLMC_CMP(A, B) if ((A) != (B)) return (A) < (B);
   LLMC_CMP(x.kind, y.kind)
+  LLMC_CMP(x.near, y.near) // a pair across warps first: its hint (__syncthreads) fixes the warp's pairs too
   LLMC_CMP(x.a.line, y.a.line)
   LLMC_CMP(x.b.line, y.b.line)
-  LLMC_CMP(x.near, y.near)
   LLMC_CMP(x.shared, y.shared)
   LLMC_CMP(x.region, y.region)
   LLMC_CMP(x.a.block, y.a.block)
