@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import typescan
+from . import scopes, typescan
 from .tokens import Token, render, tokenize
 
 SYNC_FUNCTIONS = frozenset({
@@ -51,12 +51,13 @@ class Translation:
 class Seq:
     """The significant tokens of one region (the code, or one #define body), with parsing helpers."""
 
-    def __init__(self, tokens: list[Token], idx: list[int], types: typescan.Types):
+    def __init__(self, tokens: list[Token], idx: list[int], types: typescan.Types, scoped: bool = True):
         self.toks = tokens
         self.idx = idx
         self.types = types
         self.consumed: set[int] = set()     # positions whose token a rewrite already handled
         self._match = self._brackets()
+        self.spans = scopes.analyze(self, types, scoped)
 
     def __len__(self):
         return len(self.idx)
@@ -91,32 +92,24 @@ class Seq:
     def match(self, i: int) -> int | None:
         return self._match.get(i)
 
-    # -- classification
+    # -- classification (by scopes.analyze: a name is a type where its declaration in sight says so)
     def is_typeword(self, i: int) -> bool:
-        x = self.t(i)
-        return self.kind(i) == "ident" and self.types.is_type(x)
+        """The name that makes a type span a type (`float`, the `value_type` of `typename T::value_type`)."""
+        return 0 <= i < len(self.idx) and self.spans.typeword[i]
 
     def is_typeish(self, i: int) -> bool:
-        """Can be part of a type: a type word, a cv-qualifier, struct/union/enum/class + its name."""
-        x = self.t(i)
-        if self.kind(i) != "ident":
-            return False
-        if x in typescan.CV or x in typescan.ELABORATED or self.types.is_type(x):
-            return True
-        return self.t(i - 1) in typescan.ELABORATED     # the name after 'struct'
+        """Part of a type span: a type word, a cv-qualifier, `struct`, a qualifier, template arguments."""
+        return 0 <= i < len(self.idx) and self.spans.typeish[i]
+
+    def type_start(self, end: int) -> int | None:
+        """The first position of the type span that ends at ``end``, or None."""
+        return self.spans.start_of.get(end)
 
     def type_group(self, a: int, b: int) -> bool:
         """Tokens a..b (inclusive) spell a type (a cast's parentheses, a template argument)."""
-        if a > b:
-            return False
-        has_type = False
-        for i in range(a, b + 1):
-            if self.t(i) in ("*", "&", "&&"):
-                continue
-            if not self.is_typeish(i):
-                return False
-            has_type |= self.is_typeword(i) or self.t(i - 1) in typescan.ELABORATED
-        return has_type
+        while b >= a and (self.t(b) in ("*", "&", "&&") or self.t(b) in typescan.CV):
+            b -= 1
+        return b >= a and self.type_start(b) == a
 
 
 def _blank_directives(tokens: list[Token]) -> None:
@@ -183,7 +176,7 @@ def translate(code: str, kernels: list[tuple[str, int]], line_directive: str) ->
     types = typescan.scan(tokens, regions)
     uses_sync = any(tokens[i].kind == "ident" and tokens[i].text in SYNC_FUNCTIONS for r in regions for i in r)
     for n, region in enumerate(regions):
-        seq = Seq(tokens, region, types)
+        seq = Seq(tokens, region, types, scoped=n == 0)
         if n == 0:
             rewrite.shared_declarations(seq)
         rewrite.declarations(seq)
