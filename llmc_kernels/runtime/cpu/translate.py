@@ -10,7 +10,8 @@ a ``#line`` directive, so compiler messages and runtime errors name the learner'
 - ``__shared__`` declarations become per-block storage (``llmc::shared_array``) and ``extern __shared__``
   the launch's dynamic shared memory (a checked pointer);
 - ``reinterpret_cast``/``const_cast`` are renamed to templates that understand checked pointers;
-- ``#pragma unroll`` and the CUDA/C headers the prelude already provides are blanked.
+- ``#pragma unroll`` and the CUDA/C headers the prelude already provides are blanked; an ``#include`` of
+  ``<cooperative_groups.h>`` (or its ``reduce.h``/``scan.h``) becomes ``#include "llmc_cg.h"``.
 
 Everything else (keywords, intrinsics, math, atomics, warp functions) is defined by ``include/cuda_cpu.h``.
 """
@@ -26,12 +27,20 @@ SYNC_FUNCTIONS = frozenset({
     "__shfl_sync", "__shfl_up_sync", "__shfl_down_sync", "__shfl_xor_sync", "__ballot_sync", "__any_sync",
     "__all_sync", "__activemask"})
 
+# cooperative groups synchronise and shuffle inside llmc_cg.h, where the scan for these names cannot look
+NEEDS_FIBERS = SYNC_FUNCTIONS | {"cooperative_groups"}
+
 # headers whose content the prelude provides (NVRTC needs none of them, but learners write them)
 PROVIDED_HEADERS = frozenset({
     "cuda_runtime.h", "cuda.h", "cuda_runtime_api.h", "device_launch_parameters.h", "device_functions.h",
     "vector_types.h", "stdio.h", "cstdio", "math.h", "cmath", "float.h", "cfloat", "stdint.h", "cstdint",
     "limits.h", "climits", "assert.h", "cassert", "string.h", "cstring", "stddef.h", "cstddef", "stdlib.h",
     "cstdlib", "sm_30_intrinsics.h", "sm_32_intrinsics.h", "math_functions.h"})
+
+# headers we provide ourselves: the learner's #include names our file instead (same line)
+MAPPED_HEADERS = {
+    "cooperative_groups.h": "llmc_cg.h", "cooperative_groups/reduce.h": "llmc_cg.h",
+    "cooperative_groups/scan.h": "llmc_cg.h"}
 
 UNARY_PREV = frozenset({
     "(", "[", "{", "}", ";", ",", "=", "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "<<=", ">>=", "?", ":",
@@ -124,15 +133,17 @@ def _blank_directives(tokens: list[Token]) -> None:
                 if tokens[j].code:
                     words.append(tokens[j].text)
                 j += 1
-            drop = False
+            drop, name = False, ""
             if tok.directive == "pragma":
                 drop = len(words) > 2 and words[2] == "unroll"
             else:
                 name = "".join(words[2:]).strip("<>\"")
-                drop = name in PROVIDED_HEADERS
+                drop = name in PROVIDED_HEADERS or name in MAPPED_HEADERS
             if drop:    # keep the newlines of backslash continuations: the lines below must not move
                 for k in range(i, j):
                     tokens[k].out = "\n" * tokens[k].text.count("\n")
+                if name in MAPPED_HEADERS:
+                    tok.out = f'#include "{MAPPED_HEADERS[name]}"'
             i = j
         i += 1
 
@@ -174,7 +185,7 @@ def translate(code: str, kernels: list[tuple[str, int]], line_directive: str) ->
     _blank_directives(tokens)
     regions = _regions(tokens)
     types = typescan.scan(tokens, regions)
-    uses_sync = any(tokens[i].kind == "ident" and tokens[i].text in SYNC_FUNCTIONS for r in regions for i in r)
+    uses_sync = any(tokens[i].kind == "ident" and tokens[i].text in NEEDS_FIBERS for r in regions for i in r)
     for n, region in enumerate(regions):
         seq = Seq(tokens, region, types, scoped=n == 0)
         if n == 0:
