@@ -38,18 +38,22 @@ def explain(err: KernelCompileError, code: str, name: str, origin: SourceOrigin,
     if verdict is False:
         return err          # NVRTC rejects it too: the compiler's message is about the learner's code
     if verdict is True:
+        if "not supported by the CPU backend" in err.detail:      # a feature we decline (llmc_cg.h says which)
+            advice = "To go on: change the kernel as the message says, or run it on a GPU (backend='cuda')."
+        else:
+            advice = ("To go on: write the line it names more plainly (spell a type out instead of auto or "
+                      "decltype, split a long expression, avoid a macro whose argument is a type), or run the "
+                      "kernel on a GPU (backend='cuda'). Please report it on the course repository's issue "
+                      "tracker, with the kernel string and this message, so that the CPU backend learns it.")
         return KernelCompileError(
             "NVRTC (NVIDIA's CUDA compiler) compiles this kernel, but the CPU backend cannot compile its "
             "translation to C++: this is a limit of the CPU backend, not your code.\n"
-            f"What the C++ compiler said about the translation:\n{_indent(err.detail)}\n"
-            "To go on: write the line it names more plainly (spell a type out instead of auto/decltype, "
-            "split a long expression, avoid a macro whose argument is a type), or run the kernel on a GPU "
-            "(backend='cuda'). Please report it on the course repository's issue tracker, with the kernel "
-            "string and this message, so that the CPU backend learns it.", **fields)
+            "What the C++ compiler said about the translation (its types spelled as in CUDA):\n"
+            f"{_indent(err.detail)}\n{advice}", **fields)
     return KernelCompileError(
-        f"{err.detail}\n  note: NVRTC (NVIDIA's CUDA compiler) is not installed here, so the CPU backend cannot "
-        "tell whether this is valid CUDA: the error may be in your code, or a limit of the CPU backend's "
-        f"translation. To find out, install NVRTC ({NVRTC_INSTALL}) or try the kernel on a GPU.", **fields)
+        f"{err.detail}\n  note: NVRTC (NVIDIA's CUDA compiler) is not installed here, so the code may or may not "
+        "be valid CUDA: the error may be in your code, or a limit of the CPU backend's translation. To find "
+        f"out, install NVRTC ({NVRTC_INSTALL}) or try the kernel on a GPU.", **fields)
 
 
 def _indent(text: str) -> str:

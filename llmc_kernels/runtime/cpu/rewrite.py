@@ -239,7 +239,7 @@ def pointer_types(seq: Seq) -> None:
             k += 1
             continue
         first = seq.type_start(k - 1)     # the type spelled right before the star (scopes.py)
-        if first is None or any(p in seq.consumed for p in range(first, k)) or seq.kind(_after_stars(seq, k)) in (
+        if first is None or first in seq.consumed or seq.kind(_after_stars(seq, k)) in (
                 "number", "string"):      # `half * 2` where `half` is not in sight as a variable
             k += 1
             continue
