@@ -106,6 +106,20 @@ def tiles(rng, s, block):
 
 
 @recipe
+def compact(rng, s, block):
+    n = s["n"]
+    x = rng.integers(-20, 20, n).astype(np.int32)
+    positive = np.sort(x[x > 0])
+    sums = np.where(x > 0, x, 0)
+    sums = np.repeat(np.add.reduceat(sums, np.arange(0, n, 32)), 32)[:n]     # per warp of 32 threads
+
+    def check_out(got):
+        assert (np.sort(got[:positive.size]) == positive).all() and (got[positive.size:] == -1).all()
+    return Launch([np.full(n, -1, np.int32), np.zeros(1, np.int32), np.zeros(n, np.int32), x, np.int32(n)],
+                  (blocks(n, block),), {0: check_out, 1: np.array([positive.size]), 2: np.where(x > 0, sums, 0)})
+
+
+@recipe
 def axpy_f32(rng, s, block):
     n = s["n"]
     y, x, a = f32(rng, n), f32(rng, n), np.float32(1.5)

@@ -389,6 +389,8 @@ class _Walker:
                 continue
             if x in typescan.ELABORATED and self.kind(i + 1) == "ident" and prev != "enum":
                 k = i + 2 if (x == "enum" and self.t(i + 1) in ("class", "struct")) else i + 1
+                while self.t(k) in typescan.ATTRIBUTES and self.t(k + 1) == "(" and self.seq.match(k + 1):
+                    k = self.seq.match(k + 1) + 1           # struct __align__(16) S {
                 if self.kind(k) == "ident" and self.t(k + 1) in ("{", ";", ":"):
                     self.declare_type_here(self.t(k))       # struct S { ... }: S is a type from here on
             if i in self.start_ok:

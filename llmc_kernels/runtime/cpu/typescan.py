@@ -31,6 +31,20 @@ class Types:
         return name in BUILTIN or name in self.user
 
 
+ATTRIBUTES = frozenset({"__align__", "alignas", "__attribute__", "__declspec"})
+
+
+def _skip_attributes(code: list[str], j: int) -> int:
+    while j + 1 < len(code) and code[j] in ATTRIBUTES and code[j + 1] == "(":
+        depth, j = 0, j + 1
+        while j < len(code):
+            depth += {"(": 1, ")": -1}.get(code[j], 0)
+            j += 1
+            if depth == 0:
+                break
+    return j
+
+
 def scan(tokens: list[Token], regions: list[list[int]]) -> Types:
     types = Types()
     code = [tokens[i].text for i in regions[0]]
@@ -41,6 +55,7 @@ def scan(tokens: list[Token], regions: list[list[int]]) -> Types:
             j = i + 1
             if nxt == "class":      # enum class X
                 j += 1
+            j = _skip_attributes(code, j)       # struct __align__(16) X, struct alignas(8) X
             if j < n and code[j].isidentifier():
                 types.user.add(code[j])
         elif x == "using" and i + 2 < n and code[i + 2] == "=":

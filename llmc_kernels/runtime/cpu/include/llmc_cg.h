@@ -8,8 +8,8 @@
 // as a last defaulted argument (`int line = __builtin_LINE()` is evaluated at the call site).
 //
 // A tile of N threads is CUDA's: the threads of the block's linear thread rank r with the same r / N, and
-// its mask is those N lanes of their warp. Tiles of 1, 2, 4, 8, 16 and 32 threads are provided; grid-wide
-// synchronisation (this_grid().sync()) is not, and says so at compile time.
+// its mask is those N lanes of their warp. Tiles of 1, 2, 4, 8, 16 and 32 threads are provided, and
+// coalesced_threads(); grid-wide synchronisation (this_grid().sync()) is not, and says so at compile time.
 #ifndef LLMC_CG_H
 #define LLMC_CG_H
 
@@ -139,6 +139,51 @@ LLMC_INLINE thread_group tiled_partition(const thread_group &parent, unsigned in
   return thread_group(tilesz, true);
 }
 
+// ------------------------------------------------------------------------------------- coalesced_group
+// The threads of a warp that are here together (__activemask()), ranked by lane; any size.
+class coalesced_group {
+  unsigned mask_;
+  static LLMC_INLINE unsigned lane() { return details::block_rank() & 31u; }
+  LLMC_INLINE unsigned lane_of(unsigned rank) const { // the lane of the rank-th member (rank < size())
+    unsigned m = mask_;
+    for (unsigned k = 0; k < rank; k++) m &= m - 1u;
+    return m ? (unsigned)__builtin_ctz(m) : lane();
+  }
+
+public:
+  LLMC_INLINE explicit coalesced_group(unsigned mask) : mask_(mask) {}
+  LLMC_INLINE unsigned int size() const { return (unsigned)__builtin_popcount(mask_); }
+  LLMC_INLINE unsigned int num_threads() const { return size(); }
+  LLMC_INLINE unsigned int thread_rank() const { return (unsigned)__builtin_popcount(mask_ & ((1u << lane()) - 1u)); }
+  LLMC_INLINE unsigned int meta_group_rank() const { return 0; }
+  LLMC_INLINE unsigned int meta_group_size() const { return 1; }
+  LLMC_INLINE bool is_valid() const { return mask_ != 0; }
+  LLMC_INLINE void sync(int line = __builtin_LINE()) const { __syncwarp(mask_, line); }
+  template <class T> LLMC_INLINE T shfl(T var, unsigned int src_rank, int line = __builtin_LINE()) const {
+    return __shfl_sync(mask_, var, (int)lane_of(src_rank % size()), 32, line);
+  }
+  template <class T> LLMC_INLINE T shfl_down(T var, unsigned int delta, int line = __builtin_LINE()) const {
+    unsigned r = thread_rank() + delta;
+    return __shfl_sync(mask_, var, (int)lane_of(r < size() ? r : thread_rank()), 32, line);
+  }
+  template <class T> LLMC_INLINE T shfl_up(T var, unsigned int delta, int line = __builtin_LINE()) const {
+    unsigned r = thread_rank();
+    return __shfl_sync(mask_, var, (int)lane_of(r >= delta ? r - delta : r), 32, line);
+  }
+  LLMC_INLINE int any(int predicate, int line = __builtin_LINE()) const { return __any_sync(mask_, predicate, line); }
+  LLMC_INLINE int all(int predicate, int line = __builtin_LINE()) const { return __all_sync(mask_, predicate, line); }
+  // bit k is the member of rank k
+  LLMC_INLINE unsigned int ballot(int predicate, int line = __builtin_LINE()) const {
+    unsigned lanes = __ballot_sync(mask_, predicate, line), out = 0, k = 0;
+    for (unsigned m = mask_; m; m &= m - 1u, k++)
+      if (lanes >> __builtin_ctz(m) & 1u) out |= 1u << k;
+    return out;
+  }
+};
+LLMC_INLINE coalesced_group coalesced_threads(int line = __builtin_LINE()) {
+  return coalesced_group(__activemask(line));
+}
+
 // ------------------------------------------------------------------------------------------- grid_group
 class grid_group {
 public:
@@ -198,6 +243,13 @@ template <unsigned int N, class P, class T, class Op>
 LLMC_INLINE T reduce(const thread_block_tile<N, P> &g, T val, Op op, int line = __builtin_LINE()) {
   for (unsigned int offset = N / 2; offset > 0; offset /= 2) val = op(val, g.shfl_xor(val, offset, line));
   return val;
+}
+// Any size: each member's value in rank order, combined in that order (every thread gets the result).
+template <class T, class Op>
+LLMC_INLINE T reduce(const coalesced_group &g, T val, Op op, int line = __builtin_LINE()) {
+  T result = g.shfl(val, 0, line);
+  for (unsigned int r = 1; r < g.size(); r++) result = op(result, g.shfl(val, r, line));
+  return result;
 }
 template <unsigned int N, class P, class T, class Op>
 LLMC_INLINE T inclusive_scan(const thread_block_tile<N, P> &g, T val, Op op, int line = __builtin_LINE()) {
