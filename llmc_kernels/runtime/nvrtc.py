@@ -3,7 +3,8 @@
 Used by tests and tools to check that every kernel string compiles for the GPU even on a machine without
 one, with the same error messages as the cuda backend. NVRTC comes from CuPy (``cupy.cuda.nvrtc``) when
 CuPy imports, else from NVIDIA's ``cuda-bindings`` (``pip install "cuda-bindings<13"
-nvidia-cuda-nvrtc-cu12``; the test extra installs them).
+nvidia-cuda-nvrtc-cu12``; the test extra installs them, and CUDA's headers for ``<cooperative_groups.h>``:
+``nvidia-cuda-runtime-cu12 nvidia-cuda-cccl-cu12``).
 """
 from __future__ import annotations
 
