@@ -239,8 +239,9 @@ def pointer_types(seq: Seq) -> None:
             k += 1
             continue
         first = seq.type_start(k - 1)     # the type spelled right before the star (scopes.py)
-        if first is None or first in seq.consumed or seq.kind(_after_stars(seq, k)) in (
-                "number", "string"):      # `half * 2` where `half` is not in sight as a variable
+        after = _after_stars(seq, k)      # `half * 2`, `half * (x)`: `half` is a variable out of sight
+        if first is None or first in seq.consumed or seq.kind(after) in ("number", "string") or \
+                seq.t(after) == "(":
             k += 1
             continue
         # as rewritten so far: `Box<float*>*` -> llmc::ptr<Box<llmc::ptr<float>>>

@@ -89,6 +89,7 @@ class _Walker:
         self.out = Analysis(self.n)
         self.declared_at: set[int] = set()      # positions of declared names (never a type there)
         self.start_ok = {0}                    # positions where a statement (a declaration) may start
+        self.macro_params: frozenset[str] = frozenset()
 
     # ------------------------------------------------------------------------------------------ lookup
     def is_type_name(self, name: str) -> bool:
@@ -202,6 +203,8 @@ class _Walker:
                 if self.t(j) in MULTIWORD:
                     words.append(j)
                 j += 1
+        elif x in self.macro_params and self.macro_param_is_type(j, cv=j > i):
+            words, j = [j], j + 1
         elif x == "::" or self.kind(j) == "ident":
             if self.t(j - 1) == "::" and j == i:      # the middle of a chain that started earlier
                 return None
@@ -214,6 +217,18 @@ class _Walker:
         while self.t(j) in typescan.CV:
             j += 1
         return j - 1, words
+
+    def macro_param_is_type(self, j: int, cv: bool) -> bool:
+        """A macro parameter stands for a type where an expression cannot stand: after const/volatile, or
+        before stars that end the body or close a bracket (`#define PTR(T) T*`, `((T*)(p))`, `<T*>`)."""
+        if cv:
+            return True
+        k = j + 1
+        if self.t(k) != "*":
+            return False
+        while self.t(k) == "*" or self.t(k) in typescan.CV:
+            k += 1
+        return k >= self.n or self.t(k) in (")", ">", ",")
 
     # ------------------------------------------------------------------------------------ declarations
     def specifiers_end(self, i: int) -> int:
@@ -437,6 +452,9 @@ class _Walker:
         return i + 1
 
 
-def analyze(seq, known: typescan.Types, scoped: bool = True) -> Analysis:
-    """Type spans of one region (see the module's docstring); ``scoped=False`` for a #define body."""
-    return _Walker(seq, known, scoped).run()
+def analyze(seq, known: typescan.Types, scoped: bool = True, macro_params: frozenset[str] = frozenset()) -> Analysis:
+    """Type spans of one region (see the module's docstring); ``scoped=False`` for a #define body, whose
+    parameters are types where only a type can stand (``macro_params``)."""
+    walker = _Walker(seq, known, scoped)
+    walker.macro_params = macro_params
+    return walker.run()

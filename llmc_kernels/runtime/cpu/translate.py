@@ -60,13 +60,14 @@ class Translation:
 class Seq:
     """The significant tokens of one region (the code, or one #define body), with parsing helpers."""
 
-    def __init__(self, tokens: list[Token], idx: list[int], types: typescan.Types, scoped: bool = True):
+    def __init__(self, tokens: list[Token], idx: list[int], types: typescan.Types, scoped: bool = True,
+                 macro_params: frozenset[str] = frozenset()):
         self.toks = tokens
         self.idx = idx
         self.types = types
         self.consumed: set[int] = set()     # positions whose token a rewrite already handled
         self._match = self._brackets()
-        self.spans = scopes.analyze(self, types, scoped)
+        self.spans = scopes.analyze(self, types, scoped, macro_params)
 
     def __len__(self):
         return len(self.idx)
@@ -148,10 +149,11 @@ def _blank_directives(tokens: list[Token]) -> None:
         i += 1
 
 
-def _regions(tokens: list[Token]) -> list[list[int]]:
-    """The code (outside directives) and the body of each #define, as lists of significant token indices."""
+def _regions(tokens: list[Token]) -> tuple[list[list[int]], list[frozenset[str]]]:
+    """The code (outside directives) and the body of each #define, as lists of significant token indices;
+    and each region's macro parameter names (none for the code)."""
     code = [i for i, t in enumerate(tokens) if t.code and t.directive is None]
-    regions = [code]
+    regions, params = [code], [frozenset()]
     i = 0
     while i < len(tokens):
         tok = tokens[i]
@@ -163,7 +165,7 @@ def _regions(tokens: list[Token]) -> list[list[int]]:
                     sig.append(j)
                 j += 1
             # '#', 'define', NAME, then '(' params ')' only when the '(' touches the name
-            body = sig[3:]
+            body, names = sig[3:], frozenset()
             if len(sig) > 3 and tokens[sig[3]].text == "(" and sig[3] == sig[2] + 1:
                 depth, k = 0, 3
                 for k in range(3, len(sig)):
@@ -171,10 +173,12 @@ def _regions(tokens: list[Token]) -> list[list[int]]:
                     if depth == 0:
                         break
                 body = sig[k + 1:]
+                names = frozenset(tokens[p].text for p in sig[4:k] if tokens[p].kind == "ident")
             regions.append(body)
+            params.append(names)
             i = j
         i += 1
-    return regions
+    return regions, params
 
 
 def translate(code: str, kernels: list[tuple[str, int]], line_directive: str) -> Translation:
@@ -183,11 +187,11 @@ def translate(code: str, kernels: list[tuple[str, int]], line_directive: str) ->
 
     tokens = tokenize(code)
     _blank_directives(tokens)
-    regions = _regions(tokens)
+    regions, macro_params = _regions(tokens)
     types = typescan.scan(tokens, regions)
     uses_sync = any(tokens[i].kind == "ident" and tokens[i].text in NEEDS_FIBERS for r in regions for i in r)
     for n, region in enumerate(regions):
-        seq = Seq(tokens, region, types, scoped=n == 0)
+        seq = Seq(tokens, region, types, scoped=n == 0, macro_params=macro_params[n])
         if n == 0:
             rewrite.shared_declarations(seq)
         rewrite.declarations(seq)
