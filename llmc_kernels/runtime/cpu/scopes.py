@@ -36,6 +36,7 @@ NOT_NAMES = frozenset({"return", "sizeof", "new", "delete", "operator", "case", 
                        "static_cast", "reinterpret_cast", "const_cast", "dynamic_cast", "public", "private",
                        "protected"}) | typescan.CV | MULTIWORD | SPECIFIERS
 CONTROL = frozenset({"for", "if", "while", "switch"})
+STRUCTURE = frozenset({"{", "}", "(", ")", ";", ",", ":"})     # the punctuation the walk acts on
 # cooperative groups' classes (llmc_cg.h): types after any qualifier (cg::, cooperative_groups::), and
 # unqualified after `using namespace cooperative_groups;`
 CG_TYPES = frozenset({"thread_block", "thread_block_tile", "thread_group", "grid_group", "coalesced_group",
@@ -330,10 +331,14 @@ class _Walker:
             self.stack.pop()
 
     def run(self) -> Analysis:
+        texts, kinds = self.seq._texts, self.seq._kinds
         i = 0
         while i < self.n:
-            x = self.t(i)
-            prev = self.t(i - 1) if i else ""
+            x = texts[i]
+            prev = texts[i - 1] if i else ""
+            if kinds[i] != "ident" and x not in STRUCTURE:     # numbers, strings, operators: nothing to do
+                i += 1
+                continue
             if x == "template" and self.t(i + 1) == "<":
                 i = self.template_header(i)
                 continue
@@ -408,6 +413,9 @@ class _Walker:
                     k = self.seq.match(k + 1) + 1           # struct __align__(16) S {
                 if self.kind(k) == "ident" and self.t(k + 1) in ("{", ";", ":"):
                     self.declare_type_here(self.t(k))       # struct S { ... }: S is a type from here on
+            if kinds[i] != "ident":
+                i += 1
+                continue
             if i in self.start_ok:
                 nxt = self.start_declaration(i, params=False)
                 if nxt is not None:

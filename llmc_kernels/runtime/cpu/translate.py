@@ -66,6 +66,8 @@ class Seq:
         self.idx = idx
         self.types = types
         self.consumed: set[int] = set()     # positions whose token a rewrite already handled
+        self._texts = [tokens[i].text for i in idx]       # the original texts: the parser's hot path
+        self._kinds = [tokens[i].kind for i in idx]
         self._match = self._brackets()
         self.spans = scopes.analyze(self, types, scoped, macro_params)
 
@@ -76,10 +78,10 @@ class Seq:
         return self.toks[self.idx[i]]
 
     def t(self, i: int) -> str:
-        return self.toks[self.idx[i]].text if 0 <= i < len(self.idx) else ""
+        return self._texts[i] if 0 <= i < len(self._texts) else ""
 
     def kind(self, i: int) -> str:
-        return self.toks[self.idx[i]].kind if 0 <= i < len(self.idx) else ""
+        return self._kinds[i] if 0 <= i < len(self._kinds) else ""
 
     def set(self, i: int, text: str) -> None:
         self.tok(i).out = text
