@@ -185,6 +185,13 @@ def test_macro_parameters_are_types_where_only_a_type_can_stand():
     assert out[3] == "#define MUL(a, b) ((a) * (b))" and out[4] == "#define SCALE(x) half * (x)"
 
 
+def test_a_name_the_code_declares_as_a_variable_is_no_type_in_macros():
+    code = "#define HALF_OF(x) (half * x)\n#define P half* p\nvoid k(float x) { float half = 0.5f; }\n"
+    out = [squash(line) for line in body(code).split("\n")]
+    assert out[0] == "#define HALF_OF(x) (half * x)" and out[1] == "#define P half* p"
+    assert squash(body("#define P half* p\n")) == "#define P llmc::ptr<half> p"
+
+
 def test_cooperative_groups_header_and_fibers():
     code = "#include <cooperative_groups.h>\n#include <cooperative_groups/reduce.h>\nnamespace cg = cooperative_groups;\n"
     tr = translate(code, [], DIRECTIVE)

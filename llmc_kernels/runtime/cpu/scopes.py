@@ -66,6 +66,7 @@ class Analysis:
         self.typeish = [False] * n
         self.typeword = [False] * n
         self.start_of: dict[int, int] = {}     # last position of a span -> its first position
+        self.values: set[str] = set()          # names the region declares as variables, parameters, functions
 
     def mark(self, a: int, b: int, words: list[int]) -> None:
         for k in range(a, b + 1):
@@ -91,6 +92,7 @@ class _Walker:
         self.declared_at: set[int] = set()      # positions of declared names (never a type there)
         self.start_ok = {0}                    # positions where a statement (a declaration) may start
         self.macro_params: frozenset[str] = frozenset()
+        self.hidden: frozenset[str] = frozenset()
 
     # ------------------------------------------------------------------------------------------ lookup
     def is_type_name(self, name: str) -> bool:
@@ -98,6 +100,8 @@ class _Walker:
             for scope in reversed(self.stack):
                 if name in scope.names:
                     return scope.names[name]
+        elif name in self.hidden:       # a #define body: a name the code uses as a variable is one here too
+            return False
         return (name in typescan.BUILTIN or name in self.known.user
                 or (self.using_cg and name in CG_TYPES))
 
@@ -107,6 +111,8 @@ class _Walker:
             name in CG_TYPES
 
     def declare(self, name: str, is_type: bool, depth: int | None = None) -> None:
+        if not is_type:
+            self.out.values.add(name)
         if self.scoped:
             self.stack[(depth if depth is not None else len(self.stack)) - 1].names[name] = is_type
 
@@ -460,9 +466,12 @@ class _Walker:
         return i + 1
 
 
-def analyze(seq, known: typescan.Types, scoped: bool = True, macro_params: frozenset[str] = frozenset()) -> Analysis:
-    """Type spans of one region (see the module's docstring); ``scoped=False`` for a #define body, whose
-    parameters are types where only a type can stand (``macro_params``)."""
+def analyze(seq, known: typescan.Types, scoped: bool = True, macro_params: frozenset[str] = frozenset(),
+            hidden: frozenset[str] = frozenset()) -> Analysis:
+    """Type spans of one region (see the module's docstring). ``scoped=False`` for a #define body: its
+    parameters are types where only a type can stand (``macro_params``), and names that the code declares
+    as variables somewhere (``hidden``, the code's ``Analysis.values``) are not types there."""
     walker = _Walker(seq, known, scoped)
     walker.macro_params = macro_params
+    walker.hidden = hidden
     return walker.run()

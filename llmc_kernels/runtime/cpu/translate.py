@@ -61,7 +61,7 @@ class Seq:
     """The significant tokens of one region (the code, or one #define body), with parsing helpers."""
 
     def __init__(self, tokens: list[Token], idx: list[int], types: typescan.Types, scoped: bool = True,
-                 macro_params: frozenset[str] = frozenset()):
+                 macro_params: frozenset[str] = frozenset(), hidden: frozenset[str] = frozenset()):
         self.toks = tokens
         self.idx = idx
         self.types = types
@@ -69,7 +69,7 @@ class Seq:
         self._texts = [tokens[i].text for i in idx]       # the original texts: the parser's hot path
         self._kinds = [tokens[i].kind for i in idx]
         self._match = self._brackets()
-        self.spans = scopes.analyze(self, types, scoped, macro_params)
+        self.spans = scopes.analyze(self, types, scoped, macro_params, hidden)
 
     def __len__(self):
         return len(self.idx)
@@ -192,8 +192,11 @@ def translate(code: str, kernels: list[tuple[str, int]], line_directive: str) ->
     regions, macro_params = _regions(tokens)
     types = typescan.scan(tokens, regions)
     uses_sync = any(tokens[i].kind == "ident" and tokens[i].text in NEEDS_FIBERS for r in regions for i in r)
+    variables: frozenset[str] = frozenset()
     for n, region in enumerate(regions):
-        seq = Seq(tokens, region, types, scoped=n == 0, macro_params=macro_params[n])
+        seq = Seq(tokens, region, types, scoped=n == 0, macro_params=macro_params[n], hidden=variables)
+        if n == 0:      # #define bodies have no scopes: what the code calls a variable is one there too
+            variables = frozenset(seq.spans.values - types.user)
         if n == 0:
             rewrite.shared_declarations(seq)
         rewrite.declarations(seq)
