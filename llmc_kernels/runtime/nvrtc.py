@@ -152,10 +152,11 @@ def header_dirs() -> tuple[str, ...]:
     try:
         import nvidia
         for root in map(Path, nvidia.__path__):
-            runtime, cccl = root / "cuda_runtime" / "include", root / "cuda_cccl" / "include"
-            if _toolkit_major(runtime) == major:
-                found = [str(runtime)] + ([str(cccl)] if cccl.is_dir() else [])
-                break
+            # CUDA 12's wheels: nvidia/cuda_runtime/include + nvidia/cuda_cccl/include; 13's: nvidia/cu13/include
+            for runtime, cccl in ((root / "cuda_runtime" / "include", root / "cuda_cccl" / "include"),
+                                  (root / f"cu{major}" / "include", root / f"cu{major}" / "include" / "cccl")):
+                if not found and _toolkit_major(runtime) == major:
+                    found = [str(runtime)] + ([str(cccl)] if cccl.is_dir() else [])
     except ImportError:
         pass
     if not found:
