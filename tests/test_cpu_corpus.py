@@ -25,7 +25,7 @@ from llmc_kernels.runtime.source import file_origin
 if sys.version_info >= (3, 11):
     import tomllib
 else:
-    import tomli as tomllib
+    tomllib = pytest.importorskip("tomli")
 
 CORPUS = Path(__file__).resolve().with_name("corpus")
 CASES = tomllib.loads((CORPUS / "manifest.toml").read_text())["case"]
@@ -296,8 +296,11 @@ def _run(case, backend: str, schedule: str = "forward", capfd=None):
     with launch_options(schedule=schedule):
         kernel(launch.grid, (case["block"],), tuple(args), shared_mem=launch.shared_mem)
     if backend == "cuda":
+        import ctypes
+
         import cupy
-        cupy.cuda.Device().synchronize()
+        cupy.cuda.Device().synchronize()     # the device's printf reaches the C library's stdout here
+        ctypes.CDLL(None).fflush(None)
     for i, want in launch.expect.items():
         got = args[i].get() if backend == "cuda" else args[i]
         if callable(want):
