@@ -11,9 +11,9 @@ there (marked gpu), and every file must compile with NVRTC where it is installed
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -240,7 +240,7 @@ def warp_ops(rng, s, block):
     pos = (w > 0) @ (1 << np.arange(32, dtype=np.uint64)).astype(np.float64)
     pos = pos.astype(np.uint64)
     low = np.array([int(p) & -int(p) for p in pos], np.uint64)
-    warp_out = np.stack([w.sum(1), w[:, 0], [bin(int(p)).count("1") for p in pos], pos & 0xFF, (w > 0.9).any(1),
+    warp_out = np.stack([w.sum(1), w[:, 0], [int(p).bit_count() for p in pos], pos & 0xFF, (w > 0.9).any(1),
                          (abs(w) < 0.99).all(1), [int(x).bit_length() for x in low],
                          [32 - int(p).bit_length() for p in pos]], 1)
     halves = w.reshape(-1, 2, 16).sum(2)

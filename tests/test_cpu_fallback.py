@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-import llmc_kernels.runtime.cpu as cpu
 from llmc_kernels.errors import KernelCompileError
-from llmc_kernels.runtime import RawKernel, nvrtc
+from llmc_kernels.runtime import RawKernel, cpu, nvrtc
 
 GOOD = r"""
 extern "C" __global__ void k(float* out, const float* in, int n) {

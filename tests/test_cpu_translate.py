@@ -151,8 +151,8 @@ def test_entry_points_for_every_kernel():
      "void k(llmc::ptr<float> x) { float half = 1; { typedef int half; llmc::ptr<half> p; } }"),
     # a template parameter is a type only in its template: llm.c's `int T` elsewhere is a value
     ("template <typename T> T f(T* p) { return *p; }\nvoid k(float* o, int B, int T, int C) { o[0] = B * T * C; }",
-     "template <typename T> T f(llmc::ptr<T> p) { return (p)[0]; }\n"
-     "void k(llmc::ptr<float> o, int B, int T, int C) { o[0] = B * T * C; }"),
+     ("template <typename T> T f(llmc::ptr<T> p) { return (p)[0]; }\n"
+      "void k(llmc::ptr<float> o, int B, int T, int C) { o[0] = B * T * C; }")),
     # types spelled by decltype, dependent names, template-ids and qualified names
     ("void k(float* x) { decltype(x[0] + 1.0f)* q = x; }",
      "void k(llmc::ptr<float> x) { llmc::ptr<decltype ( x [ 0 ] + 1.0f )> q = x; }"),
@@ -193,7 +193,8 @@ def test_a_name_the_code_declares_as_a_variable_is_no_type_in_macros():
 
 
 def test_cooperative_groups_header_and_fibers():
-    code = "#include <cooperative_groups.h>\n#include <cooperative_groups/reduce.h>\nnamespace cg = cooperative_groups;\n"
+    code = ("#include <cooperative_groups.h>\n#include <cooperative_groups/reduce.h>\n"
+            "namespace cg = cooperative_groups;\n")
     tr = translate(code, [], DIRECTIVE)
     out = body(code).split("\n")
     assert out[0] == '#include "llmc_cg.h"' and out[1] == '#include "llmc_cg.h"' and len(out) == 4

@@ -34,7 +34,7 @@ def explain(err: KernelCompileError, code: str, name: str, origin: SourceOrigin,
             flags: list[str]) -> KernelCompileError:
     """``err`` (the C++ compiler's error, in CUDA terms) as the learner should read it."""
     verdict = _nvrtc_verdict(code, name, origin, flags)
-    fields = dict(kernel=err.kernel, location=err.location, kernel_line=err.kernel_line)
+    fields = {"kernel": err.kernel, "location": err.location, "kernel_line": err.kernel_line}
     if verdict is False:
         return err          # NVRTC rejects it too: the compiler's message is about the learner's code
     if verdict is True:

@@ -78,7 +78,10 @@ class Analysis:
 
 
 class _Walker:
-    def __init__(self, seq, known: typescan.Types, scoped: bool):
+    """One forward pass over a region: the scope stack, the declaration being read, the spans found."""
+
+    def __init__(self, seq, known: typescan.Types, scoped: bool, macro_params: frozenset[str],
+                 hidden: frozenset[str]):
         self.seq = seq
         self.n = len(seq)
         self.t = seq.t
@@ -91,8 +94,8 @@ class _Walker:
         self.out = Analysis(self.n)
         self.declared_at: set[int] = set()      # positions of declared names (never a type there)
         self.start_ok = {0}                    # positions where a statement (a declaration) may start
-        self.macro_params: frozenset[str] = frozenset()
-        self.hidden: frozenset[str] = frozenset()
+        self.macro_params = macro_params        # a #define's parameters
+        self.hidden = hidden                    # in a #define: names the code declares as variables
 
     # ------------------------------------------------------------------------------------------ lookup
     def is_type_name(self, name: str) -> bool:
@@ -107,8 +110,7 @@ class _Walker:
 
     def member_type(self, name: str) -> bool:
         """The last name of `A::B::name`: a type if any declaration in the file makes such a name a type."""
-        return name in typescan.BUILTIN or name in self.known.user or \
-            name in CG_TYPES
+        return name in typescan.BUILTIN or name in self.known.user or name in CG_TYPES
 
     def declare(self, name: str, is_type: bool, depth: int | None = None) -> None:
         if not is_type:
@@ -242,9 +244,7 @@ class _Walker:
         """Skip `static __device__ __align__(16) extern "C"` and the like."""
         while i < self.n:
             x = self.t(i)
-            if x in SPECIFIERS or (x == "extern"):
-                i += 1
-            elif self.kind(i) == "string" and self.t(i - 1) == "extern":
+            if x in SPECIFIERS or x == "extern" or (self.kind(i) == "string" and self.t(i - 1) == "extern"):
                 i += 1
             elif x in SPECIFIER_CALLS and self.t(i + 1) == "(":
                 m = self.seq.match(i + 1)
@@ -263,7 +263,7 @@ class _Walker:
             k += 2
         if self.kind(k) == "ident" and self.t(k) not in NOT_NAMES:
             nxt = self.t(k + 1)
-            if nxt in ("=", ";", ",", "[", "(", ")", "{", ":") or self.t(k) == "__restrict__":
+            if nxt in ("=", ";", ",", "[", "(", ")", "{", ":"):
                 return k
         return None
 
@@ -471,7 +471,4 @@ def analyze(seq, known: typescan.Types, scoped: bool = True, macro_params: froze
     """Type spans of one region (see the module's docstring). ``scoped=False`` for a #define body: its
     parameters are types where only a type can stand (``macro_params``), and names that the code declares
     as variables somewhere (``hidden``, the code's ``Analysis.values``) are not types there."""
-    walker = _Walker(seq, known, scoped)
-    walker.macro_params = macro_params
-    walker.hidden = hidden
-    return walker.run()
+    return _Walker(seq, known, scoped, macro_params, hidden).run()
