@@ -146,3 +146,73 @@ def test_entry_points_for_every_kernel():
 ])
 def test_access_kinds(cuda, cpp):
     assert squash(body(cuda)) == squash(cpp)
+
+
+# ------------------------------------------------------------------------- names and scopes (scopes.py)
+@pytest.mark.parametrize("cuda, cpp", [
+    # a variable named like a type is a value where it is in sight
+    ("void k(float* x) { float half = 0.5f; x[0] = half * *x; }",
+     "void k(llmc::ptr<float> x) { float half = 0.5f; x[0] = half * (x)[0]; }"),
+    ("void k(float* x) { int dim3 = 3; x[0] = dim3 * x[1]; }",
+     "void k(llmc::ptr<float> x) { int dim3 = 3; x[0] = dim3 * x[1]; }"),
+    ("float f(float half, const float* p) { return half * *p; }",
+     "float f(float half, llmc::ptr<const float> p) { return half * (p)[0]; }"),
+    ("void k(float* x) { for (int half = 1; half < 3; half++) x[0] += half * x[1]; }",
+     "void k(llmc::ptr<float> x) { for (int half = 1; half < 3; half++) x[0] += half * x[1]; }"),
+    ("auto f = [](float half) { return half * 2.0f; };", "auto f = [](float half) { return half * 2.0f; };"),
+    ("void k(float* x) { float half = 2; x[0] = (half) * *x; }",           # a product, not a cast
+     "void k(llmc::ptr<float> x) { float half = 2; x[0] = (half) * (x)[0]; }"),
+    # ... and a type again outside that scope
+    ("void k() { { int half = 1; } half* p; }", "void k() { { int half = 1; } llmc::ptr<half> p; }"),
+    ("void k(float* x) { float half = 1; { typedef int half; half* p; } }",
+     "void k(llmc::ptr<float> x) { float half = 1; { typedef int half; llmc::ptr<half> p; } }"),
+    # a template parameter is a type only in its template: llm.c's `int T` elsewhere is a value
+    ("template <typename T> T f(T* p) { return *p; }\nvoid k(float* o, int B, int T, int C) { o[0] = B * T * C; }",
+     ("template <typename T> T f(llmc::ptr<T> p) { return (p)[0]; }\n"
+      "void k(llmc::ptr<float> o, int B, int T, int C) { o[0] = B * T * C; }")),
+    # types spelled by decltype, dependent names, template-ids and qualified names
+    ("void k(float* x) { decltype(x[0] + 1.0f)* q = x; }",
+     "void k(llmc::ptr<float> x) { llmc::ptr<decltype ( x [ 0 ] + 1.0f )> q = x; }"),
+    ("template <class B> void f(typename B::value_type* p) {}",
+     "template <class B> void f(llmc::ptr<typename B :: value_type> p) {}"),
+    ("template <class T> struct Box { T v; }; Box<float>* b; Box<float*>* c;",
+     "template <class T> struct Box { T v; }; llmc::ptr<Box < float >> b; llmc::ptr<Box < llmc::ptr<float> >> c;"),
+    ("namespace u { struct V { float x; }; } u::V* v = (u::V*)p;",
+     "namespace u { struct V { float x; }; } llmc::ptr<u :: V> v = (llmc::ptr<u :: V>)p;"),
+    ("template <class T> struct Box; y = reinterpret_cast<Box<float>*>(x);",
+     "template <class T> struct Box; y = llmc::reinterpret_cast_<llmc::ptr<Box < float >>>(x);"),
+    ("namespace cg = cooperative_groups; void k() { cg::thread_block_tile<32> w = cg::tiled_partition<32>(b); }",
+     "namespace cg = cooperative_groups; void k() { cg::thread_block_tile<32> w = cg::tiled_partition<32>(b); }"),
+    ("struct S { float half; float g() { return half * 2; } };",
+     "struct S { float half; float g() { return half * 2; } };"),
+    ("y = p->half * 2;", "y = p[0].half * 2;"),
+    ("auto f(float* p) -> float* { return p; }", "auto f(llmc::ptr<float> p) -> llmc::ptr<float> { return p; }"),
+])
+def test_names_are_looked_up_in_their_scope(cuda, cpp):
+    assert squash(body(cuda)) == squash(cpp)
+
+
+def test_macro_parameters_are_types_where_only_a_type_can_stand():
+    code = ("#define PTR(T) T*\n#define AS(T, p) ((const T*)(p))\n#define CAST(T, p) reinterpret_cast<T*>(p)\n"
+            "#define MUL(a, b) ((a) * (b))\n#define SCALE(x) half * (x)\n")
+    out = [squash(line) for line in body(code).split("\n")]
+    assert out[0] == "#define PTR(T) llmc::ptr<T>"
+    assert out[1] == "#define AS(T, p) ((llmc::ptr<const T> )(p))"
+    assert out[2] == "#define CAST(T, p) llmc::reinterpret_cast_<llmc::ptr<T>>(p)"
+    assert out[3] == "#define MUL(a, b) ((a) * (b))" and out[4] == "#define SCALE(x) half * (x)"
+
+
+def test_a_name_the_code_declares_as_a_variable_is_no_type_in_macros():
+    code = "#define HALF_OF(x) (half * x)\n#define P half* p\nvoid k(float x) { float half = 0.5f; }\n"
+    out = [squash(line) for line in body(code).split("\n")]
+    assert out[0] == "#define HALF_OF(x) (half * x)" and out[1] == "#define P half* p"
+    assert squash(body("#define P half* p\n")) == "#define P llmc::ptr<half> p"
+
+
+def test_cooperative_groups_header_and_fibers():
+    code = ("#include <cooperative_groups.h>\n#include <cooperative_groups/reduce.h>\n"
+            "namespace cg = cooperative_groups;\n")
+    tr = translate(code, [], DIRECTIVE)
+    out = body(code).split("\n")
+    assert out[0] == '#include "llmc_cg.h"' and out[1] == '#include "llmc_cg.h"' and len(out) == 4
+    assert tr.uses_sync        # tiles synchronise inside llmc_cg.h, where the scan for barriers cannot look

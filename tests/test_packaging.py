@@ -124,7 +124,7 @@ def test_book_and_test_extras():
 def test_nvrtc_wheels_only_where_they_exist(platform):
     """`.[dev]` installs everywhere: NVIDIA ships these wheels for Linux x86-64/arm64 and Windows only."""
     wanted = not platform.startswith("macos")
-    for name in ("cuda-bindings", "nvidia-cuda-nvrtc-cu12"):
+    for name in ("cuda-bindings", "nvidia-cuda-nvrtc-cu12", "nvidia-cuda-runtime-cu12", "nvidia-cuda-cccl-cu12"):
         (req,) = [r for r in requirements("test") if r.name == name]
         assert req.marker is not None and installed_on(req, platform) == wanted, (name, platform)
 

@@ -3,11 +3,14 @@
 Used by tests and tools to check that every kernel string compiles for the GPU even on a machine without
 one, with the same error messages as the cuda backend. NVRTC comes from CuPy (``cupy.cuda.nvrtc``) when
 CuPy imports, else from NVIDIA's ``cuda-bindings`` (``pip install "cuda-bindings<13"
-nvidia-cuda-nvrtc-cu12``; the test extra installs them).
+nvidia-cuda-nvrtc-cu12``; the test extra installs them, and CUDA's headers for ``<cooperative_groups.h>``:
+``nvidia-cuda-runtime-cu12 nvidia-cuda-cccl-cu12``).
 """
 from __future__ import annotations
 
 import functools
+import os
+import re
 from pathlib import Path
 
 from .diagnostics import compile_error, warnings_of
@@ -130,6 +133,41 @@ def version() -> tuple[int, int]:
     return _lib().version()
 
 
+def _toolkit_major(include: Path) -> int | None:
+    m = re.search(r"#define\s+CUDA_VERSION\s+(\d+)", (include / "cuda.h").read_text(errors="replace")) \
+        if (include / "cuda.h").is_file() else None
+    return int(m.group(1)) // 1000 if m else None
+
+
+@functools.lru_cache(maxsize=1)
+def header_dirs() -> tuple[str, ...]:
+    """Folders of CUDA's own headers for NVRTC's major version (``<cooperative_groups.h>`` and the
+    ``<cuda/std/...>`` it includes): NVIDIA's wheels ``nvidia-cuda-runtime-cu12`` and ``nvidia-cuda-cccl-cu12``
+    (the test extra installs them), else a CUDA toolkit (``CUDA_PATH``, ``CUDA_HOME``, /usr/local/cuda).
+    NVRTC has none built in; CuPy adds its toolkit's itself. Empty when there is none of the right version."""
+    if not available():
+        return ()
+    major = version()[0]
+    found = []
+    try:
+        import nvidia
+        for root in map(Path, nvidia.__path__):
+            # CUDA 12's wheels: nvidia/cuda_runtime/include + nvidia/cuda_cccl/include; 13's: nvidia/cu13/include
+            for runtime, cccl in ((root / "cuda_runtime" / "include", root / "cuda_cccl" / "include"),
+                                  (root / f"cu{major}" / "include", root / f"cu{major}" / "include" / "cccl")):
+                if not found and _toolkit_major(runtime) == major:
+                    found = [str(runtime)] + ([str(cccl)] if cccl.is_dir() else [])
+    except ImportError:
+        pass
+    if not found:
+        for base in (os.environ.get("CUDA_PATH"), os.environ.get("CUDA_HOME"), "/usr/local/cuda"):
+            include = Path(base) / "include" if base else None
+            if include is not None and _toolkit_major(include) == major:
+                found = [str(include)] + ([str(include / "cccl")] if (include / "cccl").is_dir() else [])
+                break
+    return tuple(found)
+
+
 def check_compile(code: str, name: str | None = None, *, arch: str = DEFAULT_ARCH, options=(),
                   origin: SourceOrigin | None = None) -> list[str]:
     """Compile ``code`` to PTX for ``arch`` and return its warnings; raise KernelCompileError on errors.
@@ -141,7 +179,8 @@ def check_compile(code: str, name: str | None = None, *, arch: str = DEFAULT_ARC
     origin = origin or find_origin(code) or SourceOrigin("kernel string", 1)
     if name is not None:
         find_kernel(code, name)
-    ok, log = lib.compile(full_source(code, origin), [f"-arch={arch}", *options])
+    includes = [f"-I{d}" for d in header_dirs()]
+    ok, log = lib.compile(full_source(code, origin), [f"-arch={arch}", *options, *includes])
     if not ok:
         raise compile_error(log, kernel=name, code=code, origin=origin, compiler="NVRTC") from None
     return warnings_of(log, origin)

@@ -26,14 +26,16 @@
 #ifndef NAN
 #define NAN __int_as_float(0x7fffffff)
 #endif
+// spelled as CUDA's <cuda/std/climits> spells them (which <cooperative_groups.h> includes), so that a kernel
+// including it gets no "incompatible redefinition" warnings
 #ifndef INT_MAX
-#define INT_MAX 2147483647
+#define INT_MAX 0x7fffffff
 #endif
 #ifndef INT_MIN
-#define INT_MIN (-2147483647 - 1)
+#define INT_MIN (-INT_MAX - 1)
 #endif
 #ifndef UINT_MAX
-#define UINT_MAX 4294967295U
+#define UINT_MAX 0xffffffff
 #endif
 #ifndef M_PI
 #define M_PI 3.14159265358979323846

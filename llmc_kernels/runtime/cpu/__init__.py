@@ -18,7 +18,7 @@ from ...errors import KernelCompileError
 from .. import diagnostics
 from ..signature import KernelSignature, find_kernel, list_kernels
 from ..source import SourceOrigin
-from . import build, launch, messages
+from . import build, fallback, launch, messages
 from .translate import translate
 
 __all__ = ["CpuKernel"]
@@ -72,8 +72,9 @@ class CpuKernel:
         log = build.readable_log(log)
         cxx = build.compiler()[0].rsplit("/", 1)[-1]
         if path is None:
-            raise diagnostics.compile_error(log, kernel=self.name, code=self.code, origin=self.origin,
+            err = diagnostics.compile_error(log, kernel=self.name, code=self.code, origin=self.origin,
                                             compiler=cxx)
+            raise fallback.explain(err, self.code, self.name, self.origin, flags) from None
         with _LOAD_LOCK:
             lib = _LIBRARIES.get(str(path))
             if lib is None:

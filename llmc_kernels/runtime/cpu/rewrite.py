@@ -185,7 +185,7 @@ def declarations(seq: Seq) -> None:
             while seq.t(k) == "*":
                 stars.append(k)
                 k += 1
-            if seq.kind(k) != "ident" or seq.types.is_type(seq.t(k)) or seq.t(k) in KEYWORDS \
+            if seq.kind(k) != "ident" or seq.is_typeword(k) or seq.t(k) in KEYWORDS \
                     or seq.t(k) in typescan.CV:
                 decls = None
                 break
@@ -238,15 +238,14 @@ def pointer_types(seq: Seq) -> None:
         if seq.t(k) != "*" or k in seq.consumed:
             k += 1
             continue
-        j = k - 1
-        while j >= 0 and j not in seq.consumed and seq.is_typeish(j):
-            j -= 1
-        first = j + 1
-        if first == k or seq.t(j) in (".", "->", "::") or not any(
-                seq.is_typeword(p) or seq.t(p - 1) in typescan.ELABORATED for p in range(first, k)):
+        first = seq.type_start(k - 1)     # the type spelled right before the star (scopes.py)
+        after = _after_stars(seq, k)      # `half * 2`, `half * (x)`: `half` is a variable out of sight
+        if first is None or first in seq.consumed or seq.kind(after) in ("number", "string") or \
+                seq.t(after) == "(":
             k += 1
             continue
-        words = [seq.t(p) for p in range(first, k)]
+        # as rewritten so far: `Box<float*>*` -> llmc::ptr<Box<llmc::ptr<float>>>
+        words = [w for w in (_current(seq, p) for p in range(first, k)) if w]
         text = " ".join(words)
         auto = [w for w in words if w not in typescan.CV] == ["auto"]
         # the run of stars, with cv-qualifiers of the pointers in between (`float * const * p`)
@@ -271,6 +270,17 @@ def pointer_types(seq: Seq) -> None:
         seq.consumed.update(range(first, k))
         seq.consumed.update(run)
         k = m
+
+
+def _current(seq: Seq, p: int) -> str:
+    tok = seq.tok(p)
+    return tok.text if tok.out is None else tok.out
+
+
+def _after_stars(seq: Seq, k: int) -> int:
+    while seq.t(k) == "*" or seq.t(k) in typescan.CV:
+        k += 1
+    return k
 
 
 def _more_stars(seq: Seq, m: int) -> bool:

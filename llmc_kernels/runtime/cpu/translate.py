@@ -10,7 +10,8 @@ a ``#line`` directive, so compiler messages and runtime errors name the learner'
 - ``__shared__`` declarations become per-block storage (``llmc::shared_array``) and ``extern __shared__``
   the launch's dynamic shared memory (a checked pointer);
 - ``reinterpret_cast``/``const_cast`` are renamed to templates that understand checked pointers;
-- ``#pragma unroll`` and the CUDA/C headers the prelude already provides are blanked.
+- ``#pragma unroll`` and the CUDA/C headers the prelude already provides are blanked; an ``#include`` of
+  ``<cooperative_groups.h>`` (or its ``reduce.h``/``scan.h``) becomes ``#include "llmc_cg.h"``.
 
 Everything else (keywords, intrinsics, math, atomics, warp functions) is defined by ``include/cuda_cpu.h``.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import typescan
+from . import scopes, typescan
 from .tokens import Token, render, tokenize
 
 SYNC_FUNCTIONS = frozenset({
@@ -26,12 +27,20 @@ SYNC_FUNCTIONS = frozenset({
     "__shfl_sync", "__shfl_up_sync", "__shfl_down_sync", "__shfl_xor_sync", "__ballot_sync", "__any_sync",
     "__all_sync", "__activemask"})
 
+# cooperative groups synchronise and shuffle inside llmc_cg.h, where the scan for these names cannot look
+NEEDS_FIBERS = SYNC_FUNCTIONS | {"cooperative_groups"}
+
 # headers whose content the prelude provides (NVRTC needs none of them, but learners write them)
 PROVIDED_HEADERS = frozenset({
     "cuda_runtime.h", "cuda.h", "cuda_runtime_api.h", "device_launch_parameters.h", "device_functions.h",
     "vector_types.h", "stdio.h", "cstdio", "math.h", "cmath", "float.h", "cfloat", "stdint.h", "cstdint",
     "limits.h", "climits", "assert.h", "cassert", "string.h", "cstring", "stddef.h", "cstddef", "stdlib.h",
     "cstdlib", "sm_30_intrinsics.h", "sm_32_intrinsics.h", "math_functions.h"})
+
+# headers we provide ourselves: the learner's #include names our file instead (same line)
+MAPPED_HEADERS = {
+    "cooperative_groups.h": "llmc_cg.h", "cooperative_groups/reduce.h": "llmc_cg.h",
+    "cooperative_groups/scan.h": "llmc_cg.h"}
 
 UNARY_PREV = frozenset({
     "(", "[", "{", "}", ";", ",", "=", "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "<<=", ">>=", "?", ":",
@@ -51,12 +60,16 @@ class Translation:
 class Seq:
     """The significant tokens of one region (the code, or one #define body), with parsing helpers."""
 
-    def __init__(self, tokens: list[Token], idx: list[int], types: typescan.Types):
+    def __init__(self, tokens: list[Token], idx: list[int], types: typescan.Types, scoped: bool = True,
+                 macro_params: frozenset[str] = frozenset(), hidden: frozenset[str] = frozenset()):
         self.toks = tokens
         self.idx = idx
         self.types = types
         self.consumed: set[int] = set()     # positions whose token a rewrite already handled
+        self._texts = [tokens[i].text for i in idx]       # the original texts: the parser's hot path
+        self._kinds = [tokens[i].kind for i in idx]
         self._match = self._brackets()
+        self.spans = scopes.analyze(self, types, scoped, macro_params, hidden)
 
     def __len__(self):
         return len(self.idx)
@@ -65,10 +78,10 @@ class Seq:
         return self.toks[self.idx[i]]
 
     def t(self, i: int) -> str:
-        return self.toks[self.idx[i]].text if 0 <= i < len(self.idx) else ""
+        return self._texts[i] if 0 <= i < len(self._texts) else ""
 
     def kind(self, i: int) -> str:
-        return self.toks[self.idx[i]].kind if 0 <= i < len(self.idx) else ""
+        return self._kinds[i] if 0 <= i < len(self._kinds) else ""
 
     def set(self, i: int, text: str) -> None:
         self.tok(i).out = text
@@ -91,32 +104,24 @@ class Seq:
     def match(self, i: int) -> int | None:
         return self._match.get(i)
 
-    # -- classification
+    # -- classification (by scopes.analyze: a name is a type where its declaration in sight says so)
     def is_typeword(self, i: int) -> bool:
-        x = self.t(i)
-        return self.kind(i) == "ident" and self.types.is_type(x)
+        """The name that makes a type span a type (`float`, the `value_type` of `typename T::value_type`)."""
+        return 0 <= i < len(self.idx) and self.spans.typeword[i]
 
     def is_typeish(self, i: int) -> bool:
-        """Can be part of a type: a type word, a cv-qualifier, struct/union/enum/class + its name."""
-        x = self.t(i)
-        if self.kind(i) != "ident":
-            return False
-        if x in typescan.CV or x in typescan.ELABORATED or self.types.is_type(x):
-            return True
-        return self.t(i - 1) in typescan.ELABORATED     # the name after 'struct'
+        """Part of a type span: a type word, a cv-qualifier, `struct`, a qualifier, template arguments."""
+        return 0 <= i < len(self.idx) and self.spans.typeish[i]
+
+    def type_start(self, end: int) -> int | None:
+        """The first position of the type span that ends at ``end``, or None."""
+        return self.spans.start_of.get(end)
 
     def type_group(self, a: int, b: int) -> bool:
         """Tokens a..b (inclusive) spell a type (a cast's parentheses, a template argument)."""
-        if a > b:
-            return False
-        has_type = False
-        for i in range(a, b + 1):
-            if self.t(i) in ("*", "&", "&&"):
-                continue
-            if not self.is_typeish(i):
-                return False
-            has_type |= self.is_typeword(i) or self.t(i - 1) in typescan.ELABORATED
-        return has_type
+        while b >= a and (self.t(b) in ("*", "&", "&&") or self.t(b) in typescan.CV):
+            b -= 1
+        return b >= a and self.type_start(b) == a
 
 
 def _blank_directives(tokens: list[Token]) -> None:
@@ -131,23 +136,26 @@ def _blank_directives(tokens: list[Token]) -> None:
                 if tokens[j].code:
                     words.append(tokens[j].text)
                 j += 1
-            drop = False
+            drop, name = False, ""
             if tok.directive == "pragma":
                 drop = len(words) > 2 and words[2] == "unroll"
             else:
                 name = "".join(words[2:]).strip("<>\"")
-                drop = name in PROVIDED_HEADERS
+                drop = name in PROVIDED_HEADERS or name in MAPPED_HEADERS
             if drop:    # keep the newlines of backslash continuations: the lines below must not move
                 for k in range(i, j):
                     tokens[k].out = "\n" * tokens[k].text.count("\n")
+                if name in MAPPED_HEADERS:
+                    tok.out = f'#include "{MAPPED_HEADERS[name]}"'
             i = j
         i += 1
 
 
-def _regions(tokens: list[Token]) -> list[list[int]]:
-    """The code (outside directives) and the body of each #define, as lists of significant token indices."""
+def _regions(tokens: list[Token]) -> tuple[list[list[int]], list[frozenset[str]]]:
+    """The code (outside directives) and the body of each #define, as lists of significant token indices;
+    and each region's macro parameter names (none for the code)."""
     code = [i for i, t in enumerate(tokens) if t.code and t.directive is None]
-    regions = [code]
+    regions, params = [code], [frozenset()]
     i = 0
     while i < len(tokens):
         tok = tokens[i]
@@ -159,7 +167,7 @@ def _regions(tokens: list[Token]) -> list[list[int]]:
                     sig.append(j)
                 j += 1
             # '#', 'define', NAME, then '(' params ')' only when the '(' touches the name
-            body = sig[3:]
+            body, names = sig[3:], frozenset()
             if len(sig) > 3 and tokens[sig[3]].text == "(" and sig[3] == sig[2] + 1:
                 depth, k = 0, 3
                 for k in range(3, len(sig)):
@@ -167,10 +175,12 @@ def _regions(tokens: list[Token]) -> list[list[int]]:
                     if depth == 0:
                         break
                 body = sig[k + 1:]
+                names = frozenset(tokens[p].text for p in sig[4:k] if tokens[p].kind == "ident")
             regions.append(body)
+            params.append(names)
             i = j
         i += 1
-    return regions
+    return regions, params
 
 
 def translate(code: str, kernels: list[tuple[str, int]], line_directive: str) -> Translation:
@@ -179,11 +189,14 @@ def translate(code: str, kernels: list[tuple[str, int]], line_directive: str) ->
 
     tokens = tokenize(code)
     _blank_directives(tokens)
-    regions = _regions(tokens)
+    regions, macro_params = _regions(tokens)
     types = typescan.scan(tokens, regions)
-    uses_sync = any(tokens[i].kind == "ident" and tokens[i].text in SYNC_FUNCTIONS for r in regions for i in r)
+    uses_sync = any(tokens[i].kind == "ident" and tokens[i].text in NEEDS_FIBERS for r in regions for i in r)
+    variables: frozenset[str] = frozenset()
     for n, region in enumerate(regions):
-        seq = Seq(tokens, region, types)
+        seq = Seq(tokens, region, types, scoped=n == 0, macro_params=macro_params[n], hidden=variables)
+        if n == 0:      # #define bodies have no scopes: what the code calls a variable is one there too
+            variables = frozenset(seq.spans.values - types.user)
         if n == 0:
             rewrite.shared_declarations(seq)
         rewrite.declarations(seq)

@@ -90,6 +90,7 @@ template <class T> struct integral_or_enum {
 #include "llmc_ptr.h"
 #include "llmc_math.h"
 #include "llmc_device.h"
+#include "llmc_hints.h"
 #include "llmc_entry.h"
 
 #endif
