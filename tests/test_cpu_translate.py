@@ -152,16 +152,16 @@ def test_access_kinds(cuda, cpp):
 @pytest.mark.parametrize("cuda, cpp", [
     # a variable named like a type is a value where it is in sight
     ("void k(float* x) { float half = 0.5f; x[0] = half * *x; }",
-     "void k(llmc::ptr<float> x) { float half = 0.5f; x[0] = half * (x)[0]; }"),
+     "void k(llmc::ptr<float> x) { float half = 0.5f; x[llmc::st((0))] = half * (x)[0]; }"),
     ("void k(float* x) { int dim3 = 3; x[0] = dim3 * x[1]; }",
-     "void k(llmc::ptr<float> x) { int dim3 = 3; x[0] = dim3 * x[1]; }"),
+     "void k(llmc::ptr<float> x) { int dim3 = 3; x[llmc::st((0))] = dim3 * x[1]; }"),
     ("float f(float half, const float* p) { return half * *p; }",
      "float f(float half, llmc::ptr<const float> p) { return half * (p)[0]; }"),
     ("void k(float* x) { for (int half = 1; half < 3; half++) x[0] += half * x[1]; }",
-     "void k(llmc::ptr<float> x) { for (int half = 1; half < 3; half++) x[0] += half * x[1]; }"),
+     "void k(llmc::ptr<float> x) { for (int half = 1; half < 3; half++) x[llmc::upd((0))] += half * x[1]; }"),
     ("auto f = [](float half) { return half * 2.0f; };", "auto f = [](float half) { return half * 2.0f; };"),
     ("void k(float* x) { float half = 2; x[0] = (half) * *x; }",           # a product, not a cast
-     "void k(llmc::ptr<float> x) { float half = 2; x[0] = (half) * (x)[0]; }"),
+     "void k(llmc::ptr<float> x) { float half = 2; x[llmc::st((0))] = (half) * (x)[0]; }"),
     # ... and a type again outside that scope
     ("void k() { { int half = 1; } half* p; }", "void k() { { int half = 1; } llmc::ptr<half> p; }"),
     ("void k(float* x) { float half = 1; { typedef int half; half* p; } }",
@@ -169,7 +169,7 @@ def test_access_kinds(cuda, cpp):
     # a template parameter is a type only in its template: llm.c's `int T` elsewhere is a value
     ("template <typename T> T f(T* p) { return *p; }\nvoid k(float* o, int B, int T, int C) { o[0] = B * T * C; }",
      ("template <typename T> T f(llmc::ptr<T> p) { return (p)[0]; }\n"
-      "void k(llmc::ptr<float> o, int B, int T, int C) { o[0] = B * T * C; }")),
+      "void k(llmc::ptr<float> o, int B, int T, int C) { o[llmc::st((0))] = B * T * C; }")),
     # types spelled by decltype, dependent names, template-ids and qualified names
     ("void k(float* x) { decltype(x[0] + 1.0f)* q = x; }",
      "void k(llmc::ptr<float> x) { llmc::ptr<decltype ( x [ 0 ] + 1.0f )> q = x; }"),

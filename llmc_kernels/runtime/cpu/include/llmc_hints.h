@@ -17,12 +17,16 @@ LLMC_LOAD_HINT(__ldlu)
 LLMC_LOAD_HINT(__ldcv)
 #undef LLMC_LOAD_HINT
 
-// A store is the checked pointer's own element access, as `p[0] = value` in the kernel would be.
+// A store is the checked pointer's own element access, as `p[0] = value` in the kernel would be, tagged as a
+// store (llmc::st) so that the race detector and the memory counters see a store, not a load.
 #define LLMC_STORE_HINT(NAME)                                                                              \
-  template <class T> LLMC_INLINE void NAME(T *p, T value) { *p = value; }                                  \
+  template <class T> LLMC_INLINE void NAME(T *p, T value, int line = __builtin_LINE()) {                  \
+    llmc::ptr<T> q(p); /* a raw address (&out[i]) is found again among the launch's arrays: checked */      \
+    q[llmc::st(0, line)] = value;                                                                          \
+  }                                                                                                        \
   template <class T, class V>                                                                              \
   LLMC_INLINE void NAME(llmc::ptr<T> p, V value, int line = __builtin_LINE()) {                            \
-    p[llmc::index(0, line)] = (T)value;                                                                    \
+    p[llmc::st(0, line)] = (T)value;                                                                    \
   }
 LLMC_STORE_HINT(__stcs)
 LLMC_STORE_HINT(__stcg)
