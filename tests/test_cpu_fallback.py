@@ -24,7 +24,7 @@ def broken_translation(monkeypatch):
 
     def translate(code, kernels, line_directive):
         tr = real(code, kernels, line_directive)
-        tr.text = tr.text.replace("out[i] = in[i];", "out[i] = (llmc::ptr<float>)in[i];")
+        tr.text = tr.text.replace("= in[i];", "= (llmc::ptr<float>)in[i];")
         return tr
     monkeypatch.setattr(cpu, "translate", translate)
 
