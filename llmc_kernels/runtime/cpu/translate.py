@@ -11,7 +11,8 @@ a ``#line`` directive, so compiler messages and runtime errors name the learner'
   the launch's dynamic shared memory (a checked pointer);
 - ``reinterpret_cast``/``const_cast`` are renamed to templates that understand checked pointers;
 - ``#pragma unroll`` and the CUDA/C headers the prelude already provides are blanked; an ``#include`` of
-  ``<cooperative_groups.h>`` (or its ``reduce.h``/``scan.h``) becomes ``#include "llmc_cg.h"``.
+  ``<cooperative_groups.h>`` (or its ``reduce.h``/``scan.h``) becomes ``#include "llmc_cg.h"``, one of
+  ``<cuda_fp16.h>``/``<cuda_bf16.h>`` ``#include "llmc_fp16.h"`` (half and bfloat16).
 
 Everything else (keywords, intrinsics, math, atomics, warp functions) is defined by ``include/cuda_cpu.h``.
 """
@@ -40,7 +41,7 @@ PROVIDED_HEADERS = frozenset({
 # headers we provide ourselves: the learner's #include names our file instead (same line)
 MAPPED_HEADERS = {
     "cooperative_groups.h": "llmc_cg.h", "cooperative_groups/reduce.h": "llmc_cg.h",
-    "cooperative_groups/scan.h": "llmc_cg.h"}
+    "cooperative_groups/scan.h": "llmc_cg.h", "cuda_fp16.h": "llmc_fp16.h", "cuda_bf16.h": "llmc_fp16.h"}
 
 UNARY_PREV = frozenset({
     "(", "[", "{", "}", ";", ",", "=", "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "<<=", ">>=", "?", ":",

@@ -14,7 +14,8 @@ BUILTIN = frozenset({
     "void", "bool", "char", "short", "int", "long", "float", "double", "signed", "unsigned", "auto",
     "wchar_t", "char16_t", "char32_t", "size_t", "ptrdiff_t", "intptr_t", "uintptr_t",
     "int8_t", "uint8_t", "int16_t", "uint16_t", "int32_t", "uint32_t", "int64_t", "uint64_t",
-    "half", "__half", "__half2", "__nv_bfloat16", "dim3"}
+    "half", "__half", "half2", "__half2", "__nv_bfloat16", "nv_bfloat16", "__nv_bfloat162", "nv_bfloat162",
+    "dim3"}
     | {f"{base}{n}" for base in ("float", "int", "uint", "char", "uchar", "short", "ushort", "long", "ulong",
                                  "longlong", "ulonglong", "double") for n in (1, 2, 3, 4)})
 CV = frozenset({"const", "volatile", "__restrict__", "__restrict"})
