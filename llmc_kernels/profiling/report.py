@@ -64,8 +64,8 @@ def hints(k: KernelCounters) -> list[str]:
 
 def render(kernels: list, minimum: int | None = None) -> str:
     """The table for a list of KernelCounters; ``minimum``: the bytes of the arrays the function received."""
-    head = ("kernel", "grid", "block", "gld req", "sect/req (ideal)", "ld eff", "gst req", "sect/req (ideal)",
-            "st eff", "shared ld wf/req", "shared st wf/req", "atomics", "barriers", "unique KiB")
+    head = ("kernel", "grid", "block", "ld req", "sect/req", "ld eff", "st req", "sect/req", "st eff",
+            "shared ld wf/req", "shared st wf/req", "atomics", "barriers", "KiB")
     rows = [head]
     for k in kernels:
         rows.append((
@@ -87,14 +87,16 @@ def render(kernels: list, minimum: int | None = None) -> str:
     notes = []
     if minimum:
         touched = sum(k.unique_bytes for k in kernels)
-        notes.append(f"global memory touched: {touched / 1024:.1f} KiB over {len(kernels)} launch(es); the arrays "
-                     f"passed in hold {minimum / 1024:.1f} KiB, the least any implementation moves: "
-                     f"{touched / minimum:.2f}x the minimum")
+        notes.append(f"global memory touched: {touched / 1024:.1f} KiB (each launch's distinct bytes, summed over "
+                     f"{len(kernels)} launch(es)), {touched / minimum:.2f}x the {minimum / 1024:.1f} KiB of the "
+                     "arrays passed in (reading and writing each needed byte once is the least any implementation "
+                     "moves)")
     for k in kernels:
         notes += [f"{k.name}: {h}" for h in hints(k)]
     if not notes or all(not hints(k) for k in kernels):
         notes.append("every access is as coalesced as its data allows and no shared-memory access conflicts")
-    legend = ("sect/req: 32-byte sectors per warp-level request (ideal: the fewest that hold the bytes asked "
-              "for); eff: bytes used / bytes moved; wf/req: shared-memory wavefronts per request (ideal in "
-              "brackets: more means bank conflicts)")
+    legend = ("ld/st req: warp-level global loads/stores; sect/req: 32-byte sectors per request (in brackets "
+              "the ideal, the fewest that hold the bytes asked for); eff: bytes used / bytes moved; wf/req: "
+              "shared-memory wavefronts per request (ideal in brackets: more means bank conflicts); KiB: distinct "
+              "bytes of global memory touched")
     return "\n".join(lines + [""] + [f"- {n}" for n in notes] + [legend]) + "\n"

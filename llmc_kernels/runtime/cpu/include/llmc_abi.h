@@ -172,7 +172,7 @@ typedef struct llmc_counters {
   uint64_t shared_load_requests, shared_load_wavefronts, shared_store_requests, shared_store_wavefronts;
   uint64_t atomics, barriers, bytes_requested, unique_bytes;
   uint64_t global_load_ideal, global_store_ideal, shared_load_ideal, shared_store_ideal;
-  uint64_t global_load_bytes, global_store_bytes;
+  uint64_t global_load_bytes, global_store_bytes; /* distinct bytes each request asked for, summed */
 } llmc_counters;
 /* One access of the source (a line, its array, global or shared, load/store/atomic), over all its requests. */
 typedef struct llmc_site_counters {

@@ -141,8 +141,8 @@ void request(const Access *const *lanes, int n, int cls) {
   llmc_counters &t = g_tot;
   if (a0.space == SP_GLOBAL) {
     t.bytes_requested += lane_bytes;    // an update asks twice: for its load and for its store
-    if (cls == C_LOAD) { t.global_load_requests++; t.global_load_sectors += units; t.global_load_ideal += ideal; t.global_load_bytes += lane_bytes; }
-    if (cls == C_STORE) { t.global_store_requests++; t.global_store_sectors += units; t.global_store_ideal += ideal; t.global_store_bytes += lane_bytes; }
+    if (cls == C_LOAD) { t.global_load_requests++; t.global_load_sectors += units; t.global_load_ideal += ideal; t.global_load_bytes += asked; }
+    if (cls == C_STORE) { t.global_store_requests++; t.global_store_sectors += units; t.global_store_ideal += ideal; t.global_store_bytes += asked; }
     if (cls == C_ATOMIC) t.atomics++;
   } else {
     if (cls == C_LOAD) { t.shared_load_requests++; t.shared_load_wavefronts += units; t.shared_load_ideal += ideal; }
