@@ -130,6 +130,12 @@ def main() -> int:
             t_layernorm_races = best_of(lambda: ln((N,), (128,), args), max(1, opts.repeat // 2))
             t_elementwise_races = best_of(lambda: ew(((n + 255) // 256,), (256,), (y, x, np.int32(n))),
                                           max(1, opts.repeat // 2))
+        # llmc_kernels.profile: every access recorded and counted as Nsight Compute would (target: under 5x)
+        from llmc_kernels import profile
+        with launch_options(races=False):
+            t_layernorm_profile = best_of(lambda: profile(lambda: ln((N,), (128,), args)), max(1, opts.repeat // 2))
+            t_elementwise_profile = best_of(lambda: profile(lambda: ew(((n + 255) // 256,), (256,),
+                                                                      (y, x, np.int32(n)))), max(1, opts.repeat // 2))
         xd = x.astype(np.float64)
         ref = 0.5 * xd * (1 + np.tanh(0.7978845608 * (xd + 0.044715 * xd ** 3)))
         assert np.allclose(y, ref, atol=1e-5), "elementwise result is wrong"
@@ -142,6 +148,8 @@ def main() -> int:
         ("elementwise (GELU) over 2**20 elements", t_elementwise, 0.2),
         ("layernorm fwd as above, race detector on", t_layernorm_races, None),
         ("elementwise as above, race detector on", t_elementwise_races, None),
+        ("layernorm fwd as above, profiled (memory counters)", t_layernorm_profile, None),
+        ("elementwise as above, profiled (memory counters)", t_elementwise_profile, None),
     ]
     ok = True
     print(f"{'':<62} {'wall':>9} {'cpu':>9}   (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
@@ -152,6 +160,11 @@ def main() -> int:
     for name, off, on in (("layernorm", t_layernorm, t_layernorm_races), ("elementwise", t_elementwise,
                                                                             t_elementwise_races)):
         print(f"race detector overhead, {name}: {on[0] / off[0]:.1f}x wall, {on[1] / off[1]:.1f}x cpu")
+    for name, off, on in (("layernorm", t_layernorm, t_layernorm_profile), ("elementwise", t_elementwise,
+                                                                              t_elementwise_profile)):
+        ratio = on[0] / off[0]
+        ok &= ratio < 5
+        print(f"profile overhead, {name}: {ratio:.1f}x wall, {on[1] / off[1]:.1f}x cpu (target < 5x)")
     return 0 if ok else 1
 
 
