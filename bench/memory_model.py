@@ -163,8 +163,8 @@ def op_cases(xp, ns, prefix: str):
         "softmax_forward": lambda fn: fn(probs, logits, B, T, V, Vp),
         "crossentropy_forward": lambda fn: fn(losses, probs, tok, B, T, Vp),
     }
-    found = [(f"{prefix}.{name}", lambda fn=getattr(ns, name), call=call: call(fn))
-             for name, call in calls.items() if callable(getattr(ns, name, None))]
+    present = {name: getattr(ns, name) for name in calls if callable(getattr(ns, name, None))}
+    found = [(f"{prefix}.{name}", lambda fn=fn, call=calls[name]: call(fn)) for name, fn in present.items()]
     if matmul is not None:
         found.append((f"{prefix}.{matmul.__name__}", lambda: matmul(qkv, inp, mw, mb, B, T, C, 3 * C)))
     return found

@@ -49,7 +49,7 @@ def main() -> int:
     totals: dict = {}
     for c in mutants.ALL_CORRECT:
         fn = c.make()
-        run = lambda: getattr(check, c.direction)(c.op, fn)    # noqa: E731
+        run = lambda c=c, fn=fn: getattr(check, c.direction)(c.op, fn)    # noqa: E731
         with contextlib.redirect_stdout(io.StringIO()):
             run()                                                # compile
         for mode in modes:

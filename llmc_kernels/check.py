@@ -184,7 +184,7 @@ class _Runner:
         failing = [s for s in schedules if not all(r.ok for r in outcomes[s][1])]
         if failing:
             raise _Failure(self._wrong(case, order[failing[0]], outcomes, failing, schedules))
-        for j, t in enumerate(case.checked()):
+        for j, _ in enumerate(case.checked()):
             record.tensors.append(max((outcomes[s][1][j] for s in schedules), key=lambda r: r.max_abs))
         return record
 

@@ -40,9 +40,9 @@ class KernelError(Exception):
         elif self.kernel_line is not None:
             where.append(f"kernel line {self.kernel_line}")
         if self.block is not None:
-            where.append("blockIdx=(%d,%d,%d)" % tuple(self.block))
+            where.append("blockIdx=({},{},{})".format(*self.block))
         if self.thread is not None:
-            where.append("threadIdx=(%d,%d,%d)" % tuple(self.thread))
+            where.append("threadIdx=({},{},{})".format(*self.thread))
         head = ", ".join(where)
         return f"{head}: {message}" if head else message
 

@@ -88,7 +88,7 @@ def test_report_lists_compiler_warnings_of_the_kernels_fn_uses(capsys):
     kern = RawKernel()
 
     def gelu(out, inp, N):
-        kern.warnings                                                 # fn uses the kernel object
+        _ = kern.warnings                                             # fn uses the kernel object
         n.gelu_forward(out, inp, N)
 
     text = str(check.forward("gelu", gelu).report())
@@ -172,7 +172,7 @@ def test_matmul_checked_with_and_without_bias(capsys):
     for direction, fn, slot in (("forward", n.matmul_forward, 3), ("backward", n.matmul_backward, 2)):
         kinds = []
 
-        def recording(*args, fn=fn, slot=slot):
+        def recording(*args, fn=fn, slot=slot, kinds=kinds):
             kinds.append(args[slot] is None)
             fn(*args)
 

@@ -17,7 +17,7 @@ SMALL = GPT2Config(max_seq_len=16, vocab_size=50, padded_vocab_size=64, num_laye
 
 def test_124m_size_arithmetic():
     """GPT-2 small: 124,475,904 parameters, a 497,904,640-byte file (SPEC), counted tensor by tensor."""
-    maxT, V, Vp, L, C = 1024, 50257, 50304, 12, 768
+    maxT, Vp, L, C = 1024, 50304, 12, 768
     per_layer = (2 * C) + (3 * C * C + 3 * C) + (C * C + C) + (2 * C) + (4 * C * C + 4 * C) + (4 * C * C + C)
     total = Vp * C + maxT * C + L * per_layer + 2 * C
     assert total == 124_475_904 == num_params(GPT2Config.d12())

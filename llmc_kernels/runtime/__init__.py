@@ -135,7 +135,8 @@ class LaunchOptions:
     races: bool | None = None
 
 
-_launch: contextvars.ContextVar[dict] = contextvars.ContextVar("llmc_launch_options", default={})
+# the options set by the enclosing launch_options() blocks; never mutated (each block sets a new dict)
+_launch: contextvars.ContextVar[dict] = contextvars.ContextVar("llmc_launch_options", default={})  # noqa: B039
 
 
 def _default_timeout() -> float:

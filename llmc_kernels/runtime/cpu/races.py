@@ -41,7 +41,7 @@ def _side(s: L.RaceAccess, ctx) -> RaceAccess:
 
 
 def _who(a: RaceAccess) -> str:
-    return ("threadIdx=(%d,%d,%d) of blockIdx=(%d,%d,%d)" % (a.thread + a.block)) + f" (warp {a.warp}, lane {a.lane})"
+    return "threadIdx=({},{},{}) of blockIdx=({},{},{})".format(*a.thread, *a.block) + f" (warp {a.warp}, lane {a.lane})"
 
 
 def _source(ctx, line: int) -> str:
