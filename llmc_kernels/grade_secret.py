@@ -141,7 +141,10 @@ SECRET_FD: dict[str, object] = {
 
 
 def _spec(op: str, kind: str, draw, rng) -> CaseSpec:
-    drawn = dict(draw(rng))
+    for _ in range(100):                 # no size a multiple of 32 (a block size), whatever the sampler drew
+        drawn = dict(draw(rng))
+        if not any(v > 4 and v % 32 == 0 for k, v in drawn.items() if isinstance(v, int) and k != "t"):
+            break
     hyper = {k: drawn.pop(k) for k in list(drawn) if k not in ("N", "B", "T", "C", "V", "maxT", "OC", "NH", "Vp",
                                                                  "num_params")}
     return CaseSpec.of(complete_sizes(op, drawn), kind, **hyper)
