@@ -318,8 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, reason in broken.items():
         print(f"llmc grade: warning: chapter {name} cannot be graded: {reason}", file=err)
     limits = Limits(args.timeout, int(args.memory * (1 << 30)))
-    guard = PackageGuard()
     sandbox = Sandbox(backend=backend, limits=limits, hide=[solutions], reap_orphans=True)
+    guard = PackageGuard()
     print(f"llmc grade: {len(subs)} submission(s), canonical notebooks from {solutions}, {backend} backend, "
           f"{report.fmt(args.timeout)} s per exercise (kernel launches {report.fmt(limits.launch)} s), seed {seed}, "
           f"{args.jobs} job(s); sandbox: {sandbox.isolation.describe()}", file=err)

@@ -226,7 +226,8 @@ class Sandbox:
         """Build the CPU backend's runtime library and precompiled header once, in the grader's own folder; each
         learner process gets a copy (never a shared file it could change for the others)."""
         self.seed = self.root / "seed-cache"
-        env = dict(os.environ, LLMC_CACHE_DIR=str(self.seed))
+        env = dict(os.environ, LLMC_CACHE_DIR=str(self.seed), PYTHONDONTWRITEBYTECODE="1",
+                   PYTHONPYCACHEPREFIX=str(self.root / "pycache"))
         code = ("from llmc_kernels.runtime.cpu import build\n"
                 "build.runtime_library(); build.precompiled_header()\n")
         subprocess.run([sys.executable, "-c", code], env=self._python_path(env), capture_output=True, timeout=600)
