@@ -77,6 +77,8 @@ class CheckResult:
         else:
             lines.append("  compiler warnings: none")
         lines.append(f"  total {self.seconds:.2f} s")
+        lines.append(f"  this check judges results only and accepts non-kernel code (NumPy on the host); llmc grade "
+                     "accepts only outputs written by kernels your code compiles and launches")
         return Report("\n".join(lines))
 
 

@@ -465,3 +465,30 @@ def test_writing_into_the_package_stops_grading(tmp_path):
 def test_threat_run_time(graded):
     """For the report: the whole class (about 30 exercises, 2 jobs)."""
     print(f"\nthreat class graded in {graded['seconds']:.0f} s")
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_the_provenance_check_runs_on_the_cpu_backend(tmp_path):
+    """`llmc grade --backend cuda`: the learner's function runs on the GPU, its launches are recorded and replayed
+    on the CPU backend (as the pre-flight runs), so host answers and the package's kernels fail there too."""
+    subs = {name: write(tmp_path, name, nb) for name, nb in (
+        ("solved_05_gelu.ipynb", solved("05_gelu")),
+        ("numpy_05_gelu.ipynb", with_forward(NUMPY_ONLY)),
+        ("fixup_05_gelu.ipynb", with_forward(GELU + wrong_forward() + "\n    out[...] = xp.asarray(_gelu("
+                                             "inp.get() if hasattr(inp, 'get') else inp))\n")),
+        ("package_paste_05_gelu.ipynb", with_forward(package_paste())),
+        ("oob_06_residual.ipynb", mutate(solved("06_residual"), "ex-residual_forward", "if (i < N) {", "{")),
+        ("solved_09_gpt2_model.ipynb", solved("09_gpt2_model")))}
+    proc = llmc_grade(*subs.values(), "--backend", "cuda", "--csv", tmp_path / "g.csv", "--timeout", 120,
+                      "--jobs", 2, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "cuda backend" in proc.stderr
+    rows = read_csv(tmp_path / "g.csv")[1]
+    assert rows["solved_05_gelu.ipynb"]["total"] == "2" and rows["solved_09_gpt2_model.ipynb"]["total"] == "2", \
+        proc.stdout
+    for name, verdict in (("numpy_05_gelu.ipynb", "no kernel"), ("fixup_05_gelu.ipynb", "no kernel"),
+                          ("package_paste_05_gelu.ipynb", "package kernel")):
+        assert rows[name]["gelu_forward"] == "0" and verdict in section(proc.stdout, name), section(proc.stdout, name)
+    oob = rows["oob_06_residual.ipynb"]
+    assert (oob["residual_forward"], oob["residual_backward"]) == ("0", "1"), proc.stdout
+    print(proc.stderr)
