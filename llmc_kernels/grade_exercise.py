@@ -21,9 +21,11 @@ from .grade_cases import NotGradable, cases_for, plan_of, request_arrays
 from .grade_fingerprint import package_match
 from .grade_judge import (ExerciseResult, Verdict, compare_case, error_verdict, outputs, short, unchanged_inputs,
                           wrong_results)
-from .grade_trace import launches
+from .grade_trace import TraceError, launches
 
 POLL = 0.05
+MAX_KERNELS = 64                 # distinct kernels one exercise may launch
+MAX_SOURCE = 1 << 20             # characters of one kernel's source
 CPU_SCHEDULES = ("forward", "reverse")
 
 
@@ -174,17 +176,24 @@ def provenance(plan, cases, trace_frame, sandbox, limits, folder_name: str) -> N
     if trace.get("refused"):
         raise Verdict("no kernel", f"the provenance run cannot be replayed: {trace['refused']}")
     if plan.kind == "op":
-        found = launches(trace)
+        try:
+            found = launches(trace)
+        except TraceError as e:
+            raise Verdict("no kernel", f"the provenance run cannot be replayed: {e}") from None
         if not found:
             raise Verdict("no kernel", f"{plan.function} launched no kernel: the outputs must be written by "
                           "kernels your code compiles and launches (llmc_kernels.runtime.RawKernel); computing them "
                           "on the host (NumPy) earns no points when grading")
-        for L in found:
-            code, name = L.get("code"), L.get("name")
-            if L.get("internal"):
-                raise Verdict("package kernel", f"{plan.function} launched the package's own kernel '{name}': write "
-                              "and launch your own")
-            match = package_match(code, name) if isinstance(code, str) and isinstance(name, str) else None
+        sources = {(L.get("code"), L.get("name")) for L in found}
+        if len(sources) > MAX_KERNELS or any(not isinstance(c, str) or len(c) > MAX_SOURCE for c, _ in sources):
+            raise Verdict("no kernel", f"{plan.function}'s launches cannot be checked: more than {MAX_KERNELS} "
+                          f"kernels, or a kernel source over {MAX_SOURCE >> 20} MiB")
+        internal = next((L.get("name") for L in found if L.get("internal")), None)
+        if internal is not None:
+            raise Verdict("package kernel", f"{plan.function} launched the package's own kernel '{internal}': write "
+                          "and launch your own")
+        for code, name in sorted(sources, key=str):
+            match = package_match(code, name) if isinstance(name, str) else None
             if match:
                 raise Verdict("package kernel", f"your kernel '{name}' is the package's own ({match}), compiled "
                               "from its source: write your own kernel (grading compares kernels' token streams, "
@@ -253,6 +262,9 @@ def grade_check(chapter, plan, sources: list, *, sandbox, seed: int, limits, nam
         provenance(plan, cases, trace_frame, sandbox, limits, name)
     except Verdict as v:
         return v, notes
+    except Exception as e:         # noqa: BLE001 -- results the grader could not use: never a crash of the grader
+        return Verdict("grading error", f"the grader could not judge the learner process's results ({type(e).__name__}: "
+                       f"{e}); read this submission by hand", grader_error=True), notes
     return None, notes
 
 

@@ -73,7 +73,16 @@ def short(text: str, width: int = REASON_WIDTH) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
+def clean_error(err) -> dict:
+    """An error record from the learner's process, reduced to strings (it may send anything)."""
+    err = err if isinstance(err, dict) else {}
+    names = err.get("names") if isinstance(err.get("names"), list) else []
+    return {"ename": str(err.get("ename", "Exception"))[:200], "evalue": str(err.get("evalue", ""))[:20000],
+            "names": [str(n)[:200] for n in names[:50]], "traceback": str(err.get("traceback", ""))[-6000:]}
+
+
 def verdict_of_error(err: dict) -> str:
+    err = clean_error(err)
     names = err.get("names") or [err.get("ename", "")]
     for cls, verdict in CAUSES:
         if cls in names:
@@ -85,6 +94,7 @@ def verdict_of_error(err: dict) -> str:
 
 def error_verdict(err: dict, where: str) -> Verdict:
     """The verdict for an exception the learner's function raised at ``where``."""
+    err = clean_error(err)
     v = verdict_of_error(err)
     ename, evalue = err.get("ename", "Exception"), err.get("evalue", "")
     if v == "not attempted":

@@ -175,11 +175,18 @@ class Box:
     readers: list = field(default_factory=list)
 
     LOG_LIMIT = 200_000
+    FRAMES_LIMIT = 1000                  # frames, and bytes of arrays, a learner process may send in all
+    BYTES_LIMIT = 1 << 30
 
     def read(self) -> None:
         def frames():
+            total = 0
             try:
                 for meta, arrays in wire.read(self.proc.stdout):
+                    total += sum(a.nbytes for a in arrays.values())
+                    if len(self.frames) >= self.FRAMES_LIMIT or total > self.BYTES_LIMIT:
+                        self.bad_frame = "more frames or data than any exercise needs"
+                        return
                     self.frames.append((time.monotonic() - self.started, meta, arrays))
             except wire.BadFrame as e:
                 self.bad_frame = str(e)

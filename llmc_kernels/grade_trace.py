@@ -155,7 +155,12 @@ def _dims(x) -> list[int]:
 
 # ------------------------------------------------------------------------------------------ replay
 def launches(meta: dict) -> list[dict]:
-    return [e["launch"] for e in meta.get("events", []) if isinstance(e, dict) and "launch" in e]
+    """The launch records of a trace (TraceError if one is malformed)."""
+    found = [e["launch"] for e in meta.get("events", []) if isinstance(e, dict) and "launch" in e]
+    for L in found:
+        if not (isinstance(L, dict) and isinstance(L.get("code"), str) and isinstance(L.get("name"), str)):
+            raise TraceError("a launch without kernel source and name")
+    return found
 
 
 def _view(ref, raws: list) -> np.ndarray:

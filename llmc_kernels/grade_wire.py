@@ -10,12 +10,13 @@ from __future__ import annotations
 import io
 import json
 import struct
+import zipfile
 
 import numpy as np
 
 META = "__meta__"
 PLAIN_KINDS = "biuf"                  # bool, signed, unsigned, float: the only dtypes a frame may carry
-MAX_FRAME = 512 << 20                 # bytes; a frame beyond it is refused unread
+MAX_FRAME = 256 << 20                 # bytes; a frame beyond it is refused unread
 
 
 class BadFrame(Exception):
@@ -39,6 +40,12 @@ def write(stream, meta: dict, arrays: dict | None = None) -> None:
 
 def decode(body: bytes) -> tuple[dict, dict]:
     """``(meta, arrays)`` of one frame's body; BadFrame for anything but plain arrays and a JSON object."""
+    try:                                  # stored entries only (as numpy.savez writes them): no zip bomb
+        with zipfile.ZipFile(io.BytesIO(body)) as zf:
+            if any(i.compress_type != zipfile.ZIP_STORED for i in zf.infolist()):
+                raise BadFrame("a compressed archive")
+    except zipfile.BadZipFile as e:
+        raise BadFrame(f"not an archive ({e})") from None
     try:
         with np.load(io.BytesIO(body), allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
