@@ -226,6 +226,8 @@ class Sandbox:
         self.count = 0
         self.hide = [str(Path(p).resolve()) for p in hide if p] + [str(self.root)]
         self._seed_cache()
+        if namespaces is None and os.environ.get("LLMC_GRADE_NAMESPACES", "").strip() == "0":
+            namespaces = False                   # the instructor's choice (a set-up they break, e.g. a GPU driver)
         self.isolation = probe(self) if namespaces is not False else Isolation(error="turned off")
 
     # -- folders and environment

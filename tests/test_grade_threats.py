@@ -462,6 +462,20 @@ def test_writing_into_the_package_stops_grading(tmp_path):
     assert not (tmp_path / "g.csv").exists()
 
 
+def test_without_namespaces_a_daemon_still_dies_before_results(tmp_path):
+    """The fallback where Linux refuses namespaces: the grader, a child subreaper, finds the daemon anyway."""
+    csv_path, heartbeat = tmp_path / "g.csv", tmp_path / "beat"
+    nb = set_source(solved("05_gelu"), FWD, daemon(heartbeat, csv_path) + source(solved("05_gelu"), FWD))
+    sub = write(tmp_path, "daemon_05_gelu.ipynb", nb)
+    proc = llmc_grade(sub, "--csv", csv_path, "--timeout", TIMEOUT, cwd=tmp_path,
+                      env=dict(os.environ, LLMC_GRADE_NAMESPACES="0"))
+    assert proc.returncode == 0 and "sandbox: no namespaces" in proc.stderr, proc.stderr
+    assert read_csv(csv_path)[1]["daemon_05_gelu.ipynb"]["total"] == "2"
+    size = heartbeat.stat().st_size
+    time.sleep(1.0)
+    assert heartbeat.stat().st_size == size and csv_path.read_text().startswith("submission,")
+
+
 def test_threat_run_time(graded):
     """For the report: the whole class (about 30 exercises, 2 jobs)."""
     print(f"\nthreat class graded in {graded['seconds']:.0f} s")
