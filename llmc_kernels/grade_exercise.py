@@ -74,7 +74,7 @@ def watch(sandbox, box, limits, *, setup_event: str | None) -> str:
     return "exited"
 
 
-def _where(case, index: int, n: int, run: dict, backend: str) -> str:
+def _where(case, index: int, n: int, run: dict) -> str:
     text = f"{case.label} (case {index + 1} of {n}"
     if run.get("preflight"):
         text += ", pre-flight on the cpu backend"
@@ -143,7 +143,7 @@ def judge_worker(plan, cases, runs: list, box, outcome: str, limits) -> tuple[Ve
         where, got, results, returned = {}, {}, {}, ""
         for run in members:
             label = run["schedule"]
-            where[label] = _where(case, run["case"], n, run, "")
+            where[label] = _where(case, run["case"], n, run)
             frame = by_run.get(run["index"])
             if frame is None:
                 raise _lost(outcome, box, limits, f"while running {where[label]}")
