@@ -1,4 +1,5 @@
-"""Benchmark the CPU backend (not a test): compile time, a barrier-heavy layernorm, an elementwise kernel.
+"""Benchmark the CPU backend (not a test): compile time, a barrier-heavy layernorm, an elementwise kernel, and the
+race detector's overhead on both (checks run it; ``launch_options(races=False)`` turns it off).
 
     PYTHONPATH=. python bench/cpu_backend.py [--repeat N]
 
@@ -17,7 +18,7 @@ import time
 
 import numpy as np
 
-from llmc_kernels.runtime import RawKernel
+from llmc_kernels.runtime import RawKernel, launch_options
 
 LAYERNORM = r"""
 // One block of 128 threads per row; block reductions in shared memory with two barriers per step
@@ -125,6 +126,10 @@ def main() -> int:
         x = rng.standard_normal(n, dtype=np.float32)
         y = np.empty_like(x)
         t_elementwise = best_of(lambda: ew(((n + 255) // 256,), (256,), (y, x, np.int32(n))), opts.repeat)
+        with launch_options(races=True):     # the race detector: every access recorded and analysed
+            t_layernorm_races = best_of(lambda: ln((N,), (128,), args), max(1, opts.repeat // 2))
+            t_elementwise_races = best_of(lambda: ew(((n + 255) // 256,), (256,), (y, x, np.int32(n))),
+                                          max(1, opts.repeat // 2))
         xd = x.astype(np.float64)
         ref = 0.5 * xd * (1 + np.tanh(0.7978845608 * (xd + 0.044715 * xd ** 3)))
         assert np.allclose(y, ref, atol=1e-5), "elementwise result is wrong"
@@ -135,6 +140,8 @@ def main() -> int:
         ("new kernel compile: elementwise", t_ew, 1.0),
         ("layernorm fwd, 1024 rows x 768, 128-thread blocks, 32 barriers", t_layernorm, 0.3),
         ("elementwise (GELU) over 2**20 elements", t_elementwise, 0.2),
+        ("layernorm fwd as above, race detector on", t_layernorm_races, None),
+        ("elementwise as above, race detector on", t_elementwise_races, None),
     ]
     ok = True
     print(f"{'':<62} {'wall':>9} {'cpu':>9}   (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
@@ -142,6 +149,9 @@ def main() -> int:
         verdict = "" if target is None else ("  ok" if wall < target else f"  SLOWER than {target} s")
         ok &= target is None or wall < target
         print(f"{name:<62} {wall * 1000:6.1f} ms {cpu * 1000:6.1f} ms{verdict}")
+    for name, off, on in (("layernorm", t_layernorm, t_layernorm_races), ("elementwise", t_elementwise,
+                                                                            t_elementwise_races)):
+        print(f"race detector overhead, {name}: {on[0] / off[0]:.1f}x wall, {on[1] / off[1]:.1f}x cpu")
     return 0 if ok else 1
 
 

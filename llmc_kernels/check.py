@@ -37,7 +37,7 @@ from .check_cases import Case, CaseSpec, build, complete_sizes, default_specs
 from .check_compare import compare, coords, differs
 from .check_result import CaseRecord, CheckResult, warnings_of
 from .errors import CheckFailed, ForbiddenCall, GPUFault, KernelDeadlock, KernelError, KernelOutOfBounds, \
-    KernelTimeout
+    KernelRace, KernelTimeout
 from .opspec import INPUT
 
 __all__ = ["forward", "backward", "CheckResult", "TOLERANCES", "DEFAULT_SEED", "function_name"]
@@ -170,14 +170,24 @@ def _check(op: str, direction: str, fn, sizes, seed):
     specs = _specs(op, direction, sizes)
     started = time.perf_counter()
     runner = _Runner(fname, fn, int(seed), len(specs))
+    race_warnings: list = []
+    token = _race_sink().set(race_warnings)      # same-value races: warnings on the result, not failures
     try:
         runner.run(specs)
     except _Failure as f:
         _fail(fname, f.text, f.cause)
+    finally:
+        _race_sink().reset(token)
     result = CheckResult(fname, runner.backend, int(seed), runner.schedules, runner.records,
-                         warnings_of(fn), time.perf_counter() - started, runner.preflight)
+                         warnings_of(fn), time.perf_counter() - started, runner.preflight,
+                         race_warnings=race_warnings)
     result.announce()
     return result
+
+
+def _race_sink():
+    from .runtime.cpu import RACE_WARNINGS
+    return RACE_WARNINGS
 
 
 class _Runner:
@@ -234,7 +244,10 @@ class _Runner:
                 args.append(None if v.initial is None else xp.array(v.initial, copy=True))
             else:
                 args.append(v)
-        opts = dict(schedule=schedule, timeout=_cpu_timeout()) if backend == "cpu" else dict(check=True)
+        opts = dict(check=True)
+        if backend == "cpu":     # the race detector runs in every check unless launch_options(races=False) says not
+            opts = dict(schedule=schedule, timeout=_cpu_timeout(),
+                        races=rt.current_launch_options().races is not False)
         start = time.perf_counter()
         try:
             with rt.launch_options(**opts), learner_scope(self.fname):
@@ -285,6 +298,9 @@ class _Runner:
             text += (f"\nhint: most often a missing bounds check. The sizes here ({odd}) are not multiples of "
                      "the block size, so the last block has threads past the end: guard them with "
                      "`if (i < N)` (or stop the loop at the real size); otherwise an index is computed wrongly")
+        elif isinstance(e, KernelRace):
+            text += ("\nhint: a race: on a GPU the result depends on the order in which threads run, so it can be "
+                     f"wrong on some runs and right on others. {e.hint[:1].upper() + e.hint[1:]}")
         elif isinstance(e, KernelDeadlock):
             text += ("\nhint: every thread of a block must reach each __syncthreads(): no barrier inside a "
                      "branch some threads skip, and no early `return` before one")

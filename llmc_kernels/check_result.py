@@ -34,6 +34,7 @@ class CheckResult:
     seconds: float
     preflight: str = ""
     _shown_in: object = None
+    race_warnings: list = field(default_factory=list)   # same-value write-write races (cpu backend)
 
     passed = True
 
@@ -76,6 +77,9 @@ class CheckResult:
             lines.extend(f"      {w}" for w in self.warnings)
         else:
             lines.append("  compiler warnings: none")
+        if self.race_warnings:
+            lines.append("  race warnings (not failures):")
+            lines.extend(f"      {w}" for w in self.race_warnings)
         lines.append(f"  total {self.seconds:.2f} s")
         lines.append(f"  this check judges results only and accepts non-kernel code (NumPy on the host); llmc grade "
                      "accepts only outputs written by kernels your code compiles and launches")

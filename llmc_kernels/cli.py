@@ -1,4 +1,4 @@
-"""The ``llmc`` command: ``llmc train``, ``llmc grade``, ``llmc doctor`` (also ``python -m llmc_kernels``).
+"""The ``llmc`` command: ``llmc train``, ``llmc collect``, ``llmc grade``, ``llmc doctor`` (also ``python -m llmc_kernels``).
 
 Each sub-command lives in its own module with a ``main(argv) -> int``; it is imported only when chosen, so
 ``llmc doctor`` works even where the trainer's or grader's dependencies are missing.
@@ -11,7 +11,8 @@ import sys
 
 # name -> (module, one-line description)
 COMMANDS = {
-    "train": ("llmc_kernels.train", "train GPT-2 (d12 or tiny) with the course's kernels"),
+    "train": ("llmc_kernels.train", "train GPT-2 (d12 or tiny) with the course's kernels, or yours (--ops)"),
+    "collect": ("llmc_kernels.collect", "gather your exercise kernels from your notebooks into an ops module for train"),
     "grade": ("llmc_kernels.grade", "grade submitted chapter notebooks into a CSV of points per exercise"),
     "doctor": ("llmc_kernels.doctor", "show what this machine can run (GPU, CuPy, compilers) and how to fix it"),
 }

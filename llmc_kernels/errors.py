@@ -71,6 +71,46 @@ class KernelTrap(KernelError):
     """A fault inside the kernel: integer division by zero, stack overflow, a bad pointer, ``__trap()``."""
 
 
+class KernelRace(KernelError):
+    """A data race found by the CPU backend: two threads touch the same memory, at least one writing, and
+    nothing (a barrier, a warp synchronisation, atomics on both sides) orders them. Also a read of
+    ``__shared__`` memory that no thread of the block has written.
+
+    Besides :class:`KernelError`'s fields (``thread``/``block``/``kernel_line`` are those of the first
+    access, ``buffer`` is the argument's or ``__shared__`` array's name, ``index`` the element): ``kind``
+    (``"write-write"``, ``"read-after-write"``, ``"write-after-read"`` or ``"uninitialised-read"``),
+    ``accesses`` (the two :class:`RaceAccess`, one for an uninitialised read), ``pairs`` (how many racing
+    pairs the detector found in the launch) and ``hint`` (what to change).
+    """
+
+    def __init__(self, message: str, *, kind: str, accesses: tuple = (), pairs: int = 1, hint: str = "", **fields):
+        self.kind = kind
+        self.accesses = tuple(accesses)
+        self.pairs = pairs
+        self.hint = hint
+        super().__init__(message, **fields)
+
+    @property
+    def lines(self) -> tuple:
+        """The learner's lines (within the kernel string) of the accesses."""
+        return tuple(a.line for a in self.accesses)
+
+
+class RaceAccess:
+    """One side of a race: who (``block``, ``thread`` as (x, y, z), ``warp``, ``lane``), where (``line``
+    within the kernel string, ``location``) and what (``op``: "read", "write", "update" (+=, ++), "atomic")."""
+
+    __slots__ = ("block", "thread", "warp", "lane", "line", "location", "op")
+
+    def __init__(self, block, thread, warp, lane, line, location, op):
+        self.block, self.thread, self.warp, self.lane = tuple(block), tuple(thread), warp, lane
+        self.line, self.location, self.op = line, location, op
+
+    def __repr__(self):
+        return (f"RaceAccess(block={self.block}, thread={self.thread}, warp={self.warp}, lane={self.lane}, "
+                f"line={self.line}, op={self.op!r})")
+
+
 class GPUFault(KernelError):
     """A fault that reached the GPU: the CUDA context is dead and the notebook kernel must be restarted."""
 

@@ -151,6 +151,10 @@ def judge_worker(plan, cases, runs: list, box, outcome: str, limits) -> tuple[Ve
             if not meta.get("ok"):
                 raise error_verdict(meta.get("error") or {}, where[label])
             returned = returned or meta.get("returned", "")
+            warned = meta.get("race_warnings")
+            if isinstance(warned, list) and warned and not any("same value" in n for n in notes):
+                notes.append(short(f"a race where every thread stores the same value (a warning, not a failure): "
+                                   f"{warned[0]}"))
             try:
                 got[label] = outputs(case, arrays)
             except wire.BadFrame as e:

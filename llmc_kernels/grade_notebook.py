@@ -124,8 +124,8 @@ def parse_canonical(nb, path: Path) -> Chapter:
             continue
         meta = _llmc(cell.get("metadata", {}))
         role = meta.get("role")
-        if role == "setup":
-            continue
+        if role in ("setup", "instructor") or "instructor" in (cell.get("metadata", {}).get("tags") or []):
+            continue                     # the Colab install cell; answers for instructors only
         if role not in ("exercise", "check"):
             if not started:
                 preamble.append(cell)

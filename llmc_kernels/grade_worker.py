@@ -18,6 +18,7 @@ only spoil its own result by doing so.
 """
 from __future__ import annotations
 
+import inspect
 import linecache
 import os
 import re
@@ -178,6 +179,15 @@ def _build_args(case: dict, arrays: dict, prefix: str, xp, ops) -> tuple[list, d
     return args, made
 
 
+def _race_sink():
+    """The CPU backend's list for same-value race warnings (None in a version without the race detector)."""
+    try:
+        from .runtime import cpu
+    except ImportError:
+        return None
+    return getattr(cpu, "RACE_WARNINGS", None)
+
+
 def call(fn, req: dict, arrays: dict, run: dict, ops) -> tuple[dict, dict]:
     """One call of the learner's function: (frame meta, frame arrays)."""
     global _TRACER
@@ -190,6 +200,8 @@ def call(fn, req: dict, arrays: dict, run: dict, ops) -> tuple[dict, dict]:
     args, made = _build_args(req["cases"][run["case"]], arrays, f"c{run['case']}", xp, ops)
     if backend == "cpu":
         opts = dict(schedule=run["schedule"], timeout=req["launch_timeout"])
+        if not run.get("trace") and "races" in inspect.signature(runtime.launch_options).parameters:
+            opts["races"] = True         # the race detector, as every check runs it (KernelRace: verdict race)
     else:
         opts = dict(check=True)
     meta = {"event": "run", "run": run["index"], "ok": True, "error": None, "returned": ""}
@@ -198,6 +210,9 @@ def call(fn, req: dict, arrays: dict, run: dict, ops) -> tuple[dict, dict]:
     if run.get("trace"):
         from .grade_trace import Tracer
         tracer = Tracer(made)
+    race_warnings: list = []             # same-value races: warnings, not failures (as in the checks)
+    sink = _race_sink() if backend == "cpu" else None
+    token = sink.set(race_warnings) if sink is not None else None
     start = time.perf_counter()
     try:
         with runtime.use_backend(backend), runtime.launch_options(**opts), learner_scope(req["checked"]):
@@ -213,6 +228,9 @@ def call(fn, req: dict, arrays: dict, run: dict, ops) -> tuple[dict, dict]:
     except BaseException as e:           # noqa: BLE001 -- SystemExit, KeyboardInterrupt: the learner's too
         meta.update(ok=False, error=describe(e))
     meta["ms"] = (time.perf_counter() - start) * 1e3
+    if token is not None:
+        sink.reset(token)
+    meta["race_warnings"] = [str(w)[:500] for w in race_warnings[:5]]
     for key, a in made.items():
         try:
             out[f"out.{key}"] = xp.asnumpy(a) if backend == "cuda" else np.asarray(a)

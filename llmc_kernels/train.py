@@ -4,6 +4,8 @@
     llmc train --backend cpu --model tiny       # no GPU: a 3.3M-parameter model on the CPU backend
     llmc train --out runs/x --resume            # continue the newest checkpoint in runs/x
     llmc train --engine plain                   # the chapters' kernels, one op at a time
+    llmc train --ops my_ops.py                  # your kernels, gathered by `llmc collect`
+    llmc train --init gpt2                      # fine-tune OpenAI's GPT-2 124M (downloaded once)
 
 Each step: the next batch (sequential, like llm.c's dataloader), forward, zero_grad, backward, AdamW.
 Two engines run it (``train_setup.choose_engine``): ``fast`` (model_fast.FastGPT2: fused kernels, flash
@@ -31,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, data
+from . import checkpoint, data, learner_ops, pretrained
 from .model import GPT2
 from .model_config import GPT2Config, num_params
 from .train_log import RunLog
@@ -62,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--engine", choices=("fast", "plain"), help="fast: fused kernels, flash attention, each step one CUDA graph "
       "(default wherever it can run the model); plain: the chapters' kernels, one op at a time. Checkpoints are "
       "the same: a run may resume on either")
-    a("--init", default="scratch", help="scratch (GPT-2's random init, seeded) or PATH to an llm.c checkpoint "
-      "(e.g. gpt2_124M.bin)")
+    a("--init", default="scratch", help="scratch (GPT-2's random init, seeded), gpt2 (OpenAI's GPT-2 124M weights, "
+      "llm.c's gpt2_124M.bin, downloaded once into the cache) or PATH to an llm.c checkpoint")
+    a("--ops", help="a Python file of ops to train with instead of the package's (what `llmc collect` writes: "
+      "your kernels); the run's start and log.json say which ops are yours")
     a("--data", help="a text file (tokenised with GPT-2's tokenizer, cached beside it), or a folder of llm.c "
       "*_train.bin/*_val.bin files (default: TinyShakespeare, downloaded once)")
     a("--out", default="runs/train", help="folder for log.csv, loss.png, checkpoints (default runs/train)")
@@ -205,6 +209,8 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
     """Run ``llmc train`` with parsed ``args``; ``on_step(step, model)`` is called after every step."""
     from tqdm.auto import tqdm
 
+    if ops is None and getattr(args, "ops", None):
+        ops = learner_ops.load(args.ops)
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     found = checkpoints(out)
@@ -218,7 +224,7 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
     backend = _active_backend()
 
     # the model's shape: from the checkpoint we resume or start from, else --model
-    init_path = resume[1] if resume else (None if args.init == "scratch" else Path(args.init).expanduser())
+    init_path = resume[1] if resume else pretrained.init_path(args.init)
     init_cfg = checkpoint.read_model_header(init_path) if init_path else None
     o = _resolve_options(args, saved_extra.get("options", {}), backend, init_cfg)
     cfg = init_cfg or GPT2Config.named(o["model"])
@@ -271,11 +277,14 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
     else:
         print("engine: plain (GPT2: the SPEC ops one at a time)"
               + ("" if why_not_fast == "--engine plain" else f"; not the fast engine: {why_not_fast}"))
+    if ops is not None:
+        print(learner_ops.banner(ops))
 
     log = RunLog(out, keep_until=start)
     extra = {k: saved_extra[k] for k in ("initial_val_loss",) if k in saved_extra}
     # log.json only (the state file keeps what a resume needs; either engine may resume)
-    about = {"engine": engine, "memory_estimate_bytes": estimate(cfg, B, T)}
+    about = {"engine": engine, "memory_estimate_bytes": estimate(cfg, B, T), "ops": learner_ops.describe(ops),
+             "init": args.init if not resume else f"resumed from {resume[1].name}"}
     if start == 0 and o["val_every"]:
         extra["initial_val_loss"] = evaluate(model, val_loader)
         print(f"step 0: val loss {extra['initial_val_loss']:.4f}")
@@ -355,7 +364,7 @@ def main(argv=None, *, ops=None) -> int:
         with use_backend(args.backend):
             summary = train(args, ops=ops)
     except (SetupError, data.DataError, checkpoint.CheckpointError, BackendUnavailable, FloatingPointError,
-            FileNotFoundError) as e:
+            FileNotFoundError, learner_ops.LearnerOpsError) as e:
         print(f"llmc train: error: {e}", file=sys.stderr)
         return 2
     s = summary

@@ -13,6 +13,11 @@ SHARED_TIKTOKEN = SHARED / "tiktoken"
 
 
 def need_shared_text() -> Path:
+    """The shared TinyShakespeare: in LLMC_DATA_DIR when it holds it (a checkout whose ../shared is elsewhere,
+    such as a git worktree), else beside the checkout."""
+    named = os.environ.get("LLMC_DATA_DIR")
+    if named and (Path(named) / SHARED_TEXT.name).is_file():
+        return Path(named) / SHARED_TEXT.name
     if not SHARED_TEXT.exists():
         pytest.skip(f"the shared TinyShakespeare copy is not at {SHARED_TEXT}")
     return SHARED_TEXT

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-SCRIPTS = ("kernels.py", "train.py", "step_breakdown.py")
+SCRIPTS = ("kernels.py", "train.py", "step_breakdown.py", "capstone.py")
 
 
 @pytest.fixture
@@ -91,3 +91,13 @@ def test_step_breakdown_runs_on_the_gpu():
     r = run_script("step_breakdown.py", "--steps", "1", "-B", "2", "-T", "256", "--results", "", backend="cuda")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "| flash_attention_forward |" in r.stdout and "| attention_forward |" in r.stdout
+
+
+@pytest.mark.gpu
+def test_capstone_bench_runs_on_the_gpu():
+    """Chapter 10's run for the package's engines and the solutions' collected kernels, a few steps each."""
+    r = run_script("capstone.py", "--steps", "3", "--model", "tiny", "-B", "2", "-T", "64", "--results", "",
+                   backend="cuda")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "| package, fast engine (TF32) |" in r.stdout and "| solutions' kernels (fp32, --ops) |" in r.stdout
+    assert "failed" not in r.stdout and "03_matmul.ipynb" in r.stdout

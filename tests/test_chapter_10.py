@@ -2,9 +2,10 @@
 generator and the grader agree; the CPU run resumes from its checkpoint with the same losses and learns; and
 the speed figures the prose quotes (MFU of the reference H100 run, the T4 estimate) are what the cells
 compute from FLOPs, bytes and the measured run."""
+import json
 import re
 
-from _chapter_cells import load, run, source
+from _chapter_cells import ROOT, load, run, source
 
 CHAPTER = "10_training"
 
@@ -19,9 +20,16 @@ def test_a_guided_run_with_one_check_and_no_exercise():
     assert '"--engine", "plain"' in source(nb, "run-config")                 # the engine of the reference run
 
 
-def test_the_cpu_run_resumes_where_it_crashed_and_learns():
-    ns, printed = run(CHAPTER, ["imports", "data", "run-config", "model-budget", "train-crash", "train-resume",
-                                "check-loss"])
+def test_the_cpu_run_resumes_where_it_crashed_and_learns(monkeypatch):
+    monkeypatch.chdir(ROOT / "solutions")        # the notebooks beside chapter 10 are the ones it collects
+    ns, printed = run(CHAPTER, ["imports", "data", "collect", "run-config", "model-budget", "train-crash",
+                                "train-resume", "check-loss"])
+    # the learner's kernels (here the solutions'), the matmuls excepted on the CPU backend, train the model
+    assert "\n14 of 16 ops are yours" in printed and "--ops my_ops.py" in printed
+    assert printed.count("ops from my_ops.py: 14 of 16 are yours") == 2                  # the run and its resume
+    assert "  package  matmul_forward, matmul_backward" in printed
+    log = json.loads((ns["OUT"] / "log.json").read_text())
+    assert log["ops"]["learner"]["attention_backward"] == "04_attention.ipynb"
     assert "32,768 validation + 305,260 training = 338,028 tokens" in printed
     assert ns["MODEL"] == "tiny" and ns["CRASH_AT"] == ns["CHECKPOINT_EVERY"] + 2
     assert f"*** simulated crash after step {ns['CRASH_AT']} ***" in printed

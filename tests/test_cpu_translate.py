@@ -42,17 +42,17 @@ def squash(s: str) -> str:
     ("n = sizeof(float) * k;", "n = sizeof(float) * k;"),
     ("y = a * b * c;", "y = a * b * c;"),
     ("y = *p * *q;", "y = (p)[0] * (q)[0];"),
-    ("*out = 1;", "(out)[0] = 1;"),
-    ("*p++ = v;", "(p++)[0] = v;"),
-    ("*(p + i) = v;", "((p + i))[0] = v;"),
+    ("*out = 1;", "(out)[llmc::st((0))] = 1;"),
+    ("*p++ = v;", "(p++)[llmc::st((0))] = v;"),
+    ("*(p + i) = v;", "((p + i))[llmc::st((0))] = v;"),
     ("y = x / *p;", "y = x / (p)[0];"),
-    ("if (ok) *p = 0;", "if (ok) (p)[0] = 0;"),
+    ("if (ok) *p = 0;", "if (ok) (p)[llmc::st((0))] = 0;"),
     ("y = (float)*p;", "y = (float)(p)[0];"),
     ("y = **pp;", "y = ((pp)[0])[0];"),
     ("y = *p->next;", "y = (p[0].next)[0];"),
     ("y = p->x + q[i].y;", "y = p[0].x + q[i].y;"),
     ("auto f = [](float a) -> float { return a; };", "auto f = [](float a) -> float { return a; };"),
-    ("auto* p = &x[i];", "auto p = &x[i];"),
+    ("auto* p = &x[i];", "auto p = &x[llmc::adr((i))];"),
     ("float (*fp)(float) = 0;", "float (*fp)(float) = 0;"),
     ("template <typename T> T* at(T* p, int i) { return p + i; }",
      "template <typename T> llmc::ptr<T> at(llmc::ptr<T> p, int i) { return p + i; }"),
@@ -78,7 +78,7 @@ def test_file_scope_extern_shared_becomes_an_accessor():
     code = "extern __shared__ float buf[];\nvoid k() { buf[0] = 1; x.buf = 2; }\n"
     out = body(code)
     assert "static inline llmc::ptr<float> llmc_shared_buf() { return llmc::shared_dynamic<float>(); }" in out
-    assert "llmc_shared_buf()[0] = 1;" in out and "x.buf = 2" in out
+    assert "llmc_shared_buf()[llmc::st((0))] = 1;" in out and "x.buf = 2" in out
 
 
 def test_directives_comments_and_strings():
@@ -129,3 +129,20 @@ def test_entry_points_for_every_kernel():
     text = translate("extern \"C\" __global__ void a(int n) {}\n", [("a", 1), ("b", 3)], DIRECTIVE).text
     assert text.startswith('#include "cuda_cpu.h"\n#line 1 "cell"\n')
     assert text.endswith("LLMC_ENTRY(a, 0)\nLLMC_ENTRY(b, 0, 1, 2)\n")
+
+
+@pytest.mark.parametrize("cuda,cpp", [
+    # how an access uses memory (issue 14): stores, updates and addresses get a tagged index, loads stay
+    ("y = p[i];", "y = p[i];"),
+    ("p[i] = v;", "p[llmc::st((i))] = v;"),
+    ("p[i] += v;", "p[llmc::upd((i))] += v;"),
+    ("p[i]++; --p[j];", "p[llmc::upd((i))]++; --p[llmc::upd((j))];"),
+    ("atomicAdd(&p[i], v);", "atomicAdd(&p[llmc::adr((i))], v);"),
+    ("s[i][j] = v;", "s[i][llmc::st((j))] = v;"),
+    ("p[i].x = v;", "p[llmc::st((i))].x = v;"),
+    ("p->x = v;", "p[llmc::st((0))].x = v;"),
+    ("if (p[i] == v) q[i] = p[i];", "if (p[i] == v) q[llmc::st((i))] = p[i];"),
+    ("float a[4] = {0};", "float a[4] = {0};"),
+])
+def test_access_kinds(cuda, cpp):
+    assert squash(body(cuda)) == squash(cpp)

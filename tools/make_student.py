@@ -21,6 +21,8 @@ solutions/NN_name.ipynb is the source of truth; chapters/NN_name.ipynb is derive
   the line once the kernel above is written; a region with code asks them to replace it with their code.
   In exercise cells the line must sit inside a function: defining it works, calling it raises.
 - Regions in Markdown (`<!-- BEGIN SOLUTION -->` ... `<!-- END SOLUTION -->`) become "*Your answer here.*".
+- Cells for instructors only (`metadata.llmc.role = "instructor"`, tag `instructor`: the concept questions and
+  their answers) are left out of the student copy altogether.
 - Outputs, execution counts and execution timings are stripped; cell ids, tags and metadata are kept
   (notebook `metadata.llmc = {chapter, version}`; exercise/check cells `metadata.llmc = {role, exercise,
   points}` with the tag of their role).
@@ -245,10 +247,16 @@ def with_setup_cell(nb, source: str):
     return nb, True
 
 
+def is_instructor_only(cell) -> bool:
+    """A cell for instructors (concept questions with answers): never in a student copy."""
+    return _llmc(cell.metadata).get("role") == "instructor" or "instructor" in cell.metadata.get("tags", [])
+
+
 def student_notebook(nb, name: str):
     """The learner's copy of solution notebook `nb` (which already has its set-up cell)."""
     _validate_metadata(nb, name)
     student = copy.deepcopy(nb)
+    student.cells = [cell for cell in student.cells if not is_instructor_only(cell)]
     chapter = _llmc(nb.metadata)["chapter"]
     for index, cell in enumerate(student.cells):
         info = _llmc(cell.metadata)

@@ -122,11 +122,17 @@ def xp():
 
 @dataclass(frozen=True)
 class LaunchOptions:
-    """How launches run. ``schedule`` and ``timeout`` are read by the CPU backend (thread order, seconds per
-    launch); ``check`` makes the cuda backend synchronize after each launch to report faults at once."""
+    """How launches run. ``schedule``, ``timeout`` and ``races`` are read by the CPU backend (thread order,
+    seconds per launch, whether the race detector runs); ``check`` makes the cuda backend synchronize after each
+    launch to report faults at once.
+
+    ``races``: True runs the race detector on every CPU launch (a race raises ``KernelRace``), False never;
+    None (the default) runs it inside checks (``check.forward/backward``, hence grading) and nowhere else.
+    ``LLMC_CPU_RACES=1`` or ``=0`` changes that default."""
     schedule: str = "forward"
     timeout: float = DEFAULT_TIMEOUT
     check: bool = False
+    races: bool | None = None
 
 
 _launch: contextvars.ContextVar[dict] = contextvars.ContextVar("llmc_launch_options", default={})
@@ -145,9 +151,24 @@ def _default_timeout() -> float:
     return value
 
 
+def _default_races() -> bool | None:
+    raw = os.environ.get("LLMC_CPU_RACES", "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"LLMC_CPU_RACES must be 1 or 0, got {raw!r}")
+
+
 @contextlib.contextmanager
-def launch_options(schedule: str | None = None, timeout: float | None = None, check: bool | None = None):
-    """Set launch options for the body; ``None`` keeps the enclosing (or default) value."""
+def launch_options(schedule: str | None = None, timeout: float | None = None, check: bool | None = None,
+                   races: bool | None = None):
+    """Set launch options for the body; ``None`` keeps the enclosing (or default) value.
+
+    ``races=False`` turns the CPU backend's race detector off (speed runs), also inside checks; ``races=True``
+    turns it on for every CPU launch of the body."""
     changes = {}
     if schedule is not None:
         if schedule not in SCHEDULES:
@@ -159,6 +180,10 @@ def launch_options(schedule: str | None = None, timeout: float | None = None, ch
         changes["timeout"] = float(timeout)
     if check is not None:
         changes["check"] = bool(check)
+    if races is not None:
+        if not isinstance(races, bool):
+            raise ValueError(f"races must be True or False, got {races!r}")
+        changes["races"] = races
     token = _launch.set({**_launch.get(), **changes})
     try:
         yield current_launch_options()
@@ -171,7 +196,8 @@ def current_launch_options() -> LaunchOptions:
     values = _launch.get()
     return LaunchOptions(schedule=values.get("schedule", "forward"),
                          timeout=values.get("timeout") or _default_timeout(),
-                         check=values.get("check", False))
+                         check=values.get("check", False),
+                         races=values["races"] if "races" in values else _default_races())
 
 
 # ------------------------------------------------------------------------------------------- RawKernel
@@ -312,4 +338,5 @@ class RawKernel:
         if kind == "cuda":
             impl.launch(grid3, block3, vargs, smem, check=opts.check, stream=stream)
         else:   # CPU launches are synchronous, so a stream changes nothing there
-            impl.launch(grid3, block3, vargs, smem, opts.schedule, opts.timeout)
+            extra = {"races": True} if opts.races else {}     # (a backend without the detector takes no flag)
+            impl.launch(grid3, block3, vargs, smem, opts.schedule, opts.timeout, **extra)

@@ -63,5 +63,5 @@ MUTANTS = [
     Mutant("encoder backward: dwte overwritten", "encoder", "backward",
            lambda: encoder_backward(mutate(ENCODER, ("atomicAdd(&dwte[ix * C + c], dout[idx]);",
                                                      "dwte[ix * C + c] = dout[idx];"))),
-           says=("dwte:", "a race", "atomicAdd")),
+           says=("dwte", "a race", "atomicAdd")),
 ]

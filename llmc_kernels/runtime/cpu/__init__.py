@@ -10,6 +10,7 @@ survives all of them.
 """
 from __future__ import annotations
 
+import contextvars
 import sys
 import threading
 
@@ -21,6 +22,9 @@ from . import build, launch, messages
 from .translate import translate
 
 __all__ = ["CpuKernel"]
+
+# A list that collects the race detector's warnings of every launch in the current context (check sets one)
+RACE_WARNINGS: contextvars.ContextVar[list | None] = contextvars.ContextVar("llmc_race_warnings", default=None)
 
 _LIBRARIES: dict[str, launch.Library] = {}     # path -> loaded library (a library is loaded once)
 _LOAD_LOCK = threading.Lock()
@@ -83,27 +87,50 @@ class CpuKernel:
         return self
 
     def launch(self, grid, block, args, shared_mem: int = 0, schedule: str = "forward", timeout: float = 60.0,
-               seed: int = 0) -> None:
+               seed: int = 0, races: bool = False) -> list[str]:
         """Run the kernel over ``grid`` x ``block`` with validated ``args`` (NumPy arrays and scalars).
 
         ``schedule`` orders the threads of each block and the blocks of the grid: "forward", "reverse" or
-        "shuffle" (a permutation drawn from ``seed``). ``timeout`` is in seconds (0: none). The kernel's printf
-        output goes to ``sys.stdout`` after the launch, also when it fails.
+        "shuffle" (a permutation drawn from ``seed``). ``timeout`` is in seconds (0: none). ``races`` runs the
+        race detector (a race raises KernelRace); the result is its warnings (same-value write-write races),
+        also appended to :data:`RACE_WARNINGS` when a list is there. The kernel's printf output goes to
+        ``sys.stdout`` after the launch, also when it fails.
         """
         if schedule not in launch.SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(launch.SCHEDULES)}, got {schedule!r}")
         self.compile()
         grid, block = tuple(int(g) for g in grid), tuple(int(b) for b in block)
+        from ...profiling import recording     # a profile (llmc_kernels.profile) collecting this launch?
+        prof = recording()
+        trace = (launch.TRACE_RACES if races else 0) | (launch.TRACE_COUNTERS if prof is not None else 0)
+        counted: list = []
         err, out, cut = launch.run(self._entries, self._plan, args, grid, block, int(shared_mem), schedule,
-                                   timeout, int(seed), self.uses_fibers)
+                                   timeout, int(seed), self.uses_fibers, trace, counted)
         if out:
             sys.stdout.write(out.decode("utf-8", errors="replace"))
         if cut:
             sys.stdout.write("\n[printf output beyond 1 MiB was dropped, as CUDA's printf buffer would]\n")
         if out or cut:
             sys.stdout.flush()
+        ctx = None
         if err.kind != launch.E_OK:
             ctx = messages.Context(self.name, self.origin, self.code, self.signature, args, grid, block,
                                    int(shared_mem), timeout, schedule)
             raise messages.error_from_record(err, ctx)
+        if counted:
+            from ...profiling.counters import from_runtime
+            prof.add(from_runtime(*counted[0], name=self.name, grid=grid, block=block, signature=self.signature,
+                                  origin=self.origin, code=self.code))
+        warnings = []
+        if err.warning.kind != launch.RACE_NONE:
+            from . import races as _races
+            ctx = messages.Context(self.name, self.origin, self.code, self.signature, args, grid, block,
+                                   int(shared_mem), timeout, schedule)
+            warnings.append(_races.warning(err.warning, ctx))
+            sink = RACE_WARNINGS.get()
+            if sink is not None:
+                for w in warnings:
+                    if w not in sink:
+                        sink.append(w)
+        return warnings
 

@@ -138,6 +138,9 @@ def error_from_record(e: L.ErrorRecord, ctx: Context) -> BaseException:
         if e.sub == L.T_BAD_ADDRESS:
             text += _bad_address(e, ctx)
         return KernelTrap(text, **fields)
+    if e.kind == L.E_RACE:
+        from . import races
+        return races.error(e.race, ctx)
     if e.kind == L.E_INTERRUPT:
         return KeyboardInterrupt(f"interrupted while kernel '{ctx.kernel}' ran on the cpu backend")
     return KernelError(f"internal error of the cpu backend: {text}", **fields)

@@ -365,7 +365,7 @@ def dereferences(seq: Seq) -> None:
         if end is None:
             continue
         seq.set(k, "(")
-        seq.tok(end).after.append(")[0]")
+        seq.tok(end).after.append(f")[{_tagged('0', access_kind(seq, k, end))}]")
         seq.consumed.add(k)
 
 
@@ -376,7 +376,8 @@ def arrows(seq: Seq) -> None:
             continue
         if seq.is_typeish(k + 1) or seq.t(k + 1) in ("decltype", "auto"):
             continue
-        seq.set(k, "[0].")
+        end = k + 1 if seq.kind(k + 1) == "ident" else k
+        seq.set(k, f"[{_tagged('0', access_kind(seq, _chain_start(seq, k), end))}].")
 
 
 def cast_keywords(seq: Seq) -> None:
@@ -387,3 +388,83 @@ def cast_keywords(seq: Seq) -> None:
             seq.set(k, "llmc::reinterpret_cast_")
         elif seq.t(k) == "const_cast":
             seq.set(k, "llmc::const_cast_")
+
+
+# ------------------------------------------------------------------------ loads, stores, addresses
+# `llmc::ptr<T>::operator[]` returns `T&`, so at run time a load and a store look alike. The tokens around an
+# access tell them apart: `p[i] = v` is a store, `p[i] += v` / `p[i]++` / `++p[i]` an update (load then
+# store), `&p[i]` takes an address (no access: atomics report their own), anything else a load. The index of
+# a store, update or address is wrapped in a tag (`p[llmc::st((i))] = v`) that selects an operator[] overload;
+# loads stay as written. Not seen (they count as loads): a write through a reference (`float& r = p[i]; r = v`,
+# a `T&` parameter), through a member array (`p[i].a[k] = v`) or to a parenthesised lvalue (`(c ? p[i] : q[i]) = v`).
+COMPOUND = frozenset({"+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "<<=", ">>="})
+TAGS = {"store": "llmc::st", "update": "llmc::upd", "addr": "llmc::adr"}
+NOT_SUBSCRIPTED = frozenset({"operator", "delete", "new", "return", "sizeof", "case", "throw", "alignof", "decltype"})
+
+
+def _tagged(index: str, kind: str) -> str:
+    return f"{TAGS[kind]}(({index}))" if kind in TAGS else index
+
+
+def _chain_start(seq: Seq, k: int) -> int:
+    """The first token of the postfix expression that ends just before position k (`a.b[i][j]`, `f(x)[i]`)."""
+    i = k - 1
+    while i >= 0:
+        x = seq.t(i)
+        if x in (")", "]"):
+            m = seq.match(i)
+            if m is None:
+                return i + 1
+            i = m - 1
+            continue
+        if seq.kind(i) in ("ident", "number", "string"):
+            if seq.t(i - 1) in (".", "->", "::"):
+                i -= 2
+                continue
+            return i
+        return i + 1
+    return 0
+
+
+def access_kind(seq: Seq, start: int, end: int) -> str:
+    """How the lvalue spelled by positions start..end is used: 'store', 'update', 'addr' or 'load'."""
+    before = seq.t(start - 1)
+    prefix = before in ("++", "--", "&", "*") and _is_unary(seq, start - 1)
+    if prefix and before in ("&", "*"):
+        return "addr" if before == "&" else "load"     # `&p[i]`; `*p[i] = v` stores through the loaded pointer
+    j = end
+    while seq.t(j + 1) == "." and seq.kind(j + 2) == "ident":     # a member of the element: p[i].x = v
+        j += 2
+    nxt = seq.t(j + 1)
+    if nxt == "=" and seq.t(j + 2) != "{":
+        return "store"
+    if nxt in COMPOUND or nxt in ("++", "--") or prefix:
+        return "update"
+    return "load"
+
+
+def _declarator(seq: Seq, k: int) -> bool:
+    """`float x[4] = {...}`, `T *a[2]`: the name before '[' is being declared, not indexed."""
+    j = k - 2
+    while seq.t(j) in ("*", "&", "&&") or seq.t(j) in typescan.CV:
+        j -= 1
+    return seq.is_typeish(j) or seq.t(j) in STORAGE or (j < k - 2 and seq.t(j).endswith(">"))
+
+
+def accesses(seq: Seq) -> None:
+    """Tag the index of every subscript that stores, updates or takes an address (see above)."""
+    for k in range(len(seq)):
+        if seq.t(k) != "[" or k in seq.consumed:
+            continue
+        close = seq.match(k)
+        if close is None or close == k + 1 or seq.t(k + 1) == "[" or seq.t(close + 1) == "[":
+            continue      # `[]`, an attribute `[[...]]`, or `s[i]` of `s[i][j]` (a row, or a loaded pointer)
+        prev = seq.t(k - 1)
+        if prev in (")", "]"):
+            pass
+        elif seq.kind(k - 1) != "ident" or prev in NOT_SUBSCRIPTED or seq.is_typeword(k - 1) or _declarator(seq, k):
+            continue
+        kind = access_kind(seq, _chain_start(seq, k), close)
+        if kind in TAGS:
+            seq.tok(k).after.append(f"{TAGS[kind]}((")
+            seq.tok(close).before.append("))")

@@ -191,6 +191,7 @@ def translate(code: str, kernels: list[tuple[str, int]], line_directive: str) ->
         rewrite.dereferences(seq)
         rewrite.arrows(seq)
         rewrite.cast_keywords(seq)
+        rewrite.accesses(seq)
     body = render(tokens)
     if not body.endswith("\n"):
         body += "\n"

@@ -17,9 +17,14 @@ LLMC_INLINE int __syncthreads_or(int pred, int line = __builtin_LINE()) {
   return llmc::hooks()->sync(LLMC_B_OR, pred != 0, line);
 }
 // One OS thread runs a block's fibers, so memory is always coherent: fences only stop compiler reordering.
-LLMC_INLINE void __threadfence() { __asm__ __volatile__("" ::: "memory"); }
+// The race detector learns of device-wide fences: an atomic after one releases what the thread did before
+// (the "last block" pattern). __threadfence_block orders nothing across blocks, so it tells it nothing.
+LLMC_INLINE void __threadfence(int line = __builtin_LINE()) {
+  __asm__ __volatile__("" ::: "memory");
+  if (__builtin_expect(llmc::tracing(), 0)) llmc::hooks()->fence(line);
+}
 LLMC_INLINE void __threadfence_block() { __asm__ __volatile__("" ::: "memory"); }
-LLMC_INLINE void __threadfence_system() { __asm__ __volatile__("" ::: "memory"); }
+LLMC_INLINE void __threadfence_system(int line = __builtin_LINE()) { __threadfence(line); }
 LLMC_INLINE void __nanosleep(unsigned int) {}
 
 // ---- warp operations (a rendezvous of the lanes named in mask)
@@ -79,10 +84,20 @@ LLMC_INLINE unsigned __lanemask_lt() {
 
 // ---- atomics: one OS thread runs the launch and switches fibers only at barriers and warp operations,
 // so a plain read-modify-write is atomic. Overloads for checked pointers check the address first.
+namespace llmc {
+LLMC_INLINE void note_atomic(const void *a, uint64_t size, int line) {
+  if (__builtin_expect(tracing(), 0)) note_access(a, size, LLMC_A_ATOMIC, line);
+}
+} // namespace llmc
 #define LLMC_ATOMIC(NAME, T, EXPR)                                                                         \
-  LLMC_INLINE T NAME(T *address, T val) { T old = *address; *address = (EXPR); return old; }              \
+  LLMC_INLINE T NAME(T *address, T val, int line = __builtin_LINE()) {                                    \
+    llmc::note_atomic(address, sizeof(T), line);                                                           \
+    T old = *address;                                                                                      \
+    *address = (EXPR);                                                                                     \
+    return old;                                                                                            \
+  }                                                                                                        \
   LLMC_INLINE T NAME(llmc::ptr<T> address, T val, int line = __builtin_LINE()) {                          \
-    return NAME(address.at(0, line), val);                                                                 \
+    return NAME(address.at(0, line), val, line);                                                           \
   }
 #define LLMC_ATOMIC_INTS(NAME, EXPR)                                                                       \
   LLMC_ATOMIC(NAME, int, EXPR) LLMC_ATOMIC(NAME, unsigned int, EXPR)                                       \
@@ -106,21 +121,27 @@ LLMC_ATOMIC(atomicDec, unsigned int, (old == 0u || old > val) ? val : old - 1u)
 #undef LLMC_ATOMIC_INTS
 #undef LLMC_ATOMIC
 #define LLMC_CAS(T)                                                                                        \
-  LLMC_INLINE T atomicCAS(T *address, T compare, T val) {                                                  \
+  LLMC_INLINE T atomicCAS(T *address, T compare, T val, int line = __builtin_LINE()) {                    \
+    llmc::note_atomic(address, sizeof(T), line);                                                           \
     T old = *address;                                                                                      \
     if (old == compare) *address = val;                                                                    \
     return old;                                                                                            \
   }                                                                                                        \
   LLMC_INLINE T atomicCAS(llmc::ptr<T> address, T compare, T val, int line = __builtin_LINE()) {           \
-    return atomicCAS(address.at(0, line), compare, val);                                                   \
+    return atomicCAS(address.at(0, line), compare, val, line);                                             \
   }
 LLMC_CAS(int) LLMC_CAS(unsigned int) LLMC_CAS(unsigned long long) LLMC_CAS(unsigned short)
 #undef LLMC_CAS
 
 // __ldg: a read through the read-only cache; here a checked read.
-template <class T> LLMC_INLINE T __ldg(const T *p) { return *p; }
-template <class T> LLMC_INLINE T __ldg(llmc::ptr<const T> p, int line = __builtin_LINE()) { return *p.at(0, line); }
-template <class T> LLMC_INLINE T __ldg(llmc::ptr<T> p, int line = __builtin_LINE()) { return *p.at(0, line); }
+template <class T> LLMC_INLINE T __ldg(const T *p, int line = __builtin_LINE()) {
+  if (__builtin_expect(llmc::tracing(), 0)) llmc::note_access(p, sizeof(T), LLMC_A_LOAD, line);
+  return *p;
+}
+template <class T> LLMC_INLINE T __ldg(llmc::ptr<const T> p, int line = __builtin_LINE()) {
+  return p[llmc::index(0, line)];
+}
+template <class T> LLMC_INLINE T __ldg(llmc::ptr<T> p, int line = __builtin_LINE()) { return p[llmc::index(0, line)]; }
 
 LLMC_INLINE long long clock64() {
 #if defined(__x86_64__)

@@ -19,6 +19,26 @@ struct index {
   LLMC_INLINE index(I i, int l = __builtin_LINE()) : v((long long)i), line(l) {}
 };
 
+// How the translator marks an index whose element is written or whose address is taken: `p[i] = v` is
+// compiled as `p[llmc::st((i))] = v`, `p[i] += v` as `p[llmc::upd((i))]`, `&p[i]` as `&p[llmc::adr((i))]`;
+// a plain `p[i]` is a load. The tag picks the operator[] overload, so classifying costs nothing at run time,
+// and it converts to an integer for built-in arrays (`float acc[4]; acc[llmc::st((k))] = 0;`).
+template <int K> struct tagged_index {
+  long long v;
+  int line;
+  LLMC_INLINE operator long long() const { return v; }
+};
+template <class I> LLMC_INLINE tagged_index<LLMC_A_STORE> st(I i, int l = __builtin_LINE()) { return {(long long)i, l}; }
+template <class I> LLMC_INLINE tagged_index<LLMC_A_UPDATE> upd(I i, int l = __builtin_LINE()) { return {(long long)i, l}; }
+template <class I> LLMC_INLINE tagged_index<LLMC_A_ADDR> adr(I i, int l = __builtin_LINE()) { return {(long long)i, l}; }
+
+// The access-event layer's entry point on the kernel side (rt/access.cpp records it). Out of line and cold:
+// the instrumented path is the slow one, and the uninstrumented one stays small.
+LLMC_COLD inline void note_access(const void *a, uint64_t size, int kind, int line) {
+  ctx()->L->hooks->access(a, (uint32_t)size, kind, line);
+}
+LLMC_INLINE bool tracing() { return ctx()->L->trace != 0; }
+
 template <class T> struct add_ref { typedef T &type; };
 template <> struct add_ref<void> { typedef void type; };
 template <> struct add_ref<const void> { typedef void type; };
@@ -43,16 +63,18 @@ template <class T> struct ptr {
   char *lo;
   uint64_t span;
   int rid;
+  int trace;  // the launch records accesses through this pointer (kept in the pointer: a register test)
   static const uint64_t S = size_of<T>::value, A = size_of<T>::align;
 
   // A pointer nobody initialised is null: using it is reported, not undefined.
-  LLMC_INLINE ptr() : p(0), lo(0), span(0), rid(LLMC_R_NULL) {}
+  LLMC_INLINE ptr() : p(0), lo(0), span(0), rid(LLMC_R_NULL), trace(0) {}
   LLMC_INLINE static ptr from_region(const llmc_region *r) {
     ptr q;
     q.p = (T *)r->lo;
     q.lo = r->lo;
     q.span = r->span;
     q.rid = r->id;
+    q.trace = (r->flags & LLMC_TRACE_ACCESSES) && !(is_const<T>::value && (r->flags & LLMC_REGION_READONLY));
     return q;
   }
   // A raw address (`&x[i]`, nullptr): found again among the launch's regions.
@@ -60,20 +82,21 @@ template <class T> struct ptr {
   template <class U, class = typename enable_if<!ptr_convertible<U, T>::value>::type>
   LLMC_INLINE explicit ptr(U *raw) { adopt((void *)raw); }
   template <class U, typename enable_if<ptr_convertible<U, T>::value, int>::type = 0>
-  LLMC_INLINE ptr(const ptr<U> &o) : p(o.p), lo(o.lo), span(o.span), rid(o.rid) {}
+  LLMC_INLINE ptr(const ptr<U> &o) : p(o.p), lo(o.lo), span(o.span), rid(o.rid), trace(o.trace) {}
   template <class U, typename enable_if<!ptr_convertible<U, T>::value, int>::type = 0>
-  LLMC_INLINE explicit ptr(const ptr<U> &o) : p((T *)(void *)o.p), lo(o.lo), span(o.span), rid(o.rid) {}
+  LLMC_INLINE explicit ptr(const ptr<U> &o) : p((T *)(void *)o.p), lo(o.lo), span(o.span), rid(o.rid), trace(o.trace) {}
   template <class U> LLMC_INLINE ptr(const ptr<U> &o, cast_tag)
-      : p((T *)(const volatile void *)o.p), lo(o.lo), span(o.span), rid(o.rid) {}
+      : p((T *)(const volatile void *)o.p), lo(o.lo), span(o.span), rid(o.rid), trace(o.trace) {}
 
   LLMC_INLINE void adopt(void *raw) {
     p = (T *)raw;
-    if (!raw) { lo = 0; span = 0; rid = LLMC_R_NULL; return; }
+    if (!raw) { lo = 0; span = 0; rid = LLMC_R_NULL; trace = 0; return; }
     llmc_region r;
     hooks()->find_region(raw, &r);
     lo = r.lo;
     span = r.span;
     rid = r.id;
+    trace = r.flags & LLMC_TRACE_ACCESSES;
   }
 
   // The access check: one subtraction and compare covers both ends (unsigned wrap-around).
@@ -84,12 +107,21 @@ template <class T> struct ptr {
     return (T *)a;
   }
   LLMC_COLD __attribute__((noreturn)) void fail(uintptr_t a, int line) const {
-    llmc_region r = {lo, span, rid, 0};
+    llmc_region r = {lo, span, rid, 0, 0, 0};
     hooks()->oob((const void *)a, S, A, &r, is_const<T>::value, line);
     __builtin_unreachable();
   }
 
-  LLMC_INLINE typename add_ref<T>::type operator[](index i) const { return *at(i.v, i.line); }
+  LLMC_INLINE typename add_ref<T>::type operator[](index i) const {
+    T *a = at(i.v, i.line);
+    if (__builtin_expect(trace, 0)) note_access((const void *)(uintptr_t)a, S, LLMC_A_LOAD, i.line);
+    return *a;
+  }
+  template <int K> LLMC_INLINE typename add_ref<T>::type operator[](tagged_index<K> i) const {
+    T *a = at(i.v, i.line);
+    if (K != LLMC_A_ADDR && __builtin_expect(trace, 0)) note_access((const void *)(uintptr_t)a, S, K, i.line);
+    return *a;
+  }
   // Left by the translator only where it could not see the operand; the line is then unknown (0).
   LLMC_INLINE typename add_ref<T>::type operator*() const { return *at(0, 0); }
   LLMC_INLINE T *operator->() const { return at(0, 0); }
@@ -140,14 +172,29 @@ LLMC_PTR_CMP(==) LLMC_PTR_CMP(!=) LLMC_PTR_CMP(<) LLMC_PTR_CMP(>) LLMC_PTR_CMP(<
 #undef LLMC_PTR_CMP
 
 // A fixed-size __shared__ array (nested for more dimensions): checked indexing, decays to a checked pointer.
+template <class T> struct is_shared_array { static const bool value = false; };
+template <class T, long long N> struct is_shared_array<shared_array<T, N>> { static const bool value = true; };
+
 template <class T, long long N> struct shared_array {
   T a[N];
+  // Only the innermost subscript of `s[i][j]` touches memory; the outer one picks a row.
+  LLMC_INLINE void note(long long i, int kind, int line) const {
+    if (!is_shared_array<T>::value && __builtin_expect(tracing(), 0)) note_access((const void *)(uintptr_t)&a[i], sizeof(T), kind, line);
+  }
   LLMC_INLINE T &operator[](index i) {
     if (__builtin_expect((unsigned long long)i.v >= (unsigned long long)N, 0)) fail(i);
+    note(i.v, LLMC_A_LOAD, i.line);
     return a[i.v];
   }
   LLMC_INLINE const T &operator[](index i) const {
     if (__builtin_expect((unsigned long long)i.v >= (unsigned long long)N, 0)) fail(i);
+    note(i.v, LLMC_A_LOAD, i.line);
+    return a[i.v];
+  }
+  template <int K> LLMC_INLINE T &operator[](tagged_index<K> t) {
+    index i(t.v, t.line);
+    if (__builtin_expect((unsigned long long)i.v >= (unsigned long long)N, 0)) fail(i);
+    if (K != LLMC_A_ADDR) note(i.v, K, i.line);
     return a[i.v];
   }
   LLMC_COLD __attribute__((noreturn)) void fail(index i) const {
@@ -155,7 +202,7 @@ template <class T, long long N> struct shared_array {
     __builtin_unreachable();
   }
   LLMC_INLINE ptr<T> decay() const {
-    llmc_region r = {(char *)a, (uint64_t)sizeof(a), LLMC_R_STATIC_SHARED, (int32_t)sizeof(T)};
+    llmc_region r = {(char *)a, (uint64_t)sizeof(a), LLMC_R_STATIC_SHARED, (int32_t)sizeof(T), tracing() ? 1 : 0, 0};
     return ptr<T>::from_region(&r);
   }
   template <class U, typename enable_if<ptr_convertible<T, U>::value, int>::type = 0>

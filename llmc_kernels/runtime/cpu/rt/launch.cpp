@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "rt.h"
 
 namespace rt {
@@ -113,6 +114,38 @@ const char *shared_name_at(const void *p, const char **kind_out, uint64_t *size_
     }
   }
   return 0;
+}
+
+const char *shared_array_at(const void *p, uintptr_t *lo) {
+  const char *c = (const char *)p;
+  for (unsigned i = 0; i < g_nsh; i++) {
+    const char *a = g_sh_arena + g_sh[i].off;
+    if (c >= a && c < a + g_sh[i].size) {
+      *lo = (uintptr_t)a;
+      return g_sh[i].name;
+    }
+  }
+  *lo = (uintptr_t)g_dyn; // dynamic shared memory
+  return 0;
+}
+
+int64_t shared_offset(const void *p) {
+  const char *c = (const char *)p;
+  if (c >= g_sh_arena && c < g_sh_arena + g_sh_used) return c - g_sh_arena;
+  if (g_dyn && c >= g_dyn && c < g_dyn + g.d->shared_bytes) return SHARED_LIMIT + (c - g_dyn);
+  return -1;
+}
+
+int global_region_of(const void *p, uintptr_t *lo) {
+  const char *c = (const char *)p;
+  for (int i = 0; i < g.d->nregions; i++) {
+    const llmc_region &r = g.d->regions[i];
+    if (r.lo && c >= r.lo && c < r.lo + r.span) {
+      if (lo) *lo = (uintptr_t)r.lo;
+      return r.id;
+    }
+  }
+  return -1;
 }
 
 // --------------------------------------------------------------------------------------------- hooks
@@ -219,6 +252,8 @@ static void h_find_region(const void *p, llmc_region *out) {
         out->span = g_sh[i].size;
         out->id = LLMC_R_STATIC_SHARED;
         out->elem_size = 0;
+        out->flags = g.L.trace;
+        out->base_offset = 0;
         return;
       }
     }
@@ -227,11 +262,13 @@ static void h_find_region(const void *p, llmc_region *out) {
   out->span = ~(uint64_t)0;
   out->id = LLMC_R_UNCHECKED;
   out->elem_size = 0;
+  out->flags = 0;
+  out->base_offset = 0;
 }
 
 // barriers and warp operations go straight to the scheduler (sched.cpp): they are the hot path
 static const llmc_hooks k_hooks = {h_oob, h_oob_array, h_shared_static, hook_sync, hook_warp, hook_activemask,
-                                   h_trap, h_vprintf, h_find_region};
+                                   h_trap, h_vprintf, h_find_region, h_access, h_fence};
 
 // ------------------------------------------------------------------------------------------ schedule
 static uint64_t splitmix(uint64_t x) {
@@ -306,12 +343,15 @@ static void runner_main() {
     if (d->schedule == 2) thread_order(b);
     poison(g_sh_arena, g_sh_used);
     if (d->shared_bytes) poison(g_dyn, d->shared_bytes);
+    if (g_tracing) access_block_begin(b);
     if (g.fibers)
       run_block_fibers();
     else
       d->fast_block(d->args, &run);
+    if (g_tracing) access_block_end();
     g.blocks_done++;
   }
+  if (g_tracing) access_launch_end(); // across blocks: may report a race (and not come back)
   fiber_leave(g_runner);
   __builtin_trap(); // never resumed
 }
@@ -360,6 +400,8 @@ RT_EXPORT int llmc_run(const llmc_launch_desc *d, llmc_error *e) {
   g.L.dyn_shared.id = LLMC_R_DYN_SHARED;
   g.L.dyn_shared.elem_size = 1;
   g.L.generation = ++g_generation;
+  g.L.trace = (int32_t)(d->trace & LLMC_TRACE_ACCESSES);
+  g.L.dyn_shared.flags = g.L.trace;
   g_nsh = 0;
   g_sh_used = 0;
   g_out_len = 0;
@@ -389,11 +431,13 @@ RT_EXPORT int llmc_run(const llmc_launch_desc *d, llmc_error *e) {
     fail_setup(e, "could not start the time-limit watchdog thread");
     return e->kind;
   }
+  access_launch_begin(g.L.trace ? d->trace : 0);
   if (sigsetjmp(g_escape, 1) == 0) {
     g_in_launch = 1;
     fiber_enter(g_runner); // returns when the runner has walked the whole grid
   }
   faults_restore();
+  access_release(); // the shadow state lives for one launch
   g_cur = 0;
   e->blocks_done = (int64_t)g.blocks_done;
   e->blocks_total = (int64_t)g.nblocks;

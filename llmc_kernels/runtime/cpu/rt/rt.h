@@ -86,6 +86,9 @@ void warp_settle(unsigned w);   // a lane of warp w stopped running: complete it
 void fill_where(llmc_error *e);
 [[noreturn]] void escape(int kind, int sub, int line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 const char *shared_name_at(const void *p, const char **kind_out, uint64_t *size_out);
+const char *shared_array_at(const void *p, uintptr_t *lo); // a static __shared__ array's name and start
+int64_t shared_offset(const void *p); // shared memory: arena offset, SHARED_LIMIT + dynamic offset; else -1
+int global_region_of(const void *p, uintptr_t *lo = 0); // the argument whose array holds p, else -1
 
 // faults.cpp
 bool faults_install(double timeout_s);

@@ -8,6 +8,7 @@
 // mask. When nothing can run but threads still wait, that is a deadlock: census.cpp says why.
 #include <string.h>
 
+#include "access.h"
 #include "rt.h"
 
 namespace rt {
@@ -66,6 +67,7 @@ static void switch_next(Fiber *self) {
 static void fiber_main() {
   Fiber *self = g_cur;
   g.d->thread_entry(g.d->args);
+  if (g_tracing) access_finalize();
   self->state = F_DONE;
   g.live--;
   g.done++;
@@ -79,6 +81,7 @@ static void fiber_main() {
 int hook_sync(int op, int pred, int line) {
   Fiber *self = g_cur;
   if (!g.fibers) escape(LLMC_E_INTERNAL, LLMC_T_INTERNAL, line, "a barrier ran on the fast path");
+  if (g_tracing) access_finalize();
   self->state = F_BAR;
   self->line = line;
   self->op = op;
@@ -94,6 +97,7 @@ int hook_sync(int op, int pred, int line) {
   // Release only when the whole block is here at one barrier. A thread that returned never arrives: real
   // GPUs may count it as arrived, but CUDA leaves that undefined, so we report it (census) instead.
   if (g.at_barrier == g.live && g.done == 0 && !g.barrier_mixed) {
+    if (g_tracing) access_epoch_end(); // everything before this barrier happens before everything after it
     int count = 0;
     for (unsigned k = 0; k < g.nthreads; k++) {
       Fiber *f = g.run[k];
@@ -147,6 +151,7 @@ static bool try_complete(unsigned w, unsigned mask, int cls) {
     if (f->state != F_WARP || f->mask != mask || op_class(f->op) != cls) return false;
     lanes[j] = f;
   }
+  if (g_tracing) access_warp_sync(w, mask); // the lanes of mask are ordered here (not by lockstep)
   unsigned ballot = 0;
   for (unsigned j = 0; j < 32; j++)
     if (lanes[j] && lanes[j]->value) ballot |= 1u << j;
@@ -198,6 +203,7 @@ void warp_settle(unsigned w) {
 uint64_t hook_warp(int kind, unsigned mask, uint64_t value, int arg, int width, int line) {
   Fiber *self = g_cur;
   if (!g.fibers) escape(LLMC_E_INTERNAL, LLMC_T_INTERNAL, line, "a warp operation ran on the fast path");
+  if (g_tracing) access_finalize();
   if (kind == LLMC_W_ACTIVEMASK) {
     self->state = F_WARP;
     self->op = kind;
