@@ -47,10 +47,10 @@ def runs_for(plan, n_cases: int, backend: str) -> list[dict]:
     elif backend == "cpu":
         for i in range(n_cases):
             for s in CPU_SCHEDULES:
-                add(i, "cpu", s, i)
+                add(i, "cpu", s, i, races=s == CPU_SCHEDULES[-1])
     else:
         for s in CPU_SCHEDULES:                  # the pre-flight: faults named on the CPU, not fatal on the GPU
-            add(0, "cpu", s, -1, preflight=True)
+            add(0, "cpu", s, -1, preflight=True, races=s == CPU_SCHEDULES[-1])
     add(n_cases, "cpu", "forward", None, trace=True)
     if plan.kind != "block" and backend == "cuda":
         for i in range(n_cases):

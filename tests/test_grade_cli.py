@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
 CHAPTERS = ROOT / "chapters"
-TIMEOUT = 30          # seconds per exercise (its kernel launches: 7.5 s each on the CPU backend)
+TIMEOUT = 60          # seconds per exercise (its kernel launches: 15 s each on the CPU backend; a loaded machine)
 
 pytestmark = pytest.mark.slow
 
@@ -181,9 +181,9 @@ def test_exit_status_and_csv_format(graded):
 
 
 def test_solved_earns_everything_untouched_nothing(graded):
-    assert points(graded, "solved_05_gelu.ipynb") == {"gelu_forward": "1", "gelu_backward": "1",
+    assert points(graded, "solved_05_gelu.ipynb") == {"gelu_forward": "1", "gelu_backward": "2",
                                                       "residual_forward": "", "residual_backward": "",
-                                                      "total": "2", "max": "2", "note": ""}
+                                                      "total": "3", "max": "3", "note": ""}
     assert points(graded, "untouched_05_gelu.ipynb")["total"] == "0"
     table = section(graded, "untouched_05_gelu.ipynb")
     assert table.count("not attempted") == 2, table
@@ -191,7 +191,7 @@ def test_solved_earns_everything_untouched_nothing(graded):
 
 def test_one_wrong_kernel_costs_only_its_exercise(graded):
     row = points(graded, "wrong_05_gelu.ipynb")
-    assert (row["gelu_forward"], row["gelu_backward"], row["total"], row["max"]) == ("0", "1", "1", "2")
+    assert (row["gelu_forward"], row["gelu_backward"], row["total"], row["max"]) == ("0", "2", "2", "3")
     assert "wrong results" in section(graded, "wrong_05_gelu.ipynb")
     text = feedback(graded, "wrong_05_gelu.ipynb")
     assert "## gelu_forward: wrong (0 / 1)" in text and "out" in text and "tolerance" in text
@@ -212,7 +212,7 @@ def test_edited_or_deleted_check_cells_change_nothing(graded):
 ])
 def test_a_failing_kernel_costs_its_exercise_only(graded, name, lost, kept, verdict, words):
     row = points(graded, name)
-    assert (row[lost], row[kept], row["total"], row["max"]) == ("0", "1", "1", "2"), row
+    assert row[lost] == "0" and row[kept] != "0" and row["total"] == row[kept] != row["max"], row
     line = next(l for l in section(graded, name).splitlines() if l.strip().startswith(lost))
     assert verdict in line and words in line, line
 
@@ -227,7 +227,7 @@ def test_patching_the_checker_does_not_pass(graded):
 
 def test_chapter_found_by_file_name(graded):
     name = "Copy of 05_gelu (alice).ipynb"
-    assert points(graded, name)["total"] == "2"
+    assert points(graded, name)["total"] == "3"
     assert "found by its file name" in section(graded, name)
 
 
@@ -319,6 +319,6 @@ def test_cuda_backend_one_process_per_exercise(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "cuda backend" in proc.stderr
     rows = read_csv(tmp_path / "g.csv")[1]
-    assert rows["solved_05_gelu.ipynb"]["total"] == "2", proc.stdout
+    assert rows["solved_05_gelu.ipynb"]["total"] == "3", proc.stdout
     oob = rows["oob_06_residual.ipynb"]
     assert (oob["residual_forward"], oob["residual_backward"]) == ("0", "1"), proc.stdout

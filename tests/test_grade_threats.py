@@ -324,7 +324,7 @@ def line(graded, name, exercise):
 
 def test_the_class_was_graded(graded):
     assert graded["proc"].returncode == 0, graded["proc"].stderr[-4000:]
-    assert row(graded, "solved_05_gelu.ipynb")["total"] == "2"
+    assert row(graded, "solved_05_gelu.ipynb")["total"] == "3"
 
 
 # ---- 1. the verdict is the grader's
@@ -375,7 +375,7 @@ def test_outputs_must_come_from_the_learners_own_kernels(graded, name, verdict):
 def test_a_block_that_computes_an_activation_itself_fails(graded):
     name = "block_host_09_gpt2_model.ipynb"
     r = row(graded, name)
-    assert (r["block_forward"], r["block_backward"]) == ("0", "1"), section(graded["proc"].stdout, name)
+    assert (r["block_forward"], r["block_backward"]) == ("0", "3"), section(graded["proc"].stdout, name)
     assert "no kernel" in line(graded, name, "block_forward")
     assert "residual2" in (graded["out"] / "block_host_09_gpt2_model.feedback.md").read_text()
 
@@ -392,12 +392,12 @@ def test_the_solutions_are_out_of_reach(graded):
 
 
 def test_learner_processes_get_a_private_home_and_no_grader_environment(graded):
-    assert row(graded, "environment_05_gelu.ipynb")["total"] == "2", \
+    assert row(graded, "environment_05_gelu.ipynb")["total"] == "3", \
         section(graded["proc"].stdout, "environment_05_gelu.ipynb")
 
 
 def test_a_daemon_cannot_outlive_grading(graded):
-    assert row(graded, "daemon_05_gelu.ipynb")["total"] == "2"
+    assert row(graded, "daemon_05_gelu.ipynb")["total"] == "3"
     time.sleep(1.5)
     assert graded["csv"].read_text().startswith("submission,")
     size = graded["heartbeat"].stat().st_size if graded["heartbeat"].exists() else 0
@@ -415,7 +415,7 @@ def test_no_network(graded):
     reason = namespaces_reason()
     if reason:
         pytest.skip(reason)
-    assert row(graded, "network_05_gelu.ipynb")["total"] == "2"
+    assert row(graded, "network_05_gelu.ipynb")["total"] == "3"
     assert graded["listener"].connections == 0
 
 
@@ -438,7 +438,7 @@ def test_chapter_pins_the_expected_chapter(tmp_path):
     assert proc.returncode == 0, proc.stderr
     header, rows = read_csv(tmp_path / "g.csv")
     assert header == ["submission", "gelu_forward", "gelu_backward", "total", "max", "note"]
-    assert (rows["alice.ipynb"]["total"], rows["alice.ipynb"]["note"]) == ("2", "")
+    assert (rows["alice.ipynb"]["total"], rows["alice.ipynb"]["note"]) == ("3", "")
     assert rows["bob.ipynb"]["total"] == "0" and "--chapter" in rows["bob.ipynb"]["note"]
     bad = llmc_grade(subs[0], "--chapter", "99_nothing", cwd=tmp_path)
     assert bad.returncode == 2 and "--chapter 99_nothing" in bad.stderr
@@ -470,7 +470,7 @@ def test_without_namespaces_a_daemon_still_dies_before_results(tmp_path):
     proc = llmc_grade(sub, "--csv", csv_path, "--timeout", TIMEOUT, cwd=tmp_path,
                       env=dict(os.environ, LLMC_GRADE_NAMESPACES="0"))
     assert proc.returncode == 0 and "sandbox: no namespaces" in proc.stderr, proc.stderr
-    assert read_csv(csv_path)[1]["daemon_05_gelu.ipynb"]["total"] == "2"
+    assert read_csv(csv_path)[1]["daemon_05_gelu.ipynb"]["total"] == "3"
     size = heartbeat.stat().st_size
     time.sleep(1.0)
     assert heartbeat.stat().st_size == size and csv_path.read_text().startswith("submission,")
@@ -498,7 +498,7 @@ def test_on_a_gpu_the_provenance_check_runs_on_the_cpu_backend(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "cuda backend" in proc.stderr
     rows = read_csv(tmp_path / "g.csv")[1]
-    assert rows["solved_05_gelu.ipynb"]["total"] == "2" and rows["solved_09_gpt2_model.ipynb"]["total"] == "2", \
+    assert rows["solved_05_gelu.ipynb"]["total"] == "3" and rows["solved_09_gpt2_model.ipynb"]["total"] == "5", \
         proc.stdout
     for name, verdict in (("numpy_05_gelu.ipynb", "no kernel"), ("fixup_05_gelu.ipynb", "no kernel"),
                           ("package_paste_05_gelu.ipynb", "package kernel")):

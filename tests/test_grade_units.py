@@ -49,7 +49,7 @@ def strip_llmc(nb, ids: bool = False):
 def test_canonical_chapters_have_exercises_checks_and_points(chapters):
     gelu = chapters["05_gelu"]
     assert [e.name for e in gelu.exercises] == ["gelu_forward", "gelu_backward"]
-    assert gelu.points == 2 and all(len(e.checks) == 1 for e in gelu.exercises)
+    assert gelu.points == 3 and all(len(e.checks) == 1 for e in gelu.exercises)     # 1 + 2, by difficulty
     assert [c.get("id") for c in gelu.preamble][:1] == ["imports"]
     assert all(gn._role(c) != "setup" for c in gelu.preamble)
 
@@ -283,7 +283,7 @@ def test_csv_columns_points_notes_and_error_rows(chapters, tmp_path):
     assert rows == [["submission", "gelu_forward", "gelu_backward", "residual_forward", "residual_backward",
                      "total", "max", "note"],
                     ["a.ipynb", "", "", "1", "0", "1", "2", "wrong notebook? its file name says x"],
-                    ["b.ipynb", "1.5", "0.25", "", "", "1.75", "2", ""],
+                    ["b.ipynb", "1.5", "0.25", "", "", "1.75", "3", ""],
                     ["c.ipynb", "", "", "", "", "", "", "not a notebook"]]
 
 
@@ -328,7 +328,7 @@ def test_notebooks_read_without_nbformat(tmp_path):
             f"nb = gn.read_notebook({str(SOLUTIONS / '05_gelu.ipynb')!r})\n"
             "assert nb.metadata.llmc['chapter'] == '05_gelu' and nb.cells[0].metadata is not None\n"
             f"chapters, broken = gn.load_canonical({str(SOLUTIONS)!r})\n"
-            "assert chapters['05_gelu'].points == 2\n")
+            "assert chapters['05_gelu'].points == 3\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
 
