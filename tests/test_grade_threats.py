@@ -476,6 +476,20 @@ def test_without_namespaces_a_daemon_still_dies_before_results(tmp_path):
     assert heartbeat.stat().st_size == size and csv_path.read_text().startswith("submission,")
 
 
+def test_a_race_is_its_own_verdict(tmp_path):
+    """`+=` where atomicAdd belongs: right on the CPU's serial threads, caught by the race detector (issue 12)."""
+    from llmc_kernels import errors
+    if not hasattr(errors, "KernelRace"):
+        pytest.skip("this version of the CPU backend has no race detector")
+    nb = mutate(solved("01_encoder"), "ex-encoder_backward", "atomicAdd(&dwpe[t * C + c], d);", "dwpe[t * C + c] += d;")
+    sub = write(tmp_path, "race_01_encoder.ipynb", nb)
+    proc = llmc_grade(sub, "--csv", tmp_path / "g.csv", "--timeout", TIMEOUT, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    r = read_csv(tmp_path / "g.csv")[1]["race_01_encoder.ipynb"]
+    assert (r["encoder_forward"], r["encoder_backward"]) == ("1", "0"), proc.stdout
+    assert "race" in section(proc.stdout, "race_01_encoder.ipynb").split("encoder_backward", 1)[1].split("\n")[0]
+
+
 def test_threat_run_time(graded):
     """For the report: the whole class (about 30 exercises, 2 jobs)."""
     print(f"\nthreat class graded in {graded['seconds']:.0f} s")
