@@ -20,7 +20,8 @@ element by name, a hint) and raises :class:`~llmc_kernels.errors.CheckFailed`.
 
 The learner's function runs inside :func:`llmc_kernels._honesty.learner_scope`: calling the package's own
 kernels, ``ops`` or ``reference`` from it fails the check. Anything else is allowed -- a pure NumPy function
-passes if its numbers are right; the check judges results, the chapters ask for kernels.
+passes if its numbers are right; the check judges results, the chapters ask for kernels. ``llmc grade`` does
+not accept non-kernel code: it replays the function's kernel launches on fresh inputs (book/conventions.md).
 """
 from __future__ import annotations
 
@@ -66,12 +67,18 @@ def function_name(op: str, direction: str) -> str:
 
 
 def forward(op: str, fn, sizes=None, seed=None) -> "CheckResult":
-    """Check ``fn`` as the forward of ``op`` (for adamw: adamw_update; for vector_add: vector_add)."""
+    """Check ``fn`` as the forward of ``op`` (for adamw: adamw_update; for vector_add: vector_add).
+
+    Judges results only: non-kernel code (NumPy on the host) passes if its numbers are right. ``llmc grade``
+    accepts only outputs written by kernels the submission compiles and launches."""
     return _check(op, "forward", fn, sizes, seed)
 
 
 def backward(op: str, fn, sizes=None, seed=None) -> "CheckResult":
-    """Check ``fn`` as the backward of ``op`` (for crossentropy: crossentropy_softmax_backward)."""
+    """Check ``fn`` as the backward of ``op`` (for crossentropy: crossentropy_softmax_backward).
+
+    Judges results only: non-kernel code (NumPy on the host) passes if its numbers are right. ``llmc grade``
+    accepts only outputs written by kernels the submission compiles and launches."""
     return _check(op, "backward", fn, sizes, seed)
 
 

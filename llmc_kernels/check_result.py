@@ -81,6 +81,8 @@ class CheckResult:
             lines.append("  race warnings (not failures):")
             lines.extend(f"      {w}" for w in self.race_warnings)
         lines.append(f"  total {self.seconds:.2f} s")
+        lines.append(f"  this check judges results only and accepts non-kernel code (NumPy on the host); llmc grade "
+                     "accepts only outputs written by kernels your code compiles and launches")
         return Report("\n".join(lines))
 
 

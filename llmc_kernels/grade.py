@@ -1,42 +1,42 @@
-"""``llmc grade``: grade learners' chapter notebooks against the course's own checks, one exercise at a time.
+"""``llmc grade``: grade learners' chapter notebooks, with verdicts no submission can influence.
 
-    llmc grade submissions/*.ipynb --csv grades.csv [--solutions DIR] [--backend cpu|cuda] [--timeout S]
-               [--jobs N] [--seed S] [--feedback-dir DIR] [--keep-notebooks DIR]
+    llmc grade submissions/*.ipynb [--csv FILE] [--format csv|gradescope] [--chapter NAME] [--solutions DIR]
+               [--backend cpu|cuda] [--timeout S] [--jobs N] [--seed S] [--feedback-dir DIR] [--memory GB]
 
-A learner's notebook is never trusted: its saved outputs and its check cells are ignored. For each submission
-the grader finds the chapter (notebook metadata ``llmc.chapter``, else the file name), takes only the learner's
-exercise cells (:mod:`.grade_notebook`) and, for each exercise separately, runs the canonical notebook cut down
-to that exercise: its set-up cells, the learner's cells in place of the solution cells, and the canonical check
-cells with their saved ``PASS`` lines, under ``pytest --nbval-lax`` in fresh processes (:mod:`.grade_run`), one
-notebook kernel per exercise. A check cell earns its points when it runs without an exception and prints exactly the
-course's ``PASS`` line. A crash, deadlock, out-of-bounds access or hang costs that exercise only.
+Every submitted cell is untrusted code. For each submission the grader finds the chapter (``--chapter``, else
+the notebook's metadata, else its file name; a notebook that claims another chapter is flagged), takes only the
+learner's exercise cells (:mod:`.grade_notebook`) and grades each exercise on its own (:mod:`.grade_exercise`):
+a fenced-in learner process (:mod:`.grade_sandbox`, :mod:`.grade_box`) runs the course's set-up cells and the
+learner's cells and calls the learner's function on secret cases (:mod:`.grade_secret`); the grader compares
+the arrays it returns with its own float64 reference (:mod:`.grade_judge`) and replays its recorded kernel
+launches on fresh inputs (:mod:`.grade_trace`), so the outputs must come from the learner's own kernels.
 
-Output: a table per submission on stdout, a CSV (``submission``, one column per exercise with the points
-earned, ``total``, ``max``) and a Markdown feedback file per submission. A notebook that is not from this
-course gets an error row (empty points). Exit status: 0 when every submission could be graded (whatever its
-score), 1 when some could not because of the grading set-up (a canonical notebook missing, a course cell
-failing, nbval failing), 2 when grading could not start (bad arguments, no canonical notebooks, no nbval).
+The package is verified before and after each submission (:mod:`.grade_package`). Results -- a table on
+stdout, a CSV (``submission``, points per exercise, ``total``, ``max``, ``note``) or Gradescope's
+``results.json``, and a Markdown feedback file per submission -- are written once, after every learner process
+is gone. Exit status: 0 when every submission could be graded (whatever its score); 1 when grading itself failed
+for some (a canonical notebook missing, a course cell failing, an overloaded machine) or a submission changed
+the package; 2 when grading could not start.
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import csv
 import dataclasses
-import importlib.util
 import os
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
-from .grade_judge import ExerciseResult, judge
-from .grade_notebook import (Chapter, Exercise, GradingSetupError, NotCourseNotebook, graded_notebook, identify,
-                             load_canonical, read_notebook, review_flags, student_sources)
-from .grade_run import Limits, run
+from . import grade_report as report
+from .grade_judge import ExerciseResult
+from .grade_notebook import (Chapter, Exercise, GradingSetupError, NotCourseNotebook, chapter_claims, identify,
+                             load_canonical, mismatch, read_notebook, review_flags, student_sources)
 
 DEFAULT_TIMEOUT = 300.0
+DEFAULT_MEMORY_GB = 8.0
 
 
 @dataclass
@@ -47,6 +47,7 @@ class Submission:
     error: str | None = None                     # not graded: why
     setup_error: bool = False                    # ... because of the grading set-up (exit status 1)
     warnings: list = field(default_factory=list)
+    notes: list = field(default_factory=list)    # flags for the CSV's note column (a notebook of another chapter)
     picked: dict = field(default_factory=dict)   # exercise -> grade_notebook.Picked
     results: list = field(default_factory=list)  # list[ExerciseResult], chapter order
 
@@ -57,6 +58,10 @@ class Submission:
     @property
     def max(self) -> float:
         return self.chapter.points if self.chapter else 0.0
+
+
+class PackageChanged(Exception):
+    """A submission wrote into the package the grader runs from."""
 
 
 # ------------------------------------------------------------------------------------------- set-up
@@ -76,14 +81,6 @@ def find_solutions(given: str | None) -> Path:
         "no canonical notebooks: pass --solutions DIR, the folder of the course's executed solution notebooks "
         "(solutions/ in the course repository, or your private copy of it). An installed llmc_kernels does not "
         "ship them, so that learners never get the answers with the package.")
-
-
-def check_tools() -> None:
-    missing = [name for name in ("pytest", "nbval", "nbformat", "ipykernel", "jupyter_client")
-               if importlib.util.find_spec(name) is None]
-    if missing:
-        raise GradingSetupError(f"grading runs notebooks with nbval; missing here: {', '.join(missing)}. "
-                                "Install them with: pip install 'llmc-kernels[test]'")
 
 
 def resolve_backend(name: str | None) -> str:
@@ -113,11 +110,18 @@ def labels(paths: list[Path]) -> list[str]:
             depth[i] += 1
 
 
-def prepare(sub: Submission, chapters: dict[str, Chapter], broken: dict[str, str] | None = None) -> None:
-    """Read and identify one submission, and pick its exercise cells (errors go into ``sub``)."""
+def prepare(sub: Submission, chapters: dict[str, Chapter], broken: dict[str, str] | None = None,
+            pinned: str | None = None) -> None:
+    """Read and identify one submission, flag a notebook of another chapter, and pick its exercise cells."""
     try:
         nb = read_notebook(sub.path)
-        found = identify(nb, sub.path.name, chapters, broken)
+        if pinned is not None:
+            chapter, how = chapters[pinned], "--chapter"
+            version = nb.get("metadata", {}).get("llmc", {}).get("version") if isinstance(
+                nb.get("metadata", {}).get("llmc"), dict) else None
+        else:
+            found = identify(nb, sub.path.name, chapters, broken)
+            chapter, how, version = found.chapter, found.how, found.version
     except FileNotFoundError:
         sub.error = "no such file"
         return
@@ -127,16 +131,16 @@ def prepare(sub: Submission, chapters: dict[str, Chapter], broken: dict[str, str
     except GradingSetupError as err:
         sub.error, sub.setup_error = str(err), True
         return
-    sub.chapter = found.chapter
-    if found.how != "metadata":
-        sub.warnings.append(f"chapter {found.chapter.name} found by its {found.how} (no notebook metadata llmc)")
-    if found.version is not None and found.version != found.chapter.version:
-        sub.warnings.append(f"version mismatch: the submission is version {found.version} of {found.chapter.name}, "
-                            f"the canonical notebook version {found.chapter.version}; graded with the canonical "
-                            "checks")
-    if not found.chapter.exercises:
-        sub.warnings.append(f"chapter {found.chapter.name} has no exercise cells (a guided run): nothing to grade")
-    for ex in found.chapter.exercises:
+    sub.chapter = chapter
+    sub.notes += mismatch(chapter_claims(nb, sub.path.name, chapters), chapter.name, pinned is not None)
+    if how == "file name":
+        sub.warnings.append(f"chapter {chapter.name} found by its file name (no notebook metadata llmc)")
+    if version is not None and str(version) != chapter.version:
+        sub.warnings.append(f"version mismatch: the submission is version {version} of {chapter.name}, the "
+                            f"canonical notebook version {chapter.version}; graded with the canonical checks")
+    if not chapter.exercises:
+        sub.warnings.append(f"chapter {chapter.name} has no exercise cells (a guided run): nothing to grade")
+    for ex in chapter.exercises:
         sub.picked[ex.name] = student_sources(nb, ex)
 
 
@@ -154,9 +158,39 @@ def _missing(ex) -> ExerciseResult:
                           f"no cell for {ex.name} in the submission (its exercise cell was deleted or renamed)")
 
 
-def grade(subs: list[Submission], *, backend: str, timeout: float, seed: int | None, jobs: int,
-          keep: Path | None = None, progress=None) -> None:
-    """Grade every prepared submission in place."""
+class PackageGuard:
+    """The package's digest before grading, checked after each task; remembers which tasks ran meanwhile."""
+
+    def __init__(self):
+        from .grade_package import digest
+        self.digest = digest
+        self.before = digest()
+        self.lock = threading.Lock()
+        self.running: set[str] = set()
+        self.since: set[str] = set()                # tasks that ran since the last clean digest
+        self.changed: tuple[list, list] | None = None
+
+    def started(self, who: str) -> None:
+        with self.lock:
+            self.running.add(who)
+            self.since.add(who)
+
+    def finished(self, who: str) -> None:
+        from .grade_package import changes
+        with self.lock:
+            self.running.discard(who)
+            if self.changed is None:
+                diff = changes(self.before, self.digest())
+                if diff:
+                    self.changed = (sorted(self.since), diff)
+                else:
+                    self.since = set(self.running)
+
+
+def grade(subs: list[Submission], *, sandbox, seed: int, jobs: int, limits, progress=None,
+          guard: PackageGuard | None = None) -> None:
+    """Grade every prepared submission in place (PackageChanged if one of them wrote into the package)."""
+    from .grade_exercise import grade_exercise
     tasks: dict[tuple, Task] = {}
     for sub in subs:
         if sub.chapter is None:
@@ -172,23 +206,31 @@ def grade(subs: list[Submission], *, backend: str, timeout: float, seed: int | N
 
     def one(number_key):
         number, key = number_key
+        if guard is not None and guard.changed is not None:
+            return None                                     # grading has stopped
         task = tasks[key]
-        chapter, ex = task.chapter, task.exercise
-        kept = keep / f"{chapter.name}.{ex.name}.{number}.ipynb" if keep is not None else None
-        outcome = run(lambda pid: graded_notebook(chapter, ex, list(task.sources), pid_file=pid, seed=seed),
-                      backend=backend, timeout=timeout, keep=kept)
-        result = judge(ex, outcome, timeout)
+        who = ", ".join(task.subs)
+        if guard is not None:
+            guard.started(who)
+        try:
+            result = grade_exercise(task.chapter, task.exercise, list(task.sources), sandbox=sandbox, seed=seed,
+                                    limits=limits, name=f"{number:03d}-{task.exercise.name}")
+        finally:
+            if guard is not None:
+                guard.finished(who)
         with lock:
             done[key] = result
             if progress:
-                who = task.subs[0] + (f" and {len(task.subs) - 1} more" if len(task.subs) > 1 else "")
-                progress(f"[{len(done)}/{len(tasks)}] {chapter.name} {ex.name} ({who}): "
-                         f"{result.verdict} in {result.seconds:.1f} s")
+                more = f" and {len(task.subs) - 1} more" if len(task.subs) > 1 else ""
+                progress(f"[{len(done)}/{len(tasks)}] {task.chapter.name} {task.exercise.name} "
+                         f"({task.subs[0]}{more}): {result.verdict} in {result.seconds:.1f} s")
         return result
 
     if tasks:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             list(pool.map(one, enumerate(tasks)))
+    if guard is not None and guard.changed is not None:
+        raise PackageChanged(*guard.changed)
     for sub in subs:
         if sub.chapter is None:
             continue
@@ -205,85 +247,22 @@ def grade(subs: list[Submission], *, backend: str, timeout: float, seed: int | N
             sub.results.append(result)
 
 
-# ------------------------------------------------------------------------------------------- reports
-def fmt(points: float) -> str:
-    return str(int(points)) if float(points).is_integer() else f"{points:.3g}"
-
-
-def table(sub: Submission) -> str:
-    if sub.chapter is None:
-        return f"== {sub.label}: ERROR: {sub.error}\n"
-    head = (f"== {sub.label}: chapter {sub.chapter.name}, {fmt(sub.total)}/{fmt(sub.max)} points")
-    rows = [("exercise", "points", "verdict", "reason")]
-    rows += [(r.name, f"{fmt(r.earned)}/{fmt(r.points)}", r.verdict, r.reason) for r in sub.results]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [head]
-    if sub.results:
-        lines += ["   " + "  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3] for row in rows]
-    lines += [f"   warning: {w}" for w in sub.warnings]
-    lines += [f"   {r.name}: {note}" for r in sub.results for note in r.notes]
-    return "\n".join(line.rstrip() for line in lines) + "\n"
-
-
-def write_csv(path: Path, subs: list[Submission]) -> None:
-    """One row per submission: its label, the points of each exercise (columns in chapter order, empty where the
-    submission's chapter has no such exercise), total and max; an ungraded submission's row is empty."""
-    chapters = dict(sorted((s.chapter.name, s.chapter) for s in subs if s.chapter))
-    columns = list(dict.fromkeys(ex.name for chapter in chapters.values() for ex in chapter.exercises))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["submission", *columns, "total", "max"])
-        for sub in subs:
-            earned = {r.name: fmt(r.earned) for r in sub.results}
-            totals = [fmt(sub.total), fmt(sub.max)] if sub.chapter else ["", ""]
-            writer.writerow([sub.label, *[earned.get(c, "") for c in columns], *totals])
-
-
-def feedback_name(label: str) -> str:
-    stem = label[:-len(".ipynb")] if label.endswith(".ipynb") else label
-    return stem.replace("/", "__").replace("\\", "__") + ".feedback.md"
-
-
-def feedback(sub: Submission, *, backend: str, timeout: float, seed: int | None) -> str:
-    """The Markdown feedback file for one submission: score, warnings, and each exercise's verdict with the
-    check's own explanation."""
-    lines = [f"# Feedback on {sub.label}", ""]
-    if sub.chapter is None:
-        lines += ["This file could not be graded:", "", f"> {sub.error}", ""]
-        if not sub.setup_error:
-            lines += ["Submit the chapter notebook of the course (the `.ipynb` file from `chapters/`, with your "
-                      "code in its exercise cells).", ""]
-        return "\n".join(lines)
-    seed_text = f"check seed {seed}" if seed is not None else "the checks' default seed"
-    lines += [f"Chapter **{sub.chapter.name}** (version {sub.chapter.version}), graded by `llmc grade` "
-              f"(llmc_kernels {__version__}) on the {backend} backend, {seed_text}, time limit {fmt(timeout)} s "
-              "per exercise.", "", f"**Score: {fmt(sub.total)} / {fmt(sub.max)}**", ""]
-    lines += [f"- Warning: {w}" for w in sub.warnings] + ([""] if sub.warnings else [])
-    if not sub.results:
-        return "\n".join(lines)
-    lines += ["| exercise | points | verdict |", "|---|---|---|"]
-    lines += [f"| `{r.name}` | {fmt(r.earned)} / {fmt(r.points)} | {r.verdict} |" for r in sub.results]
-    lines += ["", "Each exercise was run on its own: your cells for that exercise, then the course's check cells "
-              "(your notebook's saved outputs and check cells are not used).", ""]
-    for r in sub.results:
-        lines += [f"## {r.name}: {r.verdict} ({fmt(r.earned)} / {fmt(r.points)})", ""]
-        lines += [r.reason, ""] if r.reason else []
-        if r.details and r.verdict != "pass" and " ".join(r.details.split()) not in r.reason:
-            lines += ["~~~text", r.details.rstrip(), "~~~", ""]
-        lines += [f"- Note: {note}" for note in r.notes] + ([""] if r.notes else [])
-    return "\n".join(lines)
-
-
 # ------------------------------------------------------------------------------------------- command line
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="llmc grade",
-        description="Grade learners' chapter notebooks with the course's own check cells (nbval), one exercise "
-                    "at a time, into a table, a CSV of points and a feedback file per submission.")
+        description="Grade learners' chapter notebooks, one exercise at a time in fenced-in processes on secret "
+                    "inputs, into a table, a CSV of points (or Gradescope's results.json) and a feedback file per "
+                    "submission.")
     p.add_argument("submissions", nargs="+", metavar="SUBMISSION.ipynb", help="learners' notebooks")
     p.add_argument("--csv", metavar="FILE", help="write one row per submission: submission, points per "
-                   "exercise, total, max")
+                   "exercise, total, max, note")
+    p.add_argument("--format", choices=("csv", "gradescope"), default="csv",
+                   help="csv (default), or gradescope: also write Gradescope's results.json (see --results)")
+    p.add_argument("--results", metavar="FILE", help="where --format gradescope writes results.json (default: "
+                   "results.json in the CSV's folder, else in --feedback-dir, else in the current folder)")
+    p.add_argument("--chapter", metavar="NAME", help="the chapter every submission must be (e.g. 05_gelu): each "
+                   "is graded as that chapter, and one that claims another is flagged in the note column")
     p.add_argument("--solutions", metavar="DIR", help="the canonical (executed) solution notebooks; default: "
                    "solutions/ of the checkout this package runs from, else ./solutions")
     p.add_argument("--backend", choices=("cpu", "cuda"), help="where the kernels run (default: LLMC_BACKEND, "
@@ -291,52 +270,84 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
                    help=f"time limit per exercise, in seconds (default {DEFAULT_TIMEOUT:g}); a kernel launch on "
                         "the cpu backend may take a quarter of it (at most 60 s)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="grade N exercise runs at once (default 1)")
-    p.add_argument("--seed", type=int, metavar="S", help="seed of the checks' random cases (without it: their "
-                   "fixed default seed, so grades are reproducible either way)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="grade N exercises at once (default 1)")
+    p.add_argument("--seed", type=int, metavar="S", help="reproduce a grading run: the seed of its secret cases, "
+                   "printed in its report and feedback (default: a fresh secret seed per run)")
+    p.add_argument("--memory", type=float, default=DEFAULT_MEMORY_GB, metavar="GB",
+                   help=f"address space per learner process on the cpu backend (default {DEFAULT_MEMORY_GB:g})")
     p.add_argument("--feedback-dir", metavar="DIR", help="where SUBMISSION.feedback.md files go (default: the "
                    "CSV's folder, else the current folder)")
-    p.add_argument("--keep-notebooks", metavar="DIR", help="also save the notebooks that were run (debugging)")
     return p
+
+
+def _harden_grader() -> None:
+    """Before any learner code runs: this process's memory closed to other processes of the user, orphans of
+    learner processes re-parented here (to be killed), and no bytecode read from or written to the package
+    while it is being verified."""
+    from .grade_sandbox import become_subreaper, make_nondumpable
+    make_nondumpable()
+    become_subreaper()
+    sys.dont_write_bytecode = True
+    sys.pycache_prefix = tempfile.mkdtemp(prefix="llmc-grade-pycache-")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     err = sys.stderr
-    if args.timeout <= 0 or args.jobs < 1:
-        print("llmc grade: --timeout must be positive and --jobs at least 1", file=err)
+    if args.timeout <= 0 or args.jobs < 1 or args.memory <= 0:
+        print("llmc grade: --timeout and --memory must be positive and --jobs at least 1", file=err)
         return 2
+    _harden_grader()
+    from . import grade_secret
+    from .grade_sandbox import Limits, Sandbox
     try:
-        check_tools()
         solutions = find_solutions(args.solutions)
         chapters, broken = load_canonical(solutions)
         backend = resolve_backend(args.backend)
+        if args.chapter is not None and args.chapter not in chapters:
+            why = broken.get(args.chapter, f"not among the canonical notebooks ({', '.join(chapters)})")
+            raise GradingSetupError(f"--chapter {args.chapter}: {why}")
     except GradingSetupError as e:
         print(f"llmc grade: {e}", file=err)
         return 2
+    seed = args.seed if args.seed is not None else grade_secret.new_seed()
     paths = [Path(p) for p in args.submissions]
     subs = [Submission(path, label) for path, label in zip(paths, labels(paths))]
     for sub in subs:
-        prepare(sub, chapters, broken)
+        prepare(sub, chapters, broken, args.chapter)
     for name, reason in broken.items():
         print(f"llmc grade: warning: chapter {name} cannot be graded: {reason}", file=err)
-    limits = Limits(args.timeout)
+    limits = Limits(args.timeout, int(args.memory * (1 << 30)))
+    sandbox = Sandbox(backend=backend, limits=limits, hide=[solutions], reap_orphans=True)
+    guard = PackageGuard()
     print(f"llmc grade: {len(subs)} submission(s), canonical notebooks from {solutions}, {backend} backend, "
-          f"{fmt(args.timeout)} s per exercise (kernel launches {fmt(limits.launch)} s), "
-          f"seed {args.seed if args.seed is not None else 'default'}, {args.jobs} job(s)", file=err)
-    keep = Path(args.keep_notebooks) if args.keep_notebooks else None
-    grade(subs, backend=backend, timeout=args.timeout, seed=args.seed, jobs=args.jobs, keep=keep,
-          progress=lambda line: print(line, file=err, flush=True))
+          f"{report.fmt(args.timeout)} s per exercise (kernel launches {report.fmt(limits.launch)} s), seed {seed}, "
+          f"{args.jobs} job(s); sandbox: {sandbox.isolation.describe()}", file=err)
+    try:
+        grade(subs, sandbox=sandbox, seed=seed, jobs=args.jobs, limits=limits, guard=guard,
+              progress=lambda line: print(line, file=err, flush=True))
+    except PackageChanged as e:
+        culprits, diff = e.args
+        sandbox.close()
+        print(f"llmc grade: STOPPED: the package llmc_kernels ({_package_dir()}) "
+              f"changed while grading {', '.join(culprits)}: {'; '.join(diff[:10])}. That submission wrote into "
+              "the package the grader runs from: reinstall it (or `git checkout` the checkout) before grading "
+              "again, and read that submission by hand. Nothing was written.", file=err)
+        return 1
+    sandbox.close()            # every learner process is gone before anything is written
     for sub in subs:
-        print(table(sub))
+        print(report.table(sub))
     if args.csv:
-        write_csv(Path(args.csv), subs)
+        report.write_atomic(Path(args.csv), report.csv_text(subs))
         print(f"wrote {args.csv}", file=err)
     folder = Path(args.feedback_dir) if args.feedback_dir else (Path(args.csv).parent if args.csv else Path.cwd())
-    folder.mkdir(parents=True, exist_ok=True)
+    if args.format == "gradescope":
+        results = Path(args.results) if args.results else folder / "results.json"
+        report.write_atomic(results, report.gradescope(subs, backend=backend, seed=seed))
+        print(f"wrote {results}", file=err)
     for sub in subs:
-        (folder / feedback_name(sub.label)).write_text(
-            feedback(sub, backend=backend, timeout=args.timeout, seed=args.seed), encoding="utf-8")
+        report.write_atomic(folder / report.feedback_name(sub.label),
+                            report.feedback(sub, backend=backend, timeout=args.timeout, seed=seed))
     print(f"wrote {len(subs)} feedback file(s) to {folder}", file=err)
     failed = [s.label for s in subs if s.setup_error or any(r.grader_error for r in s.results)]
     if failed:
@@ -344,3 +355,7 @@ def main(argv: list[str] | None = None) -> int:
               "grade them again", file=err)
         return 1
     return 0
+
+
+def _package_dir() -> str:
+    return str(Path(__file__).resolve().parent)

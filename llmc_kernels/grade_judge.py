@@ -1,20 +1,25 @@
-"""Turn one nbval run of a graded notebook (:mod:`.grade_run`) into a verdict for one exercise.
+"""Verdicts of ``llmc grade``, computed in the grader's process from nothing but arrays.
 
-Only the course's check cells earn points: a check cell that ran without an exception and printed exactly the
-course's saved ``PASS`` line earns its points; anything else earns none, and the reason says why in the words
-of the check (which names out-of-bounds accesses, deadlocks, hangs and wrong elements). A failure of the
-course's own set-up cells is the grader's problem, not the learner's: it is reported as a grading error.
+The learner's process hands back, for each call of the learner's function, the buffers it left (or the name
+and text of the exception it raised). Here each buffer is checked to have the dtype and shape it was given,
+inputs to be unchanged, and outputs to match the grader's own float64 reference
+(:func:`llmc_kernels.check_compare.compare`, the checks' tolerances); a result that depends on the CPU thread
+order is a race. What the learner's process printed is never read for a verdict: an exception's class name
+only chooses which failure it was (so a forged one can only cost its own points), and its text is shown back.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-from .grade_notebook import Exercise, _source
-from .grade_run import Limits, RunResult
+import numpy as np
 
-# the cause named inside a check's failure message -> the verdict (first match wins)
-_CAUSES = [
+from . import grade_wire as wire
+from .check_compare import coords, differs
+
+# the class names an error carries (its MRO) -> the verdict; the first match wins. KernelRace is the CPU
+# backend's race detector (it may not exist in this version: matched by name)
+CAUSES = [
+    ("KernelRace", "race"),
     ("KernelOutOfBounds", "out of bounds"),
     ("KernelDeadlock", "deadlock"),
     ("KernelTimeout", "hang"),
@@ -23,9 +28,22 @@ _CAUSES = [
     ("KernelTrap", "kernel fault"),
     ("GPUFault", "GPU fault"),
     ("ForbiddenCall", "forbidden call"),
-    ("KernelRace", "race"),
+    ("CUDARuntimeError", "GPU fault"),
+    ("CUDADriverError", "GPU fault"),
 ]
-_RESTORED = "llmc-grade-guard: restored "      # what grade_guard.restore() prints
+HINTS = {
+    "out of bounds": "most often a missing bounds check. The sizes here are not multiples of the block size, so "
+                     "the last block has threads past the end: guard them with `if (i < N)` (or stop the loop at "
+                     "the real size); otherwise an index is computed wrongly",
+    "deadlock": "every thread of a block must reach each __syncthreads(): no barrier inside a branch some threads "
+                "skip, and no early `return` before one",
+    "hang": "an endless loop? (a loop variable that never reaches its bound, a missing i += ...)",
+    "race": "threads read memory that other threads write without a barrier (or atomic) in between: add the "
+            "missing __syncthreads(), or accumulate with atomicAdd",
+    "forbidden call": "write your own kernel as a CUDA string and launch it with RawKernel; the package's answers "
+                      "are off limits",
+    "GPU fault": "run the check on the cpu backend (LLMC_BACKEND=cpu), which names out-of-bounds accesses safely",
+}
 REASON_WIDTH = 220
 
 
@@ -36,154 +54,127 @@ class ExerciseResult:
     earned: float = 0.0
     verdict: str = "pass"
     reason: str = ""                   # one line
-    details: str = ""                  # the check's own words, for the feedback file
-    notes: list = field(default_factory=list)     # for review: guard restorations, suspicious code, picking
+    details: str = ""                  # the full explanation, for the feedback file
+    notes: list = field(default_factory=list)
     grader_error: bool = False         # the grader, not the learner, failed
     seconds: float = 0.0
 
 
-def _short(text: str, width: int = REASON_WIDTH) -> str:
-    text = " ".join(text.split())
+class Verdict(Exception):
+    """A check's outcome other than a pass: ``verdict``, a one-line ``reason`` and the full ``details``."""
+
+    def __init__(self, verdict: str, reason: str, details: str = "", grader_error: bool = False):
+        super().__init__(reason)
+        self.verdict, self.reason, self.details, self.grader_error = verdict, short(reason), details, grader_error
+
+
+def short(text: str, width: int = REASON_WIDTH) -> str:
+    text = " ".join(str(text).split())
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
-def _stdout(record: dict) -> str:
-    return "".join(o.get("text", "") for o in record.get("outputs", []) if o.get("type") == "stream")
+def clean_error(err) -> dict:
+    """An error record from the learner's process, reduced to strings (it may send anything)."""
+    err = err if isinstance(err, dict) else {}
+    names = err.get("names") if isinstance(err.get("names"), list) else []
+    return {"ename": str(err.get("ename", "Exception"))[:200], "evalue": str(err.get("evalue", ""))[:20000],
+            "names": [str(n)[:200] for n in names[:50]], "traceback": str(err.get("traceback", ""))[-6000:]}
 
 
-def _error(record: dict) -> dict | None:
-    return next((o for o in record.get("outputs", []) if o.get("type") == "error"), None)
+def verdict_of_error(err: dict) -> str:
+    err = clean_error(err)
+    names = err.get("names") or [err.get("ename", "")]
+    for cls, verdict in CAUSES:
+        if cls in names:
+            return verdict
+    if "NotImplementedError" in names:
+        return "not attempted"
+    return "error"
 
 
-def _tail(text: str, lines: int = 25) -> str:
-    return "\n".join(text.rstrip().split("\n")[-lines:])
+def error_verdict(err: dict, where: str) -> Verdict:
+    """The verdict for an exception the learner's function raised at ``where``."""
+    err = clean_error(err)
+    v = verdict_of_error(err)
+    ename, evalue = err.get("ename", "Exception"), err.get("evalue", "")
+    if v == "not attempted":
+        return Verdict(v, f"NotImplementedError: {evalue}", f"NotImplementedError: {evalue}")
+    if v == "forbidden call":
+        text = f"your function called the package's own code for {where}:\n  {ename}: {evalue}"
+    elif v == "error":
+        text = f"your function raised {ename} for {where}: {evalue}"
+        return Verdict(v, text, text + "\n\n" + err.get("traceback", "")[-3000:])
+    else:
+        text = f"your kernel raised an error for {where}:\n  {ename}: {evalue}"
+    if v in HINTS:
+        text += f"\nhint: {HINTS[v]}"
+    return Verdict(v, f"{ename}: {evalue.splitlines()[0] if evalue else ''}", text)
 
 
-def _describe_error(err: dict) -> tuple[str, str, str]:
-    """(verdict, one-line reason, details) for an exception shown by a check cell."""
-    ename, evalue = err.get("ename", ""), err.get("evalue", "")
-    lines = [l for l in evalue.split("\n") if l.strip()]
-    if ename == "CheckFailed":
-        head = re.sub(r"^FAIL \S+:\s*", "", lines[0]) if lines else "the check failed"
-        cause = next((l.strip() for l in lines[1:] if not l.strip().startswith("hint:")), "")
-        verdict = next((name for cls, name in _CAUSES if re.search(rf"\b{cls}\b", evalue)), None)
-        if verdict is not None and cause:      # a kernel error: its own message says where and what
-            return verdict, _short(cause), evalue
-        if verdict is None:
-            verdict = "wrong" if re.search(r"wrong results|changed its input", evalue) else "failed"
-        return verdict, _short(head + (" -- " + cause if cause else "")), evalue
-    if ename == "NotImplementedError":
-        return "not attempted", _short(f"NotImplementedError: {evalue}"), evalue
-    if ename == "KeyboardInterrupt":
-        return "hang", "interrupted at the cell's time limit", _tail(err.get("traceback", ""))
-    for cls, name in _CAUSES:
-        if ename == cls:
-            return name, _short(f"{ename}: {evalue}"), evalue
-    if ename == "NameError":
-        return "missing", _short(f"{ename}: {evalue}"), _tail(err.get("traceback", ""))
-    return "error", _short(f"{ename}: {evalue}"), _tail(err.get("traceback", ""))
+def outputs(case, arrays: dict) -> dict:
+    """The buffers a call left, each with the dtype and shape the grader gave it (BadFrame otherwise)."""
+    return {key: wire.checked(arrays, f"out.{key}", init.dtype, init.shape) for key, init in case.arrays.items()}
 
 
-def _check_verdict(check, r: dict | None, run: RunResult, limits: Limits, guards_failed: bool,
-                   exercise_errors: list) -> tuple[str, str, str]:
-    """(verdict, one-line reason, details) for one canonical check cell, from its record ``r`` (None: it never
-    reported)."""
-    if r is None:
-        if run.timed_out:
-            return "hang", (f"no result within the time limit ({limits.total:g} s per exercise): the grader stopped "
-                            "the notebook"), ""
-        if run.kernel_died:
-            return "crash", "the notebook kernel died while running this exercise (a crash in the code?)", ""
-        return "grading error", "nbval did not report this check cell; see the details", run.log
-    if guards_failed:
-        return "tampering", "the checker was changed by the learner's code and could not be restored", ""
-    if r.get("xfail"):
-        return "hang", f"an earlier cell ran past nbval's cell limit ({limits.cell:g} s)", ""
-    if r.get("outcome") == "passed":
-        return "pass", "", ""
-    err, message = _error(r), r.get("message", "")
-    if err is None and "Timeout of" in message:
-        return "hang", f"the check did not finish within the cell limit ({limits.cell:g} s)", _tail(message)
-    if err is None:        # no exception: the output differs from the course's PASS line
-        expected = "".join(_source({"source": o.get("text", "")}) for o in check.cell.get("outputs", [])
-                           if o.get("output_type") == "stream").strip()
-        got = _stdout(r).strip()
-        return ("output differs", _short(f"the check cell printed {got[:120]!r} instead of just {expected!r}"),
-                f"expected output:\n{expected}\n\nprinted:\n{got}")
-    v, why, more = _describe_error(err)
-    if exercise_errors and v in ("missing", "not attempted", "error"):    # the exercise cell itself failed
-        first = exercise_errors[0]
-        why = _short(f"the exercise cell raised {first['ename']}: {first['evalue']}")
-        more = _tail(first.get("traceback", "")) + "\n\nthen the check: " + more
-        v = "not attempted" if first["ename"] == "NotImplementedError" else "error"
-    elif v == "missing":
-        why = _short(why + " (an exercise cell may use only the names of the chapter's imports cell, not names "
-                     "defined in other cells)")
-    return v, why, more
+def unchanged_inputs(case, got: dict, where: str) -> None:
+    for key in case.inputs:
+        init = case.arrays[key]
+        bits = np.dtype(f"u{init.dtype.itemsize}")
+        changed = got[key].view(bits) != init.view(bits)
+        if changed.any():
+            first = int(np.flatnonzero(changed)[0])
+            dims = dict(case.checked).get(key)
+            at = coords(dims.dims, init.shape, first) if dims is not None else str(np.unravel_index(first, init.shape))
+            raise Verdict("wrong", f"your function changed its input '{key}' for {where}, first at {at}: inputs "
+                          "are read-only (write only into the outputs)")
 
 
-def _grading_error(result: ExerciseResult, reason: str, details: str) -> ExerciseResult:
-    result.verdict, result.grader_error, result.reason, result.details = "grading error", True, reason, details
-    return result
+def compare_case(case, got: dict) -> list:
+    """TensorResults of every compared buffer."""
+    from .check import _annotator
+    from .check_compare import compare
+    results = []
+    for key, t in case.checked:
+        annotate = _annotator(case.fname, t, case.sizes) if case.sizes else None
+        results.append(compare(t, got[key], case.tol, annotate))
+    return results
 
 
-def judge(exercise: Exercise, run: RunResult, timeout: float) -> ExerciseResult:
-    """The verdict on ``exercise`` from its run."""
-    limits = Limits(timeout)
-    result = ExerciseResult(exercise.name, exercise.points, seconds=run.seconds)
-    by_kind: dict[str, list] = {}
-    for r in run.records:
-        by_kind.setdefault(r.get("grade", {}).get("kind", "?"), []).append(r)
-
-    # the course's own cells must run: otherwise the grading environment is broken
-    for r in by_kind.get("start", []) + by_kind.get("preamble", []) + by_kind.get("arm", []) + by_kind.get("?", []):
-        if r.get("outcome") == "failed" or r.get("when") != "call":
-            err = _error(r)
-            what = f"{err['ename']}: {err['evalue']}" if err else _short(r.get("message", ""), 400)
-            return _grading_error(result, _short(f"a course cell (id {r.get('cell_id')}) failed before the "
-                                                 f"learner's code ran: {what}"), r.get("message", "") or what)
-    if run.setup_timed_out:
-        return _grading_error(result, f"the notebook kernel and the course's set-up cells did not finish within "
-                              f"{limits.setup:g} s, before the learner's code ran: is the machine overloaded? (try "
-                              "fewer --jobs)", run.log)
-    if not run.records and not run.timed_out and not run.kernel_died:
-        return _grading_error(result, f"pytest/nbval produced no result (exit status {run.returncode}); see the "
-                              "details", run.log)
-
-    exercise_errors = [err for err in map(_error, by_kind.get("exercise", [])) if err is not None]
-    for r in by_kind.get("guard", []):
-        text = _stdout(r)
-        if _RESTORED in text:
-            what = text.split(_RESTORED, 1)[1].strip().split("\n")[0]
-            note = f"the code before the check had changed the checker; the grader put back: {_short(what, 300)}"
-            if note not in result.notes:
-                result.notes.append(note)
-        if r.get("outcome") == "failed":
-            err = _error(r)
-            result.notes.append("the grader could not restore the checker after the learner's code: "
-                                + (f"{err['ename']}: {err['evalue']}" if err else _short(r.get("message", ""))))
-
-    checks = {r["grade"].get("index"): r for r in by_kind.get("check", [])}
-    guards_failed = any(r.get("outcome") == "failed" for r in by_kind.get("guard", []))
-    verdicts, reasons, details = [], [], []
-    for i, check in enumerate(exercise.checks):
-        v, why, more = _check_verdict(check, checks.get(i), run, limits, guards_failed, exercise_errors)
-        if v == "pass":
-            result.earned += check.points
-        result.grader_error |= v == "grading error"
-        verdicts.append(v)
-        reasons += [why] if why else []
-        details += [more] if more else []
-
-    failing = [v for v in verdicts if v != "pass"]
-    result.verdict = failing[0] if failing else "pass"
-    if failing and len(exercise.checks) > 1 and result.earned:
-        result.verdict = "partial"
-    result.reason = " | ".join(dict.fromkeys(reasons))
-    result.details = "\n\n".join(d for d in details if d)
-    if exercise_errors and not failing:
-        first = exercise_errors[0]
-        result.notes.append(_short(f"the exercise cell raised {first['ename']}: {first['evalue']} (the check passed)"))
-    if result.grader_error:
-        result.verdict = "grading error"
-    return result
+def wrong_results(case, where: dict, results: dict, got: dict, schedules: list, returned: str = "") -> Verdict | None:
+    """None when every schedule's results are right, else the verdict (``where``: schedule -> words)."""
+    failing = [s for s in schedules if not all(r.ok for r in results[s])]
+    if not failing:
+        return None
+    lines = [f"wrong results for {where[failing[0]]}"
+             + ("" if case.expected_from == "reference" else
+                f"; expected values are {case.expected_from} of the float64 reference forward")]
+    hints = []
+    for r in results[failing[0]]:
+        if r.ok:
+            continue
+        lines.append("  " + r.summary())
+        for h in r.hints:
+            if h == "NAN_INF":
+                h = ("NaN/inf with inputs of large magnitude: something overflows float32 (expf overflows above "
+                     "~88; for a softmax, subtract the row's maximum first)" if case.kind == "large" else
+                     "the kernel computed NaN/inf where the result is finite: a division by zero, sqrt or log of "
+                     "a negative number or zero, or reading memory that was never written?")
+            if h not in hints:
+                hints.append(h)
+    verdict = "wrong"
+    if len(schedules) > 1:
+        passing = [s for s in schedules if s not in failing]
+        differ = any(differs(t, got[schedules[0]][k], got[s][k], case.tol) for s in schedules[1:]
+                     for k, t in case.checked)
+        if passing or (differ and len(failing) > 1):
+            said = (f"thread order '{failing[0]}' failed, '{passing[0]}' passed" if passing
+                    else "the thread orders give different results")
+            hints.insert(0, f"the result depends on the order in which threads run ({said}): a race. Most often a "
+                            "missing __syncthreads() between threads writing shared memory and other threads "
+                            "reading it; or several threads writing the same element (accumulate with atomicAdd)")
+    if returned:
+        hints.append(f"your function returned a value ({returned}), which is ignored: write the results into the "
+                     "output arrays your function receives")
+    text = "\n".join(lines + [f"hint: {h}" for h in hints])
+    head = lines[0] + (" -- " + lines[1].strip() if len(lines) > 1 else "")
+    return Verdict(verdict, head, text)

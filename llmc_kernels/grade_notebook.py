@@ -8,24 +8,19 @@
   (``Copy of 05_gelu.ipynb``). Anything else is :class:`NotCourseNotebook`.
 - :func:`student_sources` picks the learner's cells for one exercise: metadata ``llmc.exercise``, else the
   canonical cell id, else the cell that defines the exercise's function (Colab can drop metadata).
-- :func:`graded_notebook` builds the notebook run for one exercise: the course's set-up code (every code cell
-  before the first exercise, minus the Colab set-up cell), the learner's cells for that exercise and the
-  course's check cells, with their reference outputs. Nothing else of the submission is used: not its
-  outputs, not its check cells, not its other cells.
+- :func:`chapter_claims` says which chapter a submission claims to be, by its metadata, its file name and its
+  exercise cells, so that a notebook of another chapter is flagged.
 - :func:`review_flags` lists constructs in the learner's cells that can reach around a check (patching the
   checker, the notebook kernel, printing a PASS line), for an instructor to look at.
 """
 from __future__ import annotations
 
 import ast
-import copy
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# nbformat (like nbval) is imported where it is used, so that `llmc grade` can say what to install without it
-GRADE_KEY = "llmc_grade"          # cell metadata of the graded notebook: what each cell is, for the report
 PASS_LINE = re.compile(r"^PASS (\S+)\s*$", re.M)
 
 
@@ -129,8 +124,8 @@ def parse_canonical(nb, path: Path) -> Chapter:
             continue
         meta = _llmc(cell.get("metadata", {}))
         role = meta.get("role")
-        if role == "setup":
-            continue
+        if role in ("setup", "instructor") or "instructor" in (cell.get("metadata", {}).get("tags") or []):
+            continue                     # the Colab install cell; answers for instructors only
         if role not in ("exercise", "check"):
             if not started:
                 preamble.append(cell)
@@ -159,9 +154,29 @@ def parse_canonical(nb, path: Path) -> Chapter:
     return Chapter(name, str(version) if version is not None else "", path, preamble, list(exercises.values()))
 
 
+class _Node(dict):
+    """A dict with attribute access, like nbformat's NotebookNode (used when nbformat is not installed)."""
+    __getattr__ = dict.get
+
+    def __setattr__(self, name, value):
+        self[name] = value
+
+
+def _nodes(value):
+    if isinstance(value, dict):
+        return _Node({k: _nodes(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_nodes(v) for v in value]
+    return value
+
+
 def read_notebook(path: Path):
-    """A notebook file as nbformat 4 (no schema validation: learners' files come from many editors)."""
-    import nbformat
+    """A notebook file as nbformat 4 (no schema validation: learners' files come from many editors). Without
+    nbformat installed, only nbformat 4 files are read."""
+    try:
+        import nbformat
+    except ImportError:
+        nbformat = None
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -173,9 +188,14 @@ def read_notebook(path: Path):
     if not isinstance(raw, dict) or not isinstance(raw.get("cells", raw.get("worksheets")), list):
         raise NotCourseNotebook("not a notebook: the JSON has no list of cells")
     try:
-        nb = nbformat.from_dict(raw)
-        if nb.get("nbformat") != 4:
-            nb = nbformat.convert(nb, 4)
+        if nbformat is None:
+            if raw.get("nbformat") != 4 or not isinstance(raw.get("cells"), list):
+                raise ValueError(f"nbformat {raw.get('nbformat')} needs the nbformat package to be read")
+            nb = _nodes(raw)
+        else:
+            nb = nbformat.from_dict(raw)
+            if nb.get("nbformat") != 4:
+                nb = nbformat.convert(nb, 4)
     except Exception as err:  # nbformat's converters raise various types on malformed input
         raise NotCourseNotebook(f"not a readable notebook ({type(err).__name__}: {err})") from None
     for cell in nb.cells:
@@ -257,6 +277,41 @@ def identify(nb, filename: str, chapters: dict[str, Chapter], broken: dict[str, 
 
 
 @dataclass
+class Claims:
+    """Which chapter a submission says it is, three ways (None or empty where it does not say)."""
+    metadata: str | None
+    file_name: str | None
+    cells: set                    # chapters whose exercises the notebook's exercise cells name
+
+
+def chapter_claims(nb, filename: str, chapters: dict) -> Claims:
+    info = _llmc(nb.get("metadata", {}))
+    named = info.get("chapter") if isinstance(info.get("chapter"), str) and info.get("chapter") else None
+    stem = _norm(Path(filename).stem)
+    by_name = [c for c in chapters if _norm(c) in stem]
+    owner = {ex.name: c.name for c in chapters.values() for ex in c.exercises}
+    cells = {owner[n] for cell in nb.cells if _role(cell) == "exercise"
+             for n in [_llmc(cell.get("metadata", {})).get("exercise")] if n in owner}
+    return Claims(named, max(by_name, key=len) if by_name else None, cells)
+
+
+def mismatch(claims: Claims, graded: str, pinned: bool) -> list[str]:
+    """Flags for the CSV's note column: the ways in which a submission claims to be another chapter."""
+    notes = []
+    if pinned:
+        for what, value in (("metadata", claims.metadata), ("file name", claims.file_name)):
+            if value is not None and value != graded:
+                notes.append(f"wrong notebook? its {what} says chapter {value}, graded as {graded} (--chapter)")
+    elif claims.metadata and claims.file_name and claims.metadata != claims.file_name:
+        notes.append(f"wrong notebook? its metadata says chapter {claims.metadata}, its file name "
+                     f"{claims.file_name}; graded as {graded}")
+    if claims.cells and graded not in claims.cells:
+        notes.append(f"wrong notebook? its exercise cells are those of chapter {', '.join(sorted(claims.cells))}, "
+                     f"graded as {graded}")
+    return notes
+
+
+@dataclass
 class Picked:
     sources: list                 # the learner's cells for one exercise, in notebook order
     how: str                      # how they were found
@@ -282,56 +337,6 @@ def student_sources(nb, exercise: Exercise) -> Picked:
     elif how != "metadata" and picked:
         note = f"found by {how} (the cell's metadata llmc.exercise is missing)"
     return Picked([_source(c) for c in picked], how, note)
-
-
-# ------------------------------------------------------------------------------------- graded notebook
-def code_cell(cell_id: str, source: str, kind: str, exercise: str | None = None, base=None, **extra) -> dict:
-    """A cell of the graded notebook: ``base`` (a canonical cell, its outputs kept as nbval's reference) or a new
-    one, with ``metadata.llmc_grade`` saying what it is (``kind``: start, preamble, arm, exercise, guard,
-    check), which the plugin reports back."""
-    cell = copy.deepcopy(base) if base is not None else {"cell_type": "code", "metadata": {}}
-    cell.update(id=cell_id, source=source)
-    if base is None or kind == "exercise":
-        cell.update(outputs=[], execution_count=None)
-    cell.setdefault("metadata", {})[GRADE_KEY] = {"kind": kind, **({"exercise": exercise} if exercise else {}),
-                                                   **extra}
-    return cell
-
-
-def notebook(cells: list, metadata: dict | None = None):
-    import nbformat
-    return nbformat.from_dict({"nbformat": 4, "nbformat_minor": 5, "metadata": metadata or {}, "cells": cells})
-
-
-_START = """# llmc grade: note this kernel's process id, so that a stuck run can be stopped
-import os as _llmc_os
-try:
-    with open({pid_file!r}, 'w') as _llmc_f:
-        _llmc_f.write(str(_llmc_os.getpid()))
-except OSError:     # a kept copy of this notebook, run again by hand
-    pass
-del _llmc_os"""
-_ARM = """# llmc grade: remember the course's checker before the learner's code runs
-import llmc_kernels.grade_guard
-llmc_kernels.grade_guard.arm(seed={seed!r})"""
-_GUARD = """# llmc grade: put back the course's checker, in case the code above changed it
-import llmc_kernels.grade_guard
-llmc_kernels.grade_guard.restore()"""
-
-
-def graded_notebook(chapter: Chapter, exercise: Exercise, sources: list, *, pid_file: str, seed: int | None):
-    """The notebook run for one exercise: course set-up, the learner's cells, guard, the course's checks."""
-    cells = [code_cell("llmc-grade-start", _START.format(pid_file=pid_file), "start")]
-    cells += [code_cell(cell.get("id") or f"llmc-pre-{i}", _source(cell), "preamble", base=cell)
-              for i, cell in enumerate(chapter.preamble)]
-    cells.append(code_cell("llmc-grade-arm", _ARM.format(seed=seed), "arm"))
-    cells += [code_cell(f"llmc-student-{i}", src, "exercise", exercise.name) for i, src in enumerate(sources)]
-    for i, check in enumerate(exercise.checks):
-        cells.append(code_cell(f"llmc-grade-guard-{i}", _GUARD, "guard", exercise.name))
-        cells.append(code_cell(check.cell.get("id") or f"llmc-check-{i}", _source(check.cell), "check",
-                               exercise.name, base=check.cell, index=i))
-    return notebook(cells, {"llmc": {"chapter": chapter.name, "version": chapter.version,
-                                     "graded_exercise": exercise.name}})
 
 
 # ------------------------------------------------------------------------------------- review flags

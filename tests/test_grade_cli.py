@@ -3,14 +3,16 @@
 One `llmc grade` run grades a class of submissions of chapters 05 (GELU) and 06 (residual), each made to
 fail in one way; the tests then read its CSV, its tables and its feedback files. A solved notebook earns every
 point, an untouched student copy none; a wrong kernel, an out-of-bounds write, a deadlock, a kernel that never
-ends, a launch function stuck in Python and a crash of the notebook kernel each cost their own exercise and
+ends, a launch function stuck in Python and a crash of the learner's process each cost their own exercise and
 nothing else; editing or deleting check cells, saving PASS outputs or patching the checker changes nothing.
+(tests/test_grade_threats.py tries the ways around the grader, one threat class at a time.)
 """
 from __future__ import annotations
 
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
 CHAPTERS = ROOT / "chapters"
-TIMEOUT = 30          # seconds per exercise (its kernel launches: 7.5 s each on the CPU backend)
+TIMEOUT = 60          # seconds per exercise (its kernel launches: 15 s each on the CPU backend; a loaded machine)
 
 pytestmark = pytest.mark.slow
 
@@ -174,15 +176,14 @@ def test_exit_status_and_csv_format(graded):
     proc = graded["proc"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert graded["header"] == ["submission", "gelu_forward", "gelu_backward", "residual_forward",
-                                "residual_backward", "total", "max"]
+                                "residual_backward", "total", "max", "note"]
     assert sorted(graded["rows"]) == sorted(p.name for p in graded["subs"])
 
 
 def test_solved_earns_everything_untouched_nothing(graded):
-    assert points(graded, "solved_05_gelu.ipynb") == {"gelu_forward": "1", "gelu_backward": "1",
+    assert points(graded, "solved_05_gelu.ipynb") == {"gelu_forward": "1", "gelu_backward": "2",
                                                       "residual_forward": "", "residual_backward": "",
-                                                      "total": "2", "max": "2"}
-    assert "put back" not in section(graded, "solved_05_gelu.ipynb")     # a real check changes nothing guarded
+                                                      "total": "3", "max": "3", "note": ""}
     assert points(graded, "untouched_05_gelu.ipynb")["total"] == "0"
     table = section(graded, "untouched_05_gelu.ipynb")
     assert table.count("not attempted") == 2, table
@@ -190,7 +191,7 @@ def test_solved_earns_everything_untouched_nothing(graded):
 
 def test_one_wrong_kernel_costs_only_its_exercise(graded):
     row = points(graded, "wrong_05_gelu.ipynb")
-    assert (row["gelu_forward"], row["gelu_backward"], row["total"], row["max"]) == ("0", "1", "1", "2")
+    assert (row["gelu_forward"], row["gelu_backward"], row["total"], row["max"]) == ("0", "2", "2", "3")
     assert "wrong results" in section(graded, "wrong_05_gelu.ipynb")
     text = feedback(graded, "wrong_05_gelu.ipynb")
     assert "## gelu_forward: wrong (0 / 1)" in text and "out" in text and "tolerance" in text
@@ -211,7 +212,7 @@ def test_edited_or_deleted_check_cells_change_nothing(graded):
 ])
 def test_a_failing_kernel_costs_its_exercise_only(graded, name, lost, kept, verdict, words):
     row = points(graded, name)
-    assert (row[lost], row[kept], row["total"], row["max"]) == ("0", "1", "1", "2"), row
+    assert row[lost] == "0" and row[kept] != "0" and row["total"] == row[kept] != row["max"], row
     line = next(l for l in section(graded, name).splitlines() if l.strip().startswith(lost))
     assert verdict in line and words in line, line
 
@@ -219,22 +220,22 @@ def test_a_failing_kernel_costs_its_exercise_only(graded, name, lost, kept, verd
 def test_patching_the_checker_does_not_pass(graded):
     assert points(graded, "tamper_05_gelu.ipynb")["total"] == "0"
     table = section(graded, "tamper_05_gelu.ipynb")
-    assert "put back" in table and "check.forward" in table
-    assert "shell.custom_exceptions" in table or "shell.CustomTB" in table
+    assert table.count("not attempted") == 2, table
     assert "review: the exercise cell assigns into the course's modules" in table
     assert "review: the exercise cell reaches into the notebook kernel" in table
 
 
 def test_chapter_found_by_file_name(graded):
     name = "Copy of 05_gelu (alice).ipynb"
-    assert points(graded, name)["total"] == "2"
+    assert points(graded, name)["total"] == "3"
     assert "found by its file name" in section(graded, name)
 
 
 def test_not_a_course_notebook_is_an_error_row(graded):
     for name, words in (("not_course.ipynb", "not a notebook of this course"), ("garbage.ipynb", "not JSON")):
         row = points(graded, name)
-        assert set(row.values()) == {""}, row
+        assert {k: v for k, v in row.items() if k != "note"} == dict.fromkeys(row.keys() - {"note"}, ""), row
+        assert words in row["note"]
         assert words in section(graded, name)
         assert words in feedback(graded, name)
 
@@ -248,22 +249,33 @@ def test_every_submission_gets_feedback(graded):
 
 
 # ------------------------------------------------------------------------------------- seeds and exit codes
+SEED = 2024061517
 SEED_PROBE = (
-    "\n    import inspect\n"
-    "    seeds = {f.frame.f_locals.get('seed') for f in inspect.stack()}\n"
-    "    assert 7 in seeds, f'the check ran with seed {seeds - {None}}'\n")
+    "\n    import inspect, os, sys\n"
+    f"    seed = {SEED}\n"
+    "    found = [f.function for f in inspect.stack()[1:]\n"
+    "             if any(type(v) is int and v == seed for v in f.frame.f_locals.values())]\n"
+    "    found += [k for k, v in os.environ.items() if str(seed) in v] + [a for a in sys.argv if str(seed) in a]\n"
+    "    assert not found, f'the secret seed reached the learner: {found[:3]}'\n")
 
 
-def test_seed_reaches_the_checks(tmp_path):
+def test_each_run_draws_a_secret_seed_and_seed_reproduces_it(tmp_path):
+    """A fresh seed per run (printed), the same results with --seed, and the seed never in the learner's
+    process (the frames calling it, its environment, its arguments)."""
+    seed = SEED
     nb = mutate(solved("00_first_kernel"), "ex-vector_add", '    """out[i] = a[i] + b[i] for 0 <= i < N."""',
                 '    """out[i] = a[i] + b[i] for 0 <= i < N."""' + SEED_PROBE)
     sub = write(tmp_path, "00_first_kernel.ipynb", nb)
-    seeded = llmc_grade(sub, "--seed", 7, "--csv", tmp_path / "a.csv", cwd=tmp_path)
-    plain = llmc_grade(sub, "--csv", tmp_path / "b.csv", cwd=tmp_path)
-    assert seeded.returncode == plain.returncode == 0, seeded.stderr + plain.stderr
-    assert read_csv(tmp_path / "a.csv")[1]["00_first_kernel.ipynb"]["total"] == "1", seeded.stdout
-    assert read_csv(tmp_path / "b.csv")[1]["00_first_kernel.ipynb"]["total"] == "0", plain.stdout
-    assert "the check ran with seed {0}" in plain.stdout
+    runs = [llmc_grade(sub, *extra, "--csv", tmp_path / f"{i}.csv", cwd=tmp_path)
+            for i, extra in enumerate([("--seed", seed), ("--seed", seed), ()])]
+    for proc in runs:
+        assert proc.returncode == 0, proc.stderr
+    assert [read_csv(tmp_path / f"{i}.csv")[1]["00_first_kernel.ipynb"]["total"] for i in range(3)] == ["1"] * 3, \
+        runs[0].stdout
+    seeds = [re.search(r"seed (\d+)", proc.stderr).group(1) for proc in runs]
+    assert seeds[0] == seeds[1] == str(seed) != seeds[2]
+    fb = (tmp_path / "00_first_kernel.feedback.md").read_text(encoding="utf-8")
+    assert f"seed {seeds[2]}" in fb
 
 
 def test_grading_that_cannot_start_exits_2(tmp_path):
@@ -307,7 +319,6 @@ def test_cuda_backend_one_process_per_exercise(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "cuda backend" in proc.stderr
     rows = read_csv(tmp_path / "g.csv")[1]
-    assert rows["solved_05_gelu.ipynb"]["total"] == "2", proc.stdout
-    assert "put back" not in proc.stdout, proc.stdout          # the checks on cuda change nothing guarded
+    assert rows["solved_05_gelu.ipynb"]["total"] == "3", proc.stdout
     oob = rows["oob_06_residual.ipynb"]
     assert (oob["residual_forward"], oob["residual_backward"]) == ("0", "1"), proc.stdout

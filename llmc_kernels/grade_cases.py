@@ -1,0 +1,131 @@
+"""What ``llmc grade`` calls a learner's function with, and what it must leave in its buffers.
+
+A canonical check cell names the check (``check.forward("gelu", gelu_forward)``,
+``check_model.block_backward(block_backward)``); :func:`plan_of` reads it into a :class:`Plan`, and
+:func:`cases_for` builds, from the run's secret seed, the :class:`GradedCase` objects of that check: the cases
+the learner's function is called with, the case whose launches are recorded (provenance) and the fresh inputs
+they are replayed on. A graded case is independent of where it runs:
+
+- ``args``: one JSON descriptor per argument -- ``{"array": key}``, ``{"dict": {name: key}}``, ``{"int": n}``,
+  ``{"float": x}``, ``{"none": true}``, ``{"ops": true}`` (chapter 09's ops namespace) -- and ``arrays``, the
+  initial contents of each key. That is all the learner's process receives.
+- ``checked``: (key, :class:`~llmc_kernels.check_cases.Tensor`) pairs compared afterwards with
+  :func:`llmc_kernels.check_compare.compare`; ``inputs``: keys that must come back unchanged.
+
+Op exercises reuse the checks' own case builder (:func:`llmc_kernels.check_cases.build`) at secret sizes
+(:mod:`.grade_secret`); block exercises are built by :mod:`.grade_blocks`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import grade_secret
+from .check_cases import Case, Tensor, build
+from .opspec import INPUT
+
+_OP_CHECK = re.compile(r"\bcheck\s*\.\s*(forward|backward)\s*\(\s*[\"'](\w+)[\"']\s*,\s*([A-Za-z_]\w*)")
+_BLOCK_CHECK = re.compile(r"\bcheck_model\s*\.\s*(block_forward|block_backward)\s*\(\s*([A-Za-z_]\w*)")
+
+
+class NotGradable(Exception):
+    """A canonical check cell whose check ``llmc grade`` does not know how to run on its own."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One canonical check: ``kind`` "op" (``check.forward/backward``) or "block" (``check_model``)."""
+    kind: str
+    function: str              # the learner's function the check calls (its name in the notebook)
+    op: str = ""               # op: the op name; block: "block"
+    direction: str = ""        # forward | backward
+
+    @property
+    def checked_name(self) -> str:
+        """The name the check reports (``PASS <name>``)."""
+        if self.kind == "block":
+            return f"block_{self.direction}"
+        from .check import function_name
+        return function_name(self.op, self.direction)
+
+
+def plan_of(source: str) -> Plan:
+    """The check a canonical check cell runs (NotGradable if it is none ``llmc grade`` knows)."""
+    m = _OP_CHECK.search(source)
+    if m:
+        direction, op, fn = m.groups()
+        if op not in grade_secret.SECRET_CASES:
+            raise NotGradable(f"check.{direction}({op!r}, ...): no secret cases for op {op!r}")
+        return Plan("op", fn, op, direction)
+    m = _BLOCK_CHECK.search(source)
+    if m:
+        which, fn = m.groups()
+        return Plan("block", fn, "block", which.split("_")[1])
+    raise NotGradable("the check cell calls neither check.forward/backward(op, fn) nor "
+                      "check_model.block_forward/backward(fn)")
+
+
+@dataclass
+class GradedCase:
+    label: str
+    args: list                                      # JSON descriptors, one per argument
+    arrays: dict                                    # key -> initial contents (NumPy)
+    checked: list = field(default_factory=list)     # (key, Tensor) compared afterwards
+    inputs: list = field(default_factory=list)      # keys that must not change
+    tol: tuple = (0.0, 0.0)
+    expected_from: str = "reference"
+    kind: str = "random"
+    magnitude: float = 0.0
+    fname: str = ""
+    sizes: dict = field(default_factory=dict)
+
+
+@dataclass
+class CaseSet:
+    graded: list                # the cases the learner's function is judged on, in order
+    provenance: GradedCase      # called once more with its launches recorded
+    replay: GradedCase          # fresh inputs of the same sizes: the recorded launches are replayed on them
+
+
+def from_check_case(case: Case, tol: tuple) -> GradedCase:
+    """A check's case (``check_cases.build``) as a graded case."""
+    args, arrays = [], {}
+    for v in case.values:
+        if isinstance(v, Tensor):
+            if v.initial is None:
+                args.append({"none": True})
+            else:
+                args.append({"array": v.name})
+                arrays[v.name] = v.initial
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"unexpected argument {v!r} in a case of {case.fname}")
+        elif isinstance(v, int):
+            args.append({"int": int(v)})
+        else:
+            args.append({"float": float(v)})
+    inputs = [t.name for t in case.tensors if t.role == INPUT and t.initial is not None]
+    return GradedCase(case.label, args, arrays, [(t.name, t) for t in case.checked()], inputs, tol,
+                      case.expected_from, case.spec.kind, case.magnitude, case.fname, dict(case.sizes))
+
+
+def cases_for(plan: Plan, seed: int) -> CaseSet:
+    """The graded, provenance and replay cases of ``plan`` for this grading run's secret ``seed``."""
+    if plan.kind == "block":
+        from .grade_blocks import block_cases
+        return block_cases(plan.direction, seed)
+    from .check import TOLERANCES
+    fname = plan.checked_name
+    tol = TOLERANCES[fname]
+    specs = grade_secret.secret_specs(plan.op, plan.direction, seed)
+    main = grade_secret.derive(seed, fname, "cases")
+    graded = [from_check_case(build(fname, spec, main), tol) for spec in specs]
+    spec = grade_secret.provenance_spec(plan.op, plan.direction, seed)
+    provenance = from_check_case(build(fname, spec, grade_secret.derive(seed, fname, "provenance")), tol)
+    replay = from_check_case(build(fname, spec, grade_secret.derive(seed, fname, "replay")), tol)
+    return CaseSet(graded, provenance, replay)
+
+
+def request_arrays(prefix: str, case: GradedCase) -> dict:
+    return {f"{prefix}.{k}": np.ascontiguousarray(v) for k, v in case.arrays.items()}
