@@ -19,6 +19,7 @@ the end, the train and validation loss at steps 100, 500 and 1000 (those within 
 Each row is a section of its own in RESULTS.md (device, date, commit), so rows can be measured in separate
 calls (`--only fast,plain` first, then `--only solutions --steps 300`) without erasing each other.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,7 @@ from _results import RESULTS, provenance, write_section  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 MILESTONES = (100, 500, 1000)
 SAMPLE_LENGTH = 64
-ROWS = {   # key -> (title, extra llmc train options, train with the solutions' ops)
+ROWS = {  # key -> (title, extra llmc train options, train with the solutions' ops)
     "fast": ("package, fast engine (TF32)", ["--precision", "tf32"], False),
     "plain": ("package, plain engine (TF32)", ["--engine", "plain", "--precision", "tf32"], False),
     "solutions": ("solutions' kernels (fp32, --ops)", ["--engine", "plain", "--precision", "fp32"], True),
@@ -46,6 +47,7 @@ ROWS = {   # key -> (title, extra llmc train options, train with the solutions' 
 def collect_solutions(folder: Path) -> tuple[Path, str]:
     """The solutions' ops as a module (and collect's table): the learner's kernels, as chapter 10 gathers them."""
     from llmc_kernels import collect
+
     coll = collect.collect(sorted((ROOT / "solutions").glob("*.ipynb")), folder / "solutions_ops.py")
     print(coll.table(), flush=True)
     return coll.out, coll.table()
@@ -53,14 +55,38 @@ def collect_solutions(folder: Path) -> tuple[Path, str]:
 
 def run(key: str, args, folder: Path, ops_path: Path | None) -> dict:
     import cupy as cp
+
     from llmc_kernels import train
     from llmc_kernels.train.log import read_log
+
     title, extra, _ = ROWS[key]
     out = folder / key
-    argv = ["--model", args.model, "--batch-size", str(args.B), "--seq-len", str(args.T), "--steps", str(args.steps),
-            "--lr", "3e-4", "--seed", "1337", "--val-every", str(min(100, args.steps)), "--sample-every",
-            str(args.steps), "--sample-length", str(SAMPLE_LENGTH), "--checkpoint-every", "0", "--out", str(out),
-            *extra, *(["--ops", str(ops_path)] if ops_path else [])]
+    argv = [
+        "--model",
+        args.model,
+        "--batch-size",
+        str(args.B),
+        "--seq-len",
+        str(args.T),
+        "--steps",
+        str(args.steps),
+        "--lr",
+        "3e-4",
+        "--seed",
+        "1337",
+        "--val-every",
+        str(min(100, args.steps)),
+        "--sample-every",
+        str(args.steps),
+        "--sample-length",
+        str(SAMPLE_LENGTH),
+        "--checkpoint-every",
+        "0",
+        "--out",
+        str(out),
+        *extra,
+        *(["--ops", str(ops_path)] if ops_path else []),
+    ]
     print(f"\n=== {title}: llmc train {' '.join(argv)}", flush=True)
     cp.get_default_memory_pool().free_all_blocks()
     started = time.perf_counter()
@@ -70,25 +96,38 @@ def run(key: str, args, folder: Path, ops_path: Path | None) -> dict:
     by_step = {r["step"]: r for r in rows}
     ms = statistics.median(r["ms"] for r in rows[1:]) if len(rows) > 1 else rows[0]["ms"]
     samples = (out / "samples.txt").read_text(encoding="utf-8") if (out / "samples.txt").exists() else ""
-    return {"title": title, "engine": summary["engine"], "ms": ms, "tok_s": args.B * args.T / ms * 1e3,
-            "pool_gb": summary.get("gpu_pool_gb", float("nan")), "wall_s": wall,
-            "losses": {k: (by_step[k]["loss"], by_step[k]["val_loss"]) for k in MILESTONES + (args.steps,)
-                       if k in by_step},
-            "initial_val": summary.get("initial_val_loss"),
-            "sample": samples.rsplit("---\n", 1)[-1].strip() if samples else ""}
+    return {
+        "title": title,
+        "engine": summary["engine"],
+        "ms": ms,
+        "tok_s": args.B * args.T / ms * 1e3,
+        "pool_gb": summary.get("gpu_pool_gb", float("nan")),
+        "wall_s": wall,
+        "losses": {k: (by_step[k]["loss"], by_step[k]["val_loss"]) for k in MILESTONES + (args.steps,) if k in by_step},
+        "initial_val": summary.get("initial_val_loss"),
+        "sample": samples.rsplit("---\n", 1)[-1].strip() if samples else "",
+    }
 
 
 def table(r: dict, steps: int) -> list[str]:
     marks = [k for k in MILESTONES if k <= steps] + ([steps] if steps not in MILESTONES else [])
-    head = ["| run | engine | ms/step (median) | tok/s | GPU memory (pool) GB | val loss at step 0 |"
-            + "".join(f" loss at {k} (train / val) |" for k in marks) + " wall |",
-            "|---|---|---|---|---|---|" + "---|" * len(marks) + "---|"]
-    cells = "".join(f" {r['losses'][k][0]:.3f} / " + (f"{r['losses'][k][1]:.3f}" if r['losses'][k][1] is not None
-                                                       else "-") + " |" if k in r["losses"] else " - |"
-                    for k in marks)
+    head = [
+        "| run | engine | ms/step (median) | tok/s | GPU memory (pool) GB | val loss at step 0 |"
+        + "".join(f" loss at {k} (train / val) |" for k in marks)
+        + " wall |",
+        "|---|---|---|---|---|---|" + "---|" * len(marks) + "---|",
+    ]
+    cells = "".join(
+        f" {r['losses'][k][0]:.3f} / " + (f"{r['losses'][k][1]:.3f}" if r["losses"][k][1] is not None else "-") + " |"
+        if k in r["losses"]
+        else " - |"
+        for k in marks
+    )
     initial = f"{r['initial_val']:.3f}" if r["initial_val"] is not None else "-"
-    return head + [f"| {r['title']} | {r['engine']} | {r['ms']:.1f} | {r['tok_s']:,.0f} | {r['pool_gb']:.1f} | "
-                   f"{initial} |{cells} {r['wall_s'] / 60:.1f} min |"]
+    return head + [
+        f"| {r['title']} | {r['engine']} | {r['ms']:.1f} | {r['tok_s']:,.0f} | {r['pool_gb']:.1f} | "
+        f"{initial} |{cells} {r['wall_s'] / 60:.1f} min |"
+    ]
 
 
 def main(argv=None) -> int:
@@ -101,6 +140,7 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default=RESULTS, help="results file ('' to write nothing)")
     args = ap.parse_args(argv)
     from llmc_kernels.runtime import backend
+
     if backend() != "cuda":
         print("bench/capstone.py needs a CUDA GPU (the CPU backend's timings say nothing about a GPU).")
         return 2
@@ -110,23 +150,32 @@ def main(argv=None) -> int:
         print(f"--only: unknown rows {unknown}; choose from {', '.join(ROWS)}")
         return 2
     import cupy as cp
+
     with tempfile.TemporaryDirectory(prefix="llmc-capstone-") as tmp:
         folder = Path(tmp)
         ops_path, collected = collect_solutions(folder) if any(ROWS[k][2] for k in keys) else (None, "")
         for key in keys:
             try:
                 r = run(key, args, folder, ops_path if ROWS[key][2] else None)
-            except Exception as e:           # noqa: BLE001 - one failure must not lose the other rows
+            except Exception as e:  # noqa: BLE001 - one failure must not lose the other rows
                 lines = [f"| {ROWS[key][0]} | failed: {type(e).__name__}: {str(e)[:200]} |"]
                 r = None
             else:
-                lines = table(r, args.steps) + ["", f"Sample after step {args.steps} ({SAMPLE_LENGTH} tokens):", "",
-                                                "```", r["sample"], "```"]
+                lines = table(r, args.steps) + [
+                    "",
+                    f"Sample after step {args.steps} ({SAMPLE_LENGTH} tokens):",
+                    "",
+                    "```",
+                    r["sample"],
+                    "```",
+                ]
             print("\n".join(lines), flush=True)
-            header = (f"{provenance(cp)}\n\nChapter 10's guided run: GPT-2 {args.model} from scratch on "
-                      f"TinyShakespeare, B={args.B}, T={args.T}, {args.steps} steps, lr 3e-4 constant, seed 1337; "
-                      "step time: the median of log.csv's steps after the first (each step ends in a synchronise); "
-                      "memory: CuPy's pool at the end of the run. `python bench/capstone.py --only " + key + "`.")
+            header = (
+                f"{provenance(cp)}\n\nChapter 10's guided run: GPT-2 {args.model} from scratch on "
+                f"TinyShakespeare, B={args.B}, T={args.T}, {args.steps} steps, lr 3e-4 constant, seed 1337; "
+                "step time: the median of log.csv's steps after the first (each step ends in a synchronise); "
+                "memory: CuPy's pool at the end of the run. `python bench/capstone.py --only " + key + "`."
+            )
             if key == "solutions" and collected:
                 header += "\n\nOps collected from solutions/ (`llmc collect`):\n\n```\n" + collected + "\n```"
             if args.results:

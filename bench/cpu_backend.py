@@ -8,6 +8,7 @@ Targets (from the CPU-backend issue): a new kernel compiles in under 1 s; a laye
 elementwise kernel over 2**20 elements in under 0.2 s. Results are checked against NumPy, so a fast but
 wrong backend does not pass.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -103,6 +104,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["LLMC_CACHE_DIR"] = tmp
         from llmc_kernels.runtime.cpu import build
+
         t_rt = _compile_time(lambda: (build.runtime_library(), build.precompiled_header()))
         ln = RawKernel(LAYERNORM, "layernorm_forward", backend="cpu")
         t_ln = _compile_time(ln.compile)
@@ -126,18 +128,21 @@ def main() -> int:
         x = rng.standard_normal(n, dtype=np.float32)
         y = np.empty_like(x)
         t_elementwise = best_of(lambda: ew(((n + 255) // 256,), (256,), (y, x, np.int32(n))), opts.repeat)
-        with launch_options(races=True):     # the race detector: every access recorded and analysed
+        with launch_options(races=True):  # the race detector: every access recorded and analysed
             t_layernorm_races = best_of(lambda: ln((N,), (128,), args), max(1, opts.repeat // 2))
-            t_elementwise_races = best_of(lambda: ew(((n + 255) // 256,), (256,), (y, x, np.int32(n))),
-                                          max(1, opts.repeat // 2))
+            t_elementwise_races = best_of(
+                lambda: ew(((n + 255) // 256,), (256,), (y, x, np.int32(n))), max(1, opts.repeat // 2)
+            )
         # llmc_kernels.profile: every access recorded and counted as Nsight Compute would (target: under 5x)
         from llmc_kernels import profile
+
         with launch_options(races=False):
             t_layernorm_profile = best_of(lambda: profile(lambda: ln((N,), (128,), args)), max(1, opts.repeat // 2))
-            t_elementwise_profile = best_of(lambda: profile(lambda: ew(((n + 255) // 256,), (256,),
-                                                                      (y, x, np.int32(n)))), max(1, opts.repeat // 2))
+            t_elementwise_profile = best_of(
+                lambda: profile(lambda: ew(((n + 255) // 256,), (256,), (y, x, np.int32(n)))), max(1, opts.repeat // 2)
+            )
         xd = x.astype(np.float64)
-        ref = 0.5 * xd * (1 + np.tanh(0.7978845608 * (xd + 0.044715 * xd ** 3)))
+        ref = 0.5 * xd * (1 + np.tanh(0.7978845608 * (xd + 0.044715 * xd**3)))
         assert np.allclose(y, ref, atol=1e-5), "elementwise result is wrong"
 
     rows = [
@@ -157,11 +162,15 @@ def main() -> int:
         verdict = "" if target is None else ("  ok" if wall < target else f"  SLOWER than {target} s")
         ok &= target is None or wall < target
         print(f"{name:<62} {wall * 1000:6.1f} ms {cpu * 1000:6.1f} ms{verdict}")
-    for name, off, on in (("layernorm", t_layernorm, t_layernorm_races), ("elementwise", t_elementwise,
-                                                                            t_elementwise_races)):
+    for name, off, on in (
+        ("layernorm", t_layernorm, t_layernorm_races),
+        ("elementwise", t_elementwise, t_elementwise_races),
+    ):
         print(f"race detector overhead, {name}: {on[0] / off[0]:.1f}x wall, {on[1] / off[1]:.1f}x cpu")
-    for name, off, on in (("layernorm", t_layernorm, t_layernorm_profile), ("elementwise", t_elementwise,
-                                                                              t_elementwise_profile)):
+    for name, off, on in (
+        ("layernorm", t_layernorm, t_layernorm_profile),
+        ("elementwise", t_elementwise, t_elementwise_profile),
+    ):
         ratio = on[0] / off[0]
         ok &= ratio < 5
         print(f"profile overhead, {name}: {ratio:.1f}x wall, {on[1] / off[1]:.1f}x cpu (target < 5x)")

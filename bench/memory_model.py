@@ -10,11 +10,13 @@ solution kernels (solutions/01-08) at small, awkward sizes. With ``--gpu`` every
 cuda backend inside ``ncu --csv --metrics ...`` (a child process of this script); the same cases run here on
 the GPU too, with every RawKernel launch recorded (grid, block, arguments as they were), and replayed on the
 CPU backend under llmc_kernels.profile, so the model sees exactly the launches ncu measured (the ops pick
-other launch configurations on the CPU backend). ncu's figures are matched to the model's launch by launch. Requests and sectors must match exactly for converged code, shared wavefronts exactly. Where
+other launch configurations on the CPU backend). ncu's figures are matched to the model's launch by launch.
+Requests and sectors must match exactly for converged code, shared wavefronts exactly. Where
 ncu cannot read the counters (some virtual machines), ``--timing`` validates instead: the strided-copy
 sweep's modelled sectors must rank the measured times (Spearman >= 0.95). Results go into bench/RESULTS.md
 with the device, the date and the commit.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +47,10 @@ METRICS = {
     "shared_load_wavefronts": "l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum",
     "shared_store_requests": "smsp__inst_executed_op_shared_st.sum",
     "shared_store_wavefronts": "l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum",
-    "atomics": ("l1tex__t_requests_pipe_lsu_mem_global_op_atom.sum", "l1tex__t_requests_pipe_lsu_mem_global_op_red.sum"),
+    "atomics": (
+        "l1tex__t_requests_pipe_lsu_mem_global_op_atom.sum",
+        "l1tex__t_requests_pipe_lsu_mem_global_op_red.sum",
+    ),
 }
 COMPARED = list(METRICS)
 
@@ -113,21 +118,30 @@ def cases(xp):
     src = xp.asarray(rng.standard_normal(n * 32, dtype=np.float32))
     dst = xp.empty(n, dtype=xp.float32)
     for s in range(1, 33):
-        found.append((f"strided copy, stride {s}", lambda s=s: _k("strided_copy")((n // 256,), (256,),
-                                                                                   (dst, src, i32(n), i32(s)))))
+        found.append(
+            (
+                f"strided copy, stride {s}",
+                lambda s=s: _k("strided_copy")((n // 256,), (256,), (dst, src, i32(n), i32(s))),
+            )
+        )
     found.append(("float4 copy", lambda: _k("float4_copy")((n // 4 // 256,), (256,), (dst, src, i32(n // 4)))))
     rows, cols = 96, 128
     a = xp.asarray(rng.standard_normal((rows, cols), dtype=np.float32))
     at = xp.empty((cols, rows), dtype=xp.float32)
     for name in ("transpose_naive", "transpose_tiled", "transpose_padded"):
-        found.append((name.replace("_", " "), lambda name=name: _k(name)((cols // 32, rows // 32), (32, 32),
-                                                                         (at, a, i32(rows), i32(cols)))))
+        found.append(
+            (
+                name.replace("_", " "),
+                lambda name=name: _k(name)((cols // 32, rows // 32), (32, 32), (at, a, i32(rows), i32(cols))),
+            )
+        )
     buf_in = xp.asarray(rng.standard_normal(1024, dtype=np.float32))
     sh_out = xp.empty(4 * 256, dtype=xp.float32)
     for s in [0] + list(range(1, 33)):
         label = "shared broadcast" if s == 0 else f"shared stride {s}"
         found.append((label, lambda s=s: _k("shared_stride")((4,), (256,), (sh_out, buf_in, i32(s)))))
     from llmc_kernels import ops
+
     found += op_cases(xp, ops, "ops")
     for chapter, namespace in solution_namespaces():
         found += op_cases(xp, namespace, chapter)
@@ -141,7 +155,7 @@ def op_cases(xp, ns, prefix: str):
     """The ops of namespace ``ns`` (the package's ops, or a chapter's solutions) at small, awkward sizes."""
     rng = np.random.default_rng(1)
     B, T, C, NH, V, Vp = 2, 37, 96, 4, 250, 256
-    f = lambda *shape: xp.asarray(rng.standard_normal(shape, dtype=np.float32))      # noqa: E731
+    f = lambda *shape: xp.asarray(rng.standard_normal(shape, dtype=np.float32))  # noqa: E731
     inp, w, b, dout = f(B, T, C), f(C), f(C), f(B, T, C)
     out, dinp, dw, db = f(B, T, C), f(B, T, C), f(C), f(C)
     mean, rstd = f(B, T), xp.abs(f(B, T)) + 1
@@ -174,6 +188,7 @@ def solution_namespaces():
     """(chapter, namespace of its solved exercise functions) for chapters 01-08, from solutions/."""
     import json
     import types
+
     found = []
     for path in sorted(os.listdir(os.path.join(ROOT, "solutions"))):
         if not path[:2].isdigit() or not "01" <= path[:2] <= "08":
@@ -197,12 +212,17 @@ def recorded(xp) -> list:
     """Run every case on ``xp``'s backend and record its RawKernel launches with their arguments as they
     were at launch time (NumPy copies): [(label, [(kernel, grid, block, args, shared_mem)])]."""
     from llmc_kernels.runtime import RawKernel
+
     original = RawKernel.__call__
     log: list = []
 
     def spy(self, grid, block, args, shared_mem=0, stream=None):
-        host = [xp.asnumpy(a).copy() if hasattr(a, "__cuda_array_interface__") else
-                (a.copy() if isinstance(a, np.ndarray) else a) for a in args]
+        host = [
+            xp.asnumpy(a).copy()
+            if hasattr(a, "__cuda_array_interface__")
+            else (a.copy() if isinstance(a, np.ndarray) else a)
+            for a in args
+        ]
         log.append((self, grid, block, host, shared_mem))
         return original(self, grid, block, args, shared_mem, stream)
 
@@ -222,11 +242,14 @@ def model_rows(xp=np):
     """[(label, [KernelCounters])]: the launches that ``xp``'s backend makes, replayed on the CPU backend with
     the same grids, blocks and arguments under llmc_kernels.profile."""
     from llmc_kernels import profile
+
     rows = []
     for label, launches in recorded(xp):
+
         def replay(launches=launches):
             for k, grid, block, args, smem in launches:
                 k(grid, block, args, smem)
+
         rows.append((label, profile(replay).kernels))
     return rows
 
@@ -235,8 +258,9 @@ def model_rows(xp=np):
 def launch_all():
     """Child of ncu: every case once on the GPU, in order."""
     import cupy as cp
+
     found = cases(cp)
-    for _, fn in found:        # compile and warm up outside the profiled range
+    for _, fn in found:  # compile and warm up outside the profiled range
         fn()
     cp.cuda.Device().synchronize()
     cp.cuda.profiler.start()
@@ -251,8 +275,19 @@ def ncu_rows(ncu: str) -> tuple[list[dict] | None, str]:
     metrics = []
     for m in METRICS.values():
         metrics += list(m) if isinstance(m, tuple) else [m]
-    cmd = [ncu, "--csv", "--clock-control", "none", "--profile-from-start", "off", "--metrics", ",".join(metrics),
-           sys.executable, os.path.abspath(__file__), "--launch"]
+    cmd = [
+        ncu,
+        "--csv",
+        "--clock-control",
+        "none",
+        "--profile-from-start",
+        "off",
+        "--metrics",
+        ",".join(metrics),
+        sys.executable,
+        os.path.abspath(__file__),
+        "--launch",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     text = proc.stdout
     start = text.find('"ID"')
@@ -296,13 +331,14 @@ def timing_check():
     import cupy as cp
 
     from llmc_kernels.speed import time_gpu
+
     model = {label: ks for label, ks in model_rows(cp) if label.startswith("strided")}
     sectors, times = [], []
     for label, fn in cases(cp):
         if label in model:
             sectors.append(sum(k.global_load_sectors for k in model[label]))
             times.append(float(np.median(time_gpu(fn, graph="cupy"))))
-    rank = lambda v: np.argsort(np.argsort(v))          # noqa: E731
+    rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731
     rho = float(np.corrcoef(rank(sectors), rank(times))[0, 1])
     return sectors, times, rho
 
@@ -323,6 +359,7 @@ def main():
                 print(label, k.as_dict())
         return 0
     import cupy as cp
+
     model = model_rows(cp)
     if args.timing:
         sectors, times, rho = timing_check()
@@ -330,8 +367,9 @@ def main():
         table += [f"| {i + 1} | {s} | {t * 1e3:.2f} |" for i, (s, t) in enumerate(zip(sectors, times))]
         header = f"{provenance(cp)} Spearman rank correlation of sectors and time: {rho:.3f} (target >= 0.95)."
         print(header + "\n" + "\n".join(table))
-        write_section(args.results, "memory-model-timing", "Memory model against timing (strided copies)",
-                      header, table)
+        write_section(
+            args.results, "memory-model-timing", "Memory model against timing (strided copies)", header, table
+        )
         return 0 if rho >= 0.95 else 1
     ncu = shutil.which("ncu") or next((p for p in ("/usr/local/cuda/bin/ncu",) if os.path.exists(p)), None)
     if ncu is None:
@@ -343,10 +381,15 @@ def main():
         return 2
     rows, bad = compare(model, measured)
     table = ["| case | kernel | counter | model (CPU) | ncu (GPU) |", "|---|---|---|---|---|"]
-    table += [f"| {label} | {name} | {f} | {a} | {b}{'' if a == b else ' **differs**'} |"
-              for label, name, f, a, b in rows if a or b]
-    summary = (f"{provenance(cp)} {sum(1 for r in rows if r[3] == r[4])} of {len(rows)} counters equal "
-               f"({bad} differ); ncu {ncu}; commit {git_commit()}.")
+    table += [
+        f"| {label} | {name} | {f} | {a} | {b}{'' if a == b else ' **differs**'} |"
+        for label, name, f, a, b in rows
+        if a or b
+    ]
+    summary = (
+        f"{provenance(cp)} {sum(1 for r in rows if r[3] == r[4])} of {len(rows)} counters equal "
+        f"({bad} differ); ncu {ncu}; commit {git_commit()}."
+    )
     print(summary)
     print("\n".join(table))
     write_section(args.results, "memory-model", "Memory model against Nsight Compute", summary, table)

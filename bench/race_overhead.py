@@ -9,6 +9,7 @@ The checked functions are the mutation suite's correct kernels (tests/mutants), 
 the chapter that has the exercise; the issue's budget: under 2x today's time and under 10 s per chapter.
 Compilation is excluded (each function runs once first); the time is the best of --repeat runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-CHAPTER = {"vector_add": "00", "encoder": "01", "layernorm": "02", "matmul": "03", "attention": "04",
-           "gelu": "05", "residual": "06", "softmax": "07", "crossentropy": "07", "adamw": "08"}
+CHAPTER = {
+    "vector_add": "00",
+    "encoder": "01",
+    "layernorm": "02",
+    "matmul": "03",
+    "attention": "04",
+    "gelu": "05",
+    "residual": "06",
+    "softmax": "07",
+    "crossentropy": "07",
+    "adamw": "08",
+}
 
 
 def timed(fn, repeat: int) -> float:
@@ -43,15 +54,16 @@ def main() -> int:
     opts = ap.parse_args()
     os.environ.setdefault("LLMC_BACKEND", "cpu")
     import mutants
+
     from llmc_kernels import check, runtime
 
     modes = [opts.only] if opts.only else ["off", "on"]
     totals: dict = {}
     for c in mutants.ALL_CORRECT:
         fn = c.make()
-        run = lambda c=c, fn=fn: getattr(check, c.direction)(c.op, fn)    # noqa: E731
+        run = lambda c=c, fn=fn: getattr(check, c.direction)(c.op, fn)  # noqa: E731
         with contextlib.redirect_stdout(io.StringIO()):
-            run()                                                # compile
+            run()  # compile
         for mode in modes:
             ctx = contextlib.nullcontext()
             if "races" in inspect.signature(runtime.launch_options).parameters:

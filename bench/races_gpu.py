@@ -10,6 +10,7 @@ need not show on every run (or at all) on one GPU: that is the point of detectin
 compute-sanitizer's racecheck checks shared memory only; run it with --shared-only and read its report on
 stderr (it should name the shared-memory cases, and none of the clean ones).
 """
+
 from __future__ import annotations
 
 import argparse

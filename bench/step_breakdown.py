@@ -9,6 +9,7 @@ op's time is GPU time from its first kernel's start to its last kernel's end. Th
 share of the summed op time and, beside it, the wall time of a whole step: eager and, for the fast engine,
 replayed as a CUDA graph (what training runs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _results import RESULTS, provenance, write_section  # noqa: E402
 from train import BETAS, EPS, LR, WD, batches  # noqa: E402
-
 
 SPIN = r"""extern "C" __global__ void spin(long long cycles) {
     long long t0 = clock64();
@@ -38,7 +38,7 @@ def instrument(table: dict, cp, record: list, backlog_ms: float = 50.0) -> dict:
     spin kernel of ``backlog_ms``: the host then races ahead while the GPU spins, outside every interval."""
     originals = dict(table)
     spin = cp.RawKernel(SPIN, "spin")
-    cycles = cp.int64(int(cp.cuda.Device().attributes["ClockRate"] * backlog_ms))    # ClockRate: kHz
+    cycles = cp.int64(int(cp.cuda.Device().attributes["ClockRate"] * backlog_ms))  # ClockRate: kHz
 
     def wrap(name, fn):
         def timed_call(*args, **kwargs):
@@ -50,6 +50,7 @@ def instrument(table: dict, cp, record: list, backlog_ms: float = 50.0) -> dict:
             end.record()
             record.append((name, start, end))
             return out
+
         return timed_call
 
     for name, fn in originals.items():
@@ -60,10 +61,12 @@ def instrument(table: dict, cp, record: list, backlog_ms: float = 50.0) -> dict:
 
 def breakdown(engine: str, precision: str, B: int, T: int, steps: int) -> tuple[list, dict]:
     import cupy as cp
+
     from llmc_kernels import ops
     from llmc_kernels.model import GPT2
     from llmc_kernels.model.config import GPT2Config
     from llmc_kernels.model.fast import FastGPT2
+
     cfg = GPT2Config.d12()
     ops.set_matmul_precision(precision)
     data = batches(cfg, B, T, 3 + 2 * steps)
@@ -74,7 +77,7 @@ def breakdown(engine: str, precision: str, B: int, T: int, steps: int) -> tuple[
         nonlocal t
         t += 1
         loss = model.step(cp.asarray(x), cp.asarray(y), LR, *BETAS, EPS, WD, t)
-        cp.cuda.Stream.null.synchronize()        # the plain engine's update is still queued
+        cp.cuda.Stream.null.synchronize()  # the plain engine's update is still queued
         return loss
 
     def wall(batch_list) -> float:
@@ -87,13 +90,13 @@ def breakdown(engine: str, precision: str, B: int, T: int, steps: int) -> tuple[
 
     walls, table, record = {}, model.op_table, []
     if engine == "fast":
-        walls["graph"] = wall(data[:3 + steps])                 # eager, capture, then replays
+        walls["graph"] = wall(data[: 3 + steps])  # eager, capture, then replays
         model.use_graph = False
     else:
-        step(*data[0])                                          # compile every kernel first
-    walls["eager"] = wall(data[3:3 + steps])
+        step(*data[0])  # compile every kernel first
+    walls["eager"] = wall(data[3 : 3 + steps])
     instrument(table, cp, record)
-    for x, y in data[3 + steps:]:
+    for x, y in data[3 + steps :]:
         step(x, y)
     cp.cuda.Device().synchronize()
     per_op = collections.defaultdict(lambda: [0.0, 0])
@@ -114,24 +117,34 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default=RESULTS, help="results file ('' to write nothing)")
     args = ap.parse_args(argv)
     from llmc_kernels.runtime import backend
+
     if backend() != "cuda":
         print("bench/step_breakdown.py needs a CUDA GPU.")
         return 2
     import cupy as cp
+
     out = []
     runs = [(e, p) for p in args.precision.split(",") if p for e in args.engine.split(",") if e]
     for engine, precision in runs:
         rows, walls = breakdown(engine, precision, args.B, args.T, args.steps)
         total = sum(ms for _, ms, _ in rows)
         walls_text = ", ".join(f"{k} {v:.1f} ms" for k, v in walls.items())
-        out += [f"**{engine}** ({precision}): summed op time {total:.1f} ms per step; "
-                f"a whole step (wall): {walls_text}.", "", "| op | calls/step | ms/step | share | us/call |", "|---|---|---|---|---|"]
-        out += [f"| {name} | {calls} | {ms:.2f} | {100 * ms / total:.1f}% | {1e3 * ms / max(calls, 1):.0f} |"
-                for name, ms, calls in rows]
+        out += [
+            f"**{engine}** ({precision}): summed op time {total:.1f} ms per step; a whole step (wall): {walls_text}.",
+            "",
+            "| op | calls/step | ms/step | share | us/call |",
+            "|---|---|---|---|---|",
+        ]
+        out += [
+            f"| {name} | {calls} | {ms:.2f} | {100 * ms / total:.1f}% | {1e3 * ms / max(calls, 1):.0f} |"
+            for name, ms, calls in rows
+        ]
         out.append("")
-        print("\n".join(out[-len(rows) - 5:]), flush=True)
-    header = (f"{provenance(cp)}\n\nGPT-2 124M, B={args.B}, T={args.T}; GPU time per op from CUDA events "
-              f"around each call, mean of {args.steps} eager steps.")
+        print("\n".join(out[-len(rows) - 5 :]), flush=True)
+    header = (
+        f"{provenance(cp)}\n\nGPT-2 124M, B={args.B}, T={args.T}; GPU time per op from CUDA events "
+        f"around each call, mean of {args.steps} eager steps."
+    )
     if args.results:
         write_section(args.results, "breakdown", "One training step, op by op", header, out)
         print(f"wrote {args.results}")

@@ -17,6 +17,7 @@ bytes CuPy's pool holds at the end of the run (FastGPT2 allocates everything bef
 that is its peak). The ratios printed at the end are the issue's targets: llmc fast TF32 / torch.compile
 TF32 and llmc fast fp32 / PyTorch eager fp32, in tokens per second (> 1: ours is faster).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-
 from _results import RESULTS, provenance, write_section  # noqa: E402
 
 LR, BETAS, EPS, WD = 3e-4, (0.9, 0.999), 1e-8, 0.0
@@ -49,7 +49,7 @@ def timed(step, data, warmup: int) -> dict:
     ms, losses, warm = [], [], 0.0
     for i, (x, y) in enumerate(data):
         t0 = time.perf_counter()
-        losses.append(step(i + 1, x, y))        # returns a Python float: the step has finished on the GPU
+        losses.append(step(i + 1, x, y))  # returns a Python float: the step has finished on the GPU
         dt = time.perf_counter() - t0
         if i >= warmup:
             ms.append(1e3 * dt)
@@ -61,9 +61,11 @@ def timed(step, data, warmup: int) -> dict:
 # ------------------------------------------------------------------------------------------------ ours
 def run_ours(engine: str, precision: str, cfg, data, warmup: int) -> dict:
     import cupy as cp
+
     from llmc_kernels import ops
     from llmc_kernels.model import GPT2
     from llmc_kernels.model.fast import FastGPT2
+
     pool = cp.get_default_memory_pool()
     pool.free_all_blocks()
     ops.set_matmul_precision(precision)
@@ -71,18 +73,23 @@ def run_ours(engine: str, precision: str, cfg, data, warmup: int) -> dict:
 
     def step(t, x, y):
         loss = model.step(cp.asarray(x), cp.asarray(y), LR, *BETAS, EPS, WD, t)
-        cp.cuda.Stream.null.synchronize()        # the plain engine's update is still queued
+        cp.cuda.Stream.null.synchronize()  # the plain engine's update is still queued
         return loss
+
     row = timed(step, data, warmup)
     row["bytes"] = pool.total_bytes()
-    row["note"] = ((f"last step: {model.last_step_mode}" + (f" ({model.graph_failure})" if model.graph_failure
-                                                             else "")) if engine == "fast" else "one launch per op")
+    row["note"] = (
+        (f"last step: {model.last_step_mode}" + (f" ({model.graph_failure})" if model.graph_failure else ""))
+        if engine == "fast"
+        else "one launch per op"
+    )
     return row
 
 
 # ------------------------------------------------------------------------------------------------ PyTorch
 def run_torch(torch, compiled: bool, precision: str, cfg, data, warmup: int) -> dict:
     from torch_gpt2 import TorchGPT2
+
     torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
     torch.cuda.empty_cache()
@@ -117,6 +124,7 @@ def release(cp, torch) -> None:
 def _torch():
     try:
         import torch
+
         return torch if torch.cuda.is_available() else None
     except ImportError:
         return None
@@ -133,32 +141,47 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default=RESULTS, help="results file ('' to write nothing)")
     args = ap.parse_args(argv)
     from llmc_kernels.runtime import backend
+
     if backend() != "cuda":
         print("bench/train.py needs a CUDA GPU (the CPU backend's timings say nothing about a GPU).")
         return 2
     import cupy as cp
+
     from llmc_kernels.model.config import GPT2Config
+
     cfg, B, T = GPT2Config.d12(), args.B, args.T
     torch = _torch()
     data = batches(cfg, B, T, args.warmup + args.steps)
 
-    rows = [(f"llmc {engine} {prec}", lambda e=engine, p=prec: run_ours(e, p, cfg, data, args.warmup))
-            for engine in ("fast", "plain") for prec in ("fp32", "tf32")]
+    rows = [
+        (f"llmc {engine} {prec}", lambda e=engine, p=prec: run_ours(e, p, cfg, data, args.warmup))
+        for engine in ("fast", "plain")
+        for prec in ("fp32", "tf32")
+    ]
     if torch is not None:
-        rows += [(f"PyTorch eager {prec}", lambda p=prec: run_torch(torch, False, p, cfg, data, args.warmup))
-                 for prec in ("fp32", "tf32")]
+        rows += [
+            (f"PyTorch eager {prec}", lambda p=prec: run_torch(torch, False, p, cfg, data, args.warmup))
+            for prec in ("fp32", "tf32")
+        ]
         if not args.no_compile:
-            rows += [(f"torch.compile {prec}", lambda p=prec: run_torch(torch, True, p, cfg, data, args.warmup))
-                     for prec in ("fp32", "tf32")]
+            rows += [
+                (f"torch.compile {prec}", lambda p=prec: run_torch(torch, True, p, cfg, data, args.warmup))
+                for prec in ("fp32", "tf32")
+            ]
     only = [s for s in args.only.split(",") if s]
-    results, table = {}, ["| run | ms/step (median) | tok/s | peak memory GiB | loss first -> last | note |",
-                          "|---|---|---|---|---|---|"]
+    results, table = (
+        {},
+        [
+            "| run | ms/step (median) | tok/s | peak memory GiB | loss first -> last | note |",
+            "|---|---|---|---|---|---|",
+        ],
+    )
     for name, fn in rows:
         if only and not any(s in name for s in only):
             continue
         try:
             r = fn()
-        except Exception as e:                   # noqa: BLE001 - one failure must not lose the table
+        except Exception as e:  # noqa: BLE001 - one failure must not lose the table
             table.append(f"| {name} | failed: {type(e).__name__}: {str(e)[:100]} | | | | |")
             print(table[-1], flush=True)
             continue
@@ -166,23 +189,32 @@ def main(argv=None) -> int:
             release(cp, torch)
         med = statistics.median(r["ms"])
         results[name] = B * T / med * 1e3
-        table.append(f"| {name} | {med:.1f} | {results[name]:,.0f} | {r['bytes'] / 2**30:.1f} | "
-                     f"{r['losses'][0]:.3f} -> {r['losses'][-1]:.3f} | {r['note']} |")
+        table.append(
+            f"| {name} | {med:.1f} | {results[name]:,.0f} | {r['bytes'] / 2**30:.1f} | "
+            f"{r['losses'][0]:.3f} -> {r['losses'][-1]:.3f} | {r['note']} |"
+        )
         print(table[-1], flush=True)
 
     ratios = []
-    for ours, theirs in (("llmc fast tf32", "torch.compile tf32"), ("llmc fast fp32", "PyTorch eager fp32"),
-                         ("llmc fast tf32", "PyTorch eager tf32"), ("llmc fast fp32", "torch.compile fp32"),
-                         ("llmc plain tf32", "PyTorch eager tf32")):
+    for ours, theirs in (
+        ("llmc fast tf32", "torch.compile tf32"),
+        ("llmc fast fp32", "PyTorch eager fp32"),
+        ("llmc fast tf32", "PyTorch eager tf32"),
+        ("llmc fast fp32", "torch.compile fp32"),
+        ("llmc plain tf32", "PyTorch eager tf32"),
+    ):
         if ours in results and theirs in results:
             ratios.append(f"- {ours} / {theirs}: **{results[ours] / results[theirs]:.2f}x** tokens/s")
-    header = (f"{provenance(cp, torch)}\n\nGPT-2 124M (d12), B={B}, T={T}, random tokens, forward + backward + "
-              f"AdamW; median of {args.steps} steps after {args.warmup} warm-up steps, each ending in a "
-              "synchronise. Peak memory: PyTorch's max_memory_allocated; ours, CuPy's pool at the end of the run.")
+    header = (
+        f"{provenance(cp, torch)}\n\nGPT-2 124M (d12), B={B}, T={T}, random tokens, forward + backward + "
+        f"AdamW; median of {args.steps} steps after {args.warmup} warm-up steps, each ending in a "
+        "synchronise. Peak memory: PyTorch's max_memory_allocated; ours, CuPy's pool at the end of the run."
+    )
     print("\n".join(["", header, "", *ratios]))
     if args.results:
-        write_section(args.results, "train", "Training throughput: llmc_kernels against PyTorch", header,
-                      table + [""] + ratios)
+        write_section(
+            args.results, "train", "Training throughput: llmc_kernels against PyTorch", header, table + [""] + ratios
+        )
         print(f"wrote {args.results}")
     return 0
 

@@ -1,5 +1,6 @@
 """Keep checks honest: while a check runs the learner's function, the package's own kernels, ``ops`` and
 ``reference`` refuse to run, so a learner cannot pass by calling the answer."""
+
 from __future__ import annotations
 
 import contextlib
@@ -34,6 +35,8 @@ def refuse_if_learner(what: str) -> None:
     """Raise ForbiddenCall if a check is running the learner's function right now."""
     fn = _active.get()
     if fn is not None:
-        raise ForbiddenCall(f"the check of {fn} refused a call to {what}: your function must launch a kernel "
-                            "compiled from your own CUDA string, not the package's kernels, ops or reference",
-                            kernel=fn)
+        raise ForbiddenCall(
+            f"the check of {fn} refused a call to {what}: your function must launch a kernel "
+            "compiled from your own CUDA string, not the package's kernels, ops or reference",
+            kernel=fn,
+        )

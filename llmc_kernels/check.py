@@ -23,6 +23,7 @@ kernels, ``ops`` or ``reference`` from it fails the check. Anything else is allo
 passes if its numbers are right; the check judges results, the chapters ask for kernels. ``llmc grade`` does
 not accept non-kernel code: it replays the function's kernel launches on fresh inputs (book/conventions.md).
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,15 +37,23 @@ from ._honesty import learner_scope
 from .check_cases import Case, CaseSpec, build, complete_sizes, default_specs
 from .check_compare import compare, coords, differs
 from .check_result import CaseRecord, CheckResult, warnings_of
-from .errors import CheckFailed, ForbiddenCall, GPUFault, KernelDeadlock, KernelError, KernelOutOfBounds, \
-    KernelRace, KernelTimeout
+from .errors import (
+    CheckFailed,
+    ForbiddenCall,
+    GPUFault,
+    KernelDeadlock,
+    KernelError,
+    KernelOutOfBounds,
+    KernelRace,
+    KernelTimeout,
+)
 from .opspec import INPUT
 
 __all__ = ["forward", "backward", "CheckResult", "TOLERANCES", "DEFAULT_SEED", "function_name"]
 
 DEFAULT_SEED = 0
 SCHEDULES = ("forward", "reverse")
-CPU_TIMEOUT = 20.0      # seconds per launch during a check (cases are small); LLMC_CPU_TIMEOUT overrides it
+CPU_TIMEOUT = 20.0  # seconds per launch during a check (cases are small); LLMC_CPU_TIMEOUT overrides it
 
 # Tolerances per function: (rtol, atol). An element passes when
 #     |got - expected| <= atol * rms(expected) + rtol * |expected|
@@ -66,7 +75,7 @@ def function_name(op: str, direction: str) -> str:
     return spec.backward.name
 
 
-def forward(op: str, fn, sizes=None, seed=None) -> "CheckResult":
+def forward(op: str, fn, sizes=None, seed=None) -> CheckResult:
     """Check ``fn`` as the forward of ``op`` (for adamw: adamw_update; for vector_add: vector_add).
 
     Judges results only: non-kernel code (NumPy on the host) passes if its numbers are right. ``llmc grade``
@@ -74,7 +83,7 @@ def forward(op: str, fn, sizes=None, seed=None) -> "CheckResult":
     return _check(op, "forward", fn, sizes, seed)
 
 
-def backward(op: str, fn, sizes=None, seed=None) -> "CheckResult":
+def backward(op: str, fn, sizes=None, seed=None) -> CheckResult:
     """Check ``fn`` as the backward of ``op`` (for crossentropy: crossentropy_softmax_backward).
 
     Judges results only: non-kernel code (NumPy on the host) passes if its numbers are right. ``llmc grade``
@@ -124,8 +133,9 @@ def _specs(op: str, direction: str, sizes) -> list[CaseSpec]:
 def _check(op: str, direction: str, fn, sizes, seed):
     fname = function_name(op, direction)
     if not callable(fn):
-        raise TypeError(f"check.{direction}({op!r}, fn): fn must be your function {fname}(...), "
-                        f"got {type(fn).__name__}")
+        raise TypeError(
+            f"check.{direction}({op!r}, fn): fn must be your function {fname}(...), got {type(fn).__name__}"
+        )
     if seed is None:
         seed = DEFAULT_SEED
     elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -134,28 +144,38 @@ def _check(op: str, direction: str, fn, sizes, seed):
     started = time.perf_counter()
     runner = _Runner(fname, fn, int(seed), len(specs))
     race_warnings: list = []
-    token = _race_sink().set(race_warnings)      # same-value races: warnings on the result, not failures
+    token = _race_sink().set(race_warnings)  # same-value races: warnings on the result, not failures
     try:
         runner.run(specs)
     except _Failure as f:
         _fail(fname, f.text, f.cause)
     finally:
         _race_sink().reset(token)
-    result = CheckResult(fname, runner.backend, int(seed), runner.schedules, runner.records,
-                         warnings_of(fn), time.perf_counter() - started, runner.preflight,
-                         race_warnings=race_warnings)
+    result = CheckResult(
+        fname,
+        runner.backend,
+        int(seed),
+        runner.schedules,
+        runner.records,
+        warnings_of(fn),
+        time.perf_counter() - started,
+        runner.preflight,
+        race_warnings=race_warnings,
+    )
     result.announce()
     return result
 
 
 def _race_sink():
     from .runtime.cpu import RACE_WARNINGS
+
     return RACE_WARNINGS
 
 
 class _Runner:
     def __init__(self, fname: str, fn, seed: int, n_cases: int):
         from . import runtime
+
         self.runtime = runtime
         self.fname, self.fn, self.seed, self.n = fname, fn, seed, n_cases
         self.tol = TOLERANCES[fname]
@@ -163,16 +183,15 @@ class _Runner:
         self.schedules = SCHEDULES if self.backend == "cpu" else ("gpu",)
         self.records: list[CaseRecord] = []
         self.preflight = ""
-        self.returned = ""          # the type of what fn returned, if anything (a common slip)
+        self.returned = ""  # the type of what fn returned, if anything (a common slip)
 
     def run(self, specs: list[CaseSpec]) -> None:
-        if self.backend == "cuda":     # the op's first default case: small, awkward sizes
+        if self.backend == "cuda":  # the op's first default case: small, awkward sizes
             spec = default_specs(opspec.function(self.fname)[0].op, "forward")[0]
             case = _case(self.fname, spec, self.seed)
             with self.runtime.use_backend("cpu"):
                 self._run(case, 1, "cpu", SCHEDULES, preflight=True)
-            self.preflight = (f"{case.label} on the cpu backend under thread orders {', '.join(SCHEDULES)}: "
-                              "passed")
+            self.preflight = f"{case.label} on the cpu backend under thread orders {', '.join(SCHEDULES)}: passed"
         for i, spec in enumerate(specs, 1):
             case = _case(self.fname, spec, self.seed)
             self.records.append(self._run(case, i, self.backend, self.schedules))
@@ -186,8 +205,10 @@ class _Runner:
         for s in schedules:
             got, ms = self._call(case, backend, s, order[s], preflight)
             record.ms[s] = ms
-            outcomes[s] = (got, [compare(t, got[t.name], self.tol, _annotator(self.fname, t, case.sizes))
-                                 for t in case.checked()])
+            outcomes[s] = (
+                got,
+                [compare(t, got[t.name], self.tol, _annotator(self.fname, t, case.sizes)) for t in case.checked()],
+            )
         failing = [s for s in schedules if not all(r.ok for r in outcomes[s][1])]
         if failing:
             raise _Failure(self._wrong(case, order[failing[0]], outcomes, failing, schedules))
@@ -208,9 +229,8 @@ class _Runner:
             else:
                 args.append(v)
         opts = dict(check=True)
-        if backend == "cpu":     # the race detector runs in every check unless launch_options(races=False) says not
-            opts = dict(schedule=schedule, timeout=_cpu_timeout(),
-                        races=rt.current_launch_options().races is not False)
+        if backend == "cpu":  # the race detector runs in every check unless launch_options(races=False) says not
+            opts = dict(schedule=schedule, timeout=_cpu_timeout(), races=rt.current_launch_options().races is not False)
         start = time.perf_counter()
         try:
             with rt.launch_options(**opts), learner_scope(self.fname):
@@ -223,62 +243,85 @@ class _Runner:
             raise
         except Exception as e:
             if backend == "cuda" and type(e).__module__.split(".")[0] in ("cupy", "cupy_backends"):
-                raise _Failure(f"the GPU reported an error for {where}:\n  {type(e).__name__}: {e}\n"
-                               "hint: the CUDA context may be unusable now: restart the notebook kernel "
-                               "(Kernel > Restart) before using the GPU again", e) from None
+                raise _Failure(
+                    f"the GPU reported an error for {where}:\n  {type(e).__name__}: {e}\n"
+                    "hint: the CUDA context may be unusable now: restart the notebook kernel "
+                    "(Kernel > Restart) before using the GPU again",
+                    e,
+                ) from None
             if preflight:
-                raise _Failure(f"your function failed in the pre-flight on the cpu backend ({where}) with NumPy "
-                               f"arrays:\n  {type(e).__name__}: {e}\nhint: launch with "
-                               "llmc_kernels.runtime.RawKernel (not cupy.RawKernel) and create arrays with "
-                               "runtime.xp(), so your function runs on both backends", e) from None
+                raise _Failure(
+                    f"your function failed in the pre-flight on the cpu backend ({where}) with NumPy "
+                    f"arrays:\n  {type(e).__name__}: {e}\nhint: launch with "
+                    "llmc_kernels.runtime.RawKernel (not cupy.RawKernel) and create arrays with "
+                    "runtime.xp(), so your function runs on both backends",
+                    e,
+                ) from None
             raise
         ms = (time.perf_counter() - start) * 1e3
         host = {}
         for v, a in zip(case.values, args):
             if hasattr(v, "arg") and a is not None:
                 host[v.name] = xp.asnumpy(a) if backend == "cuda" else a
-        for t in case.tensors:             # inputs are read-only
+        for t in case.tensors:  # inputs are read-only
             if t.role == INPUT and t.initial is not None:
                 bits = np.dtype(f"u{t.initial.itemsize}")
                 changed = np.asarray(host[t.name]).view(bits) != t.initial.view(bits)
                 if changed.any():
                     first = int(np.flatnonzero(changed)[0])
-                    raise _Failure(f"your function changed its input '{t.name}' for {where}, first at "
-                                   f"{coords(t.dims, t.initial.shape, first)}: inputs are read-only "
-                                   "(write only into the outputs)")
+                    raise _Failure(
+                        f"your function changed its input '{t.name}' for {where}, first at "
+                        f"{coords(t.dims, t.initial.shape, first)}: inputs are read-only "
+                        "(write only into the outputs)"
+                    )
         if returned is not None:
             self.returned = type(returned).__name__
         return host, ms
 
     def _kernel_error(self, e: KernelError, case: Case, where: str) -> str:
         if isinstance(e, ForbiddenCall):
-            return (f"your function called the package's own code for {where}:\n  ForbiddenCall: {e}\n"
-                    "hint: write your own kernel as a CUDA string and launch it with RawKernel; the package's "
-                    "answers are off limits during a check")
+            return (
+                f"your function called the package's own code for {where}:\n  ForbiddenCall: {e}\n"
+                "hint: write your own kernel as a CUDA string and launch it with RawKernel; the package's "
+                "answers are off limits during a check"
+            )
         text = f"your kernel raised an error for {where}:\n  {type(e).__name__}: {e}"
         if isinstance(e, KernelOutOfBounds):
             odd = ", ".join(f"{k}={v}" for k, v in case.sizes.items())
-            text += (f"\nhint: most often a missing bounds check. The sizes here ({odd}) are not multiples of "
-                     "the block size, so the last block has threads past the end: guard them with "
-                     "`if (i < N)` (or stop the loop at the real size); otherwise an index is computed wrongly")
+            text += (
+                f"\nhint: most often a missing bounds check. The sizes here ({odd}) are not multiples of "
+                "the block size, so the last block has threads past the end: guard them with "
+                "`if (i < N)` (or stop the loop at the real size); otherwise an index is computed wrongly"
+            )
         elif isinstance(e, KernelRace):
-            text += ("\nhint: a race: on a GPU the result depends on the order in which threads run, so it can be "
-                     f"wrong on some runs and right on others. {e.hint[:1].upper() + e.hint[1:]}")
+            text += (
+                "\nhint: a race: on a GPU the result depends on the order in which threads run, so it can be "
+                f"wrong on some runs and right on others. {e.hint[:1].upper() + e.hint[1:]}"
+            )
         elif isinstance(e, KernelDeadlock):
-            text += ("\nhint: every thread of a block must reach each __syncthreads(): no barrier inside a "
-                     "branch some threads skip, and no early `return` before one")
+            text += (
+                "\nhint: every thread of a block must reach each __syncthreads(): no barrier inside a "
+                "branch some threads skip, and no early `return` before one"
+            )
         elif isinstance(e, KernelTimeout):
             text += "\nhint: an endless loop? (a loop variable that never reaches its bound, a missing i += ...)"
         elif isinstance(e, GPUFault):
-            text += ("\nhint: to find the faulting access, run the check on the cpu backend (LLMC_BACKEND=cpu, "
-                     "or inside `with runtime.use_backend('cpu'):`), which names out-of-bounds accesses safely")
+            text += (
+                "\nhint: to find the faulting access, run the check on the cpu backend (LLMC_BACKEND=cpu, "
+                "or inside `with runtime.use_backend('cpu'):`), which names out-of-bounds accesses safely"
+            )
         return text
 
     def _wrong(self, case: Case, where: str, outcomes: dict, failing: list, schedules) -> str:
         results = outcomes[failing[0]][1]
-        lines = [f"wrong results for {where}"
-                 + ("" if case.expected_from == "reference" else
-                    f"; expected values are {case.expected_from} of the float64 reference forward")]
+        lines = [
+            f"wrong results for {where}"
+            + (
+                ""
+                if case.expected_from == "reference"
+                else f"; expected values are {case.expected_from} of the float64 reference forward"
+            )
+        ]
         hints = []
         for r in results:
             if r.ok:
@@ -291,28 +334,43 @@ class _Runner:
                     hints.append(h)
         if len(schedules) > 1:
             passing = [x for x in schedules if x not in failing]
-            differ = any(differs(t, outcomes[schedules[0]][0][t.name], outcomes[x][0][t.name], self.tol)
-                         for x in schedules[1:] for t in case.checked())
+            differ = any(
+                differs(t, outcomes[schedules[0]][0][t.name], outcomes[x][0][t.name], self.tol)
+                for x in schedules[1:]
+                for t in case.checked()
+            )
             if passing or (differ and len(failing) > 1):
-                said = (f"thread order '{failing[0]}' failed, '{passing[0]}' passed" if passing
-                        else "the thread orders give different results")
-                hints.insert(0, f"the result depends on the order in which threads run ({said}): a race. Most "
-                                "often a missing __syncthreads() between threads writing shared memory and "
-                                "other threads reading it; or several threads writing the same element "
-                                "(accumulate with atomicAdd)")
+                said = (
+                    f"thread order '{failing[0]}' failed, '{passing[0]}' passed"
+                    if passing
+                    else "the thread orders give different results"
+                )
+                hints.insert(
+                    0,
+                    f"the result depends on the order in which threads run ({said}): a race. Most "
+                    "often a missing __syncthreads() between threads writing shared memory and "
+                    "other threads reading it; or several threads writing the same element "
+                    "(accumulate with atomicAdd)",
+                )
         if self.returned:
-            hints.append(f"your function returned a value ({self.returned}), which the check ignores: write "
-                         "the results into the output arrays your function receives")
+            hints.append(
+                f"your function returned a value ({self.returned}), which the check ignores: write "
+                "the results into the output arrays your function receives"
+            )
         lines += [f"hint: {h}" for h in hints]
         return "\n".join(lines)
 
     def _nan_hint(self, case: Case) -> str:
         if case.spec.kind == "large":
-            return (f"NaN/inf with inputs of large magnitude (up to {case.magnitude:.3g}): something overflows "
-                    "float32 (max ~3.4e38; expf overflows above ~88). For a softmax, subtract the row's "
-                    "maximum before exp; avoid forms like exp(2x) or cosh(x)")
-        return ("the kernel computed NaN/inf where the result is finite: a division by zero, sqrt or log of a "
-                "negative number or zero, or reading memory that was never written?")
+            return (
+                f"NaN/inf with inputs of large magnitude (up to {case.magnitude:.3g}): something overflows "
+                "float32 (max ~3.4e38; expf overflows above ~88). For a softmax, subtract the row's "
+                "maximum before exp; avoid forms like exp(2x) or cosh(x)"
+            )
+        return (
+            "the kernel computed NaN/inf where the result is finite: a division by zero, sqrt or log of a "
+            "negative number or zero, or reading memory that was never written?"
+        )
 
 
 def _cpu_timeout() -> float | None:
@@ -331,4 +389,5 @@ def _annotator(fname: str, t, sizes: dict):
     def annotate(idx):
         c = idx[-1]
         return f"{'qkv'[c // C]} of head {(c % C) // hs}, i={c % hs}"
+
     return annotate

@@ -18,6 +18,7 @@ written can be told from a NaN the kernel computed. Accumulators are pre-filled 
 size of the gradient (the causal part of attention's ``dpreatt``/``datt`` with zeros: see opspec's note),
 so "overwrote instead of +=" and "added twice" both show.
 """
+
 from __future__ import annotations
 
 import re
@@ -32,9 +33,9 @@ from .opspec import ACCUMULATE, CAUSAL, COLS_LT_V, HYPER, INOUT, INPUT, KINDS, O
 
 __all__ = ["build", "default_specs", "complete_sizes", "CaseSpec", "Case", "Tensor", "KINDS", "POISON"]
 
-POISON_BITS = 0x7FC5A5A5                     # a quiet NaN with a payload: "this element was never written"
+POISON_BITS = 0x7FC5A5A5  # a quiet NaN with a payload: "this element was never written"
 POISON = np.uint32(POISON_BITS).view(np.float32)
-POISON_INT = np.int32(-1234567891)           # the same for int32 outputs (none in the SPEC today)
+POISON_INT = np.int32(-1234567891)  # the same for int32 outputs (none in the SPEC today)
 
 # Each op's cases live in its opspec row (OpSpec.cases, OpSpec.fd_case); these are read-only views by op.
 DEFAULT_CASES: dict[str, tuple[CaseSpec, ...]] = {op: spec.cases for op, spec in opspec.OPS.items()}
@@ -47,12 +48,13 @@ class Tensor:
     outputs, pre-filled for accumulators); ``expected`` (float64) is what it must hold afterwards, compared
     where ``compare`` is True (None: everywhere). ``outside`` marks the entries outside the op's region (the
     masked t2 > t part, the padded columns v >= V) that must be 0 or keep their pre-filled value."""
+
     arg: opspec.Arg
     initial: np.ndarray | None
     expected: np.ndarray | None = None
     compare: np.ndarray | None = None
     outside: np.ndarray | None = None
-    dims: tuple = ()                     # coordinate names, e.g. ("b", "t", "c")
+    dims: tuple = ()  # coordinate names, e.g. ("b", "t", "c")
 
     @property
     def name(self) -> str:
@@ -67,10 +69,10 @@ class Tensor:
 class Case:
     fname: str
     spec: CaseSpec
-    values: list                         # per argument: a Tensor (arrays, possibly with initial None) or a scalar
+    values: list  # per argument: a Tensor (arrays, possibly with initial None) or a scalar
     sizes: dict
-    expected_from: str = "reference"     # or "finite differences"
-    magnitude: float = 0.0               # largest |input| (for the "large inputs" hint)
+    expected_from: str = "reference"  # or "finite differences"
+    magnitude: float = 0.0  # largest |input| (for the "large inputs" hint)
 
     @property
     def label(self) -> str:
@@ -86,8 +88,19 @@ class Case:
 
 
 # ------------------------------------------------------------------------------------------ coordinates
-_DIM_NAMES = {"B": "b", "T": "t", "C": "c", "3*C": "c", "NH": "h", "OC": "oc", "V": "v", "Vp": "v",
-              "maxT": "t", "N": "i", "num_params": "i"}
+_DIM_NAMES = {
+    "B": "b",
+    "T": "t",
+    "C": "c",
+    "3*C": "c",
+    "NH": "h",
+    "OC": "oc",
+    "V": "v",
+    "Vp": "v",
+    "maxT": "t",
+    "N": "i",
+    "num_params": "i",
+}
 
 
 def coord_names(shape: tuple) -> tuple:
@@ -123,7 +136,7 @@ def complete_sizes(op: str, sizes: dict) -> dict:
         raise ValueError(f"sizes for {op} take {', '.join(spec.dims)}; unknown: {', '.join(unknown)}")
     full = dict(spec.example_sizes)
     full.update({k: v for k, v in sizes.items()})
-    for rule in spec.constraints:          # "maxT >= T": a T given without maxT raises maxT's example to it
+    for rule in spec.constraints:  # "maxT >= T": a T given without maxT raises maxT's example to it
         bound = re.fullmatch(r"(\w+) >= (\w+)", rule)
         if bound and bound[1] not in sizes and bound[2] in sizes:
             full[bound[1]] = max(full[bound[1]], full[bound[2]])
@@ -133,19 +146,19 @@ def complete_sizes(op: str, sizes: dict) -> dict:
         full[k] = int(v)
     env = dict(full)
     for rule in spec.constraints:
-        if not eval(rule, {}, env):    # rules are the registry's own strings, e.g. "C % NH == 0"
+        if not eval(rule, {}, env):  # rules are the registry's own strings, e.g. "C % NH == 0"
             raise ValueError(f"sizes for {op}: {rule} must hold (got {full})")
     return {d: full[d] for d in spec.dims}
 
 
 def seed_for(fname: str, spec: CaseSpec, seed: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(fname.encode()),
-                                  zlib.crc32(repr(spec).encode())])
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(fname.encode()), zlib.crc32(repr(spec).encode())])
 
 
 def build(fname: str, spec: CaseSpec, seed: int) -> Case:
     """Draw the inputs of one case of ``fname`` and compute what every output must hold."""
     from . import reference
+
     opsp, fn = opspec.function(fname)
     sizes = complete_sizes(opsp.op, spec.size_dict)
     pool = Pool(opsp.op, sizes, spec.kind, seed_for(fname, spec, seed))
@@ -155,7 +168,7 @@ def build(fname: str, spec: CaseSpec, seed: int) -> Case:
     for a in fn.args:
         if a.role == SIZE:
             values.append(sizes[a.name])
-        elif a.role == HYPER:      # the float32 value the kernel will use, so the reference uses it too
+        elif a.role == HYPER:  # the float32 value the kernel will use, so the reference uses it too
             values.append(float(np.float32(hyper[a.name])))
         elif a.role == STEP:
             values.append(int(hyper[a.name]))
@@ -168,13 +181,18 @@ def build(fname: str, spec: CaseSpec, seed: int) -> Case:
                 elif a.role == OUTPUT:
                     t.initial = np.full(shape, POISON if a.dtype == "float32" else POISON_INT, dtype=a.dtype)
                 else:
-                    t.initial = np.zeros(shape, dtype=np.float32)     # pre-filled below
+                    t.initial = np.zeros(shape, dtype=np.float32)  # pre-filled below
             values.append(t)
     case = Case(fname, spec, values, sizes)
     tensors = case.tensors
-    case.magnitude = max([float(np.max(np.abs(t.initial))) for t in tensors
-                          if t.role in (INPUT, INOUT) and t.initial is not None and t.initial.dtype == np.float32]
-                         or [0.0])
+    case.magnitude = max(
+        [
+            float(np.max(np.abs(t.initial)))
+            for t in tensors
+            if t.role in (INPUT, INOUT) and t.initial is not None and t.initial.dtype == np.float32
+        ]
+        or [0.0]
+    )
 
     def run_reference():
         args = []
@@ -192,29 +210,30 @@ def build(fname: str, spec: CaseSpec, seed: int) -> Case:
         return {v.name: a for v, a in zip(values, args) if isinstance(v, Tensor)}
 
     accs = [t for t in tensors if t.role == ACCUMULATE and t.initial is not None]
-    if accs:        # size the pre-fill like the gradient itself: run once with zeros first
+    if accs:  # size the pre-fill like the gradient itself: run once with zeros first
         delta = run_reference()
         for t in accs:
             inside = region_mask(t.arg.region, t.initial.shape, sizes)
             scale = rms(delta[t.name], inside) or 1.0
             fill = pool.rng.standard_normal(t.initial.shape) * scale
             if t.arg.region == CAUSAL:
-                fill[inside] = 0.0         # opspec: the causal part starts at zero (old contents would flow on)
+                fill[inside] = 0.0  # opspec: the causal part starts at zero (old contents would flow on)
             t.initial = fill.astype(np.float32)
     results = run_reference()
     for t in case.checked():
         inside = region_mask(t.arg.region, t.initial.shape, sizes)
         t.expected = results[t.name]
         if t.role == OUTPUT and inside is not None:
-            t.compare = np.array(inside)           # preatt: only t2 <= t is defined
+            t.compare = np.array(inside)  # preatt: only t2 <= t is defined
         elif inside is not None:
-            t.outside = ~inside                    # must keep its pre-filled value there
+            t.outside = ~inside  # must keep its pre-filled value there
             t.expected = np.where(inside, t.expected, t.initial.astype(np.float64))
-        if t.arg.zero_outside:                     # att where t2 > t, probs in columns >= V: exactly 0
+        if t.arg.zero_outside:  # att where t2 > t, probs in columns >= V: exactly 0
             t.outside = ~region_mask(t.arg.zero_outside, t.initial.shape, sizes)
             t.expected = np.where(t.outside, 0.0, t.expected)
     if spec.kind == "fd":
         from .check_fd import fd_expected
+
         fd_expected(case, pool)
         case.expected_from = "finite differences"
     return case

@@ -6,6 +6,7 @@ one table serves inputs of any magnitude. :func:`compare` returns a :class:`Tens
 the first bad element as named coordinates (``b=1, t=3, c=17``), how many were never written (still the
 poison NaN) and hints for patterns we recognise.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from .check_cases import POISON_BITS, Tensor
 from .check_values import rms
 from .opspec import ACCUMULATE, INOUT, OUTPUT
 
+
 @dataclass
 class TensorResult:
     name: str
@@ -23,13 +25,13 @@ class TensorResult:
     n_compared: int
     n_bad: int = 0
     n_unwritten: int = 0
-    n_nonfinite: int = 0                  # NaN/inf the kernel computed (not the poison)
+    n_nonfinite: int = 0  # NaN/inf the kernel computed (not the poison)
     max_abs: float = 0.0
     max_rel: float = 0.0
-    worst: float = 0.0                    # max over elements of |error| / its tolerance (< 1 passes)
-    atol: float = 0.0                     # absolute tolerance actually used (atol * scale)
+    worst: float = 0.0  # max over elements of |error| / its tolerance (< 1 passes)
+    atol: float = 0.0  # absolute tolerance actually used (atol * scale)
     rtol: float = 0.0
-    first_bad: str = ""                   # "b=1, t=3, c=17"
+    first_bad: str = ""  # "b=1, t=3, c=17"
     first_got: float = 0.0
     first_expected: float = 0.0
     hints: list = field(default_factory=list)
@@ -37,10 +39,15 @@ class TensorResult:
     def summary(self) -> str:
         """Two or three lines about a wrong tensor."""
         among = " among the finite values" if self.n_unwritten or self.n_nonfinite else ""
-        errors = (f"max abs error {_e(self.max_abs)}, max rel error {_e(self.max_rel)}{among}; "
-                  if np.isfinite(self.max_abs) else "no finite values; ")
-        lines = [f"{self.name}: {self.n_bad:,} of {self.n_compared:,} elements off "
-                 f"({errors}tolerance {self.atol:.1e} + {self.rtol:.0e}*|expected|)"]
+        errors = (
+            f"max abs error {_e(self.max_abs)}, max rel error {_e(self.max_rel)}{among}; "
+            if np.isfinite(self.max_abs)
+            else "no finite values; "
+        )
+        lines = [
+            f"{self.name}: {self.n_bad:,} of {self.n_compared:,} elements off "
+            f"({errors}tolerance {self.atol:.1e} + {self.rtol:.0e}*|expected|)"
+        ]
         extra = []
         if self.n_unwritten:
             extra.append(f"{self.n_unwritten:,} never written (still NaN)")
@@ -53,9 +60,11 @@ class TensorResult:
 
     def row(self) -> str:
         """One line for the PASS report."""
-        return (f"{self.name:<10} max abs err {_e(self.max_abs):>8}  max rel err {_e(self.max_rel):>8}  "
-                f"tolerance {self.atol:.1e} + {self.rtol:.0e}*|expected|  (worst element at {self.worst:.2f} "
-                "of its tolerance)")
+        return (
+            f"{self.name:<10} max abs err {_e(self.max_abs):>8}  max rel err {_e(self.max_rel):>8}  "
+            f"tolerance {self.atol:.1e} + {self.rtol:.0e}*|expected|  (worst element at {self.worst:.2f} "
+            "of its tolerance)"
+        )
 
 
 def _e(x: float) -> str:
@@ -103,7 +112,7 @@ def compare(t: Tensor, got: np.ndarray, tol: tuple, annotate=None) -> TensorResu
     with np.errstate(invalid="ignore"):
         ratio = diff[mask] / allowed[mask]
     res.worst = float(np.max(ratio)) if ratio.size else 0.0
-    finite = mask & np.isfinite(g)                 # NaN/inf are counted separately, not as "the max error"
+    finite = mask & np.isfinite(g)  # NaN/inf are counted separately, not as "the max error"
     res.max_abs = float(diff[finite].max()) if finite.any() else float("nan")
     meaningful = finite & (np.abs(exp) > atol)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -139,16 +148,22 @@ def _hints(t: Tensor, g, exp, init, mask, bad, unwritten, diff, allowed, annotat
     # 1. outside the region (masked t2 > t, padded columns): a dedicated message
     if t.outside is not None and np.all(~bad | t.outside):
         if t.role == OUTPUT and t.name == "att":
-            hints.append("att must be exactly 0 where t2 > t: the causal mask (a position attends only to "
-                         "itself and earlier ones)")
+            hints.append(
+                "att must be exactly 0 where t2 > t: the causal mask (a position attends only to "
+                "itself and earlier ones)"
+            )
         elif t.role == OUTPUT:
             hints.append(f"{t.name} must be 0 in the padded columns v >= V (they are no real tokens)")
         elif t.dims[-1] == "v":
-            hints.append(f"{t.name} changed in the padded columns v >= V: leave them as they are "
-                         "(loop over the V real columns only)")
+            hints.append(
+                f"{t.name} changed in the padded columns v >= V: leave them as they are "
+                "(loop over the V real columns only)"
+            )
         else:
-            hints.append(f"{t.name} changed where t2 > t: the masked entries must keep their values "
-                         "(only the causal part t2 <= t is accumulated)")
+            hints.append(
+                f"{t.name} changed where t2 > t: the masked entries must keep their values "
+                "(only the causal part t2 <= t is accumulated)"
+            )
         return hints
     # 2. a prefix right, everything after it wrong: grid too small / tail not handled
     flat_bad = bad.reshape(-1)[mask.reshape(-1)]
@@ -160,34 +175,54 @@ def _hints(t: Tensor, g, exp, init, mask, bad, unwritten, diff, allowed, annotat
         total = flat_bad.size
         unit = f"{first // row} rows" if whole_rows else f"{first} elements"
         untouched = int((unwritten | (g == init)).reshape(-1)[bad.reshape(-1)].sum()) == n_bad
-        what = ("were never written" if int(unwritten.sum()) == n_bad else
-                "were left as they were" if untouched else "are wrong")
+        what = (
+            "were never written"
+            if int(unwritten.sum()) == n_bad
+            else "were left as they were"
+            if untouched
+            else "are wrong"
+        )
         where = coords(t.dims, exp.shape, int(np.flatnonzero(bad.reshape(-1))[0]), annotate)
-        advice = ("the launch covers too few threads. Use enough blocks for every element, e.g. "
-                  "ceil_div(N, block_size), and guard the last, partial block with a bounds check") if untouched else \
-                 ("an index that is right only in the first block? (a block offset or a row stride)")
-        hints.append(f"only the first {unit} (a whole number of blocks) are right; all {total - first:,} elements "
-                     f"from {where} on {what}: {advice}")
+        advice = (
+            (
+                "the launch covers too few threads. Use enough blocks for every element, e.g. "
+                "ceil_div(N, block_size), and guard the last, partial block with a bounds check"
+            )
+            if untouched
+            else ("an index that is right only in the first block? (a block offset or a row stride)")
+        )
+        hints.append(
+            f"only the first {unit} (a whole number of blocks) are right; all {total - first:,} elements "
+            f"from {where} on {what}: {advice}"
+        )
         return hints
     # 3. never written: all of it, or scattered elements
     if int(unwritten.sum()) == int(mask.sum()):
-        hints.append(f"nothing was written into {t.name}: does your function launch the kernel, passing {t.name} "
-                     "(the array it was given) as the output?")
+        hints.append(
+            f"nothing was written into {t.name}: does your function launch the kernel, passing {t.name} "
+            "(the array it was given) as the output?"
+        )
     elif unwritten.any() and int(unwritten.sum()) == n_bad:
-        hints.append(f"{int(unwritten.sum()):,} elements of {t.name} were never written (still NaN): "
-                     "is every element assigned by some thread?")
+        hints.append(
+            f"{int(unwritten.sum()):,} elements of {t.name} were never written (still NaN): "
+            "is every element assigned by some thread?"
+        )
     # 4. accumulators: +=, added twice, nothing added
     if t.role in (ACCUMULATE, INOUT):
         changed = bad & (np.abs(exp - init) > allowed)
         if _fits(g, init, allowed, changed):
-            hints.append(f"{t.name} still holds its previous values where it should have changed: "
-                         + ("nothing was added to it" if t.role == ACCUMULATE else "it was not updated"))
+            hints.append(
+                f"{t.name} still holds its previous values where it should have changed: "
+                + ("nothing was added to it" if t.role == ACCUMULATE else "it was not updated")
+            )
             return hints
         if t.role == ACCUMULATE:
             if _fits(g, exp - init, allowed, bad):
-                hints.append(f"{t.name} holds only the new gradient: it was overwritten (=) instead of "
-                             "accumulated (+=). Backward outputs add into their buffer, which may already "
-                             "hold gradient from elsewhere")
+                hints.append(
+                    f"{t.name} holds only the new gradient: it was overwritten (=) instead of "
+                    "accumulated (+=). Backward outputs add into their buffer, which may already "
+                    "hold gradient from elsewhere"
+                )
                 return hints
             if _fits(g - init, 2 * (exp - init), allowed, bad):
                 hints.append(f"the gradient added to {t.name} is exactly doubled: added twice?")
@@ -197,18 +232,23 @@ def _hints(t: Tensor, g, exp, init, mask, bad, unwritten, diff, allowed, annotat
     x, r = (g - base), (exp - base)
     fin = mask & np.isfinite(x)
     rr = float(np.sum(r[fin] * r[fin]))
-    if rr > 0 and fin.sum() == mask.sum() and np.count_nonzero(r[fin]) >= 8:   # a factor needs a few points
+    if rr > 0 and fin.sum() == mask.sum() and np.count_nonzero(r[fin]) >= 8:  # a factor needs a few points
         k = float(np.sum(x[fin] * r[fin]) / rr)
         if abs(k - 1) > 1e-3 and abs(k) > 1e-6 and _fits(x, k * r, allowed * max(1.0, abs(k)), mask, 0.99):
-            what = "doubled" if abs(k - 2) < 1e-3 else ("halved" if abs(k - 0.5) < 1e-3 else
-                                                         ("negated" if abs(k + 1) < 1e-3 else f"{k:.4g} x"))
-            hints.append(f"{t.name} is off by a constant factor: {what} the expected values. A missing or "
-                         "extra scale factor (1/sqrt(head size), 1/N, a (1 - beta) term, 0.5, ...)?")
+            what = (
+                "doubled"
+                if abs(k - 2) < 1e-3
+                else ("halved" if abs(k - 0.5) < 1e-3 else ("negated" if abs(k + 1) < 1e-3 else f"{k:.4g} x"))
+            )
+            hints.append(
+                f"{t.name} is off by a constant factor: {what} the expected values. A missing or "
+                "extra scale factor (1/sqrt(head size), 1/N, a (1 - beta) term, 0.5, ...)?"
+            )
             return hints
     # 6. NaN/inf computed where the result is finite
     nonfinite = ~np.isfinite(g) & mask & ~unwritten & np.isfinite(exp)
     if nonfinite.any():
-        hints.append("NAN_INF")      # filled in by the caller, which knows whether the inputs were large
+        hints.append("NAN_INF")  # filled in by the caller, which knows whether the inputs were large
     return hints
 
 

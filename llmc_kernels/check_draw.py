@@ -6,6 +6,7 @@ A generator is ``draw(pool, shape) -> ndarray`` (float64 or int; the pool rounds
 magnitude, ``"nearconst"``: near-constant rows), ``pool.sizes`` its sizes. Plain NumPy, no opspec import:
 opspec imports this module.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,13 +66,14 @@ def qkv(pool, shape):
     x = pool.rng.standard_normal(shape)
     if pool.kind == "large":
         C = pool.sizes["C"]
-        x[..., :2 * C] *= 10.0
+        x[..., : 2 * C] *= 10.0
     return x
 
 
 def logits(large_center: float | None, large_scale: float):
     """[.., Vp] logits of scale 2 (large: ``large_center`` + N(0, large_scale^2)); the padded columns
     (>= V) get junk that must never be read."""
+
     def draw(pool, shape):
         V, rng = pool.sizes["V"], pool.rng
         if pool.kind != "large":
@@ -82,6 +84,7 @@ def logits(large_center: float | None, large_scale: float):
             x = large_center + large_scale * rng.standard_normal(shape)
         x[..., V:] = 3.0 + 2.0 * rng.standard_normal(x[..., V:].shape)
         return x
+
     return draw
 
 
@@ -102,7 +105,8 @@ def reachable_targets(pool, shape):
     if pool.kind != "large":
         return ids
     from . import opspec
-    z = pool.get(opspec.OPS["softmax"].forward.arg("logits")).astype(np.float64)[..., :pool.sizes["V"]]
+
+    z = pool.get(opspec.OPS["softmax"].forward.arg("logits")).astype(np.float64)[..., : pool.sizes["V"]]
     ok = z - z.max(axis=-1, keepdims=True) > -60.0
     for idx in np.ndindex(ids.shape):
         if not ok[idx][ids[idx]]:

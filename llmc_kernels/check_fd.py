@@ -8,6 +8,7 @@ float64 from the case's own (float32-valued) inputs. Gradients with respect to t
 form ``"softmax_forward.logits"`` names an input further up: the perturbation then goes through that forward
 too (cross-entropy's logits -> probs -> losses).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from . import opspec
 from .opspec import ACCUMULATE, INPUT, OUTPUT
 
-STEP = 1e-6     # float64: truncation error ~h^2, rounding ~1e-16/h -- both far below the float32 tolerances
+STEP = 1e-6  # float64: truncation error ~h^2, rounding ~1e-16/h -- both far below the float32 tolerances
 
 
 def numgrad(loss, x: np.ndarray, h: float = STEP) -> np.ndarray:
@@ -42,7 +43,7 @@ def _wrt(fname: str) -> tuple[str, list[tuple[str, opspec.Arg]], list[tuple[str,
     grads, upstream = [], []
     for a in fn.args:
         if a.role == ACCUMULATE and a.grad_of:
-            if "." in a.grad_of:                   # an input further up: "softmax_forward.logits"
+            if "." in a.grad_of:  # an input further up: "softmax_forward.logits"
                 up_fn, up_arg = a.grad_of.split(".")
                 grads.append((a.name, opspec.function(up_fn)[1].arg(up_arg)))
             elif a.grad_of in fwd_inputs:
@@ -61,7 +62,7 @@ def fd_expected(case, pool) -> None:
         t = by_name[grad_name]
         if t.initial is None:
             continue
-        x = pool.get(primary).astype(np.float64)     # the same values the case's inputs were built from
+        x = pool.get(primary).astype(np.float64)  # the same values the case's inputs were built from
 
         def loss(x=x, name=primary.name):
             outs = pool.forward64(fwd_name, {name: x})
@@ -69,6 +70,6 @@ def fd_expected(case, pool) -> None:
 
         g = numgrad(loss, x)
         expected = t.initial.astype(np.float64) + g
-        if t.outside is not None:      # padded columns: no gradient, the pre-filled value stays
+        if t.outside is not None:  # padded columns: no gradient, the pre-filled value stays
             expected = np.where(t.outside, t.initial.astype(np.float64), expected)
         t.expected = expected

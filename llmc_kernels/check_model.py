@@ -24,6 +24,7 @@ must) call the ops it is given: a block is glue between kernels, and what is jud
 buffers. On success one line ``PASS <name>`` is printed (the same on every backend) and a
 :class:`ModelCheckResult` returned; on failure what differed is printed and ``CheckFailed`` raised.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -40,45 +41,113 @@ from .check_fd import numgrad
 from .check_result import Report
 from .check_values import rms
 from .model import GPT2, REQUIRED_OPS
-from .model.state import host as _host
 from .model.config import GPT2Config, param_shapes
+from .model.state import host as _host
 
-__all__ = ["block_forward", "block_backward", "end_to_end", "loss_falls", "trace", "BlockGPT2",
-           "ModelCheckResult", "CHECK_CONFIG", "DEFAULT_SEED", "LAYER_PARAMS", "BLOCK_ACTS", "BLOCK_GRADS"]
+__all__ = [
+    "block_forward",
+    "block_backward",
+    "end_to_end",
+    "loss_falls",
+    "trace",
+    "BlockGPT2",
+    "ModelCheckResult",
+    "CHECK_CONFIG",
+    "DEFAULT_SEED",
+    "LAYER_PARAMS",
+    "BLOCK_ACTS",
+    "BLOCK_GRADS",
+]
 
 # the 12 parameter tensors of one layer (leading dimension L in the model), in checkpoint order
-LAYER_PARAMS = ("ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
-                "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb")
+LAYER_PARAMS = (
+    "ln1w",
+    "ln1b",
+    "qkvw",
+    "qkvb",
+    "attprojw",
+    "attprojb",
+    "ln2w",
+    "ln2b",
+    "fcw",
+    "fcb",
+    "fcprojw",
+    "fcprojb",
+)
 # the activations a block writes, in the order it writes them (llm.c's ActivationTensors names)
-BLOCK_ACTS = ("ln1", "ln1_mean", "ln1_rstd", "qkv", "preatt", "att", "atty", "attproj", "residual2",
-              "ln2", "ln2_mean", "ln2_rstd", "fch", "fch_gelu", "fcproj", "residual3")
+BLOCK_ACTS = (
+    "ln1",
+    "ln1_mean",
+    "ln1_rstd",
+    "qkv",
+    "preatt",
+    "att",
+    "atty",
+    "attproj",
+    "residual2",
+    "ln2",
+    "ln2_mean",
+    "ln2_rstd",
+    "fch",
+    "fch_gelu",
+    "fcproj",
+    "residual3",
+)
 # one layer's worth, shared by every layer: no backward op reads them (config.activation_shapes)
 SCRATCH_ACTS = ("preatt", "attproj", "fcproj")
 # the gradients of the block's intermediate tensors, by the number of channels (x C) of each
-BLOCK_GRADS = {"dresidual2": 1, "dfcproj": 1, "dfch_gelu": 4, "dfch": 4, "dln2": 1, "dattproj": 1, "datty": 1,
-               "dpreatt": None, "datt": None, "dqkv": 3, "dln1": 1}          # None: [B, NH, T, T]
-FORWARD_CALLS = ("layernorm_forward", "matmul_forward", "attention_forward", "matmul_forward",
-                 "residual_forward", "layernorm_forward", "matmul_forward", "gelu_forward", "matmul_forward",
-                 "residual_forward")
-BACKWARD_CALLS = ("residual_backward", "matmul_backward", "gelu_backward", "matmul_backward",
-                  "layernorm_backward", "residual_backward", "matmul_backward", "attention_backward",
-                  "matmul_backward", "layernorm_backward")
+BLOCK_GRADS = {
+    "dresidual2": 1,
+    "dfcproj": 1,
+    "dfch_gelu": 4,
+    "dfch": 4,
+    "dln2": 1,
+    "dattproj": 1,
+    "datty": 1,
+    "dpreatt": None,
+    "datt": None,
+    "dqkv": 3,
+    "dln1": 1,
+}  # None: [B, NH, T, T]
+FORWARD_CALLS = (
+    "layernorm_forward",
+    "matmul_forward",
+    "attention_forward",
+    "matmul_forward",
+    "residual_forward",
+    "layernorm_forward",
+    "matmul_forward",
+    "gelu_forward",
+    "matmul_forward",
+    "residual_forward",
+)
+BACKWARD_CALLS = (
+    "residual_backward",
+    "matmul_backward",
+    "gelu_backward",
+    "matmul_backward",
+    "layernorm_backward",
+    "residual_backward",
+    "matmul_backward",
+    "attention_backward",
+    "matmul_backward",
+    "layernorm_backward",
+)
 
 # the model the checks run: every size awkward, every parameter random (see _case)
-CHECK_CONFIG = GPT2Config(max_seq_len=8, vocab_size=61, padded_vocab_size=64, num_layers=2, num_heads=3,
-                          channels=12)
+CHECK_CONFIG = GPT2Config(max_seq_len=8, vocab_size=61, padded_vocab_size=64, num_layers=2, num_heads=3, channels=12)
 CHECK_B, CHECK_T = 2, 7
-DEFAULT_SEED = 0                     # of the random parameters and tokens (llmc grade may set another)
+DEFAULT_SEED = 0  # of the random parameters and tokens (llmc grade may set another)
 # (rtol, atol as a fraction of the tensor's rms). float64 against float64 with the same references: only
 # the order of a few additions may differ
 EXACT = (1e-9, 1e-9)
-FD_STEP = 1e-5                       # central differences of the float64 loss: error ~h^2 * loss''' ~1e-10
+FD_STEP = 1e-5  # central differences of the float64 loss: error ~h^2 * loss''' ~1e-10
 FD_TOL = (1e-5, 1e-6)
 FD_PER_TENSOR = 2
 # float32 kernels against the float64 model, through two layers (measured errors are ~30x below these)
 FLOAT32 = (2e-3, 2e-4)
-FLOAT32_LOSS = 1e-5                  # relative error of the loss
-UPDATES = 3                          # AdamW steps compared by end_to_end
+FLOAT32_LOSS = 1e-5  # relative error of the loss
+UPDATES = 3  # AdamW steps compared by end_to_end
 
 
 # ---------------------------------------------------------------------------------------------- the model
@@ -88,16 +157,16 @@ class BlockGPT2(GPT2):
     norm, the classifier and the loss, AdamW) is GPT2's. ``block_ops`` is the namespace the block functions
     receive: the model's ops."""
 
-    def __init__(self, config: GPT2Config, params=None, *, ops=None, xp=None, block_forward=None,
-                 block_backward=None):
+    def __init__(self, config: GPT2Config, params=None, *, ops=None, xp=None, block_forward=None, block_backward=None):
         super().__init__(config, params, ops=ops, xp=xp)
         self.block_forward, self.block_backward = block_forward, block_backward
         self.block_ops = types.SimpleNamespace(**{name: self._op[name] for name in REQUIRED_OPS})
         self.dblock = {}
 
     @classmethod
-    def from_config(cls, config: GPT2Config, seed: int = 0, *, ops=None, xp=None, block_forward=None,
-                    block_backward=None) -> "BlockGPT2":
+    def from_config(
+        cls, config: GPT2Config, seed: int = 0, *, ops=None, xp=None, block_forward=None, block_backward=None
+    ) -> BlockGPT2:
         """GPT-2's initialisation (``GPT2.from_config``), with these block functions."""
         model = super().from_config(config, seed, ops=ops, xp=xp)
         model.block_forward, model.block_backward = block_forward, block_backward
@@ -130,6 +199,7 @@ class BlockGPT2(GPT2):
 
 class _Float64NumPy:
     """NumPy, except that ``float32`` is float64: a GPT2 given it as ``xp`` keeps every buffer in float64."""
+
     __name__ = "numpy (float64)"
     float32 = np.float64
 
@@ -142,6 +212,7 @@ NP64 = _Float64NumPy()
 
 def _reference():
     from . import reference
+
     return reference
 
 
@@ -157,7 +228,7 @@ def _case(seed):
         scale = 0.1 if name.endswith("b") else 0.5 if name == "qkvw" else 0.3
         t = 1.0 + 0.2 * z if name in ("ln1w", "ln2w", "lnfw") else scale * z
         if name == "wte":
-            t[cfg.vocab_size:] = 0          # padded rows: never read, as in GPT-2's initialisation
+            t[cfg.vocab_size :] = 0  # padded rows: never read, as in GPT-2's initialisation
         parts.append(t.astype(np.float32).reshape(-1))
     inputs = rng.integers(0, cfg.vocab_size, (CHECK_B, CHECK_T)).astype(np.int32)
     inputs[1, 3] = inputs[0, 1]
@@ -196,7 +267,7 @@ def _finite_differences(model: GPT2, entries, inputs, targets) -> list[float]:
     out = []
     for name, idx in entries:
         k = int(np.ravel_multi_index(idx, model.params[name].shape))
-        entry = model.params[name].reshape(-1)[k:k + 1]          # a view: numgrad perturbs it in place
+        entry = model.params[name].reshape(-1)[k : k + 1]  # a view: numgrad perturbs it in place
         out.append(float(numgrad(lambda: model.forward(inputs, targets), entry, FD_STEP)[0]))
     return out
 
@@ -207,6 +278,7 @@ class ModelCheckResult:
     """What a passing whole-model check found; its repr is the PASS line. ``fd`` holds (tensor, index, finite
     difference, backprop) of the sampled entries, ``errors`` the worst error of each compared tensor (a
     fraction of its rms), ``losses`` (ours, reference) after each AdamW step of ``end_to_end``."""
+
     name: str
     lines: list = field(default_factory=list)
     fd: list = field(default_factory=list)
@@ -235,11 +307,16 @@ def _compare(label: str, got, expected, tol, hint: str = "") -> float:
     if bad.any():
         first = np.unravel_index(int(np.argmax(bad)), got.shape)
         nan = int(np.isnan(got).sum())
-        what = (f"{nan} of its {got.size} elements are NaN (never written?)" if nan else
-                f"{int(bad.sum())} of {got.size} elements off, max abs error {np.nanmax(err):.3g} = "
-                f"{np.nanmax(err) / scale:.2g} x its rms {scale:.3g} (tolerance {atol:g} x rms + {rtol:g} x |expected|)")
-        raise _Failure(f"{label} is wrong: {what}; first bad element [{', '.join(map(str, first))}]: got "
-                       f"{got[first]:.6g}, expected {expected[first]:.6g}" + (f"\n  hint: {hint}" if hint else ""))
+        what = (
+            f"{nan} of its {got.size} elements are NaN (never written?)"
+            if nan
+            else f"{int(bad.sum())} of {got.size} elements off, max abs error {np.nanmax(err):.3g} = "
+            f"{np.nanmax(err) / scale:.2g} x its rms {scale:.3g} (tolerance {atol:g} x rms + {rtol:g} x |expected|)"
+        )
+        raise _Failure(
+            f"{label} is wrong: {what}; first bad element [{', '.join(map(str, first))}]: got "
+            f"{got[first]:.6g}, expected {expected[first]:.6g}" + (f"\n  hint: {hint}" if hint else "")
+        )
     return float(err.max() / scale) if err.size else 0.0
 
 
@@ -256,12 +333,15 @@ def _compare_grads(result, mine, truth, tol, note: str = "") -> None:
         label = f"the gradient of {name}" + ("" if l is None else f"[{l}]")
         got, want = _host(mine.grads[name]), truth.grads[name]
         try:
-            result.errors[(l, name)] = _compare(label, got if l is None else got[l], want if l is None else want[l],
-                                                tol, hint)
+            result.errors[(l, name)] = _compare(
+                label, got if l is None else got[l], want if l is None else want[l], tol, hint
+            )
         except _Failure as f:
             raise _Failure(f"{f}{note}") from None
-    result.lines.append(f"gradients of all 16 parameter tensors match the reference model's (worst error "
-                        f"{max(result.errors.values()):.1e} x the tensor's rms)")
+    result.lines.append(
+        f"gradients of all 16 parameter tensors match the reference model's (worst error "
+        f"{max(result.errors.values()):.1e} x the tensor's rms)"
+    )
 
 
 def _compare_fd(result, entries, fds, backprop, tol=FD_TOL, note: str = "") -> None:
@@ -271,12 +351,16 @@ def _compare_fd(result, entries, fds, backprop, tol=FD_TOL, note: str = "") -> N
     result.fd = [(n, i, float(f), float(b)) for (n, i), f, b in zip(entries, fds, backprop)]
     for (name, idx), f, b in zip(entries, fds, backprop):
         if not abs(b - f) <= atol * scale + rtol * abs(f):
-            raise _Failure(f"finite differences disagree for {name}[{', '.join(map(str, idx))}]: backprop gives "
-                           f"{b:.6g}, the central difference of the loss {f:.6g} (tolerance {atol:g} x "
-                           f"{scale:.3g} + {rtol:g} x |fd|){note}")
-    result.lines.append(f"{len(entries)} finite differences (h = {FD_STEP:g}, {FD_PER_TENSOR} entries of each "
-                        f"tensor) agree with backprop (worst difference {np.max(np.abs(backprop - fds)) / scale:.1e}"
-                        f" x their rms {scale:.2g})")
+            raise _Failure(
+                f"finite differences disagree for {name}[{', '.join(map(str, idx))}]: backprop gives "
+                f"{b:.6g}, the central difference of the loss {f:.6g} (tolerance {atol:g} x "
+                f"{scale:.3g} + {rtol:g} x |fd|){note}"
+            )
+    result.lines.append(
+        f"{len(entries)} finite differences (h = {FD_STEP:g}, {FD_PER_TENSOR} entries of each "
+        f"tensor) agree with backprop (worst difference {np.max(np.abs(backprop - fds)) / scale:.1e}"
+        f" x their rms {scale:.2g})"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- the learner's calls
@@ -284,8 +368,8 @@ class _Recorder:
     """The ops namespace a block function receives during a check: the real ops, each call recorded."""
 
     def __init__(self, ops):
-        self.calls: list[list[str]] = []          # per block call: the ops it called, in order
-        self.active = None                        # the op running now (an exception inside it names it)
+        self.calls: list[list[str]] = []  # per block call: the ops it called, in order
+        self.active = None  # the op running now (an exception inside it names it)
         for name in REQUIRED_OPS:
             setattr(self, name, self._wrap(name, getattr(ops, name)))
 
@@ -296,12 +380,14 @@ class _Recorder:
             self.active = name
             fn(*args)
             self.active = None
+
         call.__name__ = name
         return call
 
     def block(self, fn, what: str):
         """``fn``, recording its calls; an exception it raises (but the student copy's NotImplementedError)
         becomes a check failure naming the op call it happened in."""
+
         def wrapped(ops, *args):
             self.calls.append([])
             try:
@@ -310,10 +396,15 @@ class _Recorder:
                 raise
             except Exception as e:
                 calls, active, self.active = self.calls[-1], self.active, None
-                where = (f" in its op call number {len(calls)}, {active}(...)" if active else
-                         f" after its op call number {len(calls)}, {calls[-1]}(...)" if calls else
-                         " before calling any op")
+                where = (
+                    f" in its op call number {len(calls)}, {active}(...)"
+                    if active
+                    else f" after its op call number {len(calls)}, {calls[-1]}(...)"
+                    if calls
+                    else " before calling any op"
+                )
                 raise _Failure(f"your {what} raised {type(e).__name__}{where}: {e}") from e
+
         return wrapped
 
     def note(self, expected: tuple, what: str) -> str:
@@ -321,9 +412,11 @@ class _Recorder:
         if not self.calls:
             return ""
         got = self.calls[0]
-        return (f"\n  your {what} called, in the first block it ran: {', '.join(got) or 'no op at all'}"
-                + ("" if list(got) == list(expected) else
-                   f"\n  llm.c's block calls:                          {', '.join(expected)}"))
+        return f"\n  your {what} called, in the first block it ran: {', '.join(got) or 'no op at all'}" + (
+            ""
+            if list(got) == list(expected)
+            else f"\n  llm.c's block calls:                          {', '.join(expected)}"
+        )
 
 
 _FORWARD_HINTS = {
@@ -341,20 +434,20 @@ _FORWARD_HINTS = {
 for _name, _same in (("ln1_rstd", "ln1_mean"), ("atty", "att"), ("ln2_mean", "ln2"), ("ln2_rstd", "ln2")):
     _FORWARD_HINTS[_name] = _FORWARD_HINTS[_same]
 
-_BACKWARD_HINTS = {   # by the tensor's stem: the hint for fcprojw serves fcprojb too
+_BACKWARD_HINTS = {  # by the tensor's stem: the hint for fcprojw serves fcprojb too
     "fcproj": "matmul_backward of fcproj: dinp d['dfch_gelu'], dout d['dfcproj'], inp a['fch_gelu'], sizes "
-              "C = 4*C, OC = C",
+    "C = 4*C, OC = C",
     "fc": "matmul_backward of fc: dinp d['dln2'], dout d['dfch'] (from gelu_backward), inp a['ln2'], OC = 4*C",
     "ln2": "layernorm_backward of ln2 reads a['residual2'] and adds into d['dresidual2']",
     "attproj": "matmul_backward of attproj: dinp d['datty'], dout d['dattproj'], inp a['atty']; d['dattproj'] "
-               "comes from residual_backward(dx, d['dattproj'], d['dresidual2'], N), called only once "
-               "d['dresidual2'] holds both its parts (the skip around the MLP and ln2's layernorm_backward)",
+    "comes from residual_backward(dx, d['dattproj'], d['dresidual2'], N), called only once "
+    "d['dresidual2'] holds both its parts (the skip around the MLP and ln2's layernorm_backward)",
     "qkv": "attention_backward (dinp d['dqkv']) comes before qkv's matmul_backward, whose dout is d['dqkv']",
     "ln1": "layernorm_backward of ln1 reads x (the block's input) and a['ln1_mean'], a['ln1_rstd']",
     "dx": "every gradient of the block above is right, so the dy it received was right and the dx it passed "
-          "down is wrong. dx has two parts, the skip (residual_backward's dinp1) and ln1's layernorm_backward, "
-          "both added into dx; d['dresidual2'] likewise collects the skip around the MLP and ln2's "
-          "layernorm_backward before the attention half reads it",
+    "down is wrong. dx has two parts, the skip (residual_backward's dinp1) and ln1's layernorm_backward, "
+    "both added into dx; d['dresidual2'] likewise collects the skip around the MLP and ln2's "
+    "layernorm_backward before the attention half reads it",
 }
 
 
@@ -393,8 +486,9 @@ def block_forward(fn, seed=None) -> ModelCheckResult:
         mine.acts_memory.fill(np.nan)
         got = mine.forward(inputs, targets)
         note = rec.note(FORWARD_CALLS, "block_forward")
-        compared = [("encoded", None)] + [(n, l) for l in range(cfg.num_layers) for n in BLOCK_ACTS
-                                          if n not in SCRATCH_ACTS]
+        compared = [("encoded", None)] + [
+            (n, l) for l in range(cfg.num_layers) for n in BLOCK_ACTS if n not in SCRATCH_ACTS
+        ]
         for name, l in compared:
             label = f"a['{name}'] of layer {l}" if l is not None else "the block's input x (acts['encoded'])"
             have, want = (mine.acts[name], truth.acts[name]) if l is None else (mine.acts[name][l], truth.acts[name][l])
@@ -405,8 +499,10 @@ def block_forward(fn, seed=None) -> ModelCheckResult:
         _compare("the parameters (block_forward must only read p)", mine.params_memory, params, (0, 0))
         _compare("the loss", np.array(got), np.array(loss), EXACT)
         result.lines.append(_header(cfg, seed) + ", the float64 NumPy references as the ops")
-        result.lines.append(f"{len(compared)} activations ({cfg.num_layers} layers) and the loss ({got:.6f}) match "
-                            "llmc_kernels.model.GPT2's")
+        result.lines.append(
+            f"{len(compared)} activations ({cfg.num_layers} layers) and the loss ({got:.6f}) match "
+            "llmc_kernels.model.GPT2's"
+        )
     except _Failure as f:
         _fail("block_forward", str(f), None)
     print(repr(result))
@@ -436,8 +532,13 @@ def block_backward(fn, seed=None) -> ModelCheckResult:
         result.lines.append(_header(cfg, seed) + ", the float64 NumPy references as the ops")
         _compare_grads(result, mine, truth, EXACT, note)
         entries = _fd_entries(cfg, rng, inputs)
-        _compare_fd(result, entries, _finite_differences(truth, entries, inputs, targets),
-                    [float(mine.grads[n][i]) for n, i in entries], note=note)
+        _compare_fd(
+            result,
+            entries,
+            _finite_differences(truth, entries, inputs, targets),
+            [float(mine.grads[n][i]) for n, i in entries],
+            note=note,
+        )
     except _Failure as f:
         _fail("block_backward", str(f), None)
     print(repr(result))
@@ -453,7 +554,7 @@ def end_to_end(ops=None, block_forward=None, block_backward=None, seed=None) -> 
         if fn is not None:
             _learner_call(fn, what)
     if ops is None:
-        from . import ops as ops   # noqa: PLW0127
+        from . import ops as ops  # noqa: PLW0127
     seed = _seed(seed)
     cfg, params, inputs, targets, rng = _case(seed)
     result = ModelCheckResult("gpt2_end_to_end")
@@ -463,19 +564,28 @@ def end_to_end(ops=None, block_forward=None, block_backward=None, seed=None) -> 
         mine = BlockGPT2(cfg, params, ops=ops, block_forward=block_forward, block_backward=block_backward)
         batch = mine.xp.asarray(inputs), mine.xp.asarray(targets)
         got = mine.forward(*batch)
-        result.lines.append(_header(cfg, seed) + f", ops {mine.ops_name} (float32, "
-                            f"{type(mine.params_memory).__module__.split('.')[0]} arrays) against the float64 "
-                            "reference model")
+        result.lines.append(
+            _header(cfg, seed) + f", ops {mine.ops_name} (float32, "
+            f"{type(mine.params_memory).__module__.split('.')[0]} arrays) against the float64 "
+            "reference model"
+        )
         if not abs(got - loss) <= FLOAT32_LOSS * abs(loss):
-            raise _Failure(f"the loss is {got:.7g}, the float64 reference model's {loss:.7g} (relative error "
-                           f"{abs(got - loss) / abs(loss):.1e}, tolerance {FLOAT32_LOSS:g})")
+            raise _Failure(
+                f"the loss is {got:.7g}, the float64 reference model's {loss:.7g} (relative error "
+                f"{abs(got - loss) / abs(loss):.1e}, tolerance {FLOAT32_LOSS:g})"
+            )
         mine.zero_grad()
         mine.backward()
         _compare_grads(result, mine, truth, FLOAT32)
         entries = _fd_entries(cfg, rng, inputs)
-        _compare_fd(result, entries, _finite_differences(truth, entries, inputs, targets),
-                    [float(_host(mine.grads[n])[i]) for n, i in entries], tol=FLOAT32)
-        for t in range(1, UPDATES + 1):            # AdamW on this batch, both models: the losses must agree
+        _compare_fd(
+            result,
+            entries,
+            _finite_differences(truth, entries, inputs, targets),
+            [float(_host(mine.grads[n])[i]) for n, i in entries],
+            tol=FLOAT32,
+        )
+        for t in range(1, UPDATES + 1):  # AdamW on this batch, both models: the losses must agree
             for model, xy in ((truth, (inputs, targets)), (mine, batch)):
                 model.update(1e-2, 0.9, 0.999, 1e-8, 0.01, t)
                 result.losses.append(model.forward(*xy))
@@ -483,11 +593,16 @@ def end_to_end(ops=None, block_forward=None, block_backward=None, seed=None) -> 
                 model.backward()
             want, have = result.losses[-2:]
             if not abs(have - want) <= 1e-4 * abs(want):
-                raise _Failure(f"after {t} AdamW step(s) the loss is {have:.7g}, the reference model's {want:.7g}: "
-                               "check adamw_update (t counts from 1, bias correction, decoupled weight decay)")
-        result.losses = list(zip(result.losses[1::2], result.losses[0::2]))    # (ours, reference) per step
-        result.lines.append(f"losses over {UPDATES} AdamW steps: {loss:.5f} -> "
-                            + " -> ".join(f"{h:.5f}" for h, _ in result.losses) + " (reference within 1e-4)")
+                raise _Failure(
+                    f"after {t} AdamW step(s) the loss is {have:.7g}, the reference model's {want:.7g}: "
+                    "check adamw_update (t counts from 1, bias correction, decoupled weight decay)"
+                )
+        result.losses = list(zip(result.losses[1::2], result.losses[0::2]))  # (ours, reference) per step
+        result.lines.append(
+            f"losses over {UPDATES} AdamW steps: {loss:.5f} -> "
+            + " -> ".join(f"{h:.5f}" for h, _ in result.losses)
+            + " (reference within 1e-4)"
+        )
     except _Failure as f:
         _fail("gpt2_end_to_end", str(f), None)
     finally:
@@ -511,6 +626,7 @@ def loss_falls(run, min_drop: float = 0.5) -> ModelCheckResult:
     loss before the first step, and the mean training loss of the last five steps be below that of the
     first five."""
     from .train.log import read_log
+
     out = Path(run["out"] if isinstance(run, dict) else run)
     result = ModelCheckResult("training_loss_falls")
     try:
@@ -520,20 +636,27 @@ def loss_falls(run, min_drop: float = 0.5) -> ModelCheckResult:
         first = float(np.mean([r["loss"] for r in rows[:5]]))
         last = float(np.mean([r["loss"] for r in rows[-5:]]))
         vals = [r["val_loss"] for r in rows if r["val_loss"] is not None]
-        start = json.loads((out / "log.json").read_text()).get("initial_val_loss") \
-            if (out / "log.json").exists() else None
+        start = (
+            json.loads((out / "log.json").read_text()).get("initial_val_loss") if (out / "log.json").exists() else None
+        )
         if start is None or not vals:
             raise _Failure("the run measured no validation loss (train with --val-every > 0)")
         if not all(map(math.isfinite, [first, last, start, *vals])):
             raise _Failure("a loss is not finite: training diverged")
         if not last < first:
-            raise _Failure(f"the training loss did not fall: mean {first:.4f} over the first five steps, "
-                           f"{last:.4f} over the last five")
+            raise _Failure(
+                f"the training loss did not fall: mean {first:.4f} over the first five steps, "
+                f"{last:.4f} over the last five"
+            )
         if not vals[-1] < start - min_drop:
-            raise _Failure(f"the validation loss went from {start:.4f} to {vals[-1]:.4f}, not {min_drop} nats "
-                           "lower: train longer, or check the learning rate")
-        result.lines.append(f"train loss {first:.3f} -> {last:.3f} (first/last five steps), validation loss "
-                            f"{start:.3f} -> {vals[-1]:.3f} over {rows[-1]['step']} steps")
+            raise _Failure(
+                f"the validation loss went from {start:.4f} to {vals[-1]:.4f}, not {min_drop} nats "
+                "lower: train longer, or check the learning rate"
+            )
+        result.lines.append(
+            f"train loss {first:.3f} -> {last:.3f} (first/last five steps), validation loss "
+            f"{start:.3f} -> {vals[-1]:.3f} over {rows[-1]['step']} steps"
+        )
     except _Failure as f:
         _fail("training_loss_falls", str(f), None)
     print(repr(result))
@@ -546,6 +669,7 @@ def trace(model: GPT2, inputs, targets, forward: bool = True, backward: bool = T
     the passes asked for with the buffers each receives, named after the model's dicts (``params``,
     ``grads`` with a prefix d, ``acts``, ``gacts``; ``[l]`` is layer l of a per-layer tensor) and their shapes,
     e.g. ``layernorm_forward(ln1[0]:2x8x64, ...)``. Returns the printed lines."""
+
     def key(arr):
         ptr = arr.__array_interface__["data"][0] if isinstance(arr, np.ndarray) else int(arr.data.ptr)
         return ptr, tuple(arr.shape)
@@ -554,8 +678,9 @@ def trace(model: GPT2, inputs, targets, forward: bool = True, backward: bool = T
 
     def register(tensors: dict, prefix: str = "", per_layer=()):
         for name, t in tensors.items():
-            views = [(f"{prefix}{name}", t)] + [(f"{prefix}{name}[{l}]", t[l]) for l in range(len(t))
-                                                 if name in per_layer]
+            views = [(f"{prefix}{name}", t)] + [
+                (f"{prefix}{name}[{l}]", t[l]) for l in range(len(t)) if name in per_layer
+            ]
             for label, v in views:
                 names.setdefault(key(v), label)
                 names.setdefault(key(v.reshape(-1)), label)
@@ -566,12 +691,18 @@ def trace(model: GPT2, inputs, targets, forward: bool = True, backward: bool = T
 
         def call(*args):
             if show[0]:
-                parts = [f"{p}=None" if a is None else
-                         f"{names.get(key(a), '?')}:{'x'.join(map(str, a.shape))}" if hasattr(a, "shape") else
-                         f"{p}={a}" for p, a in zip(params, args)]
+                parts = [
+                    f"{p}=None"
+                    if a is None
+                    else f"{names.get(key(a), '?')}:{'x'.join(map(str, a.shape))}"
+                    if hasattr(a, "shape")
+                    else f"{p}={a}"
+                    for p, a in zip(params, args)
+                ]
                 lines.append(f"{name}({', '.join(parts)})")
                 print(lines[-1], file=file)
             return fn(*args)
+
         return call
 
     original = dict(model._op)

@@ -1,4 +1,5 @@
 """What a passing check returns: :class:`CheckResult` (its repr is the PASS line) and its ``report()``."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,8 +9,8 @@ from dataclasses import dataclass, field
 class CaseRecord:
     label: str
     expected_from: str
-    ms: dict = field(default_factory=dict)               # schedule -> milliseconds of the call
-    tensors: list = field(default_factory=list)          # TensorResult of the worst schedule per tensor
+    ms: dict = field(default_factory=dict)  # schedule -> milliseconds of the call
+    tensors: list = field(default_factory=list)  # TensorResult of the worst schedule per tensor
 
 
 class Report(str):
@@ -25,6 +26,7 @@ class Report(str):
 @dataclass
 class CheckResult:
     """What a passing check returns; ``repr()`` is the PASS line, ``.report()`` the details."""
+
     name: str
     backend: str
     seed: int
@@ -34,7 +36,7 @@ class CheckResult:
     seconds: float
     preflight: str = ""
     _shown_in: object = None
-    race_warnings: list = field(default_factory=list)   # same-value write-write races (cpu backend)
+    race_warnings: list = field(default_factory=list)  # same-value write-write races (cpu backend)
 
     passed = True
 
@@ -60,15 +62,17 @@ class CheckResult:
         print(repr(self))
 
     def report(self) -> Report:
-        where = "thread orders " + ", ".join(self.schedules) if self.backend == "cpu" else \
-            "launch_options(check=True)"
+        where = "thread orders " + ", ".join(self.schedules) if self.backend == "cpu" else "launch_options(check=True)"
         lines = [f"PASS {self.name}: {len(self.cases)} cases on the {self.backend} backend ({where}), seed {self.seed}"]
         if self.preflight:
             lines.append(f"  pre-flight: {self.preflight}")
         for i, c in enumerate(self.cases, 1):
             ms = ", ".join(f"{s} {v:.1f} ms" for s, v in c.ms.items())
-            src = "" if c.expected_from == "reference" else f"; expected from {c.expected_from} of the " \
-                                                            "float64 reference forward"
+            src = (
+                ""
+                if c.expected_from == "reference"
+                else f"; expected from {c.expected_from} of the float64 reference forward"
+            )
             lines.append(f"  case {i}: {c.label}{src}   [{ms}]")
             for t in c.tensors:
                 lines.append(f"      {t.row()}")
@@ -81,14 +85,17 @@ class CheckResult:
             lines.append("  race warnings (not failures):")
             lines.extend(f"      {w}" for w in self.race_warnings)
         lines.append(f"  total {self.seconds:.2f} s")
-        lines.append(f"  this check judges results only and accepts non-kernel code (NumPy on the host); llmc grade "
-                     "accepts only outputs written by kernels your code compiles and launches")
+        lines.append(
+            "  this check judges results only and accepts non-kernel code (NumPy on the host); llmc grade "
+            "accepts only outputs written by kernels your code compiles and launches"
+        )
         return Report("\n".join(lines))
 
 
 def execution_count():
     try:
         from IPython import get_ipython
+
         shell = get_ipython()
         return getattr(shell, "execution_count", None) if shell is not None else None
     except Exception:

@@ -2,6 +2,7 @@
 names (``OpSpec.values``, :mod:`.check_draw`), and the arrays a backward takes from a forward
 (``mean``/``rstd``, ``att``, ``probs``), computed by the float64 reference.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,6 +41,7 @@ class Pool:
         e.g. a perturbed input); returns its outputs by name. Sources are recomputed from the overridden
         inputs, so a finite difference goes through them (logits -> probs -> losses)."""
         from . import reference
+
         _, fn = opspec.function(fname)
         override = dict(override or {})
         args, outs = [], {}

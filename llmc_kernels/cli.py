@@ -1,8 +1,10 @@
-"""The ``llmc`` command: ``llmc train``, ``llmc collect``, ``llmc grade``, ``llmc doctor`` (also ``python -m llmc_kernels``).
+"""The ``llmc`` command: ``llmc train``, ``llmc collect``, ``llmc grade``, ``llmc doctor``
+(also ``python -m llmc_kernels``).
 
 Each sub-command lives in its own module with a ``main(argv) -> int``; it is imported only when chosen, so
 ``llmc doctor`` works even where the trainer's or grader's dependencies are missing.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -12,7 +14,10 @@ import sys
 # name -> (module, one-line description)
 COMMANDS = {
     "train": ("llmc_kernels.train", "train GPT-2 (d12 or tiny) with the course's kernels, or yours (--ops)"),
-    "collect": ("llmc_kernels.collect", "gather your exercise kernels from your notebooks into an ops module for train"),
+    "collect": (
+        "llmc_kernels.collect",
+        "gather your exercise kernels from your notebooks into an ops module for train",
+    ),
     "grade": ("llmc_kernels.grade", "grade submitted chapter notebooks into a CSV of points per exercise"),
     "doctor": ("llmc_kernels.doctor", "show what this machine can run (GPU, CuPy, compilers) and how to fix it"),
 }
@@ -20,6 +25,7 @@ COMMANDS = {
 
 def usage() -> str:
     from . import __version__
+
     lines = [f"usage: llmc <command> [options]   (llmc_kernels {__version__})", "", "commands:"]
     lines += [f"  {name:<8}{desc}" for name, (_, desc) in COMMANDS.items()]
     lines += ["", "`llmc <command> --help` shows a command's options."]
@@ -33,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     if argv[0] == "--version":
         from . import __version__
+
         print(f"llmc_kernels {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
@@ -51,7 +58,7 @@ def entry() -> None:
         sys.stdout.flush()
     except KeyboardInterrupt:
         code = 130
-    except BrokenPipeError:      # `llmc doctor | head`: the reader left; say nothing more
+    except BrokenPipeError:  # `llmc doctor | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 1
     sys.exit(code)

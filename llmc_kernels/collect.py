@@ -16,6 +16,7 @@ For each op GPT-2 calls (SPEC's table: encoder_forward ... adamw_update), collec
 
 It prints a table: op, source (the notebook, or "package"), check result.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,7 @@ from .grade_notebook import Exercise, NotCourseNotebook, defined_functions, read
 from .learner_ops import MODEL_OPS
 
 DEFAULT_OUT = "my_ops.py"
-DEFAULT_TIMEOUT = 120.0        # seconds per op: its import, compilation and check
+DEFAULT_TIMEOUT = 120.0  # seconds per op: its import, compilation and check
 
 # What every collected op may use without importing it: the names of the chapters' imports cell.
 HEADER = """import numpy as np
@@ -65,9 +66,11 @@ def expand_ops(names) -> list[str]:
         found = [f.name for f in spec.functions] if spec and name != "vector_add" else [name]
         unknown = [f for f in found if f not in MODEL_OPS]
         if unknown:
-            raise ValueError(f"--use-package {name}: not an op of the model; use one of "
-                             f"{', '.join(sorted({op_of(f)[0] for f in MODEL_OPS}))} or a function such as "
-                             "matmul_forward")
+            raise ValueError(
+                f"--use-package {name}: not an op of the model; use one of "
+                f"{', '.join(sorted({op_of(f)[0] for f in MODEL_OPS}))} or a function such as "
+                "matmul_forward"
+            )
         out += [f for f in found if f not in out]
     return out
 
@@ -76,14 +79,15 @@ def expand_ops(names) -> list[str]:
 @dataclass
 class Candidate:
     """The learner's cells for one op, from one notebook."""
-    function: str                  # the op it provides (a name of MODEL_OPS)
-    exercise: str                  # the function the cells define (the exercise's name)
+
+    function: str  # the op it provides (a name of MODEL_OPS)
+    exercise: str  # the function the cells define (the exercise's name)
     notebook: Path
     sources: list[str]
     cell_ids: list[str]
-    imports: list[str] = field(default_factory=list)   # the notebook's imports the cells need
+    imports: list[str] = field(default_factory=list)  # the notebook's imports the cells need
     unresolved: set[str] = field(default_factory=set)  # names they need that nothing here defines
-    preferred: bool = False        # an optimisation exercise: used before the plain one when both pass
+    preferred: bool = False  # an optimisation exercise: used before the plain one when both pass
 
     @property
     def where(self) -> str:
@@ -110,8 +114,9 @@ def _exercise_cells(nb) -> dict[str, tuple[str, bool]]:
         exercise, provides = meta.get("exercise"), meta.get("implements") or meta.get("exercise")
         if isinstance(exercise, str) and provides in MODEL_OPS:
             found[exercise] = (provides, exercise != provides)
-    defined = set().union(*(defined_functions(cell.get("source", "")) for cell in nb.cells
-                            if cell.get("cell_type") == "code"))
+    defined = set().union(
+        *(defined_functions(cell.get("source", "")) for cell in nb.cells if cell.get("cell_type") == "code")
+    )
     for fn in MODEL_OPS:
         if fn in defined:
             found.setdefault(fn, (fn, False))
@@ -136,40 +141,52 @@ def candidates(notebooks) -> tuple[dict[str, list[Candidate]], dict[str, str]]:
             ids = [c.get("id", "") for c in code if c.get("source") in picked.sources]
             others = [c["source"] for c in code if c.get("source") not in picked.sources]
             imports, unresolved = imports_for(free_names(picked.sources) - HEADER_NAMES, others)
-            found.setdefault(function, []).append(Candidate(function, exercise, path, picked.sources, ids,
-                                                            imports, unresolved, preferred))
+            found.setdefault(function, []).append(
+                Candidate(function, exercise, path, picked.sources, ids, imports, unresolved, preferred)
+            )
     for cands in found.values():
-        cands.sort(key=lambda c: not c.preferred)          # stable: notebook order otherwise
+        cands.sort(key=lambda c: not c.preferred)  # stable: notebook order otherwise
     return found, skipped
 
 
 # ------------------------------------------------------------------------------------------ checking
 @dataclass
 class Verdict:
-    status: str          # PASS | FAIL | not done | error | hang | crash
+    status: str  # PASS | FAIL | not done | error | hang | crash
     detail: str = ""
 
 
 def check_candidate(cand: Candidate, workdir: Path, backend: str, timeout: float) -> Verdict:
     """Run the course's check on ``cand`` in a child process (collect_check) with a time limit."""
     from .collect_check import MARKER
+
     op, direction = op_of(cand.function)
     path = workdir / f"{cand.function}_{abs(hash((str(cand.notebook), cand.exercise))):x}.py"
     path.write_text(HEADER + "\n\n" + cand.wrapper(), encoding="utf-8")
-    root = str(Path(__file__).resolve().parent.parent)      # this package, installed or from a checkout
-    env = {**os.environ, "LLMC_BACKEND": backend,
-           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    root = str(Path(__file__).resolve().parent.parent)  # this package, installed or from a checkout
+    env = {
+        **os.environ,
+        "LLMC_BACKEND": backend,
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
     try:
-        proc = subprocess.run([sys.executable, "-m", "llmc_kernels.collect_check", str(path), cand.function, op,
-                               direction], capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "llmc_kernels.collect_check", str(path), cand.function, op, direction],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
         return Verdict("hang", f"no result within {timeout:g} s (--timeout)")
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(MARKER):
-            verdict = Verdict(**json.loads(line[len(MARKER):]))
+            verdict = Verdict(**json.loads(line[len(MARKER) :]))
             if verdict.status in ("FAIL", "error") and cand.unresolved:
-                verdict.detail += (f" (the cells use {', '.join(sorted(cand.unresolved))}, defined outside "
-                                   "them: move what they need into the exercise cells)")
+                verdict.detail += (
+                    f" (the cells use {', '.join(sorted(cand.unresolved))}, defined outside "
+                    "them: move what they need into the exercise cells)"
+                )
             return verdict
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     return Verdict("crash", f"the process ended with status {proc.returncode}: {tail}")
@@ -179,9 +196,9 @@ def check_candidate(cand: Candidate, workdir: Path, backend: str, timeout: float
 @dataclass
 class OpRow:
     function: str
-    used: Candidate | None = None                               # None: the package's op
-    tried: list = field(default_factory=list)                   # [(Candidate, Verdict)]
-    excluded: bool = False                                      # --use-package
+    used: Candidate | None = None  # None: the package's op
+    tried: list = field(default_factory=list)  # [(Candidate, Verdict)]
+    excluded: bool = False  # --use-package
 
     @property
     def source(self) -> str:
@@ -219,13 +236,15 @@ class Collection:
         """The op / source / check table, each check cut to fit ``width`` columns."""
         lines = [f"{'op':<31} {'source':<30} check", f"{'-' * 31} {'-' * 30} {'-' * 20}"]
         for r in self.rows:
-            check = r.check if len(r.check) <= width - 63 else r.check[:width - 66] + "..."
+            check = r.check if len(r.check) <= width - 63 else r.check[: width - 66] + "..."
             lines.append(f"{r.function:<31} {r.source:<30} {check}")
         return "\n".join(lines)
 
     def summary(self) -> str:
-        lines = [f"{len(self.learner_ops)} of {len(self.rows)} ops are yours; the others are the package's "
-                 f"(llmc_kernels.ops). Written to {self.out}"]
+        lines = [
+            f"{len(self.learner_ops)} of {len(self.rows)} ops are yours; the others are the package's "
+            f"(llmc_kernels.ops). Written to {self.out}"
+        ]
         lines += [f"skipped {nb}: {why}" for nb, why in self.skipped.items()]
         return "\n".join(lines)
 
@@ -248,18 +267,31 @@ run `llmc collect` again rather than editing it.
 """'''
     learner = {r.function: r.source for r in coll.rows if r.used}
     package = {r.function: r.package_reason for r in coll.rows if not r.used}
-    parts = [doc, HEADER,
-             "# op -> the notebook it comes from (llmc train prints these and writes them to log.json)",
-             f"LEARNER_OPS = {_dict_literal(learner)}",
-             "# op -> why the package's op is used instead of yours",
-             f"PACKAGE_OPS = {_dict_literal(package)}", ""]
+    parts = [
+        doc,
+        HEADER,
+        "# op -> the notebook it comes from (llmc train prints these and writes them to log.json)",
+        f"LEARNER_OPS = {_dict_literal(learner)}",
+        "# op -> why the package's op is used instead of yours",
+        f"PACKAGE_OPS = {_dict_literal(package)}",
+        "",
+    ]
     for r in coll.rows:
         if r.used:
-            parts += ["", "# " + "-" * 108, f"# {r.function}: yours, from {r.used.where} (check: PASS)",
-                      r.used.wrapper()]
+            parts += [
+                "",
+                "# " + "-" * 108,
+                f"# {r.function}: yours, from {r.used.where} (check: PASS)",
+                r.used.wrapper(),
+            ]
     if package:
-        parts += ["", "# " + "-" * 108, "# the package's ops, for the ones above that are missing or failed",
-                  f"from llmc_kernels.ops import {', '.join(package)}  # noqa: E402", ""]
+        parts += [
+            "",
+            "# " + "-" * 108,
+            "# the package's ops, for the ones above that are missing or failed",
+            f"from llmc_kernels.ops import {', '.join(package)}  # noqa: E402",
+            "",
+        ]
     return "\n".join(parts)
 
 
@@ -269,19 +301,32 @@ def _dict_literal(d: dict) -> str:
     return "{\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in d.items()) + "}"
 
 
-def collect(notebooks, out=DEFAULT_OUT, *, backend: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-            jobs: int | None = None, use_package=()) -> Collection:
+def collect(
+    notebooks,
+    out=DEFAULT_OUT,
+    *,
+    backend: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    jobs: int | None = None,
+    use_package=(),
+) -> Collection:
     """Gather, check and write; returns the :class:`Collection` (its ``table()`` is what the command prints)."""
     from .runtime import backend as active_backend
+
     backend = backend or active_backend()
     excluded = set(expand_ops(use_package))
     found, skipped = candidates(notebooks)
     rows = {fn: OpRow(fn, excluded=fn in excluded) for fn in MODEL_OPS}
     jobs = jobs or min(4, os.cpu_count() or 1)
-    with tempfile.TemporaryDirectory(prefix="llmc-collect-") as tmp, \
-            concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {fn: [(c, pool.submit(check_candidate, c, Path(tmp), backend, timeout)) for c in cands]
-                   for fn, cands in found.items() if fn not in excluded}
+    with (
+        tempfile.TemporaryDirectory(prefix="llmc-collect-") as tmp,
+        concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool,
+    ):
+        futures = {
+            fn: [(c, pool.submit(check_candidate, c, Path(tmp), backend, timeout)) for c in cands]
+            for fn, cands in found.items()
+            if fn not in excluded
+        }
         for fn, pending in futures.items():
             row = rows[fn]
             row.tried = [(c, f.result()) for c, f in pending]
@@ -298,18 +343,29 @@ def collect(notebooks, out=DEFAULT_OUT, *, backend: str | None = None, timeout: 
 # ------------------------------------------------------------------------------------------ command line
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="llmc collect", description="Gather your exercise kernels from your chapter notebooks into one ops "
+        prog="llmc collect",
+        description="Gather your exercise kernels from your chapter notebooks into one ops "
         "module for `llmc train --ops`. Each op is checked first; an op that is missing or fails its check "
-        "comes from the package.")
+        "comes from the package.",
+    )
     p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="your chapter notebooks (e.g. chapters/*.ipynb)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"the module to write (default {DEFAULT_OUT})")
     p.add_argument("--backend", choices=("cpu", "cuda"), help="where the checks run (default: the active backend)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                   help=f"seconds per op for its import, compilation and check (default {DEFAULT_TIMEOUT:g})")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds per op for its import, compilation and check (default {DEFAULT_TIMEOUT:g})",
+    )
     p.add_argument("--jobs", type=int, help="checks run at once (default: up to 4)")
-    p.add_argument("--use-package", action="append", default=[], metavar="OP",
-                   help="use the package's version of OP (e.g. matmul, or matmul_forward) even if yours passes; "
-                        "repeatable. On the CPU backend your tiled matmul makes a step take seconds")
+    p.add_argument(
+        "--use-package",
+        action="append",
+        default=[],
+        metavar="OP",
+        help="use the package's version of OP (e.g. matmul, or matmul_forward) even if yours passes; "
+        "repeatable. On the CPU backend your tiled matmul makes a step take seconds",
+    )
     return p
 
 
@@ -321,9 +377,15 @@ def main(argv=None) -> int:
         return 2
     try:
         from .runtime import BackendUnavailable, use_backend
+
         with use_backend(args.backend):
-            coll = collect(args.notebooks, args.out, timeout=args.timeout, jobs=args.jobs,
-                           use_package=[n for arg in args.use_package for n in arg.split(",") if n])
+            coll = collect(
+                args.notebooks,
+                args.out,
+                timeout=args.timeout,
+                jobs=args.jobs,
+                use_package=[n for arg in args.use_package for n in arg.split(",") if n],
+            )
     except (ValueError, OSError, BackendUnavailable) as err:
         print(f"llmc collect: error: {err}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ found wrong results), ``not done`` (a ``NotImplementedError``: the student copy'
 ``error``
 (the code does not import, or raised something else).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -42,6 +43,7 @@ def _verdict(err: BaseException, path: str) -> dict:
     if _not_implemented(err):
         return {"status": "not done", "detail": ""}
     from llmc_kernels.errors import CheckFailed
+
     if isinstance(err, CheckFailed):
         # the check's message is "FAIL <function>: what differed": the table names the op already
         return {"status": "FAIL", "detail": _first_line(err).split(": ", 1)[-1]}
@@ -50,6 +52,7 @@ def _verdict(err: BaseException, path: str) -> dict:
 
 def run(path: str, function: str, op: str, direction: str) -> dict:
     from llmc_kernels import check
+
     try:
         spec = importlib.util.spec_from_file_location("llmc_collected_op", path)
         module = importlib.util.module_from_spec(spec)

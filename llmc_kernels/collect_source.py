@@ -7,6 +7,7 @@ strings stay byte for byte what the learner wrote (the same compile cache, the s
 
 IPython magics (``%time``, ``!nvidia-smi``) have no meaning in a module: their lines become ``pass``.
 """
+
 from __future__ import annotations
 
 import ast
@@ -27,7 +28,7 @@ def _string_continuation_lines(source: str) -> set[int]:
             if end > start and tok.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.COMMENT):
                 inside.update(range(start + 1, end + 1))
     except (tokenize.TokenError, IndentationError, SyntaxError):
-        pass        # the compiler will name the problem when the module is imported
+        pass  # the compiler will name the problem when the module is imported
     return inside
 
 
@@ -35,17 +36,21 @@ def without_magics(source: str) -> str:
     """``source`` with each IPython magic line (outside strings) replaced by ``pass``."""
     lines = source.split("\n")
     inside = _string_continuation_lines(source)
-    return "\n".join(_MAGIC.sub(r"\1pass  # an IPython magic was here: ", line, count=1)
-                     if (i not in inside and _MAGIC.match(line)) else line
-                     for i, line in enumerate(lines, 1))
+    return "\n".join(
+        _MAGIC.sub(r"\1pass  # an IPython magic was here: ", line, count=1)
+        if (i not in inside and _MAGIC.match(line))
+        else line
+        for i, line in enumerate(lines, 1)
+    )
 
 
 def indented(source: str, prefix: str = "    ") -> str:
     """``source`` indented by ``prefix``, except the lines inside multi-line strings."""
     source = without_magics(source)
     inside = _string_continuation_lines(source)
-    return "\n".join(line if (i in inside or not line.strip()) else prefix + line
-                     for i, line in enumerate(source.split("\n"), 1))
+    return "\n".join(
+        line if (i in inside or not line.strip()) else prefix + line for i, line in enumerate(source.split("\n"), 1)
+    )
 
 
 def _bound_and_loaded(tree: ast.AST) -> tuple[set[str], set[str]]:
@@ -94,8 +99,11 @@ def imports_for(names: set[str], cells: list[str]) -> tuple[list[str], set[str]]
             wanted = [a for a in node.names if (a.asname or a.name).split(".")[0] in left]
             if not wanted:
                 continue
-            cut = (ast.Import(names=wanted) if isinstance(node, ast.Import)
-                   else ast.ImportFrom(module=node.module, names=wanted, level=node.level))
+            cut = (
+                ast.Import(names=wanted)
+                if isinstance(node, ast.Import)
+                else ast.ImportFrom(module=node.module, names=wanted, level=node.level)
+            )
             found.append(ast.unparse(cut))
             left -= {(a.asname or a.name).split(".")[0] for a in wanted}
     return found, left

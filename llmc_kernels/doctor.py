@@ -4,6 +4,7 @@ Prints the versions that matter (Python, NumPy, CuPy), the GPU, the C++ compiler
 (compile-only checks), the active backend, then launches one tiny kernel on every backend that could work.
 Exit code 0 when at least one backend runs the kernel.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,15 +68,18 @@ def _describe_gpu(cupy) -> str:
     name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
     free, total = cupy.cuda.Device(0).mem_info
     drv, run = rt.driverGetVersion(), rt.runtimeGetVersion()
-    return (f"{name}, compute capability {props['major']}.{props['minor']}, "
-            f"{total / 2**30:.1f} GiB ({free / 2**30:.1f} GiB free); driver CUDA {drv // 1000}.{drv % 1000 // 10}, "
-            f"CuPy's CUDA runtime {run // 1000}.{run % 1000 // 10}")
+    return (
+        f"{name}, compute capability {props['major']}.{props['minor']}, "
+        f"{total / 2**30:.1f} GiB ({free / 2**30:.1f} GiB free); driver CUDA {drv // 1000}.{drv % 1000 // 10}, "
+        f"CuPy's CUDA runtime {run // 1000}.{run % 1000 // 10}"
+    )
 
 
 def _try_backend(name: str) -> tuple[bool, str]:
     """Compile and launch the vector add on backend ``name``; (ok, what happened)."""
     from .runtime import RawKernel, launch_options
     from .runtime.source import SourceOrigin, locate_in_file
+
     n = 1000
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(n, dtype=np.float32), rng.standard_normal(n, dtype=np.float32)
@@ -85,6 +89,7 @@ def _try_backend(name: str) -> tuple[bool, str]:
         kernel = RawKernel(_VADD, "doctor_vadd", backend=name, origin=origin)
         if name == "cuda":
             import cupy
+
             da, db = cupy.asarray(a), cupy.asarray(b)
             out = cupy.full(n, np.nan, dtype=np.float32)
             with launch_options(check=True):
@@ -114,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     _row("NumPy", np.__version__)
     try:
         import cupy
+
         cupy_version = cupy.__version__
     except Exception as e:  # not installed, or installed but broken
         cupy = None
@@ -135,19 +141,24 @@ def main(argv: list[str] | None = None) -> int:
         seen = f"an NVIDIA driver for CUDA {major} is installed but " if major else ""
         _row("GPU", f"no GPU usable ({seen}{gpu_reason})")
         if "microsoft" in platform.release().lower() and not major:
-            fixes.append("WSL2: the GPU comes from the Windows NVIDIA driver (install it on Windows, not in "
-                         "Linux); nvidia-smi in WSL then shows it")
+            fixes.append(
+                "WSL2: the GPU comes from the Windows NVIDIA driver (install it on Windows, not in "
+                "Linux); nvidia-smi in WSL then shows it"
+            )
         if major and cupy is None:
             fixes.append(f"GPU: pip install {_cupy_wheel(major)} (one CuPy wheel only; uninstall any other)")
         elif major and cupy is not None:
-            fixes.append(f"GPU: the installed CuPy does not work with this driver; install {_cupy_wheel(major)} "
-                         "instead of the current wheel (pip uninstall the other cupy-* first)")
+            fixes.append(
+                f"GPU: the installed CuPy does not work with this driver; install {_cupy_wheel(major)} "
+                "instead of the current wheel (pip uninstall the other cupy-* first)"
+            )
 
     cxx, cxx_version = cxx_compiler()
     _row("C++ compiler", f"{cxx_version} ({cxx})" if cxx else "none found")
     if not cxx:
-        fixes.append("cpu backend: install a C++ compiler (Debian/Ubuntu: sudo apt install g++; macOS: "
-                     "xcode-select --install)")
+        fixes.append(
+            "cpu backend: install a C++ compiler (Debian/Ubuntu: sudo apt install g++; macOS: xcode-select --install)"
+        )
     if nvrtc.available():
         major_minor = ".".join(map(str, nvrtc.version()))
         _row("NVRTC", f"{major_minor} (via {nvrtc.binding()})")
@@ -183,8 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  fix: {fix}")
     if opts.no_run:
         return 0
-    print("OK: " + ", ".join(working) + " backend" + ("s" if len(working) > 1 else "") + " working"
-          if working else "FAILED: no backend can run a kernel here")
+    print(
+        "OK: " + ", ".join(working) + " backend" + ("s" if len(working) > 1 else "") + " working"
+        if working
+        else "FAILED: no backend can run a kernel here"
+    )
     return 0 if working else 1
 
 

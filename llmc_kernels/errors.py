@@ -4,6 +4,7 @@ All of them derive from :class:`KernelError`, so a notebook can catch one type. 
 knows (kernel name, the learner's source line, thread and block, buffer and index) and formats them into a
 message a learner can act on. ``CheckFailed`` is raised by :mod:`llmc_kernels.check` when a result is wrong.
 """
+
 from __future__ import annotations
 
 
@@ -15,9 +16,18 @@ class KernelError(Exception):
     (``(x, y, z)`` tuples), ``buffer`` (argument name/position), ``index`` (element index).
     """
 
-    def __init__(self, message: str, *, kernel: str | None = None, location: str | None = None,
-                 kernel_line: int | None = None, thread: tuple | None = None, block: tuple | None = None,
-                 buffer: str | None = None, index: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        kernel: str | None = None,
+        location: str | None = None,
+        kernel_line: int | None = None,
+        thread: tuple | None = None,
+        block: tuple | None = None,
+        buffer: str | None = None,
+        index: int | None = None,
+    ):
         self.kernel = kernel
         self.location = location
         self.kernel_line = kernel_line
@@ -107,8 +117,10 @@ class RaceAccess:
         self.line, self.location, self.op = line, location, op
 
     def __repr__(self):
-        return (f"RaceAccess(block={self.block}, thread={self.thread}, warp={self.warp}, lane={self.lane}, "
-                f"line={self.line}, op={self.op!r})")
+        return (
+            f"RaceAccess(block={self.block}, thread={self.thread}, warp={self.warp}, lane={self.lane}, "
+            f"line={self.line}, op={self.op!r})"
+        )
 
 
 class GPUFault(KernelError):

@@ -18,6 +18,7 @@ is gone. Exit status: 0 when every submission could be graded (whatever its scor
 for some (a canonical notebook missing, a course cell failing, an overloaded machine) or a submission changed
 the package; 2 when grading could not start.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,19 @@ from pathlib import Path
 
 from . import grade_report as report
 from .grade_judge import ExerciseResult
-from .grade_notebook import (Chapter, Exercise, GradingSetupError, NotCourseNotebook, chapter_claims, identify,
-                             load_canonical, mismatch, read_notebook, review_flags, student_sources)
+from .grade_notebook import (
+    Chapter,
+    Exercise,
+    GradingSetupError,
+    NotCourseNotebook,
+    chapter_claims,
+    identify,
+    load_canonical,
+    mismatch,
+    read_notebook,
+    review_flags,
+    student_sources,
+)
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_MEMORY_GB = 8.0
@@ -42,13 +54,13 @@ DEFAULT_MEMORY_GB = 8.0
 @dataclass
 class Submission:
     path: Path
-    label: str                                   # the file name (with parent folders where names repeat)
+    label: str  # the file name (with parent folders where names repeat)
     chapter: Chapter | None = None
-    error: str | None = None                     # not graded: why
-    setup_error: bool = False                    # ... because of the grading set-up (exit status 1)
+    error: str | None = None  # not graded: why
+    setup_error: bool = False  # ... because of the grading set-up (exit status 1)
     warnings: list = field(default_factory=list)
-    notes: list = field(default_factory=list)    # flags for the CSV's note column (a notebook of another chapter)
-    picked: dict = field(default_factory=dict)   # exercise -> grade_notebook.Picked
+    notes: list = field(default_factory=list)  # flags for the CSV's note column (a notebook of another chapter)
+    picked: dict = field(default_factory=dict)  # exercise -> grade_notebook.Picked
     results: list = field(default_factory=list)  # list[ExerciseResult], chapter order
 
     @property
@@ -80,19 +92,23 @@ def find_solutions(given: str | None) -> Path:
     raise GradingSetupError(
         "no canonical notebooks: pass --solutions DIR, the folder of the course's executed solution notebooks "
         "(solutions/ in the course repository, or your private copy of it). An installed llmc_kernels does not "
-        "ship them, so that learners never get the answers with the package.")
+        "ship them, so that learners never get the answers with the package."
+    )
 
 
 def resolve_backend(name: str | None) -> str:
     from . import runtime
+
     name = name or os.environ.get("LLMC_BACKEND", "").strip().lower() or None
     if name is None:
         return "cuda" if runtime.gpu_available() else "cpu"
     if name not in ("cpu", "cuda"):
         raise GradingSetupError(f"backend must be cpu or cuda, got {name!r}")
     if name == "cuda" and not runtime.gpu_available():
-        raise GradingSetupError(f"--backend cuda: no usable GPU here ({runtime.gpu_status()[1]}); "
-                                "grade with --backend cpu, or run `llmc doctor`")
+        raise GradingSetupError(
+            f"--backend cuda: no usable GPU here ({runtime.gpu_status()[1]}); "
+            "grade with --backend cpu, or run `llmc doctor`"
+        )
     return name
 
 
@@ -110,15 +126,19 @@ def labels(paths: list[Path]) -> list[str]:
             depth[i] += 1
 
 
-def prepare(sub: Submission, chapters: dict[str, Chapter], broken: dict[str, str] | None = None,
-            pinned: str | None = None) -> None:
+def prepare(
+    sub: Submission, chapters: dict[str, Chapter], broken: dict[str, str] | None = None, pinned: str | None = None
+) -> None:
     """Read and identify one submission, flag a notebook of another chapter, and pick its exercise cells."""
     try:
         nb = read_notebook(sub.path)
         if pinned is not None:
             chapter, how = chapters[pinned], "--chapter"
-            version = nb.get("metadata", {}).get("llmc", {}).get("version") if isinstance(
-                nb.get("metadata", {}).get("llmc"), dict) else None
+            version = (
+                nb.get("metadata", {}).get("llmc", {}).get("version")
+                if isinstance(nb.get("metadata", {}).get("llmc"), dict)
+                else None
+            )
         else:
             found = identify(nb, sub.path.name, chapters, broken)
             chapter, how, version = found.chapter, found.how, found.version
@@ -136,8 +156,10 @@ def prepare(sub: Submission, chapters: dict[str, Chapter], broken: dict[str, str
     if how == "file name":
         sub.warnings.append(f"chapter {chapter.name} found by its file name (no notebook metadata llmc)")
     if version is not None and str(version) != chapter.version:
-        sub.warnings.append(f"version mismatch: the submission is version {version} of {chapter.name}, the "
-                            f"canonical notebook version {chapter.version}; graded with the canonical checks")
+        sub.warnings.append(
+            f"version mismatch: the submission is version {version} of {chapter.name}, the "
+            f"canonical notebook version {chapter.version}; graded with the canonical checks"
+        )
     if not chapter.exercises:
         sub.warnings.append(f"chapter {chapter.name} has no exercise cells (a guided run): nothing to grade")
     for ex in chapter.exercises:
@@ -150,12 +172,17 @@ class Task:
     chapter: Chapter
     exercise: Exercise
     sources: tuple
-    subs: list = field(default_factory=list)    # labels sharing this exact code (graded once)
+    subs: list = field(default_factory=list)  # labels sharing this exact code (graded once)
 
 
 def _missing(ex) -> ExerciseResult:
-    return ExerciseResult(ex.name, ex.points, 0.0, "missing",
-                          f"no cell for {ex.name} in the submission (its exercise cell was deleted or renamed)")
+    return ExerciseResult(
+        ex.name,
+        ex.points,
+        0.0,
+        "missing",
+        f"no cell for {ex.name} in the submission (its exercise cell was deleted or renamed)",
+    )
 
 
 class PackageGuard:
@@ -163,11 +190,12 @@ class PackageGuard:
 
     def __init__(self):
         from .grade_package import digest
+
         self.digest = digest
         self.before = digest()
         self.lock = threading.Lock()
         self.running: set[str] = set()
-        self.since: set[str] = set()                # tasks that ran since the last clean digest
+        self.since: set[str] = set()  # tasks that ran since the last clean digest
         self.changed: tuple[list, list] | None = None
 
     def started(self, who: str) -> None:
@@ -177,6 +205,7 @@ class PackageGuard:
 
     def finished(self, who: str) -> None:
         from .grade_package import changes
+
         with self.lock:
             self.running.discard(who)
             if self.changed is None:
@@ -187,10 +216,12 @@ class PackageGuard:
                     self.since = set(self.running)
 
 
-def grade(subs: list[Submission], *, sandbox, seed: int, jobs: int, limits, progress=None,
-          guard: PackageGuard | None = None) -> None:
+def grade(
+    subs: list[Submission], *, sandbox, seed: int, jobs: int, limits, progress=None, guard: PackageGuard | None = None
+) -> None:
     """Grade every prepared submission in place (PackageChanged if one of them wrote into the package)."""
     from .grade_exercise import grade_exercise
+
     tasks: dict[tuple, Task] = {}
     for sub in subs:
         if sub.chapter is None:
@@ -207,14 +238,21 @@ def grade(subs: list[Submission], *, sandbox, seed: int, jobs: int, limits, prog
     def one(number_key):
         number, key = number_key
         if guard is not None and guard.changed is not None:
-            return None                                     # grading has stopped
+            return None  # grading has stopped
         task = tasks[key]
         who = ", ".join(task.subs)
         if guard is not None:
             guard.started(who)
         try:
-            result = grade_exercise(task.chapter, task.exercise, list(task.sources), sandbox=sandbox, seed=seed,
-                                    limits=limits, name=f"{number:03d}-{task.exercise.name}")
+            result = grade_exercise(
+                task.chapter,
+                task.exercise,
+                list(task.sources),
+                sandbox=sandbox,
+                seed=seed,
+                limits=limits,
+                name=f"{number:03d}-{task.exercise.name}",
+            )
         finally:
             if guard is not None:
                 guard.finished(who)
@@ -222,8 +260,10 @@ def grade(subs: list[Submission], *, sandbox, seed: int, jobs: int, limits, prog
             done[key] = result
             if progress:
                 more = f" and {len(task.subs) - 1} more" if len(task.subs) > 1 else ""
-                progress(f"[{len(done)}/{len(tasks)}] {task.chapter.name} {task.exercise.name} "
-                         f"({task.subs[0]}{more}): {result.verdict} in {result.seconds:.1f} s")
+                progress(
+                    f"[{len(done)}/{len(tasks)}] {task.chapter.name} {task.exercise.name} "
+                    f"({task.subs[0]}{more}): {result.verdict} in {result.seconds:.1f} s"
+                )
         return result
 
     if tasks:
@@ -243,7 +283,9 @@ def grade(subs: list[Submission], *, sandbox, seed: int, jobs: int, limits, prog
             result = dataclasses.replace(shared, notes=list(shared.notes))
             if picked.note:
                 result.notes.append(picked.note)
-            result.notes += [f"review: the exercise cell {flag}" for src in picked.sources for flag in review_flags(src)]
+            result.notes += [
+                f"review: the exercise cell {flag}" for src in picked.sources for flag in review_flags(src)
+            ]
             sub.results.append(result)
 
 
@@ -252,31 +294,70 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="llmc grade",
         description="Grade learners' chapter notebooks, one exercise at a time in fenced-in processes on secret "
-                    "inputs, into a table, a CSV of points (or Gradescope's results.json) and a feedback file per "
-                    "submission.")
+        "inputs, into a table, a CSV of points (or Gradescope's results.json) and a feedback file per "
+        "submission.",
+    )
     p.add_argument("submissions", nargs="+", metavar="SUBMISSION.ipynb", help="learners' notebooks")
-    p.add_argument("--csv", metavar="FILE", help="write one row per submission: submission, points per "
-                   "exercise, total, max, note")
-    p.add_argument("--format", choices=("csv", "gradescope"), default="csv",
-                   help="csv (default), or gradescope: also write Gradescope's results.json (see --results)")
-    p.add_argument("--results", metavar="FILE", help="where --format gradescope writes results.json (default: "
-                   "results.json in the CSV's folder, else in --feedback-dir, else in the current folder)")
-    p.add_argument("--chapter", metavar="NAME", help="the chapter every submission must be (e.g. 05_gelu): each "
-                   "is graded as that chapter, and one that claims another is flagged in the note column")
-    p.add_argument("--solutions", metavar="DIR", help="the canonical (executed) solution notebooks; default: "
-                   "solutions/ of the checkout this package runs from, else ./solutions")
-    p.add_argument("--backend", choices=("cpu", "cuda"), help="where the kernels run (default: LLMC_BACKEND, "
-                   "else cuda when a GPU is usable, else cpu)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
-                   help=f"time limit per exercise, in seconds (default {DEFAULT_TIMEOUT:g}); a kernel launch on "
-                        "the cpu backend may take a quarter of it (at most 60 s)")
+    p.add_argument(
+        "--csv", metavar="FILE", help="write one row per submission: submission, points per exercise, total, max, note"
+    )
+    p.add_argument(
+        "--format",
+        choices=("csv", "gradescope"),
+        default="csv",
+        help="csv (default), or gradescope: also write Gradescope's results.json (see --results)",
+    )
+    p.add_argument(
+        "--results",
+        metavar="FILE",
+        help="where --format gradescope writes results.json (default: "
+        "results.json in the CSV's folder, else in --feedback-dir, else in the current folder)",
+    )
+    p.add_argument(
+        "--chapter",
+        metavar="NAME",
+        help="the chapter every submission must be (e.g. 05_gelu): each "
+        "is graded as that chapter, and one that claims another is flagged in the note column",
+    )
+    p.add_argument(
+        "--solutions",
+        metavar="DIR",
+        help="the canonical (executed) solution notebooks; default: "
+        "solutions/ of the checkout this package runs from, else ./solutions",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("cpu", "cuda"),
+        help="where the kernels run (default: LLMC_BACKEND, else cuda when a GPU is usable, else cpu)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"time limit per exercise, in seconds (default {DEFAULT_TIMEOUT:g}); a kernel launch on "
+        "the cpu backend may take a quarter of it (at most 60 s)",
+    )
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="grade N exercises at once (default 1)")
-    p.add_argument("--seed", type=int, metavar="S", help="reproduce a grading run: the seed of its secret cases, "
-                   "printed in its report and feedback (default: a fresh secret seed per run)")
-    p.add_argument("--memory", type=float, default=DEFAULT_MEMORY_GB, metavar="GB",
-                   help=f"address space per learner process on the cpu backend (default {DEFAULT_MEMORY_GB:g})")
-    p.add_argument("--feedback-dir", metavar="DIR", help="where SUBMISSION.feedback.md files go (default: the "
-                   "CSV's folder, else the current folder)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        metavar="S",
+        help="reproduce a grading run: the seed of its secret cases, "
+        "printed in its report and feedback (default: a fresh secret seed per run)",
+    )
+    p.add_argument(
+        "--memory",
+        type=float,
+        default=DEFAULT_MEMORY_GB,
+        metavar="GB",
+        help=f"address space per learner process on the cpu backend (default {DEFAULT_MEMORY_GB:g})",
+    )
+    p.add_argument(
+        "--feedback-dir",
+        metavar="DIR",
+        help="where SUBMISSION.feedback.md files go (default: the CSV's folder, else the current folder)",
+    )
     return p
 
 
@@ -285,6 +366,7 @@ def _harden_grader() -> None:
     learner processes re-parented here (to be killed), and no bytecode read from or written to the package
     while it is being verified."""
     from .grade_sandbox import become_subreaper, make_nondumpable
+
     make_nondumpable()
     become_subreaper()
     sys.dont_write_bytecode = True
@@ -300,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     _harden_grader()
     from . import grade_secret
     from .grade_sandbox import Limits, Sandbox
+
     try:
         solutions = find_solutions(args.solutions)
         chapters, broken = load_canonical(solutions)
@@ -320,21 +403,34 @@ def main(argv: list[str] | None = None) -> int:
     limits = Limits(args.timeout, int(args.memory * (1 << 30)))
     sandbox = Sandbox(backend=backend, limits=limits, hide=[solutions], reap_orphans=True)
     guard = PackageGuard()
-    print(f"llmc grade: {len(subs)} submission(s), canonical notebooks from {solutions}, {backend} backend, "
-          f"{report.fmt(args.timeout)} s per exercise (kernel launches {report.fmt(limits.launch)} s), seed {seed}, "
-          f"{args.jobs} job(s); sandbox: {sandbox.isolation.describe()}", file=err)
+    print(
+        f"llmc grade: {len(subs)} submission(s), canonical notebooks from {solutions}, {backend} backend, "
+        f"{report.fmt(args.timeout)} s per exercise (kernel launches {report.fmt(limits.launch)} s), seed {seed}, "
+        f"{args.jobs} job(s); sandbox: {sandbox.isolation.describe()}",
+        file=err,
+    )
     try:
-        grade(subs, sandbox=sandbox, seed=seed, jobs=args.jobs, limits=limits, guard=guard,
-              progress=lambda line: print(line, file=err, flush=True))
+        grade(
+            subs,
+            sandbox=sandbox,
+            seed=seed,
+            jobs=args.jobs,
+            limits=limits,
+            guard=guard,
+            progress=lambda line: print(line, file=err, flush=True),
+        )
     except PackageChanged as e:
         culprits, diff = e.args
         sandbox.close()
-        print(f"llmc grade: STOPPED: the package llmc_kernels ({_package_dir()}) "
-              f"changed while grading {', '.join(culprits)}: {'; '.join(diff[:10])}. That submission wrote into "
-              "the package the grader runs from: reinstall it (or `git checkout` the checkout) before grading "
-              "again, and read that submission by hand. Nothing was written.", file=err)
+        print(
+            f"llmc grade: STOPPED: the package llmc_kernels ({_package_dir()}) "
+            f"changed while grading {', '.join(culprits)}: {'; '.join(diff[:10])}. That submission wrote into "
+            "the package the grader runs from: reinstall it (or `git checkout` the checkout) before grading "
+            "again, and read that submission by hand. Nothing was written.",
+            file=err,
+        )
         return 1
-    sandbox.close()            # every learner process is gone before anything is written
+    sandbox.close()  # every learner process is gone before anything is written
     for sub in subs:
         print(report.table(sub))
     if args.csv:
@@ -346,13 +442,18 @@ def main(argv: list[str] | None = None) -> int:
         report.write_atomic(results, report.gradescope(subs, backend=backend, seed=seed))
         print(f"wrote {results}", file=err)
     for sub in subs:
-        report.write_atomic(folder / report.feedback_name(sub.label),
-                            report.feedback(sub, backend=backend, timeout=args.timeout, seed=seed))
+        report.write_atomic(
+            folder / report.feedback_name(sub.label),
+            report.feedback(sub, backend=backend, timeout=args.timeout, seed=seed),
+        )
     print(f"wrote {len(subs)} feedback file(s) to {folder}", file=err)
     failed = [s.label for s in subs if s.setup_error or any(r.grader_error for r in s.results)]
     if failed:
-        print(f"llmc grade: grading itself failed for {', '.join(failed)} (see above); fix the set-up and "
-              "grade them again", file=err)
+        print(
+            f"llmc grade: grading itself failed for {', '.join(failed)} (see above); fix the set-up and "
+            "grade them again",
+            file=err,
+        )
         return 1
     return 0
 

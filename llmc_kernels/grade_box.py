@@ -18,6 +18,7 @@ The fence, from the outside in:
   space than it uses), core dumps off;
 - a private working folder (``cwd``); the grader gives it a private HOME and a scrubbed environment.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -59,8 +60,16 @@ def _map_ids(uid: int, gid: int) -> None:
 
 
 def _mount(source, target, fstype, flags, data=None) -> None:
-    _check(_libc.mount(source and source.encode(), target.encode(), fstype and fstype.encode(),
-                       ctypes.c_ulong(flags), data and data.encode()), f"mount {target}")
+    _check(
+        _libc.mount(
+            source and source.encode(),
+            target.encode(),
+            fstype and fstype.encode(),
+            ctypes.c_ulong(flags),
+            data and data.encode(),
+        ),
+        f"mount {target}",
+    )
 
 
 def _read_config() -> dict:
@@ -89,7 +98,7 @@ def enter_namespaces(cfg: dict) -> dict:
     _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID), "unshare")
     _map_ids(uid, gid)
     pid = os.fork()
-    if pid:                                  # outside: wait for the namespace's PID 1, exit as it did
+    if pid:  # outside: wait for the namespace's PID 1, exit as it did
         _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
@@ -102,8 +111,7 @@ def enter_namespaces(cfg: dict) -> dict:
                 os._exit(70)
             except InterruptedError:
                 continue
-        os._exit(os.waitstatus_to_exitcode(status) % 256 if os.WIFEXITED(status)
-                 else 128 + os.WTERMSIG(status))
+        os._exit(os.waitstatus_to_exitcode(status) % 256 if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     found = {"proc": False, "hidden": []}
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
@@ -113,7 +121,7 @@ def enter_namespaces(cfg: dict) -> dict:
     try:
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         found["proc"] = True
-    except OSError as e:                     # a container that masks parts of /proc forbids a fresh one
+    except OSError as e:  # a container that masks parts of /proc forbids a fresh one
         found["proc_error"] = str(e)
     for path in cfg.get("hide", []):
         if not os.path.isdir(path):
@@ -134,15 +142,19 @@ def enter_namespaces(cfg: dict) -> dict:
 
 def set_limits(limits: dict) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    for name, key in (("cpu", resource.RLIMIT_CPU), ("fsize", resource.RLIMIT_FSIZE),
-                      ("as", resource.RLIMIT_AS), ("nproc", getattr(resource, "RLIMIT_NPROC", None))):
+    for name, key in (
+        ("cpu", resource.RLIMIT_CPU),
+        ("fsize", resource.RLIMIT_FSIZE),
+        ("as", resource.RLIMIT_AS),
+        ("nproc", getattr(resource, "RLIMIT_NPROC", None)),
+    ):
         value = limits.get(name)
         if value is None or key is None:
             continue
         _, hard = resource.getrlimit(key)
         value = int(value) if hard == resource.RLIM_INFINITY else min(int(value), hard)
         top = value
-        if name == "cpu":         # SIGXCPU at the soft limit, SIGKILL 5 s later
+        if name == "cpu":  # SIGXCPU at the soft limit, SIGKILL 5 s later
             top = value + 5 if hard == resource.RLIM_INFINITY else min(hard, value + 5)
         resource.setrlimit(key, (value, top))
 
@@ -150,17 +162,19 @@ def set_limits(limits: dict) -> None:
 def probe(found: dict, cuda: bool) -> None:
     """Say what this box achieved (for the grader's report), on stdout as JSON."""
     import socket
+
     try:
         socket.create_connection(("1.1.1.1", 53), timeout=0.5).close()
         found["network"] = "reachable"
     except OSError as e:
         found["network"] = f"unreachable ({e.strerror or e})"
     found["pid"] = os.getpid()
-    if cuda:                                 # CUDA must still work inside the namespaces
+    if cuda:  # CUDA must still work inside the namespaces
         try:
             import cupy
+
             found["cuda"] = f"{cupy.cuda.runtime.getDeviceCount()} device(s)"
-        except Exception as e:               # noqa: BLE001 -- any failure means: no GPU in here
+        except Exception as e:  # noqa: BLE001 -- any failure means: no GPU in here
             found["cuda_error"] = f"{type(e).__name__}: {e}"
     sys.stdout.write(json.dumps(found) + "\n")
     sys.stdout.flush()
@@ -169,7 +183,7 @@ def probe(found: dict, cuda: bool) -> None:
 def main() -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     cfg = _read_config()
-    if os.getppid() != cfg.get("grader"):         # started by something else, or the grader is gone already
+    if os.getppid() != cfg.get("grader"):  # started by something else, or the grader is gone already
         os._exit(70)
     role = cfg.get("role")
     if role not in ROLES:

@@ -15,6 +15,7 @@ they are replayed on. A graded case is independent of where it runs:
 Op exercises reuse the checks' own case builder (:func:`llmc_kernels.check_cases.build`) at secret sizes
 (:mod:`.grade_secret`); block exercises are built by :mod:`.grade_blocks`.
 """
+
 from __future__ import annotations
 
 import re
@@ -37,10 +38,11 @@ class NotGradable(Exception):
 @dataclass(frozen=True)
 class Plan:
     """One canonical check: ``kind`` "op" (``check.forward/backward``) or "block" (``check_model``)."""
+
     kind: str
-    function: str              # the learner's function the check calls (its name in the notebook)
-    op: str = ""               # op: the op name; block: "block"
-    direction: str = ""        # forward | backward
+    function: str  # the learner's function the check calls (its name in the notebook)
+    op: str = ""  # op: the op name; block: "block"
+    direction: str = ""  # forward | backward
 
     @property
     def checked_name(self) -> str:
@@ -48,6 +50,7 @@ class Plan:
         if self.kind == "block":
             return f"block_{self.direction}"
         from .check import function_name
+
         return function_name(self.op, self.direction)
 
 
@@ -63,17 +66,18 @@ def plan_of(source: str) -> Plan:
     if m:
         which, fn = m.groups()
         return Plan("block", fn, "block", which.split("_")[1])
-    raise NotGradable("the check cell calls neither check.forward/backward(op, fn) nor "
-                      "check_model.block_forward/backward(fn)")
+    raise NotGradable(
+        "the check cell calls neither check.forward/backward(op, fn) nor check_model.block_forward/backward(fn)"
+    )
 
 
 @dataclass
 class GradedCase:
     label: str
-    args: list                                      # JSON descriptors, one per argument
-    arrays: dict                                    # key -> initial contents (NumPy)
-    checked: list = field(default_factory=list)     # (key, Tensor) compared afterwards
-    inputs: list = field(default_factory=list)      # keys that must not change
+    args: list  # JSON descriptors, one per argument
+    arrays: dict  # key -> initial contents (NumPy)
+    checked: list = field(default_factory=list)  # (key, Tensor) compared afterwards
+    inputs: list = field(default_factory=list)  # keys that must not change
     tol: tuple = (0.0, 0.0)
     expected_from: str = "reference"
     kind: str = "random"
@@ -84,9 +88,9 @@ class GradedCase:
 
 @dataclass
 class CaseSet:
-    graded: list                # the cases the learner's function is judged on, in order
-    provenance: GradedCase      # called once more with its launches recorded
-    replay: GradedCase          # fresh inputs of the same sizes: the recorded launches are replayed on them
+    graded: list  # the cases the learner's function is judged on, in order
+    provenance: GradedCase  # called once more with its launches recorded
+    replay: GradedCase  # fresh inputs of the same sizes: the recorded launches are replayed on them
 
 
 def from_check_case(case: Case, tol: tuple) -> GradedCase:
@@ -106,16 +110,29 @@ def from_check_case(case: Case, tol: tuple) -> GradedCase:
         else:
             args.append({"float": float(v)})
     inputs = [t.name for t in case.tensors if t.role == INPUT and t.initial is not None]
-    return GradedCase(case.label, args, arrays, [(t.name, t) for t in case.checked()], inputs, tol,
-                      case.expected_from, case.spec.kind, case.magnitude, case.fname, dict(case.sizes))
+    return GradedCase(
+        case.label,
+        args,
+        arrays,
+        [(t.name, t) for t in case.checked()],
+        inputs,
+        tol,
+        case.expected_from,
+        case.spec.kind,
+        case.magnitude,
+        case.fname,
+        dict(case.sizes),
+    )
 
 
 def cases_for(plan: Plan, seed: int) -> CaseSet:
     """The graded, provenance and replay cases of ``plan`` for this grading run's secret ``seed``."""
     if plan.kind == "block":
         from .grade_blocks import block_cases
+
         return block_cases(plan.direction, seed)
     from .check import TOLERANCES
+
     fname = plan.checked_name
     tol = TOLERANCES[fname]
     specs = grade_secret.secret_specs(plan.op, plan.direction, seed)

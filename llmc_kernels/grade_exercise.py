@@ -12,6 +12,7 @@ For each canonical check cell of the exercise (:func:`grade_exercise`):
    process (:mod:`.grade_replay`) runs the recorded launches on fresh inputs, whose outputs must match the
    reference too -- the outputs were written by the learner's kernels, not by host code.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,13 +20,21 @@ import time
 from . import grade_wire as wire
 from .grade_cases import NotGradable, cases_for, plan_of, request_arrays
 from .grade_fingerprint import package_match
-from .grade_judge import (ExerciseResult, Verdict, compare_case, error_verdict, outputs, short, unchanged_inputs,
-                          wrong_results)
+from .grade_judge import (
+    ExerciseResult,
+    Verdict,
+    compare_case,
+    error_verdict,
+    outputs,
+    short,
+    unchanged_inputs,
+    wrong_results,
+)
 from .grade_trace import TraceError, launches
 
 POLL = 0.05
-MAX_KERNELS = 64                 # distinct kernels one exercise may launch
-MAX_SOURCE = 1 << 20             # characters of one kernel's source
+MAX_KERNELS = 64  # distinct kernels one exercise may launch
+MAX_SOURCE = 1 << 20  # characters of one kernel's source
 CPU_SCHEDULES = ("forward", "reverse")
 
 
@@ -39,9 +48,9 @@ def runs_for(plan, n_cases: int, backend: str) -> list[dict]:
     runs = []
 
     def add(case, where, schedule, group, **extra):
-        runs.append({"index": len(runs), "case": case, "backend": where, "schedule": schedule, "group": group,
-                     **extra})
-    if plan.kind == "block":                     # float64 NumPy whatever the backend
+        runs.append({"index": len(runs), "case": case, "backend": where, "schedule": schedule, "group": group, **extra})
+
+    if plan.kind == "block":  # float64 NumPy whatever the backend
         for i in range(n_cases):
             add(i, "cpu", "forward", i)
     elif backend == "cpu":
@@ -49,7 +58,7 @@ def runs_for(plan, n_cases: int, backend: str) -> list[dict]:
             for s in CPU_SCHEDULES:
                 add(i, "cpu", s, i, races=s == CPU_SCHEDULES[-1])
     else:
-        for s in CPU_SCHEDULES:                  # the pre-flight: faults named on the CPU, not fatal on the GPU
+        for s in CPU_SCHEDULES:  # the pre-flight: faults named on the CPU, not fatal on the GPU
             add(0, "cpu", s, -1, preflight=True, races=s == CPU_SCHEDULES[-1])
     add(n_cases, "cpu", "forward", None, trace=True)
     if plan.kind != "block" and backend == "cuda":
@@ -88,8 +97,11 @@ def _lost(outcome: str, box, limits, what: str) -> Verdict:
     if box.bad_frame:
         return Verdict("error", f"the learner's process sent something the grader cannot read ({box.bad_frame})")
     if outcome == "timeout":
-        return Verdict("hang", f"no result within the time limit ({limits.total:g} s per exercise) {what}: the "
-                               "grader stopped the learner's process")
+        return Verdict(
+            "hang",
+            f"no result within the time limit ({limits.total:g} s per exercise) {what}: the "
+            "grader stopped the learner's process",
+        )
     code = box.proc.returncode
     how = f"exit status {code}" if code is not None and code < 128 else f"signal {code - 128}" if code else "?"
     return Verdict("crash", f"the learner's process died {what} ({how}): a crash in the code?", box.text()[-3000:])
@@ -102,26 +114,41 @@ def judge_worker(plan, cases, runs: list, box, outcome: str, limits) -> tuple[Ve
     notes = []
     if "setup_error" in kinds:
         err = kinds["setup_error"][0].get("error") or {}
-        raise Verdict("grading error", f"a course cell failed before the learner's code ran: {err.get('ename')}: "
-                      f"{err.get('evalue')}", err.get("traceback", ""), grader_error=True)
+        raise Verdict(
+            "grading error",
+            f"a course cell failed before the learner's code ran: {err.get('ename')}: {err.get('evalue')}",
+            err.get("traceback", ""),
+            grader_error=True,
+        )
     if "setup_done" not in kinds:
         if outcome == "setup_timeout":
-            raise Verdict("grading error", f"Python and the course's set-up cells did not finish within "
-                          f"{limits.setup:g} s, before the learner's code ran: is the machine overloaded? (try "
-                          "fewer --jobs)", box.text()[-3000:], grader_error=True)
-        raise Verdict("grading error", "the learner's process ended before the course's set-up finished: "
-                      + short(box.text()[-400:] or f"exit status {box.proc.returncode}"), box.text()[-3000:],
-                      grader_error=True)
+            raise Verdict(
+                "grading error",
+                f"Python and the course's set-up cells did not finish within "
+                f"{limits.setup:g} s, before the learner's code ran: is the machine overloaded? (try "
+                "fewer --jobs)",
+                box.text()[-3000:],
+                grader_error=True,
+            )
+        raise Verdict(
+            "grading error",
+            "the learner's process ended before the course's set-up finished: "
+            + short(box.text()[-400:] or f"exit status {box.proc.returncode}"),
+            box.text()[-3000:],
+            grader_error=True,
+        )
     cell_errors = [m["error"] for m, _ in events if m.get("event") == "cell" and m.get("error")]
     if "missing" in kinds:
         what = kinds["missing"][0].get("what", "")
         if cell_errors:
             e = cell_errors[0]
             v = "not attempted" if e.get("ename") == "NotImplementedError" else "error"
-            raise Verdict(v, f"the exercise cell raised {e.get('ename')}: {e.get('evalue')}",
-                          e.get("traceback", ""))
-        raise Verdict("missing", f"the exercise's cells do not define {plan.function} ({what}); an exercise cell may "
-                      "use only the names of the chapter's set-up cells, not names defined in other cells")
+            raise Verdict(v, f"the exercise cell raised {e.get('ename')}: {e.get('evalue')}", e.get("traceback", ""))
+        raise Verdict(
+            "missing",
+            f"the exercise's cells do not define {plan.function} ({what}); an exercise cell may "
+            "use only the names of the chapter's set-up cells, not names defined in other cells",
+        )
     if cell_errors:
         e = cell_errors[0]
         notes.append(short(f"the exercise cell raised {e.get('ename')}: {e.get('evalue')}"))
@@ -133,11 +160,16 @@ def judge_worker(plan, cases, runs: list, box, outcome: str, limits) -> tuple[Ve
     for run in runs:
         groups.setdefault(run["group"], []).append(run)
     for group, members in groups.items():
-        if group is None:                                     # the provenance run
+        if group is None:  # the provenance run
             trace_frame = by_run.get(members[0]["index"])
             if trace_frame is None:
-                raise _lost(outcome, box, limits, "in the provenance run (your function, called once more on the "
-                            "cpu backend with its kernel launches recorded)")
+                raise _lost(
+                    outcome,
+                    box,
+                    limits,
+                    "in the provenance run (your function, called once more on the "
+                    "cpu backend with its kernel launches recorded)",
+                )
             continue
         case = graded[members[0]["case"]]
         where, got, results, returned = {}, {}, {}, ""
@@ -153,12 +185,15 @@ def judge_worker(plan, cases, runs: list, box, outcome: str, limits) -> tuple[Ve
             returned = returned or meta.get("returned", "")
             warned = meta.get("race_warnings")
             if isinstance(warned, list) and warned and not any("same value" in n for n in notes):
-                notes.append(short(f"a race where every thread stores the same value (a warning, not a failure): "
-                                   f"{warned[0]}"))
+                notes.append(
+                    short(f"a race where every thread stores the same value (a warning, not a failure): {warned[0]}")
+                )
             try:
                 got[label] = outputs(case, arrays)
             except wire.BadFrame as e:
-                raise Verdict("error", f"the learner's process returned malformed results for {where[label]}: {e}")
+                raise Verdict(
+                    "error", f"the learner's process returned malformed results for {where[label]}: {e}"
+                ) from e
             unchanged_inputs(case, got[label], where[label])
             results[label] = compare_case(case, got[label])
         bad = wrong_results(case, where, results, got, [r["schedule"] for r in members], returned)
@@ -185,30 +220,48 @@ def provenance(plan, cases, trace_frame, sandbox, limits, folder_name: str) -> N
         except TraceError as e:
             raise Verdict("no kernel", f"the provenance run cannot be replayed: {e}") from None
         if not found:
-            raise Verdict("no kernel", f"{plan.function} launched no kernel: the outputs must be written by "
-                          "kernels your code compiles and launches (llmc_kernels.runtime.RawKernel); computing them "
-                          "on the host (NumPy) earns no points when grading")
+            raise Verdict(
+                "no kernel",
+                f"{plan.function} launched no kernel: the outputs must be written by "
+                "kernels your code compiles and launches (llmc_kernels.runtime.RawKernel); computing them "
+                "on the host (NumPy) earns no points when grading",
+            )
         sources = {(L.get("code"), L.get("name")) for L in found}
         if len(sources) > MAX_KERNELS or any(not isinstance(c, str) or len(c) > MAX_SOURCE for c, _ in sources):
-            raise Verdict("no kernel", f"{plan.function}'s launches cannot be checked: more than {MAX_KERNELS} "
-                          f"kernels, or a kernel source over {MAX_SOURCE >> 20} MiB")
+            raise Verdict(
+                "no kernel",
+                f"{plan.function}'s launches cannot be checked: more than {MAX_KERNELS} "
+                f"kernels, or a kernel source over {MAX_SOURCE >> 20} MiB",
+            )
         internal = next((L.get("name") for L in found if L.get("internal")), None)
         if internal is not None:
-            raise Verdict("package kernel", f"{plan.function} launched the package's own kernel '{internal}': write "
-                          "and launch your own")
+            raise Verdict(
+                "package kernel",
+                f"{plan.function} launched the package's own kernel '{internal}': write and launch your own",
+            )
         for code, name in sorted(sources, key=str):
             match = package_match(code, name) if isinstance(name, str) else None
             if match:
-                raise Verdict("package kernel", f"your kernel '{name}' is the package's own ({match}), compiled "
-                              "from its source: write your own kernel (grading compares kernels' token streams, "
-                              "so renaming and comments do not change this)")
+                raise Verdict(
+                    "package kernel",
+                    f"your kernel '{name}' is the package's own ({match}), compiled "
+                    "from its source: write your own kernel (grading compares kernels' token streams, "
+                    "so renaming and comments do not change this)",
+                )
     elif not any("op" in e for e in trace["events"] if isinstance(e, dict)):
-        raise Verdict("no kernel", f"{plan.function} called no op of the ops namespace it was given: a block must "
-                      "compute by calling ops (its Python must not compute outputs itself)")
+        raise Verdict(
+            "no kernel",
+            f"{plan.function} called no op of the ops namespace it was given: a block must "
+            "compute by calling ops (its Python must not compute outputs itself)",
+        )
     replay = cases.replay
-    request = wire.encode({"trace": trace, "kind": plan.kind, "launch_timeout": limits.launch},
-                          {**{f"c.{k}": v for k, v in replay.arrays.items()},
-                           **{k: v for k, v in arrays.items() if k.startswith("trace.")}})
+    request = wire.encode(
+        {"trace": trace, "kind": plan.kind, "launch_timeout": limits.launch},
+        {
+            **{f"c.{k}": v for k, v in replay.arrays.items()},
+            **{k: v for k, v in arrays.items() if k.startswith("trace.")},
+        },
+    )
     box = sandbox.start("replay", sandbox.folder(folder_name + "-replay"), request)
     outcome = watch(sandbox, box, limits, setup_event=None)
     sandbox.stop(box)
@@ -216,33 +269,45 @@ def provenance(plan, cases, trace_frame, sandbox, limits, folder_name: str) -> N
     if "replay_error" in frames:
         err = frames["replay_error"][0].get("error") or {}
         v = error_verdict(err, "replaying your kernel launches on fresh inputs")
-        if v.verdict == "error":            # a malformed trace or an argument that cannot be replayed
-            raise Verdict("no kernel", f"your function's launches could not be replayed without its Python code: "
-                          f"{err.get('evalue')}", v.details)
+        if v.verdict == "error":  # a malformed trace or an argument that cannot be replayed
+            raise Verdict(
+                "no kernel",
+                f"your function's launches could not be replayed without its Python code: {err.get('evalue')}",
+                v.details,
+            )
         raise v
     if "replayed" not in frames:
         raise _lost(outcome, box, limits, "while replaying your kernel launches on fresh inputs")
     try:
         got = outputs(replay, frames["replayed"][1])
     except wire.BadFrame as e:
-        raise Verdict("no kernel", f"the replay returned malformed results: {e}")
+        raise Verdict("no kernel", f"the replay returned malformed results: {e}") from e
     results = compare_case(replay, got)
     if all(r.ok for r in results):
         return
-    writes = sorted({b["grader"] for e in trace["events"] if isinstance(e, dict) and "set" in e
-                     for b in [trace["buffers"][e["set"]]] if isinstance(b, dict) and "grader" in b
-                     and b["grader"] in dict(replay.checked)})
+    writes = sorted(
+        {
+            b["grader"]
+            for e in trace["events"]
+            if isinstance(e, dict) and "set" in e
+            for b in [trace["buffers"][e["set"]]]
+            if isinstance(b, dict) and "grader" in b and b["grader"] in dict(replay.checked)
+        }
+    )
     wrong = [r for r in results if not r.ok]
-    text = (f"replayed on fresh inputs of the same sizes ({replay.label}) without your Python code, the kernel "
-            f"launches of {plan.function} did not write the right outputs:\n"
-            + "\n".join("  " + r.summary() for r in wrong)
-            + "\nwhen grading, outputs must be written by kernels your code compiles and launches; an answer "
-              "computed on the host (NumPy), passed in through a scratch buffer, or fixed up after the last launch "
-              "is not accepted")
+    text = (
+        f"replayed on fresh inputs of the same sizes ({replay.label}) without your Python code, the kernel "
+        f"launches of {plan.function} did not write the right outputs:\n"
+        + "\n".join("  " + r.summary() for r in wrong)
+        + "\nwhen grading, outputs must be written by kernels your code compiles and launches; an answer "
+        "computed on the host (NumPy), passed in through a scratch buffer, or fixed up after the last launch "
+        "is not accepted"
+    )
     if writes:
         text += f"\nyour Python code wrote into {', '.join(writes)} itself (not with a kernel)"
-    raise Verdict("no kernel", f"outputs not written by your kernels: replayed on fresh inputs, {wrong[0].name} is "
-                  "wrong", text)
+    raise Verdict(
+        "no kernel", f"outputs not written by your kernels: replayed on fresh inputs, {wrong[0].name} is wrong", text
+    )
 
 
 def grade_check(chapter, plan, sources: list, *, sandbox, seed: int, limits, name: str):
@@ -250,10 +315,16 @@ def grade_check(chapter, plan, sources: list, *, sandbox, seed: int, limits, nam
     cases = cases_for(plan, seed)
     all_cases = cases.graded + [cases.provenance]
     runs = runs_for(plan, len(cases.graded), sandbox.backend)
-    meta = {"function": plan.function, "kind": plan.kind, "checked": plan.checked_name,
-            "setup": [_source(c) for c in chapter.preamble], "cells": list(sources),
-            "cases": [{"label": c.label, "args": c.args} for c in all_cases], "runs": runs,
-            "launch_timeout": limits.launch}
+    meta = {
+        "function": plan.function,
+        "kind": plan.kind,
+        "checked": plan.checked_name,
+        "setup": [_source(c) for c in chapter.preamble],
+        "cells": list(sources),
+        "cases": [{"label": c.label, "args": c.args} for c in all_cases],
+        "runs": runs,
+        "launch_timeout": limits.launch,
+    }
     arrays = {}
     for i, c in enumerate(all_cases):
         arrays.update(request_arrays(f"c{i}", c))
@@ -266,9 +337,13 @@ def grade_check(chapter, plan, sources: list, *, sandbox, seed: int, limits, nam
         provenance(plan, cases, trace_frame, sandbox, limits, name)
     except Verdict as v:
         return v, notes
-    except Exception as e:         # noqa: BLE001 -- results the grader could not use: never a crash of the grader
-        return Verdict("grading error", f"the grader could not judge the learner process's results ({type(e).__name__}: "
-                       f"{e}); read this submission by hand", grader_error=True), notes
+    except Exception as e:  # noqa: BLE001 -- results the grader could not use: never a crash of the grader
+        return Verdict(
+            "grading error",
+            f"the grader could not judge the learner process's results ({type(e).__name__}: "
+            f"{e}); read this submission by hand",
+            grader_error=True,
+        ), notes
     return None, notes
 
 
@@ -281,11 +356,18 @@ def grade_exercise(chapter, exercise, sources: list, *, sandbox, seed: int, limi
         try:
             plan = plan_of(_source(check.cell))
         except NotGradable as e:
-            v, notes = Verdict("grading error", f"the canonical check cell of {exercise.name} cannot be graded: {e}",
-                               grader_error=True), []
+            v, notes = (
+                Verdict(
+                    "grading error",
+                    f"the canonical check cell of {exercise.name} cannot be graded: {e}",
+                    grader_error=True,
+                ),
+                [],
+            )
         else:
-            v, notes = grade_check(chapter, plan, sources, sandbox=sandbox, seed=seed, limits=limits,
-                                   name=f"{name}-{i}")
+            v, notes = grade_check(
+                chapter, plan, sources, sandbox=sandbox, seed=seed, limits=limits, name=f"{name}-{i}"
+            )
         result.notes += [n for n in notes if n not in result.notes]
         if v is None:
             result.earned += check.points

@@ -10,6 +10,7 @@ it), so a kernel of fewer than :data:`MIN_TOKENS` tokens (its function and the d
 object-like macros expanded) is only refused when the whole source string is a package file (then it was read
 from there, not written).
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,7 +22,8 @@ KERNELS_DIR = Path(__file__).resolve().parent / "kernels"
 MIN_TOKENS = 100
 
 # identifiers kept as they are: renaming them could make different code look the same
-KEEP = frozenset("""
+KEEP = frozenset(
+    """
 auto bool break case char const constexpr continue default do double else enum extern float for goto if inline
 int long register restrict return short signed sizeof static struct switch typedef union unsigned void volatile
 while true false nullptr NULL size_t template typename class namespace using reinterpret_cast static_cast
@@ -29,7 +31,8 @@ const_cast uint8_t int8_t uint16_t int16_t uint32_t int32_t uint64_t int64_t
 __global__ __device__ __host__ __shared__ __restrict__ __forceinline__ __noinline__ __launch_bounds__ __constant__
 threadIdx blockIdx blockDim gridDim warpSize __syncthreads __syncwarp __threadfence
 float2 float3 float4 int2 int4 make_float2 make_float4 make_int2 make_int4 half __half __nv_bfloat16
-""".split())
+""".split()
+)
 
 
 def _macros(tokens) -> dict:
@@ -44,7 +47,7 @@ def _macros(tokens) -> dict:
             if j < len(tokens) and tokens[j].kind == "ident":
                 name = tokens[j].text
                 k = j + 1
-                if not (k < len(tokens) and tokens[k].text == "("):          # not a function-like macro
+                if not (k < len(tokens) and tokens[k].text == "("):  # not a function-like macro
                     body = []
                     while k < len(tokens) and tokens[k].directive == "define" and tokens[k].kind != "nl":
                         if tokens[k].code:
@@ -73,7 +76,7 @@ def normalise(tokens) -> tuple[str, ...]:
     names: dict[str, str] = {}
     out = []
     for t in tokens:
-        member = bool(out) and out[-1] in (".", "->")          # .x of a float4, a struct's field: kept
+        member = bool(out) and out[-1] in (".", "->")  # .x of a float4, a struct's field: kept
         if t.kind == "ident" and t.text not in KEEP and not member:
             out.append(names.setdefault(t.text, f"${len(names)}"))
         else:
@@ -90,7 +93,7 @@ def _functions(toks) -> dict[str, tuple[bool, list]]:
             continue
         j, name = i + 1, None
         while j < len(toks) and toks[j].text not in ("(", ";", "{", "="):
-            if toks[j].text == "__launch_bounds__":          # skip its (...) argument
+            if toks[j].text == "__launch_bounds__":  # skip its (...) argument
                 depth = 0
                 j += 1
                 while j < len(toks):
@@ -113,7 +116,7 @@ def _functions(toks) -> dict[str, tuple[bool, list]]:
             if depth == 0:
                 break
             k += 1
-        found.setdefault(name, (t.text == "__global__", toks[i:k + 1]))
+        found.setdefault(name, (t.text == "__global__", toks[i : k + 1]))
     return found
 
 
@@ -122,7 +125,7 @@ def kernel_functions(code: str) -> dict[str, tuple[str, ...]]:
     functions it calls (transitively, in order of first call), so a kernel is recognised with its helpers."""
     funcs = _functions(_code_tokens(code))
     out = {}
-    for name, (is_kernel, toks) in funcs.items():
+    for name, (is_kernel, _toks) in funcs.items():
         if not is_kernel:
             continue
         order, queue = [name], [name]

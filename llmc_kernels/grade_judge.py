@@ -7,6 +7,7 @@ inputs to be unchanged, and outputs to match the grader's own float64 reference
 order is a race. What the learner's process printed is never read for a verdict: an exception's class name
 only chooses which failure it was (so a forged one can only cost its own points), and its text is shown back.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,15 +34,15 @@ CAUSES = [
 ]
 HINTS = {
     "out of bounds": "most often a missing bounds check. The sizes here are not multiples of the block size, so "
-                     "the last block has threads past the end: guard them with `if (i < N)` (or stop the loop at "
-                     "the real size); otherwise an index is computed wrongly",
+    "the last block has threads past the end: guard them with `if (i < N)` (or stop the loop at "
+    "the real size); otherwise an index is computed wrongly",
     "deadlock": "every thread of a block must reach each __syncthreads(): no barrier inside a branch some threads "
-                "skip, and no early `return` before one",
+    "skip, and no early `return` before one",
     "hang": "an endless loop? (a loop variable that never reaches its bound, a missing i += ...)",
     "race": "threads read memory that other threads write without a barrier (or atomic) in between: add the "
-            "missing __syncthreads(), or accumulate with atomicAdd",
+    "missing __syncthreads(), or accumulate with atomicAdd",
     "forbidden call": "write your own kernel as a CUDA string and launch it with RawKernel; the package's answers "
-                      "are off limits",
+    "are off limits",
     "GPU fault": "run the check on the cpu backend (LLMC_BACKEND=cpu), which names out-of-bounds accesses safely",
 }
 REASON_WIDTH = 220
@@ -50,13 +51,13 @@ REASON_WIDTH = 220
 @dataclass
 class ExerciseResult:
     name: str
-    points: float                      # what the exercise is worth
+    points: float  # what the exercise is worth
     earned: float = 0.0
     verdict: str = "pass"
-    reason: str = ""                   # one line
-    details: str = ""                  # the full explanation, for the feedback file
+    reason: str = ""  # one line
+    details: str = ""  # the full explanation, for the feedback file
     notes: list = field(default_factory=list)
-    grader_error: bool = False         # the grader, not the learner, failed
+    grader_error: bool = False  # the grader, not the learner, failed
     seconds: float = 0.0
 
 
@@ -70,15 +71,19 @@ class Verdict(Exception):
 
 def short(text: str, width: int = REASON_WIDTH) -> str:
     text = " ".join(str(text).split())
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def clean_error(err) -> dict:
     """An error record from the learner's process, reduced to strings (it may send anything)."""
     err = err if isinstance(err, dict) else {}
     names = err.get("names") if isinstance(err.get("names"), list) else []
-    return {"ename": str(err.get("ename", "Exception"))[:200], "evalue": str(err.get("evalue", ""))[:20000],
-            "names": [str(n)[:200] for n in names[:50]], "traceback": str(err.get("traceback", ""))[-6000:]}
+    return {
+        "ename": str(err.get("ename", "Exception"))[:200],
+        "evalue": str(err.get("evalue", ""))[:20000],
+        "names": [str(n)[:200] for n in names[:50]],
+        "traceback": str(err.get("traceback", ""))[-6000:],
+    }
 
 
 def verdict_of_error(err: dict) -> str:
@@ -125,14 +130,18 @@ def unchanged_inputs(case, got: dict, where: str) -> None:
             first = int(np.flatnonzero(changed)[0])
             dims = dict(case.checked).get(key)
             at = coords(dims.dims, init.shape, first) if dims is not None else str(np.unravel_index(first, init.shape))
-            raise Verdict("wrong", f"your function changed its input '{key}' for {where}, first at {at}: inputs "
-                          "are read-only (write only into the outputs)")
+            raise Verdict(
+                "wrong",
+                f"your function changed its input '{key}' for {where}, first at {at}: inputs "
+                "are read-only (write only into the outputs)",
+            )
 
 
 def compare_case(case, got: dict) -> list:
     """TensorResults of every compared buffer."""
     from .check import _annotator
     from .check_compare import compare
+
     results = []
     for key, t in case.checked:
         annotate = _annotator(case.fname, t, case.sizes) if case.sizes else None
@@ -145,9 +154,14 @@ def wrong_results(case, where: dict, results: dict, got: dict, schedules: list, 
     failing = [s for s in schedules if not all(r.ok for r in results[s])]
     if not failing:
         return None
-    lines = [f"wrong results for {where[failing[0]]}"
-             + ("" if case.expected_from == "reference" else
-                f"; expected values are {case.expected_from} of the float64 reference forward")]
+    lines = [
+        f"wrong results for {where[failing[0]]}"
+        + (
+            ""
+            if case.expected_from == "reference"
+            else f"; expected values are {case.expected_from} of the float64 reference forward"
+        )
+    ]
     hints = []
     for r in results[failing[0]]:
         if r.ok:
@@ -155,26 +169,38 @@ def wrong_results(case, where: dict, results: dict, got: dict, schedules: list, 
         lines.append("  " + r.summary())
         for h in r.hints:
             if h == "NAN_INF":
-                h = ("NaN/inf with inputs of large magnitude: something overflows float32 (expf overflows above "
-                     "~88; for a softmax, subtract the row's maximum first)" if case.kind == "large" else
-                     "the kernel computed NaN/inf where the result is finite: a division by zero, sqrt or log of "
-                     "a negative number or zero, or reading memory that was never written?")
+                h = (
+                    "NaN/inf with inputs of large magnitude: something overflows float32 (expf overflows above "
+                    "~88; for a softmax, subtract the row's maximum first)"
+                    if case.kind == "large"
+                    else "the kernel computed NaN/inf where the result is finite: a division by zero, sqrt or log of "
+                    "a negative number or zero, or reading memory that was never written?"
+                )
             if h not in hints:
                 hints.append(h)
     verdict = "wrong"
     if len(schedules) > 1:
         passing = [s for s in schedules if s not in failing]
-        differ = any(differs(t, got[schedules[0]][k], got[s][k], case.tol) for s in schedules[1:]
-                     for k, t in case.checked)
+        differ = any(
+            differs(t, got[schedules[0]][k], got[s][k], case.tol) for s in schedules[1:] for k, t in case.checked
+        )
         if passing or (differ and len(failing) > 1):
-            said = (f"thread order '{failing[0]}' failed, '{passing[0]}' passed" if passing
-                    else "the thread orders give different results")
-            hints.insert(0, f"the result depends on the order in which threads run ({said}): a race. Most often a "
-                            "missing __syncthreads() between threads writing shared memory and other threads "
-                            "reading it; or several threads writing the same element (accumulate with atomicAdd)")
+            said = (
+                f"thread order '{failing[0]}' failed, '{passing[0]}' passed"
+                if passing
+                else "the thread orders give different results"
+            )
+            hints.insert(
+                0,
+                f"the result depends on the order in which threads run ({said}): a race. Most often a "
+                "missing __syncthreads() between threads writing shared memory and other threads "
+                "reading it; or several threads writing the same element (accumulate with atomicAdd)",
+            )
     if returned:
-        hints.append(f"your function returned a value ({returned}), which is ignored: write the results into the "
-                     "output arrays your function receives")
+        hints.append(
+            f"your function returned a value ({returned}), which is ignored: write the results into the "
+            "output arrays your function receives"
+        )
     text = "\n".join(lines + [f"hint: {h}" for h in hints])
     head = lines[0] + (" -- " + lines[1].strip() if len(lines) > 1 else "")
     return Verdict(verdict, head, text)

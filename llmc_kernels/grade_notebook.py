@@ -13,6 +13,7 @@
 - :func:`review_flags` lists constructs in the learner's cells that can reach around a check (patching the
   checker, the notebook kernel, printing a PASS line), for an instructor to look at.
 """
+
 from __future__ import annotations
 
 import ast
@@ -72,15 +73,15 @@ def defined_functions(source: str) -> set[str]:
 # ------------------------------------------------------------------------------------- canonical side
 @dataclass
 class Check:
-    cell: dict                   # the canonical check cell, with its reference outputs
+    cell: dict  # the canonical check cell, with its reference outputs
     points: float
 
 
 @dataclass
 class Exercise:
     name: str
-    cells: list = field(default_factory=list)        # canonical exercise cells (the solution)
-    checks: list = field(default_factory=list)       # list[Check]
+    cells: list = field(default_factory=list)  # canonical exercise cells (the solution)
+    checks: list = field(default_factory=list)  # list[Check]
 
     @property
     def points(self) -> float:
@@ -96,8 +97,8 @@ class Chapter:
     name: str
     version: str
     path: Path
-    preamble: list                                   # the course's code cells before the first exercise
-    exercises: list                                  # list[Exercise], notebook order
+    preamble: list  # the course's code cells before the first exercise
+    exercises: list  # list[Exercise], notebook order
 
     def exercise(self, name: str) -> Exercise:
         return next(e for e in self.exercises if e.name == name)
@@ -125,7 +126,7 @@ def parse_canonical(nb, path: Path) -> Chapter:
         meta = _llmc(cell.get("metadata", {}))
         role = meta.get("role")
         if role in ("setup", "instructor") or "instructor" in (cell.get("metadata", {}).get("tags") or []):
-            continue                     # the Colab install cell; answers for instructors only
+            continue  # the Colab install cell; answers for instructors only
         if role not in ("exercise", "check"):
             if not started:
                 preamble.append(cell)
@@ -145,7 +146,8 @@ def parse_canonical(nb, path: Path) -> Chapter:
             raise GradingSetupError(
                 f"{where}: the check cell has no saved 'PASS ...' output. The canonical notebooks must be the "
                 "executed solutions (as solutions/ in the course repository): run them once, e.g. `pytest "
-                f"--nbval-lax {path}` must pass, and save them with their outputs")
+                f"--nbval-lax {path}` must pass, and save them with their outputs"
+            )
         pts = _points(meta.get("points"))
         ex.checks.append(Check(cell, 1.0 if pts is None else pts))
     for ex in exercises.values():
@@ -156,6 +158,7 @@ def parse_canonical(nb, path: Path) -> Chapter:
 
 class _Node(dict):
     """A dict with attribute access, like nbformat's NotebookNode (used when nbformat is not installed)."""
+
     __getattr__ = dict.get
 
     def __setattr__(self, name, value):
@@ -242,8 +245,8 @@ def load_canonical(folder: Path) -> tuple[dict[str, Chapter], dict[str, str]]:
 @dataclass
 class Identified:
     chapter: Chapter
-    how: str                      # "metadata" | "file name"
-    version: str | None           # the submission's llmc.version, if any
+    how: str  # "metadata" | "file name"
+    version: str | None  # the submission's llmc.version, if any
 
 
 def _norm(text: str) -> str:
@@ -263,13 +266,17 @@ def identify(nb, filename: str, chapters: dict[str, Chapter], broken: dict[str, 
             return Identified(chapters[named], "metadata", version)
         if named in broken:
             raise GradingSetupError(f"the canonical notebook of chapter {named} cannot be used: {broken[named]}")
-        raise GradingSetupError(f"its metadata says chapter {named!r}, which has no canonical notebook among "
-                                f"the solutions ({', '.join(chapters)})")
+        raise GradingSetupError(
+            f"its metadata says chapter {named!r}, which has no canonical notebook among "
+            f"the solutions ({', '.join(chapters)})"
+        )
     stem = _norm(Path(filename).stem)
     by_name = [c for c in list(chapters) + list(broken) if _norm(c) in stem]
     if not by_name:
-        raise NotCourseNotebook("not a notebook of this course: it has no metadata llmc.chapter and its file name "
-                                f"names no chapter ({', '.join(chapters)})")
+        raise NotCourseNotebook(
+            "not a notebook of this course: it has no metadata llmc.chapter and its file name "
+            f"names no chapter ({', '.join(chapters)})"
+        )
     best = max(by_name, key=len)
     if best in broken:
         raise GradingSetupError(f"the canonical notebook of chapter {best} cannot be used: {broken[best]}")
@@ -279,9 +286,10 @@ def identify(nb, filename: str, chapters: dict[str, Chapter], broken: dict[str, 
 @dataclass
 class Claims:
     """Which chapter a submission says it is, three ways (None or empty where it does not say)."""
+
     metadata: str | None
     file_name: str | None
-    cells: set                    # chapters whose exercises the notebook's exercise cells name
+    cells: set  # chapters whose exercises the notebook's exercise cells name
 
 
 def chapter_claims(nb, filename: str, chapters: dict) -> Claims:
@@ -290,8 +298,13 @@ def chapter_claims(nb, filename: str, chapters: dict) -> Claims:
     stem = _norm(Path(filename).stem)
     by_name = [c for c in chapters if _norm(c) in stem]
     owner = {ex.name: c.name for c in chapters.values() for ex in c.exercises}
-    cells = {owner[n] for cell in nb.cells if _role(cell) == "exercise"
-             for n in [_llmc(cell.get("metadata", {})).get("exercise")] if n in owner}
+    cells = {
+        owner[n]
+        for cell in nb.cells
+        if _role(cell) == "exercise"
+        for n in [_llmc(cell.get("metadata", {})).get("exercise")]
+        if n in owner
+    }
     return Claims(named, max(by_name, key=len) if by_name else None, cells)
 
 
@@ -303,19 +316,23 @@ def mismatch(claims: Claims, graded: str, pinned: bool) -> list[str]:
             if value is not None and value != graded:
                 notes.append(f"wrong notebook? its {what} says chapter {value}, graded as {graded} (--chapter)")
     elif claims.metadata and claims.file_name and claims.metadata != claims.file_name:
-        notes.append(f"wrong notebook? its metadata says chapter {claims.metadata}, its file name "
-                     f"{claims.file_name}; graded as {graded}")
+        notes.append(
+            f"wrong notebook? its metadata says chapter {claims.metadata}, its file name "
+            f"{claims.file_name}; graded as {graded}"
+        )
     if claims.cells and graded not in claims.cells:
-        notes.append(f"wrong notebook? its exercise cells are those of chapter {', '.join(sorted(claims.cells))}, "
-                     f"graded as {graded}")
+        notes.append(
+            f"wrong notebook? its exercise cells are those of chapter {', '.join(sorted(claims.cells))}, "
+            f"graded as {graded}"
+        )
     return notes
 
 
 @dataclass
 class Picked:
-    sources: list                 # the learner's cells for one exercise, in notebook order
-    how: str                      # how they were found
-    note: str = ""                # something the learner should know about it
+    sources: list  # the learner's cells for one exercise, in notebook order
+    how: str  # how they were found
+    note: str = ""  # something the learner should know about it
 
 
 def student_sources(nb, exercise: Exercise) -> Picked:
@@ -332,8 +349,10 @@ def student_sources(nb, exercise: Exercise) -> Picked:
         picked, how = defining[-1:], "the cell that defines it"
     note = ""
     if len(picked) > len(exercise.cells) and how == "metadata":
-        note = (f"{len(picked)} cells are marked as exercise {exercise.name}; they were run in notebook order, "
-                "as Run All would")
+        note = (
+            f"{len(picked)} cells are marked as exercise {exercise.name}; they were run in notebook order, "
+            "as Run All would"
+        )
     elif how != "metadata" and picked:
         note = f"found by {how} (the cell's metadata llmc.exercise is missing)"
     return Picked([_source(c) for c in picked], how, note)
@@ -345,8 +364,10 @@ _FLAGS = [
     (r"\bsys\s*\.\s*(modules|stdout|stderr|displayhook|excepthook)\b", "changes the interpreter's state"),
     (r"\b__builtins__\b|\bimport\s+builtins\b|\bbuiltins\s*\.", "changes Python's built-ins"),
     (r"\bsetattr\s*\(|\.__code__\b|\.__globals__\b|\.__dict__\b", "rewrites objects at run time"),
-    (r"\b(check|reference|ops|llmc_kernels(\.\w+)*)\s*\.\s*\w+(\s*\[[^\]]*\])?\s*=(?!=)",
-     "assigns into the course's modules"),
+    (
+        r"\b(check|reference|ops|llmc_kernels(\.\w+)*)\s*\.\s*\w+(\s*\[[^\]]*\])?\s*=(?!=)",
+        "assigns into the course's modules",
+    ),
     (r"\b(_honesty|grade_guard|check_\w+)\b", "uses the checker's internals"),
     (r"""(["'])[^"'\n]*\bPASS\b""", "prints a PASS line of its own"),
     (r"\bos\s*\.\s*(_exit|kill)\b|\bsignal\s*\.\s*signal\b", "kills the process or changes its signals"),

@@ -6,6 +6,7 @@ The grader takes a digest before grading and again after each submission's proce
 stops grading with an error that names the submission and the files. (The grader itself writes nothing there
 while grading: it imports with ``sys.pycache_prefix`` pointing elsewhere, and so do its learner processes.)
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -5,6 +5,7 @@ inputs the learner's process never saw, runs the recorded kernel launches on the
 op calls with the package's float64 references, for chapter 09), and sends back what the buffers hold. It is
 fenced in like the worker, because the learner's kernels are native code.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,16 +22,18 @@ def main() -> int:
     os.dup2(2, 1)
     req, arrays = next(wire.read(sys.stdin.buffer))
     from .grade_trace import replay
+
     grader = {k[2:]: v.copy() for k, v in arrays.items() if k.startswith("c.")}
     blobs = {k[6:]: v for k, v in arrays.items() if k.startswith("trace.")}
     ops = None
     if req["kind"] == "block":
         from . import reference
         from .model import REQUIRED_OPS
+
         ops = types.SimpleNamespace(**{n: getattr(reference, n) for n in REQUIRED_OPS})
     try:
         replay(req["trace"], blobs, grader, ops=ops, timeout=req["launch_timeout"])
-    except BaseException as e:               # noqa: BLE001 -- a kernel error or a malformed trace
+    except BaseException as e:  # noqa: BLE001 -- a kernel error or a malformed trace
         wire.write(frames, {"event": "replay_error", "error": describe(e)})
         return 0
     wire.write(frames, {"event": "replayed"}, {f"out.{k}": v for k, v in grader.items()})

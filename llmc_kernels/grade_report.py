@@ -1,6 +1,7 @@
 """What ``llmc grade`` writes: the terminal table, the CSV, the Markdown feedback files and Gradescope's
 ``results.json``. Every file is written once, after every learner process is gone, through a temporary file
 renamed into place (so a file or link planted at that path is replaced, never written through)."""
+
 from __future__ import annotations
 
 import csv
@@ -67,7 +68,7 @@ def csv_text(subs) -> str:
 
 
 def feedback_name(label: str) -> str:
-    stem = label[:-len(".ipynb")] if label.endswith(".ipynb") else label
+    stem = label[: -len(".ipynb")] if label.endswith(".ipynb") else label
     return stem.replace("/", "__").replace("\\", "__") + ".feedback.md"
 
 
@@ -77,24 +78,36 @@ def feedback(sub, *, backend: str, timeout: float, seed: int) -> str:
     if sub.chapter is None:
         lines += ["This file could not be graded:", "", f"> {sub.error}", ""]
         if not sub.setup_error:
-            lines += ["Submit the chapter notebook of the course (the `.ipynb` file from `chapters/`, with your "
-                      "code in its exercise cells).", ""]
+            lines += [
+                "Submit the chapter notebook of the course (the `.ipynb` file from `chapters/`, with your "
+                "code in its exercise cells).",
+                "",
+            ]
         return "\n".join(lines)
-    lines += [f"Chapter **{sub.chapter.name}** (version {sub.chapter.version}), graded by `llmc grade` "
-              f"(llmc_kernels {__version__}) on the {backend} backend, seed {seed}, time limit {fmt(timeout)} s "
-              "per exercise.", "", f"**Score: {fmt(sub.total)} / {fmt(sub.max)}**", ""]
+    lines += [
+        f"Chapter **{sub.chapter.name}** (version {sub.chapter.version}), graded by `llmc grade` "
+        f"(llmc_kernels {__version__}) on the {backend} backend, seed {seed}, time limit {fmt(timeout)} s "
+        "per exercise.",
+        "",
+        f"**Score: {fmt(sub.total)} / {fmt(sub.max)}**",
+        "",
+    ]
     lines += [f"- **Note:** {n}" for n in sub.notes] + ([""] if sub.notes else [])
     lines += [f"- Warning: {w}" for w in sub.warnings] + ([""] if sub.warnings else [])
     if not sub.results:
         return "\n".join(lines)
     lines += ["| exercise | points | verdict |", "|---|---|---|"]
     lines += [f"| `{r.name}` | {fmt(r.earned)} / {fmt(r.points)} | {r.verdict} |" for r in sub.results]
-    lines += ["", "Each exercise was run on its own, in a fresh process: the chapter's set-up cells and your cells "
-              "for that exercise. Your function was called on inputs drawn for this grading (not the check's "
-              "default ones), the grader compared what it left in the output arrays with its own float64 "
-              "reference, and replayed your kernel launches on fresh inputs: the outputs must be written by kernels "
-              "your code compiles and launches. Your notebook's saved outputs, printed lines and check cells are "
-              "not used.", ""]
+    lines += [
+        "",
+        "Each exercise was run on its own, in a fresh process: the chapter's set-up cells and your cells "
+        "for that exercise. Your function was called on inputs drawn for this grading (not the check's "
+        "default ones), the grader compared what it left in the output arrays with its own float64 "
+        "reference, and replayed your kernel launches on fresh inputs: the outputs must be written by kernels "
+        "your code compiles and launches. Your notebook's saved outputs, printed lines and check cells are "
+        "not used.",
+        "",
+    ]
     for r in sub.results:
         lines += [f"## {r.name}: {r.verdict} ({fmt(r.earned)} / {fmt(r.points)})", ""]
         lines += [r.reason, ""] if r.reason else []
@@ -113,8 +126,15 @@ def gradescope(subs, *, backend: str, seed: int) -> str:
         name = f"{sub.label}: " if prefix else ""
         if sub.chapter is None:
             outputs.append(f"{sub.label} could not be graded: {sub.error}")
-            tests.append({"name": f"{name}notebook", "score": 0, "max_score": 0, "status": "failed",
-                          "output": f"This file could not be graded: {sub.error}"})
+            tests.append(
+                {
+                    "name": f"{name}notebook",
+                    "score": 0,
+                    "max_score": 0,
+                    "status": "failed",
+                    "output": f"This file could not be graded: {sub.error}",
+                }
+            )
             continue
         score += sub.total
         outputs += [f"{sub.label}: {n}" for n in sub.notes]
@@ -124,9 +144,20 @@ def gradescope(subs, *, backend: str, seed: int) -> str:
                 text += "\n\n" + r.details.rstrip()
             if r.notes:
                 text += "\n\n" + "\n".join(f"note: {n}" for n in r.notes)
-            tests.append({"name": f"{name}{r.name}", "score": r.earned, "max_score": r.points,
-                          "status": "passed" if r.verdict == "pass" else "failed", "output": text,
-                          "visibility": "visible"})
+            tests.append(
+                {
+                    "name": f"{name}{r.name}",
+                    "score": r.earned,
+                    "max_score": r.points,
+                    "status": "passed" if r.verdict == "pass" else "failed",
+                    "output": text,
+                    "visibility": "visible",
+                }
+            )
     head = f"graded by llmc grade (llmc_kernels {__version__}) on the {backend} backend, seed {seed}"
-    return json.dumps({"score": score, "output": "\n".join([head] + outputs), "visibility": "visible",
-                       "tests": tests}, indent=1) + "\n"
+    return (
+        json.dumps(
+            {"score": score, "output": "\n".join([head] + outputs), "visibility": "visible", "tests": tests}, indent=1
+        )
+        + "\n"
+    )

@@ -15,6 +15,7 @@ grader did not start itself. Before the grader writes results, :meth:`Sandbox.cl
 
 :func:`probe` starts one box to find out what this machine allows (namespaces, a fresh ``/proc``), once per run.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -33,11 +34,28 @@ from pathlib import Path
 from . import grade_wire as wire
 
 PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE = 36, 4
-KEEP_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "CUDA_PATH",
-            "CUDA_HOME", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "LLMC_CXX", "CXX",
-            "LLMC_DATA_DIR", "TIKTOKEN_CACHE_DIR", "VIRTUAL_ENV", "CONDA_PREFIX", "SYSTEMROOT")
-FILE_LIMIT = 512 << 20                 # bytes a learner process may write into one file
-PROC_MARGIN = 256                      # processes a learner process may add to this user's count
+KEEP_ENV = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "LD_LIBRARY_PATH",
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_PATH",
+    "CUDA_HOME",
+    "NVIDIA_VISIBLE_DEVICES",
+    "NVIDIA_DRIVER_CAPABILITIES",
+    "LLMC_CXX",
+    "CXX",
+    "LLMC_DATA_DIR",
+    "TIKTOKEN_CACHE_DIR",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+    "SYSTEMROOT",
+)
+FILE_LIMIT = 512 << 20  # bytes a learner process may write into one file
+PROC_MARGIN = 256  # processes a learner process may add to this user's count
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -130,6 +148,7 @@ def _reap(pid: int) -> None:
 @dataclass
 class Isolation:
     """What the probe found the machine allows."""
+
     namespaces: bool = False
     proc: bool = False
     network: str = ""
@@ -137,45 +156,51 @@ class Isolation:
 
     def describe(self) -> str:
         if self.namespaces:
-            return ("user, mount, network and PID namespaces" + ("" if self.proc else " (without a private /proc: "
-                                                                   "other processes stay visible)")
-                    + "; no network")
-        return (f"no namespaces ({self.error or 'not available on this system'}): learner processes can open "
-                "network connections and see other processes; grade in a container for that")
+            return (
+                "user, mount, network and PID namespaces"
+                + ("" if self.proc else " (without a private /proc: other processes stay visible)")
+                + "; no network"
+            )
+        return (
+            f"no namespaces ({self.error or 'not available on this system'}): learner processes can open "
+            "network connections and see other processes; grade in a container for that"
+        )
 
 
 @dataclass
 class Limits:
     """Time and resource limits derived from ``--timeout`` (per exercise)."""
-    total: float                        # the learner's cells and calls, from the end of the course's set-up on
-    memory: int | None = None           # bytes of address space per learner process (None: no limit)
+
+    total: float  # the learner's cells and calls, from the end of the course's set-up on
+    memory: int | None = None  # bytes of address space per learner process (None: no limit)
 
     @property
-    def setup(self) -> float:           # starting Python and the course's set-up cells
+    def setup(self) -> float:  # starting Python and the course's set-up cells
         return max(120.0, self.total)
 
     @property
-    def launch(self) -> float:          # the CPU backend's limit per kernel launch
+    def launch(self) -> float:  # the CPU backend's limit per kernel launch
         return max(0.5, min(60.0, 0.25 * self.total))
 
     @property
-    def cpu(self) -> int:               # CPU seconds of a learner process: a backstop behind the wall clock
+    def cpu(self) -> int:  # CPU seconds of a learner process: a backstop behind the wall clock
         return int(2 * (self.setup + self.total)) + 30
 
 
 @dataclass
 class Box:
     """One running learner process."""
+
     proc: subprocess.Popen
     folder: Path
-    frames: list = field(default_factory=list)       # (seconds since start, meta, arrays)
+    frames: list = field(default_factory=list)  # (seconds since start, meta, arrays)
     log: bytearray = field(default_factory=bytearray)
     bad_frame: str = ""
     started: float = 0.0
     readers: list = field(default_factory=list)
 
     LOG_LIMIT = 200_000
-    FRAMES_LIMIT = 1000                  # frames, and bytes of arrays, a learner process may send in all
+    FRAMES_LIMIT = 1000  # frames, and bytes of arrays, a learner process may send in all
     BYTES_LIMIT = 1 << 30
 
     def read(self) -> None:
@@ -196,38 +221,43 @@ class Box:
         def log():
             try:
                 while True:
-                    chunk = self.proc.stderr.read1(65536) if hasattr(self.proc.stderr, "read1") else \
-                        self.proc.stderr.read(65536)
+                    chunk = (
+                        self.proc.stderr.read1(65536)
+                        if hasattr(self.proc.stderr, "read1")
+                        else self.proc.stderr.read(65536)
+                    )
                     if not chunk:
                         return
                     self.log += chunk
                     if len(self.log) > 2 * self.LOG_LIMIT:
-                        del self.log[:len(self.log) - self.LOG_LIMIT]
+                        del self.log[: len(self.log) - self.LOG_LIMIT]
             except (OSError, ValueError):
                 pass
+
         self.readers = [threading.Thread(target=frames, daemon=True), threading.Thread(target=log, daemon=True)]
         for t in self.readers:
             t.start()
 
     def text(self) -> str:
-        return bytes(self.log[-self.LOG_LIMIT:]).decode("utf-8", errors="replace")
+        return bytes(self.log[-self.LOG_LIMIT :]).decode("utf-8", errors="replace")
 
 
 class Sandbox:
-    def __init__(self, *, backend: str, limits: Limits, hide=(), namespaces: bool | None = None,
-                 reap_orphans: bool = False):
+    def __init__(
+        self, *, backend: str, limits: Limits, hide=(), namespaces: bool | None = None, reap_orphans: bool = False
+    ):
         self.backend, self.limits = backend, limits
         self.root = Path(tempfile.mkdtemp(prefix="llmc-grade-"))
         os.chmod(self.root, 0o700)
         self.grader = os.getpid()
         self.reap_orphans = reap_orphans
-        self.lock = threading.Lock()                  # held while starting a process and while sweeping
+        self.lock = threading.Lock()  # held while starting a process and while sweeping
         self.started: set[int] = set()
         self.count = 0
         self.hide = [str(Path(p).resolve()) for p in hide if p] + [str(self.root)]
         self._seed_cache()
         if namespaces is None and os.environ.get("LLMC_GRADE_NAMESPACES", "").strip() == "0":
-            namespaces = False                   # the instructor's choice (a set-up they break, e.g. a GPU driver)
+            namespaces = False  # the instructor's choice (a set-up they break, e.g. a GPU driver)
         self.isolation = probe(self) if namespaces is not False else Isolation(error="turned off")
 
     # -- folders and environment
@@ -235,10 +265,13 @@ class Sandbox:
         """Build the CPU backend's runtime library and precompiled header once, in the grader's own folder; each
         learner process gets a copy (never a shared file it could change for the others)."""
         self.seed = self.root / "seed-cache"
-        env = dict(os.environ, LLMC_CACHE_DIR=str(self.seed), PYTHONDONTWRITEBYTECODE="1",
-                   PYTHONPYCACHEPREFIX=str(self.root / "pycache"))
-        code = ("from llmc_kernels.runtime.cpu import build\n"
-                "build.runtime_library(); build.precompiled_header()\n")
+        env = dict(
+            os.environ,
+            LLMC_CACHE_DIR=str(self.seed),
+            PYTHONDONTWRITEBYTECODE="1",
+            PYTHONPYCACHEPREFIX=str(self.root / "pycache"),
+        )
+        code = "from llmc_kernels.runtime.cpu import build\nbuild.runtime_library(); build.precompiled_header()\n"
         subprocess.run([sys.executable, "-c", code], env=self._python_path(env), capture_output=True, timeout=600)
 
     def folder(self, name: str) -> Path:
@@ -267,15 +300,33 @@ class Sandbox:
         if os.environ.get("PYTHONPATH"):
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         env = self._python_path(env)
-        private = {"HOME": "home", "TMPDIR": "tmp", "LLMC_CACHE_DIR": "cache", "MPLCONFIGDIR": "home/.mpl",
-                   "IPYTHONDIR": "home/.ipython", "XDG_CACHE_HOME": "home/.cache", "XDG_CONFIG_HOME": "home/.config",
-                   "CUPY_CACHE_DIR": "home/.cupy", "PYTHONPYCACHEPREFIX": "home/.pycache"}
+        private = {
+            "HOME": "home",
+            "TMPDIR": "tmp",
+            "LLMC_CACHE_DIR": "cache",
+            "MPLCONFIGDIR": "home/.mpl",
+            "IPYTHONDIR": "home/.ipython",
+            "XDG_CACHE_HOME": "home/.cache",
+            "XDG_CONFIG_HOME": "home/.config",
+            "CUPY_CACHE_DIR": "home/.cupy",
+            "PYTHONPYCACHEPREFIX": "home/.pycache",
+        }
         env.update({k: str(folder / v) for k, v in private.items()})
-        env.update({"LLMC_BACKEND": self.backend, "LLMC_CPU_TIMEOUT": f"{self.limits.launch:g}", "MPLBACKEND": "Agg",
-                    "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "PYTHONUNBUFFERED": "1",
-                    "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+        env.update(
+            {
+                "LLMC_BACKEND": self.backend,
+                "LLMC_CPU_TIMEOUT": f"{self.limits.launch:g}",
+                "MPLBACKEND": "Agg",
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "PYTHONNOUSERSITE": "1",
+                "PYTHONUNBUFFERED": "1",
+                "OMP_NUM_THREADS": "1",
+                "OPENBLAS_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1",
+            }
+        )
         for key in [k for k, v in env.items() if any(h in v for h in self.hide[:-1])]:
-            del env[key]                      # nothing that names the instructor's solutions
+            del env[key]  # nothing that names the instructor's solutions
         return env
 
     def _limits(self) -> dict:
@@ -287,13 +338,26 @@ class Sandbox:
     def start(self, role: str, folder: Path, request: bytes, *, namespaces: bool | None = None) -> Box:
         """Start a learner process (``role`` worker or replay) in ``folder`` and send it ``request``."""
         use_ns = self.isolation.namespaces if namespaces is None else namespaces
-        config = {"role": role, "grader": os.getpid(), "namespaces": use_ns, "cwd": str(folder / "work"),
-                  "keep": str(folder), "hide": self.hide, "limits": self._limits()}
+        config = {
+            "role": role,
+            "grader": os.getpid(),
+            "namespaces": use_ns,
+            "cwd": str(folder / "work"),
+            "keep": str(folder),
+            "hide": self.hide,
+            "limits": self._limits(),
+        }
         head = json.dumps(config).encode()
         with self.lock:
-            proc = subprocess.Popen([sys.executable, "-m", "llmc_kernels.grade_box"], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=folder / "work",
-                                    env=self.environment(folder), start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "llmc_kernels.grade_box"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=folder / "work",
+                env=self.environment(folder),
+                start_new_session=True,
+            )
             self.started.add(proc.pid)
         box = Box(proc, folder, started=time.monotonic())
         box.read()
@@ -305,6 +369,7 @@ class Sandbox:
                 proc.stdin.close()
             except (BrokenPipeError, OSError, ValueError):
                 pass
+
         threading.Thread(target=send, daemon=True).start()
         return box
 
@@ -351,13 +416,27 @@ def probe(sandbox: Sandbox) -> Isolation:
     if not sys.platform.startswith("linux"):
         return Isolation(error=f"{sys.platform} has no Linux namespaces")
     folder = sandbox.folder("probe")
-    config = {"role": "probe", "grader": os.getpid(), "namespaces": True, "cwd": str(folder / "work"),
-              "keep": str(folder), "hide": sandbox.hide, "limits": {}, "cuda": sandbox.backend == "cuda"}
+    config = {
+        "role": "probe",
+        "grader": os.getpid(),
+        "namespaces": True,
+        "cwd": str(folder / "work"),
+        "keep": str(folder),
+        "hide": sandbox.hide,
+        "limits": {},
+        "cuda": sandbox.backend == "cuda",
+    }
     head = json.dumps(config).encode()
     with sandbox.lock:
-        proc = subprocess.Popen([sys.executable, "-m", "llmc_kernels.grade_box"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=folder / "work",
-                                env=sandbox.environment(folder), start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llmc_kernels.grade_box"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=folder / "work",
+            env=sandbox.environment(folder),
+            start_new_session=True,
+        )
         sandbox.started.add(proc.pid)
     try:
         out, err = proc.communicate(len(head).to_bytes(8, "little") + head, timeout=60)
@@ -374,5 +453,6 @@ def probe(sandbox: Sandbox) -> Isolation:
         return Isolation(error=f"the probe failed: {err.decode(errors='replace')[-300:]}")
     if found.get("namespaces") and found.get("cuda_error"):
         return Isolation(error=f"CUDA does not work inside them ({found['cuda_error'][:200]})")
-    return Isolation(bool(found.get("namespaces")), bool(found.get("proc")), found.get("network", ""),
-                     found.get("error", ""))
+    return Isolation(
+        bool(found.get("namespaces")), bool(found.get("proc")), found.get("network", ""), found.get("error", "")
+    )

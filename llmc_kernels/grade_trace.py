@@ -21,16 +21,29 @@ scratch buffer, or host code fixing up a kernel's output replay as stale bytes a
 The trace is a claim the replay verifies, so the learner's process may tamper with the tracer as it likes: it
 can only make its own replay fail, or submit the kernels it records.
 """
+
 from __future__ import annotations
 
 import threading
 
 import numpy as np
 
-MAX_EVENTS = 20000                # launches and op calls of one traced call; beyond it the call is refused
+MAX_EVENTS = 20000  # launches and op calls of one traced call; beyond it the call is refused
 MAX_SCRATCH_BYTES = 256 << 20
-SCALAR_TYPES = ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float16",
-                "float32", "float64")
+SCALAR_TYPES = (
+    "bool",
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+)
 
 
 class TraceError(Exception):
@@ -48,13 +61,13 @@ class Tracer:
     def __init__(self, buffers: dict):
         self.lock = threading.RLock()
         self.keys = list(buffers)
-        self.arrays = [buffers[k] for k in self.keys]       # buffer id i < len(keys): the grader's buffer keys[i]
+        self.arrays = [buffers[k] for k in self.keys]  # buffer id i < len(keys): the grader's buffer keys[i]
         self.regions = [_bounds(a) for a in self.arrays]
-        self.scratch = []                                     # (owner array, (lo, hi)); id len(keys) + j
-        self.snaps = [self._raw(i).copy() for i in range(len(self.arrays))]   # bytes after the last event
+        self.scratch = []  # (owner array, (lo, hi)); id len(keys) + j
+        self.snaps = [self._raw(i).copy() for i in range(len(self.arrays))]  # bytes after the last event
         self.events: list[dict] = []
         self.blobs: dict[str, np.ndarray] = {}
-        self.refused = ""                                     # why this trace cannot be replayed, if so
+        self.refused = ""  # why this trace cannot be replayed, if so
 
     # -- buffers
     def _raw(self, i: int) -> np.ndarray:
@@ -72,8 +85,13 @@ class Tracer:
             ptr = int(a.__array_interface__["data"][0])
             for i, (blo, bhi) in enumerate(self.regions + [r for _, r in self.scratch]):
                 if blo <= lo and hi <= bhi:
-                    return {"buf": i, "offset": ptr - blo, "dtype": a.dtype.str, "shape": list(a.shape),
-                            "strides": list(a.strides)}
+                    return {
+                        "buf": i,
+                        "offset": ptr - blo,
+                        "dtype": a.dtype.str,
+                        "shape": list(a.shape),
+                        "strides": list(a.strides),
+                    }
             owner = a
             while isinstance(owner.base, np.ndarray):
                 owner = owner.base
@@ -85,9 +103,14 @@ class Tracer:
                 self.refused = f"scratch buffers of more than {MAX_SCRATCH_BYTES >> 20} MiB"
                 raise TraceError(self.refused)
             self.scratch.append((owner, (olo, ohi)))
-            self.snaps.append(None)                           # first use: its contents are recorded
-            return {"buf": len(self.arrays) + len(self.scratch) - 1, "offset": ptr - olo, "dtype": a.dtype.str,
-                    "shape": list(a.shape), "strides": list(a.strides)}
+            self.snaps.append(None)  # first use: its contents are recorded
+            return {
+                "buf": len(self.arrays) + len(self.scratch) - 1,
+                "offset": ptr - olo,
+                "dtype": a.dtype.str,
+                "shape": list(a.shape),
+                "strides": list(a.strides),
+            }
         if isinstance(a, np.generic):
             return {"scalar": a.dtype.name, "value": a.item()}
         if isinstance(a, bool):
@@ -96,7 +119,7 @@ class Tracer:
             return {"int": a}
         if isinstance(a, float):
             return {"float": a}
-        return {"other": type(a).__name__}                   # replays as a refusal: nothing else is an argument
+        return {"other": type(a).__name__}  # replays as a refusal: nothing else is an argument
 
     def sync(self) -> None:
         """Record, as "set" events, every buffer the host changed since the last event."""
@@ -129,10 +152,18 @@ class Tracer:
     # -- what is recorded
     def launch(self, kernel, grid, block, args, shared_mem, run):
         refs = [self.ref(a) for a in (args if isinstance(args, (tuple, list)) else [args])]
-        event = {"launch": {"code": kernel.code, "name": kernel.name, "options": [str(o) for o in kernel.options],
-                            "internal": bool(getattr(kernel, "internal", False)),
-                            "grid": _dims(grid), "block": _dims(block), "shared_mem": int(shared_mem),
-                            "args": refs}}
+        event = {
+            "launch": {
+                "code": kernel.code,
+                "name": kernel.name,
+                "options": [str(o) for o in kernel.options],
+                "internal": bool(getattr(kernel, "internal", False)),
+                "grid": _dims(grid),
+                "block": _dims(block),
+                "shared_mem": int(shared_mem),
+                "args": refs,
+            }
+        }
         return self._event(event, run)
 
     def op(self, name: str, args, run):
@@ -170,8 +201,12 @@ def _view(ref, raws: list) -> np.ndarray:
     if dtype.kind not in "biuf" or dtype.hasobject:
         raise TraceError(f"a buffer reference of dtype {dtype}")
     shape, strides, offset = ref.get("shape"), ref.get("strides"), ref.get("offset")
-    if not (isinstance(shape, list) and isinstance(strides, list) and len(shape) == len(strides)
-            and all(isinstance(v, int) and v >= 0 for v in shape + strides + [offset])):
+    if not (
+        isinstance(shape, list)
+        and isinstance(strides, list)
+        and len(shape) == len(strides)
+        and all(isinstance(v, int) and v >= 0 for v in shape + strides + [offset])
+    ):
         raise TraceError(f"a bad buffer reference {ref!r}")
     try:
         return np.ndarray(tuple(shape), dtype=dtype, buffer=raws[ref["buf"]], offset=offset, strides=tuple(strides))
@@ -204,6 +239,7 @@ def replay(meta: dict, blobs: dict, grader: dict, *, ops=None, timeout: float = 
     """
     from . import runtime
     from .runtime.source import SourceOrigin
+
     buffers = meta.get("buffers")
     events = meta.get("events")
     if not isinstance(buffers, list) or not isinstance(events, list) or len(events) > MAX_EVENTS + 1:
@@ -226,8 +262,13 @@ def replay(meta: dict, blobs: dict, grader: dict, *, ops=None, timeout: float = 
             raise TraceError("a bad event")
         if "set" in event:
             i, blob = event.get("set"), blobs.get(event.get("blob"))
-            if not isinstance(i, int) or not 0 <= i < len(raws) or blob is None or blob.dtype != np.uint8 \
-                    or blob.shape != raws[i].shape:
+            if (
+                not isinstance(i, int)
+                or not 0 <= i < len(raws)
+                or blob is None
+                or blob.dtype != np.uint8
+                or blob.shape != raws[i].shape
+            ):
                 raise TraceError("a bad host write in the trace")
             raws[i][...] = blob
         elif "launch" in event:
@@ -236,14 +277,16 @@ def replay(meta: dict, blobs: dict, grader: dict, *, ops=None, timeout: float = 
             if key not in kernels:
                 if not isinstance(key[0], str) or not isinstance(key[1], str):
                     raise TraceError("a launch without kernel source")
-                kernels[key] = runtime.RawKernel(key[0], key[1], "cpu", options=key[2],
-                                                 origin=SourceOrigin(f"your kernel '{key[1]}'", 1))
+                kernels[key] = runtime.RawKernel(
+                    key[0], key[1], "cpu", options=key[2], origin=SourceOrigin(f"your kernel '{key[1]}'", 1)
+                )
             args = tuple(_arg(r, raws) for r in L.get("args") or ())
             if on_launch is not None:
                 on_launch(L)
             with runtime.launch_options(schedule="forward", timeout=timeout):
-                kernels[key](tuple(L.get("grid") or (1,)), tuple(L.get("block") or (1,)), args,
-                             int(L.get("shared_mem") or 0))
+                kernels[key](
+                    tuple(L.get("grid") or (1,)), tuple(L.get("block") or (1,)), args, int(L.get("shared_mem") or 0)
+                )
         elif "op" in event:
             name = event["op"]
             fn = getattr(ops, name, None) if ops is not None and isinstance(name, str) else None

@@ -5,6 +5,7 @@ JSON object under ``__meta__`` (UTF-8 bytes as a uint8 array) and any number of 
 uses ``allow_pickle=False``, refuses object dtypes and anything larger than the caller's limit, so a learner's
 process can send nothing but numbers and JSON: a bad frame is a failed exercise, never code run by the grader.
 """
+
 from __future__ import annotations
 
 import io
@@ -15,8 +16,8 @@ import zipfile
 import numpy as np
 
 META = "__meta__"
-PLAIN_KINDS = "biuf"                  # bool, signed, unsigned, float: the only dtypes a frame may carry
-MAX_FRAME = 256 << 20                 # bytes; a frame beyond it is refused unread
+PLAIN_KINDS = "biuf"  # bool, signed, unsigned, float: the only dtypes a frame may carry
+MAX_FRAME = 256 << 20  # bytes; a frame beyond it is refused unread
 
 
 class BadFrame(Exception):
@@ -40,7 +41,7 @@ def write(stream, meta: dict, arrays: dict | None = None) -> None:
 
 def decode(body: bytes) -> tuple[dict, dict]:
     """``(meta, arrays)`` of one frame's body; BadFrame for anything but plain arrays and a JSON object."""
-    try:                                  # stored entries only (as numpy.savez writes them): no zip bomb
+    try:  # stored entries only (as numpy.savez writes them): no zip bomb
         with zipfile.ZipFile(io.BytesIO(body)) as zf:
             if any(i.compress_type != zipfile.ZIP_STORED for i in zf.infolist()):
                 raise BadFrame("a compressed archive")
@@ -49,7 +50,7 @@ def decode(body: bytes) -> tuple[dict, dict]:
     try:
         with np.load(io.BytesIO(body), allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
-    except Exception as e:     # a truncated or forged archive raises many types
+    except Exception as e:  # a truncated or forged archive raises many types
         raise BadFrame(f"not an archive of plain arrays ({type(e).__name__}: {e})") from None
     raw = arrays.pop(META, None)
     if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:

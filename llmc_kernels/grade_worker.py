@@ -16,6 +16,7 @@ The grader compares the arrays with its own reference, replays the trace elsewhe
 all it started when it is done. Nothing here needs to be trusted: learner code can change any of it, and can
 only spoil its own result by doing so.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -37,7 +38,8 @@ def _nondumpable() -> None:
     """No other process of this user may read or write this one's memory (ptrace, /proc/PID/mem)."""
     try:
         import ctypes
-        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)        # PR_SET_DUMPABLE = 4
+
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
     except (OSError, AttributeError):
         pass
 
@@ -55,6 +57,7 @@ class IPythonCells:
     def __init__(self):
         from IPython.core.interactiveshell import InteractiveShell
         from traitlets.config import Config
+
         config = Config()
         config.HistoryManager.enabled = False
         self.shell = InteractiveShell.instance(config=config)
@@ -80,7 +83,7 @@ class PlainCells:
         linecache.cache[name] = (len(text), None, text.splitlines(True), name)
         try:
             exec(compile(text, name, "exec"), self.ns)
-        except BaseException as e:          # noqa: BLE001 -- anything a cell raises is its result
+        except BaseException as e:  # noqa: BLE001 -- anything a cell raises is its result
             traceback.print_exc()
             return describe(e)
         return None
@@ -100,8 +103,10 @@ def refuse_case_builder() -> None:
     from . import check, check_cases
 
     def refused(*args, **kwargs):
-        raise RuntimeError("the checks' case builder is not available while llmc grade runs your code "
-                           "(grading uses secret cases)")
+        raise RuntimeError(
+            "the checks' case builder is not available while llmc grade runs your code (grading uses secret cases)"
+        )
+
     check_cases.build = refused
     check.build = refused
     check._case = refused
@@ -114,6 +119,7 @@ _TRACER = None
 def install_launch_hook() -> None:
     """Route every RawKernel launch through the active tracer, if any (set only during the traced call)."""
     from . import runtime
+
     original = runtime.RawKernel.__call__
     if getattr(original, "llmc_grade_hook", False):
         return
@@ -122,8 +128,10 @@ def install_launch_hook() -> None:
         tracer = _TRACER
         if tracer is None:
             return original(self, grid, block, args, shared_mem, stream)
-        return tracer.launch(self, grid, block, args, shared_mem,
-                             lambda: original(self, grid, block, args, shared_mem, stream))
+        return tracer.launch(
+            self, grid, block, args, shared_mem, lambda: original(self, grid, block, args, shared_mem, stream)
+        )
+
     launch.llmc_grade_hook = True
     runtime.RawKernel.__call__ = launch
 
@@ -135,6 +143,7 @@ class BlockOps:
     def __init__(self):
         from . import reference
         from .model import REQUIRED_OPS
+
         for name in REQUIRED_OPS:
             setattr(self, name, self._op(name, getattr(reference, name)))
 
@@ -146,8 +155,10 @@ class BlockOps:
             def run():
                 with package_scope():
                     fn(*args)
+
             tracer = _TRACER
             return tracer.op(name, args, run) if tracer is not None else run()
+
         call.__name__ = name
         return call
 
@@ -193,6 +204,7 @@ def call(fn, req: dict, arrays: dict, run: dict, ops) -> tuple[dict, dict]:
     global _TRACER
     from . import runtime
     from ._honesty import learner_scope
+
     backend = run["backend"]
     xp = np
     if backend == "cuda":
@@ -212,8 +224,9 @@ def call(fn, req: dict, arrays: dict, run: dict, ops) -> tuple[dict, dict]:
     tracer = None
     if run.get("trace"):
         from .grade_trace import Tracer
+
         tracer = Tracer(made)
-    race_warnings: list = []             # same-value races: warnings, not failures (as in the checks)
+    race_warnings: list = []  # same-value races: warnings, not failures (as in the checks)
     sink = _race_sink() if backend == "cpu" else None
     token = sink.set(race_warnings) if sink is not None else None
     start = time.perf_counter()
@@ -228,7 +241,7 @@ def call(fn, req: dict, arrays: dict, run: dict, ops) -> tuple[dict, dict]:
                 xp.cuda.get_current_stream().synchronize()
         if returned is not None:
             meta["returned"] = type(returned).__name__
-    except BaseException as e:           # noqa: BLE001 -- SystemExit, KeyboardInterrupt: the learner's too
+    except BaseException as e:  # noqa: BLE001 -- SystemExit, KeyboardInterrupt: the learner's too
         meta.update(ok=False, error=describe(e))
     meta["ms"] = (time.perf_counter() - start) * 1e3
     if token is not None:
@@ -237,13 +250,13 @@ def call(fn, req: dict, arrays: dict, run: dict, ops) -> tuple[dict, dict]:
     for key, a in made.items():
         try:
             out[f"out.{key}"] = xp.asnumpy(a) if backend == "cuda" else np.asarray(a)
-        except Exception as e:           # noqa: BLE001 -- a dead CUDA context: the arrays are gone
+        except Exception as e:  # noqa: BLE001 -- a dead CUDA context: the arrays are gone
             meta.update(ok=False, error=meta["error"] or describe(e))
             break
     if tracer is not None and meta["ok"]:
         try:
             trace, blobs = tracer.finish()
-        except Exception as e:           # noqa: BLE001
+        except Exception as e:  # noqa: BLE001
             trace, blobs = {"refused": f"{type(e).__name__}: {e}"}, {}
         meta["trace"] = trace
         out.update({f"trace.{k}": v for k, v in blobs.items()})
@@ -254,7 +267,7 @@ def call(fn, req: dict, arrays: dict, run: dict, ops) -> tuple[dict, dict]:
 def main() -> int:
     _nondumpable()
     frames = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)                          # the learner's prints go to the log, never into the frames
+    os.dup2(2, 1)  # the learner's prints go to the log, never into the frames
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
     req, arrays = next(wire.read(sys.stdin.buffer))
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -287,4 +300,4 @@ def main() -> int:
 if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
-    os._exit(code)         # no interpreter shutdown: learner threads and atexit hooks do not run
+    os._exit(code)  # no interpreter shutdown: learner threads and atexit hooks do not run

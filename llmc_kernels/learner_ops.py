@@ -11,6 +11,7 @@ A module written by ``llmc collect`` says it itself: ``LEARNER_OPS = {op: notebo
 {op: why the package's is used}``. For any other namespace an op is the package's when it *is* the
 package's function, and the learner's otherwise.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,19 +45,23 @@ def load(path) -> types.ModuleType:
     name = f"llmc_user_ops_{path.stem}_{digest}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module            # dataclasses and pickling look modules up there
+    sys.modules[name] = module  # dataclasses and pickling look modules up there
     try:
         spec.loader.exec_module(module)
     except Exception as err:  # noqa: BLE001 (any error of the learner's code becomes one clear message)
         del sys.modules[name]
-        raise LearnerOpsError(f"--ops {path}: importing it failed{_where(err, path)}: {type(err).__name__}: {err}. "
-                              f"Fix that line, or {remedy}") from err
+        raise LearnerOpsError(
+            f"--ops {path}: importing it failed{_where(err, path)}: {type(err).__name__}: {err}. "
+            f"Fix that line, or {remedy}"
+        ) from err
     missing = [op for op in MODEL_OPS if not callable(getattr(module, op, None))]
     if missing:
-        raise LearnerOpsError(f"--ops {path} lacks {', '.join(missing)}: GPT-2 needs all {len(MODEL_OPS)} ops of "
-                              f"the course. `llmc collect` fills the gaps with the package's ops; {remedy}")
-    module.__llmc_label__ = path.name     # what log.json and the run's first lines call it
-    module.__name__ = path.stem           # ... and the model's messages (ops_name)
+        raise LearnerOpsError(
+            f"--ops {path} lacks {', '.join(missing)}: GPT-2 needs all {len(MODEL_OPS)} ops of "
+            f"the course. `llmc collect` fills the gaps with the package's ops; {remedy}"
+        )
+    module.__llmc_label__ = path.name  # what log.json and the run's first lines call it
+    module.__name__ = path.stem  # ... and the model's messages (ops_name)
     return module
 
 
@@ -82,8 +87,13 @@ def describe(ops) -> dict:
     """``{"namespace": label, "learner": {op: where from}, "package": {op: why}}`` for ``ops`` (None: the
     package's). ``learner`` is in :data:`MODEL_OPS` order; it is what ``llmc train`` writes into log.json."""
     from . import ops as package_ops
+
     if ops is None or ops is package_ops:
-        return {"namespace": "llmc_kernels.ops", "learner": {}, "package": {op: "the package's ops" for op in MODEL_OPS}}
+        return {
+            "namespace": "llmc_kernels.ops",
+            "learner": {},
+            "package": {op: "the package's ops" for op in MODEL_OPS},
+        }
     get = ops.get if isinstance(ops, dict) else (lambda name, default=None: getattr(ops, name, default))
     recorded_learner, recorded_package = get("LEARNER_OPS") or {}, get("PACKAGE_OPS") or {}
     learner, package = {}, {}

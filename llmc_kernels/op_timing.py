@@ -9,6 +9,7 @@ batches: first untimed steps for the real step time, then steps in which every o
 each op's milliseconds are its own. Those waits add a little time, so the table reports shares of the timed
 step, and the untimed step time beside it. The first step compiles the kernels and is never counted.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -18,14 +19,16 @@ from dataclasses import dataclass, field
 
 from .learner_ops import MODEL_OPS, describe
 
-OPTIONAL_OPS = ("fused_classifier",)      # the package's fused softmax + loss + gradient, used when present
+OPTIONAL_OPS = ("fused_classifier",)  # the package's fused softmax + loss + gradient, used when present
 LR, BETA1, BETA2, EPS, WEIGHT_DECAY = 1e-3, 0.9, 0.999, 1e-8, 0.0
 
 
 def _synchronize() -> None:
     from .runtime import backend
+
     if backend() == "cuda":
         import cupy
+
         cupy.cuda.get_current_stream().synchronize()
 
 
@@ -34,7 +37,7 @@ class OpTimer:
 
     def __init__(self, ops=None):
         if ops is None:
-            from . import ops as ops   # noqa: PLW0127
+            from . import ops as ops  # noqa: PLW0127
         self.ops, self.enabled = ops, False
         self.ms: dict[str, float] = {}
         self.calls: dict[str, int] = {}
@@ -59,17 +62,18 @@ class OpTimer:
             _synchronize()
             self.ms[name] = self.ms.get(name, 0.0) + 1e3 * (time.perf_counter() - t0)
             self.calls[name] = self.calls.get(name, 0) + 1
+
         return call
 
 
 @dataclass
 class Profile:
-    label: str                        # "yours", "package", ...
-    owner: dict                       # op -> whose kernel: a notebook name or "package"
-    step_ms: float                    # median untimed step
-    timed_step_ms: float              # median step with every op timed
-    op_ms: dict = field(default_factory=dict)      # op -> ms per step
-    calls: dict = field(default_factory=dict)      # op -> calls per step
+    label: str  # "yours", "package", ...
+    owner: dict  # op -> whose kernel: a notebook name or "package"
+    step_ms: float  # median untimed step
+    timed_step_ms: float  # median step with every op timed
+    op_ms: dict = field(default_factory=dict)  # op -> ms per step
+    calls: dict = field(default_factory=dict)  # op -> calls per step
     losses: list = field(default_factory=list)
 
     @property
@@ -82,6 +86,7 @@ def profile(label: str, ops, cfg, batches, *, steps: int = 2, seed: int = 0) -> 
     """Train ``GPT2(cfg)`` with ``ops`` on ``batches`` (a list of (inputs, targets), at least ``1 + 2 * steps``,
     reused in turn when fewer): one warm-up step, ``steps`` untimed steps, ``steps`` steps timed op by op."""
     from .model import GPT2
+
     timer = OpTimer(ops)
     model = GPT2.from_config(cfg, seed, ops=timer.namespace)
     d = describe(ops)
@@ -112,12 +117,15 @@ def table(profiles: list[Profile]) -> str:
     first = profiles[0]
     ops = [op for op in MODEL_OPS + OPTIONAL_OPS if any(op in p.op_ms for p in profiles)]
     head = f"{'op':<30} {'calls':>5}  {'whose kernel (' + first.label + ')':<30}" + "".join(
-        f" {p.label + ' ms':>12} {'share':>6}" for p in profiles)
+        f" {p.label + ' ms':>12} {'share':>6}" for p in profiles
+    )
     lines = [head, "-" * len(head)]
 
     def cells(values):
-        return "".join(f" {v:>12.2f} {100 * v / p.timed_step_ms:>5.1f}%" if v is not None else f" {'-':>12} {'':>6}"
-                       for v, p in zip(values, profiles))
+        return "".join(
+            f" {v:>12.2f} {100 * v / p.timed_step_ms:>5.1f}%" if v is not None else f" {'-':>12} {'':>6}"
+            for v, p in zip(values, profiles)
+        )
 
     for op in ops:
         calls = next(p.calls[op] for p in profiles if op in p.calls)
@@ -125,6 +133,5 @@ def table(profiles: list[Profile]) -> str:
         lines.append(f"{op:<30} {calls:>5}  {whose:<30}" + cells([p.op_ms.get(op) for p in profiles]))
     lines.append(f"{'other (zero_grad, Python)':<30} {'':>5}  {'':<30}" + cells([p.other_ms for p in profiles]))
     lines.append(f"{'step, every op timed':<30} {'':>5}  {'':<30}" + cells([p.timed_step_ms for p in profiles]))
-    lines.append(f"{'step, untimed':<30} {'':>5}  {'':<30}"
-                 + "".join(f" {p.step_ms:>12.2f} {'':>6}" for p in profiles))
+    lines.append(f"{'step, untimed':<30} {'':>5}  {'':<30}" + "".join(f" {p.step_ms:>12.2f} {'':>6}" for p in profiles))
     return "\n".join(lines)

@@ -5,6 +5,7 @@
 - ``data_dir()``: data sets (TinyShakespeare and its token files). ``LLMC_DATA_DIR``, else
   ``cache_dir()/data``.
 """
+
 from __future__ import annotations
 
 import os

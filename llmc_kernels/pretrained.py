@@ -11,6 +11,7 @@ afterwards. Two sources, tried in order:
 Offline, both fail and :class:`PretrainedUnavailable` says where to put the file by hand. Nothing here runs
 at import, and the tests never download (they point the cache at a file they write).
 """
+
 from __future__ import annotations
 
 import json
@@ -52,7 +53,7 @@ def gpt2_124m() -> Path:
     """The path of GPT-2 124M in llm.c's format, downloading it the first time."""
     path = cached_path()
     if path.is_file():
-        checkpoint.read_model_header(path)      # a damaged file is an error that names it, not a crash later
+        checkpoint.read_model_header(path)  # a damaged file is an error that names it, not a crash later
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     failures = []
@@ -60,19 +61,22 @@ def gpt2_124m() -> Path:
         try:
             fetch(url, path)
             return path
-        except (OSError, ValueError) as err:       # URLError, timeouts and HTTP errors are OSErrors
+        except (OSError, ValueError) as err:  # URLError, timeouts and HTTP errors are OSErrors
             failures.append(f"{url}: {getattr(err, 'reason', None) or err}")
     raise PretrainedUnavailable(
         "--init gpt2 needs OpenAI's GPT-2 124M weights, downloaded once into the cache, and the download failed "
-        "(no internet here?):\n  " + "\n  ".join(failures) +
-        f"\nOn a machine with internet, fetch llm.c's file ({checkpoint_bytes(GPT2Config.d12()):,} bytes):\n"
+        "(no internet here?):\n  "
+        + "\n  ".join(failures)
+        + f"\nOn a machine with internet, fetch llm.c's file ({checkpoint_bytes(GPT2Config.d12()):,} bytes):\n"
         f"  curl -L -o {FILE_NAME} {LLMC_URL}\nand copy it to {path} (then --init gpt2 finds it), "
-        f"or pass its path: --init PATH/{FILE_NAME}")
+        f"or pass its path: --init PATH/{FILE_NAME}"
+    )
 
 
 def _download(url: str, dest: Path) -> None:
     """``url`` into ``dest`` through a temporary file (an interrupted download never looks complete)."""
     from tqdm.auto import tqdm
+
     tmp = dest.with_name(f".{dest.name}.part{os.getpid()}")
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(tmp, "wb") as f:
@@ -125,14 +129,22 @@ def read_safetensors(path) -> dict[str, np.ndarray]:
 
 # llm.c tensor -> (Hugging Face name with {l} for the layer, transpose the Conv1D [in, out] weight)
 _HF_NAMES = {
-    "wte": ("wte.weight", False), "wpe": ("wpe.weight", False),
-    "ln1w": ("h.{l}.ln_1.weight", False), "ln1b": ("h.{l}.ln_1.bias", False),
-    "qkvw": ("h.{l}.attn.c_attn.weight", True), "qkvb": ("h.{l}.attn.c_attn.bias", False),
-    "attprojw": ("h.{l}.attn.c_proj.weight", True), "attprojb": ("h.{l}.attn.c_proj.bias", False),
-    "ln2w": ("h.{l}.ln_2.weight", False), "ln2b": ("h.{l}.ln_2.bias", False),
-    "fcw": ("h.{l}.mlp.c_fc.weight", True), "fcb": ("h.{l}.mlp.c_fc.bias", False),
-    "fcprojw": ("h.{l}.mlp.c_proj.weight", True), "fcprojb": ("h.{l}.mlp.c_proj.bias", False),
-    "lnfw": ("ln_f.weight", False), "lnfb": ("ln_f.bias", False),
+    "wte": ("wte.weight", False),
+    "wpe": ("wpe.weight", False),
+    "ln1w": ("h.{l}.ln_1.weight", False),
+    "ln1b": ("h.{l}.ln_1.bias", False),
+    "qkvw": ("h.{l}.attn.c_attn.weight", True),
+    "qkvb": ("h.{l}.attn.c_attn.bias", False),
+    "attprojw": ("h.{l}.attn.c_proj.weight", True),
+    "attprojb": ("h.{l}.attn.c_proj.bias", False),
+    "ln2w": ("h.{l}.ln_2.weight", False),
+    "ln2b": ("h.{l}.ln_2.bias", False),
+    "fcw": ("h.{l}.mlp.c_fc.weight", True),
+    "fcb": ("h.{l}.mlp.c_fc.bias", False),
+    "fcprojw": ("h.{l}.mlp.c_proj.weight", True),
+    "fcprojb": ("h.{l}.mlp.c_proj.bias", False),
+    "lnfw": ("ln_f.weight", False),
+    "lnfb": ("ln_f.bias", False),
 }
 
 
@@ -144,18 +156,25 @@ def convert_hf(source, dest, config: GPT2Config | None = None) -> GPT2Config:
     if config is None:
         V, C = hf["wte.weight"].shape
         L = 1 + max(int(name.split(".")[1]) for name in hf if name.startswith("h."))
-        NH = C // 64                              # every GPT-2 size has heads 64 channels wide
-        config = GPT2Config(max_seq_len=hf["wpe.weight"].shape[0], vocab_size=V, padded_vocab_size=-(-V // 128) * 128,
-                            num_layers=L, num_heads=NH, channels=C)
+        NH = C // 64  # every GPT-2 size has heads 64 channels wide
+        config = GPT2Config(
+            max_seq_len=hf["wpe.weight"].shape[0],
+            vocab_size=V,
+            padded_vocab_size=-(-V // 128) * 128,
+            num_layers=L,
+            num_heads=NH,
+            channels=C,
+        )
     parts = []
     for name, shape in param_shapes(config).items():
         key, transpose = _HF_NAMES[name]
         if "{l}" in key:
-            t = np.stack([hf[key.format(l=l)].T if transpose else hf[key.format(l=l)]
-                          for l in range(config.num_layers)])
+            t = np.stack(
+                [hf[key.format(l=l)].T if transpose else hf[key.format(l=l)] for l in range(config.num_layers)]
+            )
         else:
             t = hf[key]
-        if name == "wte":                          # rows V..Vp-1: the padding no token reads
+        if name == "wte":  # rows V..Vp-1: the padding no token reads
             t = np.concatenate([t, np.zeros((config.padded_vocab_size - t.shape[0], t.shape[1]), np.float32)])
         if t.shape != tuple(shape):
             raise ValueError(f"{source}: {key} gives {name} the shape {t.shape}, llm.c needs {tuple(shape)}")

@@ -15,6 +15,7 @@ Read each forward next to its backward, as in llm.c's ``train_gpt2.c``.
 
 During a check these functions refuse to run (``ForbiddenCall``): your function must launch your kernel.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,15 +30,25 @@ GELU_CUBIC = 0.044715
 
 __all__ = [
     "vector_add",
-    "encoder_forward", "encoder_backward",
-    "layernorm_forward", "layernorm_backward",
-    "matmul_forward", "matmul_backward",
-    "attention_forward", "attention_backward",
-    "gelu_forward", "gelu_backward",
-    "residual_forward", "residual_backward",
-    "softmax_forward", "crossentropy_forward", "crossentropy_softmax_backward",
+    "encoder_forward",
+    "encoder_backward",
+    "layernorm_forward",
+    "layernorm_backward",
+    "matmul_forward",
+    "matmul_backward",
+    "attention_forward",
+    "attention_backward",
+    "gelu_forward",
+    "gelu_backward",
+    "residual_forward",
+    "residual_backward",
+    "softmax_forward",
+    "crossentropy_forward",
+    "crossentropy_softmax_backward",
     "adamw_update",
-    "LAYERNORM_EPS", "GELU_SCALING_FACTOR", "GELU_CUBIC",
+    "LAYERNORM_EPS",
+    "GELU_SCALING_FACTOR",
+    "GELU_CUBIC",
 ]
 
 
@@ -210,15 +221,15 @@ def attention_forward(out, preatt, att, inp, B, T, C, NH):
     scale = 1.0 / math.sqrt(hs)
     q, k, v = _qkv(inp, B, T, C, NH)
     mask = _causal_mask(T)
-    scores = (q @ k.transpose(0, 1, 3, 2)) * scale                    # [B,NH,T,T]
+    scores = (q @ k.transpose(0, 1, 3, 2)) * scale  # [B,NH,T,T]
     pre = _v(preatt, B, NH, T, T)
     pre[:, :, mask] = scores[:, :, mask]
     s = np.where(mask, scores, -np.inf)
-    s = s - s.max(axis=-1, keepdims=True)                            # the diagonal is never masked
-    e = np.exp(s)                                                    # exp(-inf) = 0 where t2 > t
+    s = s - s.max(axis=-1, keepdims=True)  # the diagonal is never masked
+    e = np.exp(s)  # exp(-inf) = 0 where t2 > t
     a = e / e.sum(axis=-1, keepdims=True)
     _v(att, B, NH, T, T)[...] = a
-    y = a @ v                                                        # [B,NH,T,hs]
+    y = a @ v  # [B,NH,T,hs]
     _v(out, B, T, NH, hs)[...] = y.transpose(0, 2, 1, 3)
 
 
@@ -248,8 +259,8 @@ def attention_backward(dinp, dpreatt, datt, dout, inp, att, B, T, C, NH):
     scale = 1.0 / math.sqrt(hs)
     q, k, v = _qkv(inp, B, T, C, NH)
     mask = _causal_mask(T)
-    dy = _v(dout, B, T, NH, hs).transpose(0, 2, 1, 3)                # [B,NH,T,hs]
-    a = np.where(mask, _v(att, B, NH, T, T), 0.0)                    # never read the masked entries
+    dy = _v(dout, B, T, NH, hs).transpose(0, 2, 1, 3)  # [B,NH,T,hs]
+    a = np.where(mask, _v(att, B, NH, T, T), 0.0)  # never read the masked entries
     dA, dP = _v(datt, B, NH, T, T), _v(dpreatt, B, NH, T, T)
 
     dA[:, :, mask] += (dy @ v.transpose(0, 1, 3, 2))[:, :, mask]
@@ -269,7 +280,7 @@ def attention_backward(dinp, dpreatt, datt, dout, inp, att, B, T, C, NH):
 def gelu_forward(out, inp, N):
     """GELU, tanh approximation (GPT-2's).   out, inp: [N]::
 
-        out = 0.5 * x * (1 + tanh(s * (x + 0.044715 x^3))),   s = GELU_SCALING_FACTOR = sqrt(2/pi)
+    out = 0.5 * x * (1 + tanh(s * (x + 0.044715 x^3))),   s = GELU_SCALING_FACTOR = sqrt(2/pi)
     """
     refuse_if_learner("llmc_kernels.reference.gelu_forward")
     x = _v(inp, N)
@@ -297,7 +308,7 @@ def gelu_backward(dinp, inp, dout, N):
 def residual_forward(out, inp1, inp2, N):
     """The residual connection.   out, inp1, inp2: [N]::
 
-        out = inp1 + inp2
+    out = inp1 + inp2
     """
     refuse_if_learner("llmc_kernels.reference.residual_forward")
     _v(out, N)[...] = _v(inp1, N) + _v(inp2, N)
@@ -306,8 +317,8 @@ def residual_forward(out, inp1, inp2, N):
 def residual_backward(dinp1, dinp2, dout, N):
     """Backward of residual_forward: the gradient flows unchanged to both inputs.   All [N]::
 
-        dinp1 += dout
-        dinp2 += dout
+    dinp1 += dout
+    dinp2 += dout
     """
     refuse_if_learner("llmc_kernels.reference.residual_backward")
     d = _v(dout, N)
@@ -315,7 +326,7 @@ def residual_backward(dinp1, dinp2, dout, N):
     _v(dinp2, N)[...] += d
 
 
-# ================================================================================================ softmax + crossentropy
+# ========================================================================================= softmax + crossentropy
 def softmax_forward(probs, logits, B, T, V, Vp):
     """Softmax over the real vocabulary of each position.
 
@@ -390,6 +401,6 @@ def adamw_update(params, grads, m, v, num_params, lr, beta1, beta2, eps, weight_
     mm, vv = _v(m, num_params), _v(v, num_params)
     mm[...] = beta1 * mm + (1.0 - beta1) * g
     vv[...] = beta2 * vv + (1.0 - beta2) * g * g
-    m_hat = mm / (1.0 - beta1 ** t)
-    v_hat = vv / (1.0 - beta2 ** t)
+    m_hat = mm / (1.0 - beta1**t)
+    v_hat = vv / (1.0 - beta2**t)
     p[...] -= lr * (m_hat / (np.sqrt(v_hat) + eps) + weight_decay * p)

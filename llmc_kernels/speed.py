@@ -8,19 +8,23 @@ the same process: a large device-to-device copy (bytes read + written per second
 On the CPU backend nothing is timed: the CPU backend runs one CUDA thread after another and its speed says
 nothing about a GPU.
 """
+
 from __future__ import annotations
 
 import functools
 import statistics
 from dataclasses import dataclass, field
 
-CPU_SKIP_MESSAGE = ("Timing skipped: this chapter runs on the CPU backend, which executes CUDA threads one "
-                    "after another; its speed says nothing about a GPU. Open the chapter on a GPU (Colab: "
-                    "Runtime > Change runtime type > T4 GPU) to time your kernel.")
+CPU_SKIP_MESSAGE = (
+    "Timing skipped: this chapter runs on the CPU backend, which executes CUDA threads one "
+    "after another; its speed says nothing about a GPU. Open the chapter on a GPU (Colab: "
+    "Runtime > Change runtime type > T4 GPU) to time your kernel."
+)
 
 
 def _cupy():
     import cupy
+
     return cupy
 
 
@@ -38,7 +42,7 @@ def _capture_cupy(fn):
     stream = cp.cuda.Stream(non_blocking=True)
     try:
         with stream:
-            fn()                                   # warm-up on this stream: compile, allocate
+            fn()  # warm-up on this stream: compile, allocate
             stream.synchronize()
             stream.begin_capture()
             try:
@@ -47,7 +51,7 @@ def _capture_cupy(fn):
                 graph = stream.end_capture()
         graph.upload(stream)
         return lambda: graph.launch(stream), stream
-    except Exception:                              # noqa: BLE001 - any failure means "not capturable"
+    except Exception:  # noqa: BLE001 - any failure means "not capturable"
         cp.cuda.Device().synchronize()
         return None
 
@@ -56,6 +60,7 @@ def _capture_torch(fn):
     """The same with PyTorch's graph API (for the PyTorch side of a comparison), or None."""
     try:
         import torch
+
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -67,7 +72,7 @@ def _capture_torch(fn):
             fn()
         stream = _cupy().cuda.ExternalStream(torch.cuda.current_stream().cuda_stream)
         return graph.replay, stream
-    except Exception:                              # noqa: BLE001
+    except Exception:  # noqa: BLE001
         _cupy().cuda.Device().synchronize()
         return None
 
@@ -118,6 +123,7 @@ def sgemm_tflops(tf32: bool = False, m: int = 8192, n: int = 3072, k: int = 768)
     """cuBLAS SGEMM rate in TFLOP/s for an (m x k) @ (k x n) product, fp32 or TF32."""
     cp = _cupy()
     from . import ops  # the package's own switch for cuBLAS's compute type
+
     a = cp.random.standard_normal((m, k), dtype=cp.float32)
     b = cp.random.standard_normal((k, n), dtype=cp.float32)
     c = cp.empty((m, n), dtype=cp.float32)
@@ -151,8 +157,11 @@ class SpeedTable:
             gbs = f"{r.gbs:8.0f}" if r.gbs is not None else f"{'':>8}"
             pc = f"{100 * r.gbs / self.copy_gbs:6.0f}%" if r.gbs is not None and self.copy_gbs else f"{'':>7}"
             tf = f"{r.tflops:8.2f}" if r.tflops is not None else f"{'':>8}"
-            ps = (f"{100 * r.tflops / self.sgemm_tflops:7.0f}%" if r.tflops is not None and self.sgemm_tflops
-                  else f"{'':>8}")
+            ps = (
+                f"{100 * r.tflops / self.sgemm_tflops:7.0f}%"
+                if r.tflops is not None and self.sgemm_tflops
+                else f"{'':>8}"
+            )
             lines.append(f"{r.name:<28} {r.ms:10.3f} {gbs} {pc} {tf} {ps}")
         ceil = []
         if self.copy_gbs:
@@ -164,22 +173,31 @@ class SpeedTable:
         return "\n".join(lines)
 
 
-def how_fast(candidates: dict, *, bytes_moved: float | None = None, flops: float | None = None,
-             repeat: int = 20) -> SpeedTable | None:
+def how_fast(
+    candidates: dict, *, bytes_moved: float | None = None, flops: float | None = None, repeat: int = 20
+) -> SpeedTable | None:
     """Time each ``name -> fn()`` of ``candidates`` on the GPU and print a table against the ceilings.
 
     ``bytes_moved`` (bytes read + written by one call) gives GB/s and the fraction of copy bandwidth;
     ``flops`` gives TFLOP/s and the fraction of SGEMM. On the CPU backend prints why it skips and returns None.
     """
     from .runtime import backend
+
     if backend() != "cuda":
         print(CPU_SKIP_MESSAGE)
         return None
-    table = SpeedTable(copy_gbs=copy_bandwidth_gbs() if bytes_moved else None,
-                       sgemm_tflops=sgemm_tflops() if flops else None)
+    table = SpeedTable(
+        copy_gbs=copy_bandwidth_gbs() if bytes_moved else None, sgemm_tflops=sgemm_tflops() if flops else None
+    )
     for name, fn in candidates.items():
         ms = statistics.median(time_gpu(fn, repeat=repeat, graph="cupy"))
-        table.rows.append(Timing(name, ms, bytes_moved / (ms * 1e-3) / 1e9 if bytes_moved else None,
-                                 flops / (ms * 1e-3) / 1e12 if flops else None))
+        table.rows.append(
+            Timing(
+                name,
+                ms,
+                bytes_moved / (ms * 1e-3) / 1e9 if bytes_moved else None,
+                flops / (ms * 1e-3) / 1e12 if flops else None,
+            )
+        )
     print(table)
     return table

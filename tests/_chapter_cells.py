@@ -5,6 +5,7 @@ KernelOutOfBounds naming the array", "if you forget the loop, the check says onl
 were written". nbval compares only the check cells' output, so these tests run the cells behind such claims
 (or a mutated copy of a solution) on the CPU backend and look at what they print.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -75,8 +76,9 @@ def assert_exercises_follow_the_contract(chapter: str, checks: dict[str, str]) -
         assert isinstance(meta["points"], int) and meta["points"] >= 1, name
         assert set(meta) <= {"role", "exercise", "points", "kind", "implements"}, name
         assert "exercise" in cell["metadata"].get("tags", []), name
-        fn = next(node for node in ast.parse(text(cell)).body
-                  if isinstance(node, ast.FunctionDef) and node.name == name)
+        fn = next(
+            node for node in ast.parse(text(cell)).body if isinstance(node, ast.FunctionDef) and node.name == name
+        )
         assert tuple(a.arg for a in fn.args.args) == opspec.function(name)[1].arg_names, name
     check_cells = {c["metadata"]["llmc"]["exercise"]: text(c) for c in cells if role(c) == "check"}
     assert set(check_cells) == set(checks)

@@ -1,4 +1,5 @@
 """Building submissions and running `llmc grade` for the grading tests (tests/test_grade_*.py)."""
+
 from __future__ import annotations
 
 import csv
@@ -62,12 +63,22 @@ def write(folder: Path, name: str, nb) -> Path:
     return path
 
 
-def llmc_grade(*args, cwd: Path, timeout: float = 900, env: dict | None = None,
-               pythonpath: Path = ROOT) -> subprocess.CompletedProcess:
-    env = dict(os.environ if env is None else env, LLMC_BACKEND=os.environ.get("LLMC_GRADE_TEST_BACKEND", "cpu"),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(pythonpath), os.environ.get("PYTHONPATH")])))
-    return subprocess.run([sys.executable, "-m", "llmc_kernels", "grade", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def llmc_grade(
+    *args, cwd: Path, timeout: float = 900, env: dict | None = None, pythonpath: Path = ROOT
+) -> subprocess.CompletedProcess:
+    env = dict(
+        os.environ if env is None else env,
+        LLMC_BACKEND=os.environ.get("LLMC_GRADE_TEST_BACKEND", "cpu"),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(pythonpath), os.environ.get("PYTHONPATH")])),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "llmc_kernels", "grade", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def read_csv(path: Path) -> tuple[list[str], dict[str, dict]]:
@@ -86,9 +97,11 @@ def section(stdout: str, name: str) -> str:
 
 def namespaces_reason() -> str | None:
     """None when this machine gives learner processes namespaces (as llmc grade's probe finds), else why not."""
-    code = ("from llmc_kernels.grade_sandbox import Sandbox, Limits\n"
-            "s = Sandbox(backend='cpu', limits=Limits(30.0))\n"
-            "print('OK' if s.isolation.namespaces else s.isolation.describe())\ns.close()\n")
+    code = (
+        "from llmc_kernels.grade_sandbox import Sandbox, Limits\n"
+        "s = Sandbox(backend='cpu', limits=Limits(30.0))\n"
+        "print('OK' if s.isolation.namespaces else s.isolation.describe())\ns.close()\n"
+    )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     text = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-300:]

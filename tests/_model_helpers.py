@@ -1,5 +1,6 @@
 """Shared by tests/test_model_*, test_data_*, test_train_*: the offline data (``LLMC_DATA_DIR``,
 ``TIKTOKEN_CACHE_DIR``), the ops under test, comparing two runs."""
+
 from __future__ import annotations
 
 import os
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 
 def _folder(variable: str) -> Path | None:
     """The folder an environment variable names (tests/conftest.py points unset ones at ../shared)."""
@@ -19,8 +21,9 @@ def need_shared_text() -> Path:
     folder = _folder("LLMC_DATA_DIR")
     text = None if folder is None else folder / "tinyshakespeare.txt"
     if text is None or not text.exists():
-        pytest.skip(f"no offline TinyShakespeare: set LLMC_DATA_DIR to a folder holding tinyshakespeare.txt "
-                    f"(now {folder})")
+        pytest.skip(
+            f"no offline TinyShakespeare: set LLMC_DATA_DIR to a folder holding tinyshakespeare.txt (now {folder})"
+        )
     return text
 
 
@@ -48,6 +51,7 @@ def ops_under_test():
     """The namespace the model and trainer tests run: the package's kernels, the model's default
     (on the active backend: the CPU backend in CI, CUDA where a GPU is usable)."""
     import llmc_kernels.ops as ops
+
     return ops
 
 
@@ -80,24 +84,35 @@ def adamw_bound(lr_sum: float) -> float:
 def key_bias_mask(cfg) -> np.ndarray:
     """True at the key biases (qkvb[l, C:2C]) of the flat parameter buffer, in checkpoint order."""
     from llmc_kernels.model.config import num_params, param_shapes
+
     mask = np.zeros(num_params(cfg), dtype=bool)
     offset = 0
     for name, shape in param_shapes(cfg).items():
         n = int(np.prod(shape))
         if name == "qkvb":
             C = cfg.channels
-            mask[offset:offset + n].reshape(shape)[:, C:2 * C] = True
+            mask[offset : offset + n].reshape(shape)[:, C : 2 * C] = True
         offset += n
     return mask
 
 
-def assert_runs_close(what: str, got, want, cfg, rtol: float, atol: float, bound: float | None = None,
-                      atol_of_max: bool = False, noise_fraction: float | None = None) -> None:
+def assert_runs_close(
+    what: str,
+    got,
+    want,
+    cfg,
+    rtol: float,
+    atol: float,
+    bound: float | None = None,
+    atol_of_max: bool = False,
+    noise_fraction: float | None = None,
+) -> None:
     """``got``/``want``: flat buffers in checkpoint order (parameters, or AdamW's m or v) of two runs (see above).
     Per tensor, at most NOISE_FRACTION of the entries other than the key biases may miss rtol/atol (with
     ``atol_of_max``, atol times the tensor's largest |want|: for moments, which are sums with cancellation);
     with ``bound``, no entry may differ by more. ``noise_fraction`` overrides NOISE_FRACTION (TF32 runs)."""
     from llmc_kernels.model.config import param_shapes
+
     got, want = host(got).astype(np.float64).reshape(-1), host(want).astype(np.float64).reshape(-1)
     assert got.shape == want.shape, f"{what}: {got.shape} vs {want.shape}"
     assert np.isfinite(got).all(), f"{what}: not finite"
@@ -115,6 +130,8 @@ def assert_runs_close(what: str, got, want, cfg, rtol: float, atol: float, bound
         allowed = int((NOISE_FRACTION if noise_fraction is None else noise_fraction) * int((~keys[sl]).sum()))
         if bad.sum() > allowed:
             i = int(np.argmax(np.where(bad, err[sl] / np.maximum(tol, 1e-45), -1.0)))
-            raise AssertionError(f"{what} {name}: {int(bad.sum())} of {sl.stop - sl.start} entries miss rtol {rtol}, "
-                                 f"atol {atol}{' x max' if atol_of_max else ''} (at most {allowed} may); worst "
-                                 f"[{i}]: {got[sl][i]!r} vs {want[sl][i]!r}")
+            raise AssertionError(
+                f"{what} {name}: {int(bad.sum())} of {sl.stop - sl.start} entries miss rtol {rtol}, "
+                f"atol {atol}{' x max' if atol_of_max else ''} (at most {allowed} may); worst "
+                f"[{i}]: {got[sl][i]!r} vs {want[sl][i]!r}"
+            )

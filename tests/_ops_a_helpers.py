@@ -4,6 +4,7 @@
 schedule, so a missing barrier cannot pass by luck) and, marked ``gpu``, on cuda (skipped without CuPy and a
 device). ``Dev`` moves float64/int host arrays to that backend as float32/int32 and back.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -68,17 +69,19 @@ def assert_close(name: str, got, want, rtol: float, atol: float) -> None:
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     assert got.shape == want.shape, f"{name}: shape {got.shape} != {want.shape}"
     err = np.abs(got - want)
-    bad = ~(err <= atol + rtol * np.abs(want))        # NaN counts as bad
+    bad = ~(err <= atol + rtol * np.abs(want))  # NaN counts as bad
     if bad.any():
         first = np.unravel_index(np.argmax(bad), bad.shape)
         worst = np.unravel_index(np.nanargmax(np.where(np.isnan(err), np.inf, err)), err.shape)
         raise AssertionError(
             f"{name}: {int(bad.sum())} of {bad.size} elements off (rtol {rtol}, atol {atol}); first at {first}: "
-            f"got {got[first]!r}, want {want[first]!r}; worst at {worst}: got {got[worst]!r}, want {want[worst]!r}")
+            f"got {got[first]!r}, want {want[first]!r}; worst at {worst}: got {got[worst]!r}, want {want[worst]!r}"
+        )
 
 
 class FakeCupyArray:
     """Looks like a CuPy array to the wrappers' backend check (its type lives in module 'cupy')."""
+
     __module__ = "cupy._core.core"
 
     def __init__(self, like: np.ndarray):
@@ -90,6 +93,7 @@ class KernelSpy:
 
     def __init__(self, monkeypatch):
         from llmc_kernels.ops import _loader
+
         self.names: list[str] = []
         real = _loader.kernel
 

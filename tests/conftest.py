@@ -10,6 +10,7 @@
   sits beside the checkout (`../shared`), they point at its copies. Users never have that folder, and
   nothing outside `tests/` and `.ci/` names it.
 """
+
 from __future__ import annotations
 
 import functools
@@ -34,6 +35,7 @@ def gpu_unusable_reason() -> str | None:
         return "needs a CUDA GPU: CuPy is not installed"
     try:
         import cupy
+
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as err:  # CuPy raises its own CUDARuntimeError, or ImportError for a broken install
         return f"needs a CUDA GPU: CuPy cannot reach one ({type(err).__name__}: {err})"

@@ -1,6 +1,7 @@
 """The benchmark scripts: they refuse the CPU backend with a message, write their results section without
 touching the others, and bench/train.py's PyTorch GPT-2 computes the same loss as ours (so the timings
 compare like with like). On a GPU (marked gpu), each script runs a short version end to end."""
+
 from __future__ import annotations
 
 import importlib
@@ -23,8 +24,9 @@ def bench_path(monkeypatch):
 
 def run_script(name, *args, backend="cpu", timeout=600):
     env = dict(os.environ, LLMC_BACKEND=backend)
-    return subprocess.run([sys.executable, str(BENCH / name), *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(BENCH / name), *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -60,6 +62,7 @@ def test_torch_gpt2_computes_our_loss(bench_path):
     torch = pytest.importorskip("torch")
     from llmc_kernels.model import GPT2
     from llmc_kernels.model.config import GPT2Config
+
     TorchGPT2 = importlib.import_module("torch_gpt2").TorchGPT2
     cfg = GPT2Config.tiny()
     ours = GPT2.from_config(cfg, seed=3)
@@ -80,8 +83,7 @@ def test_torch_gpt2_computes_our_loss(bench_path):
 
 @pytest.mark.gpu
 def test_train_bench_runs_on_the_gpu():
-    r = run_script("train.py", "--steps", "2", "--warmup", "2", "--only", "fast,eager", "--results", "",
-                   backend="cuda")
+    r = run_script("train.py", "--steps", "2", "--warmup", "2", "--only", "fast,eager", "--results", "", backend="cuda")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "llmc fast tf32" in r.stdout and "failed" not in r.stdout
 
@@ -96,8 +98,9 @@ def test_step_breakdown_runs_on_the_gpu():
 @pytest.mark.gpu
 def test_capstone_bench_runs_on_the_gpu():
     """Chapter 10's run for the package's engines and the solutions' collected kernels, a few steps each."""
-    r = run_script("capstone.py", "--steps", "3", "--model", "tiny", "-B", "2", "-T", "64", "--results", "",
-                   backend="cuda")
+    r = run_script(
+        "capstone.py", "--steps", "3", "--model", "tiny", "-B", "2", "-T", "64", "--results", "", backend="cuda"
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "| package, fast engine (TF32) |" in r.stdout and "| solutions' kernels (fp32, --ops) |" in r.stdout
     assert "failed" not in r.stdout and "03_matmul.ipynb" in r.stdout

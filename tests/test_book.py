@@ -1,4 +1,5 @@
 """The book's pages: links that resolve, and the operations table that matches the course's contract."""
+
 from __future__ import annotations
 
 import re
@@ -8,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
-CONTRACT = BOOK / "contract.md"                  # the course's contract, in the book
+CONTRACT = BOOK / "contract.md"  # the course's contract, in the book
 SIGNATURE = re.compile(r"`(\w+)\(([^`]*)\)`")
 
 
@@ -41,8 +42,11 @@ def test_operations_table_names_the_package_ops():
 
 def _local_links(path: Path) -> list[str]:
     text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
-    return [target for target in re.findall(r"\]\(([^)\s]+)\)", text)
-            if not re.match(r"[a-z]+:", target) and not target.startswith("#")]
+    return [
+        target
+        for target in re.findall(r"\]\(([^)\s]+)\)", text)
+        if not re.match(r"[a-z]+:", target) and not target.startswith("#")
+    ]
 
 
 def test_relative_links_resolve():

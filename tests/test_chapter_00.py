@@ -1,5 +1,6 @@
 """Chapter 00 (set-up and a first kernel): its exercise matches the SPEC, and the errors it shows in prose
 are the errors the runtime and the checks really give."""
+
 from _chapter_cells import assert_exercises_follow_the_contract, load, run
 
 CHAPTER = "00_first_kernel"
@@ -12,7 +13,10 @@ def _llmc_cells(role):
 def test_exercises_and_checks_pair_up_with_spec_names():
     assert_exercises_follow_the_contract(CHAPTER, {"vector_add": 'check.forward("vector_add", vector_add)'})
     checks = {c["metadata"]["llmc"]["exercise"]: "".join(c["source"]) for c in _llmc_cells("check")}
-    assert checks["vector_add"].splitlines() == ["# NBVAL_CHECK_OUTPUT", 'result = check.forward("vector_add", vector_add)']
+    assert checks["vector_add"].splitlines() == [
+        "# NBVAL_CHECK_OUTPUT",
+        'result = check.forward("vector_add", vector_add)',
+    ]
 
 
 def test_the_whoami_table_shows_the_index_formula():

@@ -5,6 +5,7 @@
   there (threads of a kernel without barriers run one after another), the load/barrier/store version
   loses updates, atomicAdd loses nothing.
 """
+
 from __future__ import annotations
 
 import ast
@@ -13,8 +14,8 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-
 from _chapter_cells import assert_exercises_follow_the_contract
+
 from llmc_kernels import runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,10 +35,13 @@ def _cpu_backend_or_skip():
 
 
 def test_exercises_follow_the_contract():
-    assert_exercises_follow_the_contract(CHAPTER, {
-        "encoder_forward": 'check.forward("encoder", encoder_forward)',
-        "encoder_backward": 'check.backward("encoder", encoder_backward)',
-    })
+    assert_exercises_follow_the_contract(
+        CHAPTER,
+        {
+            "encoder_forward": 'check.forward("encoder", encoder_forward)',
+            "encoder_backward": 'check.backward("encoder", encoder_backward)',
+        },
+    )
 
 
 def test_race_demo_behaves_as_described():
@@ -45,7 +49,7 @@ def test_race_demo_behaves_as_described():
     source = _cells()["race-demo"].source
     tree = ast.parse(source)
     namespace: dict = {}
-    for node in tree.body:                     # only the kernel string: the cell's printing part is re-done here
+    for node in tree.body:  # only the kernel string: the cell's printing part is re-done here
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "HISTOGRAM_SRC":
             exec(compile(ast.Module([node], []), "race-demo", "exec"), namespace)
     src = namespace["HISTOGRAM_SRC"]
@@ -60,4 +64,4 @@ def test_race_demo_behaves_as_described():
             got[name] = counts
     assert np.array_equal(got["histogram_plain"], expected)
     assert np.array_equal(got["histogram_atomic"], expected)
-    assert got["histogram_split"].sum() < N / 4          # one update per bin per block survives
+    assert got["histogram_split"].sum() < N / 4  # one update per bin per block survives

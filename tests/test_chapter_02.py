@@ -5,6 +5,7 @@
   chapter gives (thread order 'forward' fails, 'reverse' passes), and passes once the barrier is back;
 - the warp-shuffle row sum is right.
 """
+
 from __future__ import annotations
 
 import ast
@@ -15,16 +16,18 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-
 from _chapter_cells import assert_exercises_follow_the_contract
+
 from llmc_kernels import check, runtime
 from llmc_kernels.errors import CheckFailed
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTER = "02_layernorm"
 NOTEBOOK = ROOT / "solutions" / f"{CHAPTER}.ipynb"
-IMPORTS = "import numpy as np\nfrom llmc_kernels import check, reference, runtime\n" \
-          "from llmc_kernels.runtime import RawKernel\nxp = runtime.xp()\n"
+IMPORTS = (
+    "import numpy as np\nfrom llmc_kernels import check, reference, runtime\n"
+    "from llmc_kernels.runtime import RawKernel\nxp = runtime.xp()\n"
+)
 
 
 def _cells():
@@ -49,10 +52,13 @@ def _definitions(cell_id: str) -> dict:
 
 
 def test_exercises_follow_the_contract():
-    assert_exercises_follow_the_contract(CHAPTER, {
-        "layernorm_forward": 'check.forward("layernorm", layernorm_forward)',
-        "layernorm_backward": 'check.backward("layernorm", layernorm_backward)',
-    })
+    assert_exercises_follow_the_contract(
+        CHAPTER,
+        {
+            "layernorm_forward": 'check.forward("layernorm", layernorm_forward)',
+            "layernorm_backward": 'check.backward("layernorm", layernorm_backward)',
+        },
+    )
 
 
 def test_missing_barrier_demo_is_caught_as_a_race():

@@ -8,6 +8,7 @@
   without barrier (2) the results are wrong but finite, and both are called a race by the thread orders;
 - the strided kernel of exercise 2 also computes the forward with the strides of the chapter's table.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,8 +16,8 @@ import io
 
 import numpy as np
 import pytest
-
 from _chapter_cells import assert_exercises_follow_the_contract, load, mutate, run, source
+
 from llmc_kernels import check, reference, runtime
 from llmc_kernels.errors import CheckFailed
 
@@ -44,10 +45,13 @@ def _check_output(op_check, fn, races=None) -> tuple[bool, str]:
 
 
 def test_exercises_follow_the_contract():
-    assert_exercises_follow_the_contract(CHAPTER, {
-        "matmul_forward": 'check.forward("matmul", matmul_forward)',
-        "matmul_backward": 'check.backward("matmul", matmul_backward)',
-    })
+    assert_exercises_follow_the_contract(
+        CHAPTER,
+        {
+            "matmul_forward": 'check.forward("matmul", matmul_forward)',
+            "matmul_backward": 'check.backward("matmul", matmul_backward)',
+        },
+    )
 
 
 def test_naive_kernel_is_a_correct_matmul_forward():
@@ -79,11 +83,14 @@ def test_strided_kernel_computes_the_forward_with_the_tables_strides():
     g = np.random.default_rng(0)
     inp = g.standard_normal((B, T, C)).astype(np.float32)
     weight = g.standard_normal((OC, C)).astype(np.float32)
-    out = np.zeros((B, T, OC), dtype=np.float32)            # the kernel accumulates: start from 0
+    out = np.zeros((B, T, OC), dtype=np.float32)  # the kernel accumulates: start from 0
     i32 = np.int32
-    with runtime.use_backend("cpu"):                        # out = inp @ weight^T: A = inp (C, 1), B = weight (1, C)
-        ns["matmul_accumulate_kernel"](((OC + 15) // 16, (M + 15) // 16), (16, 16),
-                                       (out, inp, weight, i32(M), i32(OC), i32(C), i32(C), i32(1), i32(1), i32(C)))
+    with runtime.use_backend("cpu"):  # out = inp @ weight^T: A = inp (C, 1), B = weight (1, C)
+        ns["matmul_accumulate_kernel"](
+            ((OC + 15) // 16, (M + 15) // 16),
+            (16, 16),
+            (out, inp, weight, i32(M), i32(OC), i32(C), i32(C), i32(1), i32(1), i32(C)),
+        )
     expected = np.empty((B, T, OC))
     reference.matmul_forward(expected, inp.astype(np.float64), weight.astype(np.float64), None, B, T, C, OC)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)

@@ -7,13 +7,13 @@
   neither read (NaN there changes nothing) nor written;
 - the forward leaves preatt's masked entries unwritten and writes 0 into att's.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _chapter_cells import assert_exercises_follow_the_contract, run
+
 from llmc_kernels import reference, runtime
 
 CHAPTER = "04_attention"
@@ -27,18 +27,20 @@ def _cpu_backend_or_skip():
 
 
 def test_exercises_follow_the_contract():
-    assert_exercises_follow_the_contract(CHAPTER, {
-        "attention_forward": 'check.forward("attention", attention_forward)',
-        "attention_backward": 'check.backward("attention", attention_backward)',
-    })
+    assert_exercises_follow_the_contract(
+        CHAPTER,
+        {
+            "attention_forward": 'check.forward("attention", attention_forward)',
+            "attention_backward": 'check.backward("attention", attention_backward)',
+        },
+    )
 
 
 def _inputs(B, T, C, NH, seed=0):
     g = np.random.default_rng(seed)
     inp = g.standard_normal((B, T, 3 * C)).astype(np.float32)
     att = np.empty((B, NH, T, T))
-    reference.attention_forward(np.empty((B, T, C)), np.empty((B, NH, T, T)), att, inp.astype(np.float64),
-                                B, T, C, NH)
+    reference.attention_forward(np.empty((B, T, C)), np.empty((B, NH, T, T)), att, inp.astype(np.float64), B, T, C, NH)
     return g, inp, att.astype(np.float32)
 
 
@@ -68,10 +70,11 @@ def test_backward_uses_the_whole_buffers_and_never_touches_masked_entries():
     # non-zero gradient already in the causal parts (the checks start them at 0), NaN in the masked parts
     datt = np.where(causal, g.standard_normal((B, NH, T, T)), np.nan).astype(np.float32)
     dpreatt = np.where(causal, g.standard_normal((B, NH, T, T)), np.nan).astype(np.float32)
-    att_nan = np.where(causal, att, np.nan).astype(np.float32)     # masked att entries must not be read either
+    att_nan = np.where(causal, att, np.nan).astype(np.float32)  # masked att entries must not be read either
     expected = [a.astype(np.float64) for a in (dinp, dpreatt, datt)]
-    reference.attention_backward(*expected, dout.astype(np.float64), inp.astype(np.float64),
-                                 att_nan.astype(np.float64), B, T, C, NH)
+    reference.attention_backward(
+        *expected, dout.astype(np.float64), inp.astype(np.float64), att_nan.astype(np.float64), B, T, C, NH
+    )
     with runtime.use_backend("cpu"):
         ns["attention_backward"](dinp, dpreatt, datt, dout, inp, att_nan, B, T, C, NH)
     for name, got, want in zip(("dinp", "dpreatt", "datt"), (dinp, dpreatt, datt), expected):

@@ -1,8 +1,9 @@
 """Chapter 05 (GELU): its exercises match the SPEC, and the mistakes its prose warns about fail the checks
 the way it says (a missing grid-stride loop, = instead of +=, a wrong derivative)."""
-import pytest
 
+import pytest
 from _chapter_cells import assert_exercises_follow_the_contract, load, mutate, run, source
+
 from llmc_kernels import CheckFailed
 
 CHAPTER = "05_gelu"
@@ -11,15 +12,19 @@ ONE_PER_THREAD = "    int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < N) 
 
 
 def test_exercises_follow_the_contract():
-    assert_exercises_follow_the_contract(CHAPTER, {
-        "gelu_forward": 'check.forward("gelu", gelu_forward)',
-        "gelu_backward": 'check.backward("gelu", gelu_backward)',
-    })
+    assert_exercises_follow_the_contract(
+        CHAPTER,
+        {
+            "gelu_forward": 'check.forward("gelu", gelu_forward)',
+            "gelu_backward": 'check.backward("gelu", gelu_backward)',
+        },
+    )
 
 
 def test_the_solutions_pass():
-    _, printed = run(CHAPTER, ["imports", "ex-gelu_forward", "check-gelu_forward", "ex-gelu_backward",
-                               "check-gelu_backward"])
+    _, printed = run(
+        CHAPTER, ["imports", "ex-gelu_forward", "check-gelu_forward", "ex-gelu_backward", "check-gelu_backward"]
+    )
     assert printed.splitlines()[1:] == ["PASS gelu_forward", "PASS gelu_backward"]
 
 

@@ -2,11 +2,11 @@
 generator and the grader agree; the CPU run resumes from its checkpoint with the same losses and learns; and
 the speed figures the prose quotes (MFU of the reference H100 run, the T4 estimate) are what the cells
 compute from FLOPs, bytes and the measured run."""
+
 import json
 import re
 
 import pytest
-
 from _chapter_cells import ROOT, load, run, source
 
 CHAPTER = "10_training"
@@ -16,20 +16,22 @@ def test_a_guided_run_with_one_check_and_no_exercise():
     nb = load(CHAPTER)
     assert nb["metadata"]["llmc"]["guided"] is True
     roles = [c["metadata"].get("llmc", {}).get("role") for c in nb["cells"]]
-    assert "exercise" not in roles and "check" not in roles                 # nothing for llmc grade to score
+    assert "exercise" not in roles and "check" not in roles  # nothing for llmc grade to score
     checks = ["".join(c["source"]) for c in nb["cells"] if "".join(c["source"]).startswith("# NBVAL_CHECK_OUTPUT")]
     assert checks == ["# NBVAL_CHECK_OUTPUT\nresult = check_model.loss_falls(summary)"]
-    assert '"--engine", "plain"' in source(nb, "run-config")                 # the engine of the reference run
+    assert '"--engine", "plain"' in source(nb, "run-config")  # the engine of the reference run
 
 
-@pytest.mark.slow            # a training run
+@pytest.mark.slow  # a training run
 def test_the_cpu_run_resumes_where_it_crashed_and_learns(monkeypatch):
-    monkeypatch.chdir(ROOT / "solutions")        # the notebooks beside chapter 10 are the ones it collects
-    ns, printed = run(CHAPTER, ["imports", "data", "collect", "run-config", "model-budget", "train-crash",
-                                "train-resume", "check-loss"])
+    monkeypatch.chdir(ROOT / "solutions")  # the notebooks beside chapter 10 are the ones it collects
+    ns, printed = run(
+        CHAPTER,
+        ["imports", "data", "collect", "run-config", "model-budget", "train-crash", "train-resume", "check-loss"],
+    )
     # the learner's kernels (here the solutions'), the matmuls excepted on the CPU backend, train the model
     assert "\n14 of 16 ops are yours" in printed and "--ops my_ops.py" in printed
-    assert printed.count("ops from my_ops.py: 14 of 16 are yours") == 2                  # the run and its resume
+    assert printed.count("ops from my_ops.py: 14 of 16 are yours") == 2  # the run and its resume
     assert "  package  matmul_forward, matmul_backward" in printed
     log = json.loads((ns["OUT"] / "log.json").read_text())
     assert log["ops"]["learner"]["attention_backward"] == "04_attention.ipynb"
@@ -39,8 +41,8 @@ def test_the_cpu_run_resumes_where_it_crashed_and_learns(monkeypatch):
     assert "'model_00000010.bin', 'state_00000010.bin'" in printed and "model_00000012" not in printed
     repeated = re.findall(r"step (\d+): loss ([0-9.]+) before the crash, ([0-9.]+) after resuming", printed)
     assert [int(s) for s, _, _ in repeated] == [11, 12]
-    assert all(a == b for _, a, b in repeated)                            # the CPU backend: bit for bit
-    assert str(ns["OUT"]) not in printed and "-> OUT" in printed             # paths shown as OUT
+    assert all(a == b for _, a, b in repeated)  # the CPU backend: bit for bit
+    assert str(ns["OUT"]) not in printed and "-> OUT" in printed  # paths shown as OUT
     assert printed.rstrip().endswith("PASS training_loss_falls")
     assert ns["summary"]["steps_done"] == 20 and ns["summary"]["engine"] == "plain"
 

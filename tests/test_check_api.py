@@ -1,16 +1,17 @@
 """check.forward / check.backward as chapters and graders call them: the PASS line, the result object and its
 report, determinism, what fn receives, honesty, and argument errors. The functions checked are float32 NumPy
 stand-ins (tests/mutants/numpy_ops.py): the check judges results, so a pure NumPy function is allowed."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from mutants import numpy_ops as n
 
 from llmc_kernels import check, check_result, opspec
 from llmc_kernels import reference as ref
 from llmc_kernels.check_cases import POISON_BITS
 from llmc_kernels.errors import CheckFailed
-from mutants import numpy_ops as n
 
 ALL = [(op, "forward", f) for op, f in n.FORWARD.items()] + [(op, "backward", f) for op, f in n.BACKWARD.items()]
 
@@ -40,9 +41,14 @@ def test_function_names():
     assert check.function_name("layernorm", "backward") == "layernorm_backward"
 
 
-@pytest.mark.parametrize("op,needle", [("adamw", "adamw has only an update (adamw_update)"),
-                                       ("softmax", "fused into the cross-entropy backward"),
-                                       ("vector_add", "vector_add has no backward")])
+@pytest.mark.parametrize(
+    "op,needle",
+    [
+        ("adamw", "adamw has only an update (adamw_update)"),
+        ("softmax", "fused into the cross-entropy backward"),
+        ("vector_add", "vector_add has no backward"),
+    ],
+)
 def test_backward_of_an_op_without_one_is_a_clear_error(op, needle):
     with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(")", r"\)")):
         check.backward(op, lambda *a: None)
@@ -67,9 +73,8 @@ def test_bad_arguments():
 def test_report_holds_sizes_errors_tolerances_orders_timings_and_warnings(capsys):
     result = check.backward("matmul", n.matmul_backward)
     text = str(result.report())
-    assert capsys.readouterr().out == "PASS matmul_backward\n"       # report() printed nothing by itself
-    assert text.startswith("PASS matmul_backward: 5 cases on the cpu backend (thread orders forward, reverse), "
-                           "seed 0")
+    assert capsys.readouterr().out == "PASS matmul_backward\n"  # report() printed nothing by itself
+    assert text.startswith("PASS matmul_backward: 5 cases on the cpu backend (thread orders forward, reverse), seed 0")
     assert "case 1: B=2, T=37, C=67, OC=45" in text
     assert "case 3: B=3, T=13, C=96, OC=130 (bias=None)" in text
     assert "(finite differences); expected from finite differences of the float64 reference forward" in text
@@ -78,17 +83,17 @@ def test_report_holds_sizes_errors_tolerances_orders_timings_and_warnings(capsys
     assert "max abs err" in text and "max rel err" in text and "tolerance" in text
     assert "forward " in text and " ms" in text and "reverse " in text
     assert "compiler warnings: none" in text
-    assert repr(result.report()) == text                              # shows as text in a notebook
+    assert repr(result.report()) == text  # shows as text in a notebook
 
 
 def test_report_lists_compiler_warnings_of_the_kernels_fn_uses(capsys):
-    class RawKernel:                                                  # duck-typed like runtime.RawKernel
-        warnings = ["cell In[3], line 4: warning: variable \"x\" was declared but never referenced"]
+    class RawKernel:  # duck-typed like runtime.RawKernel
+        warnings = ['cell In[3], line 4: warning: variable "x" was declared but never referenced']
 
     kern = RawKernel()
 
     def gelu(out, inp, N):
-        _ = kern.warnings                                             # fn uses the kernel object
+        _ = kern.warnings  # fn uses the kernel object
         n.gelu_forward(out, inp, N)
 
     text = str(check.forward("gelu", gelu).report())
@@ -117,6 +122,7 @@ def test_same_seed_same_everything_other_seed_other_inputs(capsys):
 
 def test_each_case_runs_under_two_thread_orders(capsys):
     from llmc_kernels import runtime
+
     orders = []
 
     def recording(out, inp, N):
@@ -131,8 +137,13 @@ def test_what_fn_receives(capsys):
     calls = []
 
     def recording(out, preatt, att, inp, B, T, C, NH):
-        calls.append(dict(types=[type(x) for x in (B, T, C, NH)], arrays=(out, preatt, att, inp),
-                          poisoned=[np.all(x.view(np.uint32) == POISON_BITS) for x in (out, preatt, att)]))
+        calls.append(
+            dict(
+                types=[type(x) for x in (B, T, C, NH)],
+                arrays=(out, preatt, att, inp),
+                poisoned=[np.all(x.view(np.uint32) == POISON_BITS) for x in (out, preatt, att)],
+            )
+        )
         n.attention_forward(out, preatt, att, inp, B, T, C, NH)
 
     check.forward("attention", recording)
@@ -184,8 +195,16 @@ def test_adamw_hyperparameters(capsys):
     seen = []
 
     def recording(params, grads, m, v, num_params, lr, beta1, beta2, eps, weight_decay, t):
-        seen.append((t, weight_decay, np.count_nonzero(m) == m.size, bool(np.all(v >= 0) and np.any(v > 0)),
-                     [type(x) for x in (lr, beta1, beta2, eps, weight_decay)], type(t)))
+        seen.append(
+            (
+                t,
+                weight_decay,
+                np.count_nonzero(m) == m.size,
+                bool(np.all(v >= 0) and np.any(v > 0)),
+                [type(x) for x in (lr, beta1, beta2, eps, weight_decay)],
+                type(t),
+            )
+        )
         n.adamw_update(params, grads, m, v, num_params, lr, beta1, beta2, eps, weight_decay, t)
 
     check.forward("adamw", recording)
@@ -201,7 +220,7 @@ def test_sizes_argument_runs_just_those_sizes(capsys):
         n.layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C)
 
     result = check.forward("layernorm", recording, sizes=[{"B": 1, "T": 2, "C": 3}, {"C": 5}])
-    assert shapes == [(1, 2, 3)] * 2 + [(2, 3, 5)] * 2     # missing sizes from opspec's example sizes
+    assert shapes == [(1, 2, 3)] * 2 + [(2, 3, 5)] * 2  # missing sizes from opspec's example sizes
     assert len(result.cases) == 2
 
 
@@ -256,14 +275,15 @@ def test_failure_renders_short_in_ipython(capsys):
 def test_result_is_not_echoed_twice_in_the_same_cell(capsys, monkeypatch):
     monkeypatch.setattr(check_result, "execution_count", lambda: 5)
     result = check.forward("gelu", n.gelu_forward)
-    result._ipython_display_()                        # the cell's value, same execution count: silent
+    result._ipython_display_()  # the cell's value, same execution count: silent
     assert capsys.readouterr().out == "PASS gelu_forward\n"
-    result._ipython_display_()                        # displayed again later: shows the line
+    result._ipython_display_()  # displayed again later: shows the line
     assert capsys.readouterr().out == "PASS gelu_forward\n"
 
 
 def test_every_op_function_has_a_tolerance_and_cases():
     from llmc_kernels.check_cases import DEFAULT_CASES, FD_CASES
+
     for spec in opspec.OPS.values():
         assert spec.op in DEFAULT_CASES
         for fn in spec.functions:
@@ -276,10 +296,15 @@ def fake_gpu(monkeypatch):
     """The cuda path of the check without a GPU: backend() says cuda, and 'cupy' is NumPy underneath."""
     import sys
     import types
+
     from llmc_kernels import runtime
+
     stream = types.SimpleNamespace(synchronize=lambda: None)
-    fake = types.SimpleNamespace(array=lambda a, copy=True: np.array(a, copy=True), asnumpy=np.asarray,
-                                 cuda=types.SimpleNamespace(get_current_stream=lambda: stream))
+    fake = types.SimpleNamespace(
+        array=lambda a, copy=True: np.array(a, copy=True),
+        asnumpy=np.asarray,
+        cuda=types.SimpleNamespace(get_current_stream=lambda: stream),
+    )
     monkeypatch.setitem(sys.modules, "cupy", fake)
     monkeypatch.setattr(runtime, "backend", lambda: runtime._override.get() or "cuda")
     return runtime
@@ -289,14 +314,15 @@ def test_on_a_gpu_a_cpu_preflight_comes_first(capsys, fake_gpu):
     seen = []
 
     def recording(out, inp, N):
-        seen.append((fake_gpu.backend(), fake_gpu.current_launch_options().schedule,
-                     fake_gpu.current_launch_options().check))
+        seen.append(
+            (fake_gpu.backend(), fake_gpu.current_launch_options().schedule, fake_gpu.current_launch_options().check)
+        )
         n.gelu_forward(out, inp, N)
 
     result = check.forward("gelu", recording)
     assert capsys.readouterr().out == "PASS gelu_forward\n"
-    assert seen[:2] == [("cpu", "forward", False), ("cpu", "reverse", False)]       # the pre-flight
-    assert seen[2:] == [("cuda", "forward", True)] * 4                               # then each case once
+    assert seen[:2] == [("cpu", "forward", False), ("cpu", "reverse", False)]  # the pre-flight
+    assert seen[2:] == [("cuda", "forward", True)] * 4  # then each case once
     text = str(result.report())
     assert "on the cuda backend (launch_options(check=True))" in text
     assert "pre-flight: N=1000 on the cpu backend under thread orders forward, reverse: passed" in text
@@ -304,6 +330,7 @@ def test_on_a_gpu_a_cpu_preflight_comes_first(capsys, fake_gpu):
 
 def test_a_fault_found_in_the_preflight_never_reaches_the_gpu(capsys, fake_gpu):
     from llmc_kernels.errors import KernelOutOfBounds
+
     calls = []
 
     def oob_on_cpu(out, inp, N):

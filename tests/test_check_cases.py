@@ -1,5 +1,6 @@
 """The cases the checks draw (llmc_kernels.check_cases) and their finite differences (llmc_kernels.check_fd):
 awkward sizes, poison, pre-fill, special inputs, and expected values that agree with the reference."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,9 @@ from llmc_kernels import check_fd, opspec
 from llmc_kernels import reference as ref
 from llmc_kernels.check_compare import is_poison
 
-FUNCTIONS = [(spec.op, fn.name, d) for spec in opspec.OPS.values()
-             for fn, d in zip(spec.functions, ("forward", "backward"))]
+FUNCTIONS = [
+    (spec.op, fn.name, d) for spec in opspec.OPS.values() for fn, d in zip(spec.functions, ("forward", "backward"))
+]
 
 
 def cases(op, direction):
@@ -24,8 +26,9 @@ def test_every_case_is_well_formed(op, name, direction):
     built = cases(op, direction)
     assert len(built) >= 4
     sizes = [c.sizes for c in built]
-    assert any(all(v == 1 for k, v in s.items() if k not in ("V", "maxT", "Vp")) or min(s.values()) == 1
-               for s in sizes), "a tiny case"
+    assert any(
+        all(v == 1 for k, v in s.items() if k not in ("V", "maxT", "Vp")) or min(s.values()) == 1 for s in sizes
+    ), "a tiny case"
     assert any(any(v % 32 and v > 32 for v in s.values()) for s in sizes), "a size that is no multiple of 32"
     for c in built:
         for t in c.tensors:
@@ -38,7 +41,7 @@ def test_every_case_is_well_formed(op, name, direction):
             elif t.role == opspec.ACCUMULATE:
                 inside = cc.region_mask(t.arg.region, t.initial.shape, c.sizes)
                 nonzero = t.initial != 0
-                if t.arg.region == opspec.CAUSAL:         # causal part zero, masked part pre-filled
+                if t.arg.region == opspec.CAUSAL:  # causal part zero, masked part pre-filled
                     assert not nonzero[inside].any() and (c.sizes["T"] == 1 or nonzero[~inside].all())
                 else:
                     assert nonzero.all()
@@ -58,15 +61,16 @@ def test_ids_are_valid_and_tokens_repeat():
 
 def test_large_cases_are_large():
     soft = [c for c in cases("softmax", "forward") if c.spec.kind == "large"][0]
-    logits = soft.values[1].initial[..., :soft.sizes["V"]]
+    logits = soft.values[1].initial[..., : soft.sizes["V"]]
     assert logits.max() > 300 and np.ptp(logits) > 200
     att = [c for c in cases("attention", "forward") if c.spec.kind == "large"][0]
     out = np.zeros((1, 2, 33, 33))
-    ref.attention_forward(np.zeros((1, 33, 32)), out, np.zeros((1, 2, 33, 33)),
-                          att.values[3].initial.astype(np.float64), 1, 33, 32, 2)
-    assert np.abs(out[:, :, np.tri(33, dtype=bool)]).max() > 100       # scores in the hundreds
+    ref.attention_forward(
+        np.zeros((1, 33, 32)), out, np.zeros((1, 2, 33, 33)), att.values[3].initial.astype(np.float64), 1, 33, 32, 2
+    )
+    assert np.abs(out[:, :, np.tri(33, dtype=bool)]).max() > 100  # scores in the hundreds
     gelu = [c for c in cases("gelu", "forward") if c.spec.kind == "large"][0]
-    assert np.abs(gelu.values[1].initial).max() > 60                     # exp(2u) overflows float32
+    assert np.abs(gelu.values[1].initial).max() > 60  # exp(2u) overflows float32
 
 
 def test_near_constant_rows_have_variance_far_below_eps():
@@ -80,10 +84,10 @@ def test_padded_vocabulary():
         assert any(c.sizes["Vp"] > c.sizes["V"] for c in cases(op, d))
     ce = cases("crossentropy", "backward")[0]
     probs = ce.values[2].initial
-    assert (probs[..., ce.sizes["V"]:] == 0).all()
+    assert (probs[..., ce.sizes["V"] :] == 0).all()
     np.testing.assert_allclose(probs.sum(-1), 1, rtol=1e-5)
     dl = ce.values[0]
-    assert dl.outside is not None and dl.outside[..., ce.sizes["V"]:].all()
+    assert dl.outside is not None and dl.outside[..., ce.sizes["V"] :].all()
     np.testing.assert_array_equal(dl.expected[dl.outside], dl.initial[dl.outside])
 
 
@@ -93,7 +97,7 @@ def test_adamw_cases():
     assert min(ts) == 1 and len(set(ts)) >= 3
     for c in built:
         params, grads, m, v = (c.values[i].initial for i in range(4))
-        assert c.values[9] > 0                                  # weight decay
+        assert c.values[9] > 0  # weight decay
         assert np.all(m != 0) and np.all(v > 0)
 
 
@@ -109,10 +113,10 @@ def test_attention_regions():
     fwd = cases("attention", "forward")[0]
     T = fwd.sizes["T"]
     pre, att = fwd.values[1], fwd.values[2]
-    assert (pre.compare == np.tri(T, dtype=bool)).all()               # preatt compared in the causal part only
+    assert (pre.compare == np.tri(T, dtype=bool)).all()  # preatt compared in the causal part only
     assert att.compare is None and (att.expected[att.outside] == 0).all()
     bwd = cases("attention", "backward")[0]
-    for t in bwd.values[1:3]:                                        # dpreatt, datt keep their masked values
+    for t in bwd.values[1:3]:  # dpreatt, datt keep their masked values
         np.testing.assert_array_equal(t.expected[t.outside], t.initial[t.outside])
 
 
@@ -123,7 +127,7 @@ def test_accumulators_expected_is_prefill_plus_reference():
     ref.layernorm_backward(*zero)
     for i in range(3):
         np.testing.assert_allclose(c.values[i].expected, c.values[i].initial + zero[i], rtol=1e-12, atol=1e-12)
-        assert np.std(c.values[i].initial) == pytest.approx(np.std(zero[i]), rel=0.5)   # pre-fill sized like it
+        assert np.std(c.values[i].initial) == pytest.approx(np.std(zero[i]), rel=0.5)  # pre-fill sized like it
 
 
 @pytest.mark.parametrize("op", sorted(cc.FD_CASES))
@@ -133,8 +137,12 @@ def test_finite_differences_agree_with_the_reference_backward(op):
     name = opspec.OPS[op].backward.name
     case = cc.build(name, cc.FD_CASES[op], 0)
     assert case.expected_from == "finite differences"
-    args = [v.initial.astype(np.float64).copy() if hasattr(v, "arg") and v.initial is not None and
-            v.initial.dtype == np.float32 else (v.initial if hasattr(v, "arg") else v) for v in case.values]
+    args = [
+        v.initial.astype(np.float64).copy()
+        if hasattr(v, "arg") and v.initial is not None and v.initial.dtype == np.float32
+        else (v.initial if hasattr(v, "arg") else v)
+        for v in case.values
+    ]
     getattr(ref, name)(*args)
     for t, a in zip(case.values, args):
         if hasattr(t, "arg") and t.role == opspec.ACCUMULATE and t.initial is not None:

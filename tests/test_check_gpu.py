@@ -1,6 +1,7 @@
 """The checks on a GPU: the same PASS line, a pre-flight on the CPU backend first (where an out-of-bounds access
 is named instead of killing the CUDA context), then every case with launch_options(check=True). Skipped
 without a usable GPU (and without the CPU backend, which the pre-flight needs)."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,6 +21,7 @@ def cuda_backend(monkeypatch):
 
 def _mutants():
     import mutants
+
     return mutants
 
 

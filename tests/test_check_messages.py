@@ -2,16 +2,17 @@
 hint for each recognisable pattern. The "kernels" here are float32 NumPy functions (tests/mutants/numpy_ops.py)
 made wrong on purpose, so these run without the CPU backend; tests/test_check_mutations.py does the same with
 CUDA C kernels."""
+
 from __future__ import annotations
 
 import re
 
 import numpy as np
 import pytest
+from mutants import numpy_ops as n
 
 from llmc_kernels import check, runtime
 from llmc_kernels.errors import CheckFailed, KernelDeadlock, KernelOutOfBounds
-from mutants import numpy_ops as n
 
 
 @pytest.fixture(autouse=True)
@@ -39,17 +40,18 @@ def test_failure_names_tensor_errors_counts_and_first_bad_index(capsys):
     msg = failure(capsys, lambda: check.forward("layernorm", wrong, sizes={"B": 2, "T": 5, "C": 20}))
     assert "FAIL layernorm_forward: wrong results for B=2, T=5, C=20" in msg
     assert "out: 1 of 200 elements off" in msg
-    assert re.search(r"max abs error 5\.0e-01, max rel error [0-9.e+-]+; tolerance [0-9.e+-]+ \+ 1e-04\*\|expected\|",
-                     msg)
+    assert re.search(
+        r"max abs error 5\.0e-01, max rel error [0-9.e+-]+; tolerance [0-9.e+-]+ \+ 1e-04\*\|expected\|", msg
+    )
     assert "first bad at b=1, t=3, c=17" in msg
-    assert "mean:" not in msg and "rstd:" not in msg       # only the wrong tensors are listed
+    assert "mean:" not in msg and "rstd:" not in msg  # only the wrong tensors are listed
     assert "thread order 'forward'" in msg
 
 
 def test_attention_index_says_q_k_or_v_and_head(capsys):
     def wrong(dinp, dpreatt, datt, dout, inp, att, B, T, C, NH):
         n.attention_backward(dinp, dpreatt, datt, dout, inp, att, B, T, C, NH)
-        dinp[0, 2, C + 5] += 1.0                      # k of head 1 (hs = 4), channel 1
+        dinp[0, 2, C + 5] += 1.0  # k of head 1 (hs = 4), channel 1
 
     msg = failure(capsys, lambda: check.backward("attention", wrong, sizes={"B": 1, "T": 3, "C": 8, "NH": 2}))
     assert "first bad at b=0, t=2, c=13 (k of head 1, i=1)" in msg
@@ -311,7 +313,7 @@ def test_accumulator_tail_left_unchanged(capsys):
 def test_wrong_after_the_first_block(capsys):
     def bad_offset(out, a, b, N):
         out[:] = a + b
-        out[128:] = (a + b)[:N - 128]          # as if every block used block 0's offset
+        out[128:] = (a + b)[: N - 128]  # as if every block used block 0's offset
 
     msg = failure(capsys, lambda: check.forward("vector_add", bad_offset))
     assert "only the first 128 elements (a whole number of blocks) are right" in msg

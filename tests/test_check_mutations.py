@@ -1,6 +1,7 @@
 """The mutation suite: the checks accept naive but correct CUDA C kernels and reject deliberately wrong ones,
 on the CPU backend, with the message a learner needs. The kernels are the suite's own (tests/mutants/), not
 the package's. Needs the CPU backend (llmc_kernels.runtime.cpu) and a C++ compiler."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,7 +31,7 @@ def test_suite_is_big_enough():
     assert len(set(names)) == len(names)
     covered = {(c.op, c.direction) for c in mutants.ALL_CORRECT}
     assert {(m.op, m.direction) for m in mutants.ALL_MUTANTS} <= covered
-    assert len(covered) == len(check.TOLERANCES)          # a correct kernel for every checked function
+    assert len(covered) == len(check.TOLERANCES)  # a correct kernel for every checked function
 
 
 @pytest.mark.parametrize("correct", mutants.ALL_CORRECT, ids=_id)
@@ -46,13 +47,13 @@ def test_mutant_is_rejected(capsys, mutant):
     with pytest.raises(CheckFailed) as info:
         getattr(check, mutant.direction)(mutant.op, mutant.make())
     msg = str(info.value)
-    assert not isinstance(info.value.__cause__, KernelCompileError), msg    # rejected for being wrong
+    assert not isinstance(info.value.__cause__, KernelCompileError), msg  # rejected for being wrong
     printed = capsys.readouterr().out
     assert "PASS" not in printed and msg.strip() in printed
     for needle in mutant.says:
         assert needle in msg, f"{mutant.name}: expected {needle!r} in:\n{msg}"
     if not any("race" in s or "depends on the order" in s for s in mutant.says):
-        assert "a race" not in msg, msg     # sums in another order (atomics) are no race
+        assert "a race" not in msg, msg  # sums in another order (atomics) are no race
 
 
 def test_out_of_bounds_is_named_by_the_cpu_backend(capsys):
@@ -89,4 +90,4 @@ def test_report_collects_the_warnings_of_the_kernels_fn_launches(capsys):
     text = str(result.report())
     for w in kernel.warnings:
         assert w in text
-    assert capsys.readouterr().out == "PASS gelu_forward\n"       # warnings never reach the cell output
+    assert capsys.readouterr().out == "PASS gelu_forward\n"  # warnings never reach the cell output

@@ -4,6 +4,7 @@ Collected from solutions/ (the canonical answers), every op is the learner's and
 them; a notebook with a broken exercise costs that op only (it falls back to the package's); a bad --ops file
 is a clear error.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from _model_helpers import data_dir_with_text
+
 from llmc_kernels import collect, learner_ops, train
 from llmc_kernels.collect_source import free_names, imports_for, indented
 
@@ -52,9 +53,30 @@ def test_the_collected_module_is_self_contained_and_says_whose_ops(from_solution
 def test_train_tiny_with_the_collected_ops(from_solutions, tmp_path, monkeypatch, capsys):
     data_dir_with_text(tmp_path, monkeypatch)
     out = tmp_path / "run"
-    rc = train.main(["--backend", "cpu", "--model", "tiny", "--ops", str(from_solutions.out), "--steps", "4",
-                     "--batch-size", "1", "--seq-len", "16", "--lr", "3e-3", "--val-every", "4",
-                     "--sample-every", "0", "--out", str(out)])
+    rc = train.main(
+        [
+            "--backend",
+            "cpu",
+            "--model",
+            "tiny",
+            "--ops",
+            str(from_solutions.out),
+            "--steps",
+            "4",
+            "--batch-size",
+            "1",
+            "--seq-len",
+            "16",
+            "--lr",
+            "3e-3",
+            "--val-every",
+            "4",
+            "--sample-every",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     stdout = capsys.readouterr().out
     assert rc == 0, stdout
     assert "ops from my_ops.py: 16 of 16 are yours" in stdout
@@ -68,9 +90,10 @@ def test_train_tiny_with_the_collected_ops(from_solutions, tmp_path, monkeypatch
 def test_the_package_run_says_its_ops_are_the_packages(tmp_path):
     assert learner_ops.describe(None)["learner"] == {}
     from llmc_kernels import ops
+
     assert learner_ops.banner(ops).startswith("ops: the package's kernels")
     mixed = {name: getattr(ops, name) for name in learner_ops.MODEL_OPS}
-    mixed["gelu_forward"] = lambda *args: None               # a hand-made namespace: one op of its own
+    mixed["gelu_forward"] = lambda *args: None  # a hand-made namespace: one op of its own
     d = learner_ops.describe(mixed)
     assert d["learner"] == {"gelu_forward": "dict"} and len(d["package"]) == 15
 
@@ -101,6 +124,7 @@ def test_a_failing_exercise_falls_back_for_that_op_only(tmp_path, capsys):
     assert module.LEARNER_OPS == {"gelu_forward": "05_gelu.ipynb"}
     assert module.PACKAGE_OPS["gelu_backward"].startswith("FAIL (05_gelu.ipynb): wrong results")
     from llmc_kernels import ops
+
     assert module.gelu_backward is ops.gelu_backward and module.gelu_forward is not ops.gelu_forward
 
 
@@ -130,12 +154,15 @@ def test_use_package_names_an_op_or_a_function():
 
 
 # ------------------------------------------------------------------------------------------ --ops errors
-@pytest.mark.parametrize("content, expected", [
-    (None, "no such file; write one with `llmc collect"),
-    ("import numpy as np\nx = (\n", "importing it failed, line 2: SyntaxError"),
-    ("raise RuntimeError('boom')\n", "importing it failed, line 1: RuntimeError: boom"),
-    ("def gelu_forward(*a):\n    pass\n", "lacks encoder_forward, encoder_backward"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (None, "no such file; write one with `llmc collect"),
+        ("import numpy as np\nx = (\n", "importing it failed, line 2: SyntaxError"),
+        ("raise RuntimeError('boom')\n", "importing it failed, line 1: RuntimeError: boom"),
+        ("def gelu_forward(*a):\n    pass\n", "lacks encoder_forward, encoder_backward"),
+    ],
+)
 def test_a_bad_ops_module_is_a_clear_error(tmp_path, capsys, content, expected):
     path = tmp_path / "bad_ops.py"
     if content is not None:
@@ -147,14 +174,16 @@ def test_a_bad_ops_module_is_a_clear_error(tmp_path, capsys, content, expected):
 
 # ------------------------------------------------------------------------------------------ the wrapping
 def test_wrapping_indents_code_but_never_a_kernel_string():
-    cell = 'SRC = r"""\n#define TILE 16\nextern "C" __global__ void k() {}\n"""\n%time x = 1\ndef f():\n    return SRC\n'
+    cell = (
+        'SRC = r"""\n#define TILE 16\nextern "C" __global__ void k() {}\n"""\n%time x = 1\ndef f():\n    return SRC\n'
+    )
     body = indented(cell)
     assert '#define TILE 16\nextern "C" __global__ void k() {}\n"""' in body, "string lines keep their text"
     assert '    SRC = r"""' in body and "    def f():\n        return SRC" in body
     assert "    pass  # an IPython magic was here: time x = 1" in body
     namespace = {}
     exec("def wrapper():\n" + body + "\n    return f\n", namespace)
-    assert namespace["wrapper"]()().startswith('\n#define TILE 16\n')
+    assert namespace["wrapper"]()().startswith("\n#define TILE 16\n")
 
 
 def test_names_from_the_chapter_set_up_are_imported():

@@ -1,5 +1,6 @@
 """What an instructor plans a term with: points weighted by difficulty (read by the grader), concept questions with
 answers that never reach the learners, and the syllabus on the instructors' page."""
+
 from __future__ import annotations
 
 import json
@@ -48,13 +49,17 @@ def test_student_copies_contain_no_concept_answers(path):
 def test_the_generator_drops_instructor_cells():
     import importlib.util
     import sys
+
     spec = importlib.util.spec_from_file_location("make_student", ROOT / "tools" / "make_student.py")
     make_student = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("make_student", make_student)
     spec.loader.exec_module(make_student)
     nb = nbformat.v4.new_notebook(metadata={"llmc": {"chapter": "98_synthetic", "version": "1"}})
-    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), nbformat.v4.new_markdown_cell("**Answer.** secret"),
-                nbformat.v4.new_markdown_cell("tagged secret")]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Title"),
+        nbformat.v4.new_markdown_cell("**Answer.** secret"),
+        nbformat.v4.new_markdown_cell("tagged secret"),
+    ]
     nb.cells[1].metadata["llmc"] = {"role": "instructor"}
     nb.cells[2].metadata["tags"] = ["instructor"]
     student = make_student.student_notebook(nb, "98_synthetic.ipynb")
@@ -67,7 +72,7 @@ def test_points_are_weighted_by_difficulty_and_read_by_the_grader():
     points = {ex.name: ex.points for ch in chapters.values() for ex in ch.exercises}
     assert points["residual_forward"] == 1 and points["attention_backward"] == 5
     assert points["matmul_backward"] > points["matmul_forward"] > points["gelu_forward"]
-    for path in SOLUTIONS:       # an exercise cell states the points its check cells give
+    for path in SOLUTIONS:  # an exercise cell states the points its check cells give
         nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:
             info = _llmc(cell)

@@ -2,6 +2,7 @@
 the thread and block, and what went wrong; all of them run inside this one pytest process, which has to
 survive them (a crash would end the test run).
 """
+
 from __future__ import annotations
 
 import faulthandler
@@ -14,8 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from llmc_kernels import (KernelCompileError, KernelDeadlock, KernelError, KernelOutOfBounds, KernelTimeout,
-                          KernelTrap)
+from llmc_kernels import KernelCompileError, KernelDeadlock, KernelError, KernelOutOfBounds, KernelTimeout, KernelTrap
 from llmc_kernels.runtime import RawKernel, launch_options
 
 HERE = os.path.basename(__file__)
@@ -41,7 +41,7 @@ def assert_at(err: KernelError, code: str, marker: str, in_file: bool = True):
     line = line_of(code, marker)
     assert err.kernel_line == line, str(err)
     if in_file:
-        assert f"{HERE}, line " in err.location, err.location      # the learner's file, not "kernel string"
+        assert f"{HERE}, line " in err.location, err.location  # the learner's file, not "kernel string"
     assert f"(kernel line {line})" in str(err)
 
 
@@ -61,7 +61,7 @@ def test_read_past_the_end_names_argument_shape_index_thread_and_block():
     err = fail(OOB_READ, "scale", (2,), (64,), (out, inp, np.int32(100)))
     assert isinstance(err, KernelOutOfBounds) and isinstance(err, IndexError)
     assert_at(err, OOB_READ, "<- here")
-    assert err.block == (1, 0, 0) and err.thread == (36, 0, 0)     # i = 64 + 36 = 100
+    assert err.block == (1, 0, 0) and err.thread == (36, 0, 0)  # i = 64 + 36 = 100
     assert err.index == 100 and err.buffer == "argument 1 'inp'"
     msg = str(err)
     assert "index 100 of argument 1 'const float* inp'" in msg
@@ -83,7 +83,7 @@ def test_write_before_the_start_reports_a_negative_index():
     assert_at(err, OOB_WRITE, "<- here")
     assert err.index == -3 and err.thread == (0, 0, 0)
     assert "index -3 of argument 0 'float* out' is 3 before its start" in str(err)
-    assert "out-of-bounds access" in str(err)        # not a const pointer: read or write
+    assert "out-of-bounds access" in str(err)  # not a const pointer: read or write
 
 
 DERIVED = r"""
@@ -118,8 +118,17 @@ def test_arrow_access_is_checked_with_its_line():
     # Pair is not a type NumPy arguments can declare, so we call the cpu backend's kernel directly
     from llmc_kernels.runtime.cpu import CpuKernel
     from llmc_kernels.runtime.signature import KernelSignature, Param
-    sig = KernelSignature("pairs", (Param(0, "out", "float", True, False), Param(1, "p", "float2", True, True),
-                                    Param(2, "n", "int", False, False)), 3, True)
+
+    sig = KernelSignature(
+        "pairs",
+        (
+            Param(0, "out", "float", True, False),
+            Param(1, "p", "float2", True, True),
+            Param(2, "n", "int", False, False),
+        ),
+        3,
+        True,
+    )
     k = CpuKernel(ARROW, "pairs", sig)
     with pytest.raises(KernelOutOfBounds) as info:
         k.launch((1, 1, 1), (4, 1, 1), [np.zeros(4, np.float32), np.ones((3, 2), np.float32), np.int32(3)])
@@ -337,8 +346,7 @@ extern "C" __global__ void spin_sync(float* out, int n) {
 """
 
 
-@pytest.mark.parametrize("code, name", [(SPIN, "spin"), (SPIN_WITH_BARRIER, "spin_sync")],
-                         ids=["plain_loop", "fibers"])
+@pytest.mark.parametrize("code, name", [(SPIN, "spin"), (SPIN_WITH_BARRIER, "spin_sync")], ids=["plain_loop", "fibers"])
 def test_a_hang_is_stopped_at_the_time_limit(code, name):
     RawKernel(code, name, backend="cpu").compile()
     t = time.perf_counter()
@@ -373,7 +381,7 @@ def test_integer_division_by_zero():
     err = fail(DIV, "per_row", (1,), (4,), (np.zeros(4, np.int32), np.int32(3)))
     assert isinstance(err, KernelTrap)
     assert "integer division by zero" in str(err)
-    if platform.system() == "Linux":      # the line comes from GCC's UBSan hook
+    if platform.system() == "Linux":  # the line comes from GCC's UBSan hook
         assert_at(err, DIV, "<- here")
 
 
@@ -516,8 +524,10 @@ def test_printf_output_before_a_fault_is_shown(capsys):
 def test_handlers_are_restored_and_launches_still_work():
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     fault_enabled = faulthandler.is_enabled()
-    for code, name, args in [(OOB_READ, "scale", (np.zeros(4, np.float32), np.ones(4, np.float32), np.int32(4))),
-                             (DIV, "per_row", (np.zeros(4, np.int32), np.int32(3)))]:
+    for code, name, args in [
+        (OOB_READ, "scale", (np.zeros(4, np.float32), np.ones(4, np.float32), np.int32(4))),
+        (DIV, "per_row", (np.zeros(4, np.int32), np.int32(3))),
+    ]:
         with pytest.raises(KernelError):
             RawKernel(code, name, backend="cpu")((1,), (64,), args)
     fail(SPIN, "spin", (1,), (1,), (np.zeros(1, np.float32), np.int32(1)), timeout=0.1)
@@ -537,7 +547,7 @@ NOTEBOOK_CELLS = [
     "k((1,), (2,), (np.zeros(2, np.float32), np.int32(0)))",
     "k((1,), (2,), (np.zeros(2, np.float32), np.int32(5)))",
     'spin = RawKernel(r"""\nextern "C" __global__ void s(float* o) { while (o[0] >= 0) o[0] += 1; }\n""", "s",\n'
-    '                 backend="cpu")\nwith launch_options(timeout=0.3):\n    spin((1,), (1,), (np.zeros(1, np.float32),))',
+    '                 backend="cpu")\nwith launch_options(timeout=0.3):\n    spin((1,), (1,), (np.zeros(1, np.float32),))',  # noqa: E501
     'print("still alive")',
 ]
 
@@ -547,10 +557,11 @@ def test_a_notebook_session_survives_and_shows_cells_lines_and_printf():
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NOTEBOOK_CELLS])
-    env_path = os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                os.environ.get("PYTHONPATH", "")])
+    env_path = os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")]
+    )
     old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = env_path          # the kernel process imports this checkout
+    os.environ["PYTHONPATH"] = env_path  # the kernel process imports this checkout
     try:
         nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
     finally:
@@ -561,7 +572,7 @@ def test_a_notebook_session_survives_and_shows_cells_lines_and_printf():
     out = [[(o.output_type, o.get("ename"), o.get("text") or o.get("evalue")) for o in c.outputs] for c in nb.cells]
     assert out[1] == [("stream", None, "hello from 0\nhello from 1\n")]
     printed, (kind, name, message) = out[2]
-    assert printed == ("stream", None, "hello from 0\n")       # what ran before the fault is shown
+    assert printed == ("stream", None, "hello from 0\n")  # what ran before the fault is shown
     assert (kind, name) == ("error", "KernelOutOfBounds")
     assert "cell In[2], line 4 (kernel line 4)" in message and "index 5 of argument 0 'float* out'" in message
     assert out[3][0][1] == "KernelTimeout"

@@ -1,6 +1,7 @@
 """When the CPU backend's C++ compiler rejects a kernel, the learner is told whose fault it is (fallback.py):
 NVRTC accepts it -> a limit of the CPU backend, not their code; NVRTC rejects it too -> the compiler's own
 message, unchanged; no NVRTC -> the code may or may not be valid CUDA."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,6 +27,7 @@ def broken_translation(monkeypatch):
         tr = real(code, kernels, line_directive)
         tr.text = tr.text.replace("= in[i];", "= (llmc::ptr<float>)in[i];")
         return tr
+
     monkeypatch.setattr(cpu, "translate", translate)
 
 
@@ -39,9 +41,9 @@ def test_valid_cuda_the_translation_cannot_compile_is_a_limit_of_the_cpu_backend
     err, msg = info.value, str(info.value)
     assert "this is a limit of the CPU backend, not your code" in msg
     assert "NVRTC (NVIDIA's CUDA compiler) compiles this kernel" in msg
-    assert err.kernel == "k" and err.kernel_line == 4                  # still the line, in the learner's terms
+    assert err.kernel == "k" and err.kernel_line == 4  # still the line, in the learner's terms
     assert "float*" in msg and "llmc::" not in msg
-    assert "issue tracker" in msg and "backend='cuda'" in msg          # how to report it, how to go on
+    assert "issue tracker" in msg and "backend='cuda'" in msg  # how to report it, how to go on
 
 
 @needs_nvrtc

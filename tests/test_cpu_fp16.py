@@ -1,6 +1,7 @@
 """<cuda_fp16.h> and <cuda_bf16.h> on the CPU backend (include/llmc_fp16.h): an include a kernel does not use
 never stops it from running, and half and bfloat16 round as the GPU does (to nearest even, subnormals,
 overflow to inf, NaN kept), against NumPy's float16 and a bfloat16 rounding written out on the float32 bits."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,10 +43,34 @@ def bf16_round(x: np.ndarray) -> np.ndarray:
 
 def values() -> np.ndarray:
     rng = np.random.default_rng(0)
-    special = [0.0, -0.0, 1.0, -2.5, 65504.0, 65520.0, 70000.0, 6.1e-5, 5.96e-8, 2.98e-8, 1e-10, np.inf, -np.inf,
-               np.nan, 3.0e38, 1.0 + 2.0 ** -11, 1.0 + 3 * 2.0 ** -11, 1.0 + 2.0 ** -8, 1.0 + 3 * 2.0 ** -8]
-    return np.concatenate([np.array(special, np.float32), rng.standard_normal(300).astype(np.float32) * 100,
-                           (rng.standard_normal(100) * 1e-5).astype(np.float32)])
+    special = [
+        0.0,
+        -0.0,
+        1.0,
+        -2.5,
+        65504.0,
+        65520.0,
+        70000.0,
+        6.1e-5,
+        5.96e-8,
+        2.98e-8,
+        1e-10,
+        np.inf,
+        -np.inf,
+        np.nan,
+        3.0e38,
+        1.0 + 2.0**-11,
+        1.0 + 3 * 2.0**-11,
+        1.0 + 2.0**-8,
+        1.0 + 3 * 2.0**-8,
+    ]
+    return np.concatenate(
+        [
+            np.array(special, np.float32),
+            rng.standard_normal(300).astype(np.float32) * 100,
+            (rng.standard_normal(100) * 1e-5).astype(np.float32),
+        ]
+    )
 
 
 def test_an_unused_include_does_not_stop_a_kernel():
@@ -62,7 +87,7 @@ def test_half_and_bfloat16_round_as_the_gpu_does():
     RawKernel(ROUND_TRIP, "round_trip", backend="cpu")((-(-n // 64),), (64,), (out16, outbf, sums, x, np.int32(n)))
     with np.errstate(over="ignore"):
         want16 = x.astype(np.float16)
-    np.testing.assert_array_equal(out16, want16.astype(np.float32))       # NaN == NaN here
+    np.testing.assert_array_equal(out16, want16.astype(np.float32))  # NaN == NaN here
     np.testing.assert_array_equal(outbf, bf16_round(x))
     with np.errstate(over="ignore", invalid="ignore"):
         np.testing.assert_array_equal(sums, (want16.astype(np.float32) + 1).astype(np.float16))
@@ -84,8 +109,9 @@ def test_the_gpu_gives_the_same_bits():
     outs = {}
     for backend, xp in (("cpu", np), ("cuda", cp)):
         o16, obf, s = xp.zeros(n, xp.float32), xp.zeros(n, xp.float32), xp.zeros(n, xp.float16)
-        RawKernel(ROUND_TRIP, "round_trip", backend=backend)((-(-n // 64),), (64,), (o16, obf, s, xp.asarray(x),
-                                                                                      np.int32(n)))
+        RawKernel(ROUND_TRIP, "round_trip", backend=backend)(
+            (-(-n // 64),), (64,), (o16, obf, s, xp.asarray(x), np.int32(n))
+        )
         outs[backend] = [np.asarray(cp.asnumpy(a) if backend == "cuda" else a) for a in (o16, obf, s)]
     for a, b in zip(outs["cpu"], outs["cuda"]):
         np.testing.assert_array_equal(a, b)

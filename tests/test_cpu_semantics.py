@@ -3,6 +3,7 @@ shared memory, schedules that expose a missing barrier), what is private to a bl
 runs threads and blocks in, raw pointers that find their bounds again, and launches from threads and
 forked processes.
 """
+
 from __future__ import annotations
 
 import os
@@ -82,7 +83,7 @@ def test_a_missing_barrier_gives_a_wrong_answer_under_every_schedule(schedule):
         cpu(MISSING_BARRIER, "rotate")((2,), (128,), (out, x))
     right = np.roll(x.reshape(2, 128), -1, axis=1).ravel()
     assert not np.array_equal(out, right)
-    assert np.isnan(out).any()           # the reads that came too early see poison, not stale luck
+    assert np.isnan(out).any()  # the reads that came too early see poison, not stale luck
 
 
 ORDER = r"""
@@ -101,12 +102,13 @@ def test_schedules_order_threads_and_blocks(code):
         k = CpuKernel(code, "order", find_kernel(code, "order"))
         k.launch((3, 1, 1), (4, 1, 1), [log, counter], schedule=schedule, seed=seed)
         return list(log)
+
     forward = [b * 100 + t for b in range(3) for t in range(4)]
     assert run("forward") == forward
     assert run("reverse") == forward[::-1]
     shuffled = run("shuffle", seed=1)
     assert sorted(shuffled) == sorted(forward) and shuffled != forward
-    assert run("shuffle", seed=1) == shuffled            # reproducible from the seed
+    assert run("shuffle", seed=1) == shuffled  # reproducible from the seed
     assert run("shuffle", seed=2) != shuffled
 
 
@@ -192,7 +194,7 @@ def test_activemask_names_the_lanes_that_are_there_together(schedule):
     out, sums = np.zeros(80, np.uint32), np.zeros(40, np.float32)
     with launch_options(schedule=schedule):
         cpu(ACTIVE, "active")((1,), (40,), (out, sums, np.int32(38)))
-    assert (out[:32] == 0xFFFFFFFF).all() and (out[32:38] == 0x3F).all()   # 38 threads: warp 1 has 6 lanes
+    assert (out[:32] == 0xFFFFFFFF).all() and (out[32:38] == 0x3F).all()  # 38 threads: warp 1 has 6 lanes
     assert (out[40:72:2] == 0x55555555).all() and (sums[0:32:2] == 16).all()
 
 
@@ -320,8 +322,9 @@ extern "C" __global__ void fill(float* out, float v, int n) {
         try:
             for _ in range(5):
                 kernel((1,), (64,), (outs[j], np.float32(j + 1), np.int32(5000)))
-        except Exception as e:      # reported below: an assert in a thread would be lost
+        except Exception as e:  # reported below: an assert in a thread would be lost
             errors.append(e)
+
     threads = [threading.Thread(target=work, args=(j,)) for j in range(4)]
     for t in threads:
         t.start()
@@ -337,10 +340,10 @@ def test_time_limit_works_in_a_forked_child():
 extern "C" __global__ void spin(int* count) { while (count[0] >= 0) count[0] = (count[0] + 1) & 0xFFFF; }
 """
     kernel = cpu(code, "spin").compile()
-    with launch_options(timeout=0.2), pytest.raises(KernelTimeout):      # the parent starts its watchdog
+    with launch_options(timeout=0.2), pytest.raises(KernelTimeout):  # the parent starts its watchdog
         kernel((1,), (1,), (np.zeros(1, np.int32),))
     pid = os.fork()
-    if pid == 0:                      # the child: its watchdog thread must be started afresh
+    if pid == 0:  # the child: its watchdog thread must be started afresh
         try:
             with launch_options(timeout=0.2):
                 kernel((1,), (1,), (np.zeros(1, np.int32),))

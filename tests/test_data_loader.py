@@ -1,4 +1,5 @@
 """The batch loader: llm.c's sequential reading with wrap-around, shards, resumable state."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,16 +18,16 @@ def test_batches_are_shifted_sequential_windows(shard):
     x, y = loader.next_batch()
     assert x.dtype == np.int32 and y.dtype == np.int32 and x.shape == (2, 5) and x.flags.c_contiguous
     assert x.tolist() == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
-    assert y.tolist() == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]       # the next token of each input
+    assert y.tolist() == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]  # the next token of each input
     x2, _ = loader.next_batch()
     assert x2[0, 0] == 10, "the next batch starts where the previous inputs ended (B*T later)"
-    assert len(loader) == 9                                         # (100 - 1) // 10
+    assert len(loader) == 9  # (100 - 1) // 10
 
 
 def test_wraps_around_when_a_batch_does_not_fit(shard):
-    loader = data.DataLoader(shard, B=3, T=10, xp=np)                # 31 tokens per batch
+    loader = data.DataLoader(shard, B=3, T=10, xp=np)  # 31 tokens per batch
     starts = [int(loader.next_batch()[0][0, 0]) for _ in range(5)]
-    assert starts == [0, 30, 60, 0, 30]                             # 90 + 31 > 100: back to the start
+    assert starts == [0, 30, 60, 0, 30]  # 90 + 31 > 100: back to the start
 
 
 def test_state_resumes_exactly(shard):

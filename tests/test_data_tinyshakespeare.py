@@ -1,12 +1,13 @@
 """TinyShakespeare as llm.c has it: the download/verification, the tokens, llm.c's token files."""
+
 from __future__ import annotations
 
 import urllib.error
 
 import numpy as np
 import pytest
-
 from _model_helpers import data_dir_with_text, need_shared_text, use_shared_tiktoken
+
 from llmc_kernels.train import data
 
 
@@ -21,7 +22,7 @@ def test_tokens_match_llm_c_counts(monkeypatch):
     # the first section is "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
     enc = data.gpt2_encoding()
     first_break = int(np.flatnonzero(tokens == data.EOT)[1])
-    assert enc.decode(tokens[1:first_break].tolist()) == text[:text.index("\n\n") + 2]
+    assert enc.decode(tokens[1:first_break].tolist()) == text[: text.index("\n\n") + 2]
 
 
 def test_split_and_cache(tmp_path, monkeypatch):
@@ -32,7 +33,7 @@ def test_split_and_cache(tmp_path, monkeypatch):
     assert train.stat().st_size == 1024 + 2 * 305_260
     stamp = train.stat().st_mtime_ns
     assert data.prepare(None) == ([train], [val]) and train.stat().st_mtime_ns == stamp, "cached, not redone"
-    train.write_bytes(train.read_bytes()[:-2])          # a corrupt cache is rebuilt
+    train.write_bytes(train.read_bytes()[:-2])  # a corrupt cache is rebuilt
     data.prepare(None)
     assert data.read_tokens(train).size == 305_260
 
@@ -59,7 +60,7 @@ def test_verify_names_what_is_wrong(tmp_path):
     assert data.verify_tinyshakespeare(need_shared_text())
     wrong = tmp_path / "tinyshakespeare.txt"
     raw = bytearray(need_shared_text().read_bytes())
-    raw[100] ^= 1                                       # same size, one bit off: only the sha256 can tell
+    raw[100] ^= 1  # same size, one bit off: only the sha256 can tell
     wrong.write_bytes(bytes(raw))
     with pytest.raises(data.DataError) as e:
         data.verify_tinyshakespeare(wrong)
@@ -70,12 +71,14 @@ def test_verify_names_what_is_wrong(tmp_path):
 
 
 def test_download_verifies_and_reports(tmp_path, monkeypatch):
-    shared_text = need_shared_text()             # before LLMC_DATA_DIR points at the empty folder
+    shared_text = need_shared_text()  # before LLMC_DATA_DIR points at the empty folder
     monkeypatch.setenv("LLMC_DATA_DIR", str(tmp_path))
     dest = tmp_path / "tinyshakespeare.txt"
+
     # no network: the message says what to download and where to put it
     def offline(url, timeout):
         raise urllib.error.URLError("Temporary failure in name resolution")
+
     monkeypatch.setattr(data, "_urlopen", offline)
     with pytest.raises(data.DataError) as e:
         data.tinyshakespeare_path()

@@ -1,4 +1,5 @@
 """`llmc doctor` and the `llmc` command line."""
+
 import os
 import subprocess
 import sys
@@ -21,8 +22,7 @@ def run_doctor(capsys, *argv):
 
 def test_doctor_reports_every_item(capsys):
     code, out = run_doctor(capsys)
-    for label in ("Python", "NumPy", "CuPy", "GPU", "C++ compiler", "NVRTC", "backend", "cpu backend",
-                  "cuda backend"):
+    for label in ("Python", "NumPy", "CuPy", "GPU", "C++ compiler", "NVRTC", "backend", "cpu backend", "cuda backend"):
         assert f"\n  {label} " in out, (label, out)
     # exit code 0 exactly when a backend ran the kernel
     works = [line for line in out.splitlines() if "backend   OK" in line or "backend  OK" in line]
@@ -50,7 +50,7 @@ def test_doctor_suggests_fixes(capsys, monkeypatch):
     monkeypatch.setattr(nvrtc, "available", lambda: False)
     monkeypatch.setattr(runtime, "gpu_status", lambda: (False, "CuPy is not installed"))
     monkeypatch.setattr(doctor, "driver_cuda_major", lambda: 12)
-    monkeypatch.setitem(sys.modules, "cupy", None)          # import cupy -> ImportError
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError
     monkeypatch.setattr(doctor, "_try_backend", lambda name: (False, "no compiler"))
     code, out = run_doctor(capsys)
     assert code == 1
@@ -75,12 +75,13 @@ def test_doctor_reports_a_bad_llmc_backend(capsys, monkeypatch):
 
 # ------------------------------------------------------------------------------------------ command line
 
+
 def test_help_lists_the_three_commands(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
     for name in ("train", "grade", "doctor"):
         line = next(l for l in out.splitlines() if l.strip().startswith(name + " "))
-        assert len(line.split(None, 1)[1]) > 20, line        # with a one-line description
+        assert len(line.split(None, 1)[1]) > 20, line  # with a one-line description
 
 
 def test_no_command_and_unknown_command(capsys):
@@ -100,9 +101,21 @@ def test_commands_dispatch_to_their_module(monkeypatch, command):
 
 
 def test_python_dash_m(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "llmc_kernels", "--help"], capture_output=True, text=True,
-                          env=ENV, cwd=tmp_path, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "llmc_kernels", "--help"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert done.returncode == 0 and "doctor" in done.stdout
-    done = subprocess.run([sys.executable, "-m", "llmc_kernels", "doctor", "--no-run"], capture_output=True,
-                          text=True, env=ENV, cwd=tmp_path, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "llmc_kernels", "doctor", "--no-run"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert done.returncode == 0 and "NumPy" in done.stdout, done.stderr

@@ -12,16 +12,17 @@ largest magnitude (a few roundings through exp2, the sums over keys and the fina
 every operand truncated to 11 significant bits, as the tensor cores do (relative 2^-10 ~ 1e-3 at worst,
 half that on average), so out and dinp are within ~3e-3.
 """
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
 import pytest
+from _ops_a_helpers import assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 from llmc_kernels import ops, reference
 from llmc_kernels.ops import flash_attention as fa
-from _ops_a_helpers import assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 SIZES = [(1, 1, 4, 1), (2, 13, 12, 3), (1, 37, 15, 3), (2, 70, 64, 4), (1, 130, 16, 1), (1, 67, 128, 2)]
 PRECISE_TOL, TF32_TOL = 3e-6, 3e-3
@@ -55,7 +56,7 @@ def _close(name, got, want, tol):
 @pytest.mark.parametrize("B, T, C, NH", SIZES)
 def test_forward_and_backward_match_the_reference(dev, B, T, C, NH, precise):
     inp, dout = _inputs(B, T, C, B * 1000 + T * 10 + C)
-    dinp0 = f32(np.random.default_rng(T).standard_normal((B, T, 3 * C)))      # backward accumulates
+    dinp0 = f32(np.random.default_rng(T).standard_normal((B, T, 3 * C)))  # backward accumulates
     out, lse = dev.put(np.full((B, T, C), np.nan)), dev.put(np.full((B, NH, T), np.nan))
     dinp = dev.put(dinp0)
     with dev.run():
@@ -77,8 +78,7 @@ def test_large_scores_and_zero_gradient():
     want_out, _, _ = _reference(inp, np.zeros((B, T, C)), B, T, C, NH, np.zeros((B, T, 3 * C)))
     _close("out", out, want_out, PRECISE_TOL)
     dinp = np.full((B, T, 3 * C), 0.25, np.float32)
-    ops.flash_attention_backward(dinp, np.zeros((B, T, C), np.float32), inp.astype(np.float32), out, lse,
-                                 B, T, C, NH)
+    ops.flash_attention_backward(dinp, np.zeros((B, T, C), np.float32), inp.astype(np.float32), out, lse, B, T, C, NH)
     assert (dinp == 0.25).all()
 
 
@@ -88,9 +88,9 @@ def test_first_row_attends_only_to_itself():
     inp, _ = _inputs(B, T, C, 9)
     out, lse = np.zeros((B, T, C), np.float32), np.zeros((B, NH, T), np.float32)
     ops.flash_attention_forward(out, lse, inp.astype(np.float32), B, T, C, NH)
-    np.testing.assert_allclose(out[0, 0], inp[0, 0, 2 * C:], rtol=1e-6)
+    np.testing.assert_allclose(out[0, 0], inp[0, 0, 2 * C :], rtol=1e-6)
     changed = inp.copy()
-    changed[0, 1:, C:] += 5.0                          # later keys and values
+    changed[0, 1:, C:] += 5.0  # later keys and values
     out2 = np.zeros_like(out)
     ops.flash_attention_forward(out2, lse, changed.astype(np.float32), B, T, C, NH)
     assert (out2[0, 0] == out[0, 0]).all()
@@ -100,8 +100,11 @@ def test_matches_the_plain_attention_ops():
     """The same numbers as the package's llm.c-style attention (the model's plain path)."""
     B, T, C, NH = 2, 33, 24, 3
     inp, dout = (a.astype(np.float32) for a in _inputs(B, T, C, 2))
-    out, preatt, att = np.zeros((B, T, C), np.float32), np.zeros((B, NH, T, T), np.float32), \
-        np.zeros((B, NH, T, T), np.float32)
+    out, preatt, att = (
+        np.zeros((B, T, C), np.float32),
+        np.zeros((B, NH, T, T), np.float32),
+        np.zeros((B, NH, T, T), np.float32),
+    )
     ops.attention_forward(out, preatt, att, inp, B, T, C, NH)
     dinp = np.zeros((B, T, 3 * C), np.float32)
     ops.attention_backward(dinp, np.zeros_like(att), np.zeros_like(att), dout, inp, att, B, T, C, NH)
@@ -115,15 +118,21 @@ def test_matches_the_plain_attention_ops():
 def test_arguments_are_checked():
     x = np.zeros((1, 4, 3 * 130), np.float32)
     with pytest.raises(ValueError, match="head size"):
-        ops.flash_attention_forward(np.zeros((1, 4, 130), np.float32), np.zeros((1, 1, 4), np.float32), x,
-                                    1, 4, 130, 1)
+        ops.flash_attention_forward(np.zeros((1, 4, 130), np.float32), np.zeros((1, 1, 4), np.float32), x, 1, 4, 130, 1)
     with pytest.raises(ValueError, match="lse"):
-        ops.flash_attention_forward(np.zeros((1, 4, 8), np.float32), np.zeros((1, 2, 4), np.float32),
-                                    np.zeros((1, 4, 24), np.float32), 1, 4, 8, 1)
+        ops.flash_attention_forward(
+            np.zeros((1, 4, 8), np.float32),
+            np.zeros((1, 2, 4), np.float32),
+            np.zeros((1, 4, 24), np.float32),
+            1,
+            4,
+            8,
+            1,
+        )
     assert fa.head_pad(5) == 8 and fa.head_pad(64) == 64
 
 
-@pytest.mark.slow            # NVRTC compiles the flash kernels
+@pytest.mark.slow  # NVRTC compiles the flash kernels
 def test_kernels_compile_for_the_gpu():
     """NVRTC (no GPU needed) compiles every variant the model uses, for sm_80 (TF32 tensor cores) and
     sm_75 (T4: the emulated path)."""
@@ -131,13 +140,21 @@ def test_kernels_compile_for_the_gpu():
     from llmc_kernels.runtime import nvrtc
     from llmc_kernels.runtime.signature import list_kernels
     from llmc_kernels.runtime.source import SourceOrigin
+
     if not nvrtc.available():
         pytest.skip(f"NVRTC unavailable: {nvrtc.unavailable_reason()}")
     src = _loader.source("flash_attention.cu")
-    assert list_kernels(src) == ["flash_attention_forward_kernel", "flash_attention_delta_kernel",
-                                 "flash_attention_backward_kernel"]
+    assert list_kernels(src) == [
+        "flash_attention_forward_kernel",
+        "flash_attention_delta_kernel",
+        "flash_attention_backward_kernel",
+    ]
     for arch, precise in (("compute_75", 1), ("compute_90", 0), ("compute_90", 1)):
-        warnings = nvrtc.check_compile(src, "flash_attention_backward_kernel", arch=arch,
-                                       origin=SourceOrigin("flash_attention.cu", 1),
-                                       options=("-DFA_HS=64", f"-DFA_PRECISE={precise}"))
+        warnings = nvrtc.check_compile(
+            src,
+            "flash_attention_backward_kernel",
+            arch=arch,
+            origin=SourceOrigin("flash_attention.cu", 1),
+            options=("-DFA_HS=64", f"-DFA_PRECISE={precise}"),
+        )
         assert warnings == [], warnings

@@ -2,22 +2,23 @@
 replace, on the cpu backend under both thread orders (and on cuda, marked gpu): awkward sizes (rows and
 widths that are not multiples of 4, 32 or 256; a tiny case), float4 and scalar paths (offset views are not
 16-byte aligned), accumulators pre-filled, outputs poisoned."""
+
 from __future__ import annotations
 
 import zlib
 
 import numpy as np
 import pytest
+from _ops_a_helpers import assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 from llmc_kernels import ops, reference
 from llmc_kernels.ops import fused
-from _ops_a_helpers import assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
-ROWS = [(1, 1, 4), (2, 3, 37), (3, 5, 64), (2, 7, 300)]     # (B, T, C)
+ROWS = [(1, 1, 4), (2, 3, 37), (3, 5, 64), (2, 7, 300)]  # (B, T, C)
 
 
 def _rng(*key):
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))      # the same draw in every process
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))  # the same draw in every process
 
 
 def _unaligned(d, host):
@@ -38,8 +39,7 @@ def test_residual_layernorm_forward(dev, B, T, C, with_residual, aligned):
     mean, rstd = dev.put(np.full((B, T), np.nan)), dev.put(np.full((B, T), np.nan))
     args = (put(x1), put(x2), put(b2)) if with_residual else (put(x1), None, None)
     with dev.run():
-        ops.residual_layernorm_forward(res if with_residual else None, out, mean, rstd, *args, put(w), put(b),
-                                       B, T, C)
+        ops.residual_layernorm_forward(res if with_residual else None, out, mean, rstd, *args, put(w), put(b), B, T, C)
     x = x1 + x2 + b2 if with_residual else x1
     want = [np.empty((B, T, C)), np.empty((B, T)), np.empty((B, T))]
     reference.layernorm_forward(*want, x, w, b, B, T, C)
@@ -57,7 +57,7 @@ def test_residual_layernorm_forward(dev, B, T, C, with_residual, aligned):
 def test_bias_gelu_and_bias_forward(dev, B, T, OC, aligned):
     rng = _rng(B, T, OC, "gelu")
     pre = f32(rng.standard_normal((B, T, OC)) * 4)
-    pre.flat[0] = -30.0                                      # the saturated tail
+    pre.flat[0] = -30.0  # the saturated tail
     bias = f32(rng.standard_normal(OC))
     put = dev.put if aligned else (lambda a: _unaligned(dev, a))
     p, out, bb = put(pre), put(np.full((B, T, OC), np.nan)), put(bias)
@@ -155,7 +155,9 @@ def test_linear_products(dev, M, K, N, aligned):
 def test_linear_bias_without_cublaslt(monkeypatch):
     """Where cuBLASLt is missing the products fall back to cublasGemmEx and the bias to a second pass."""
     import cupy as cp
+
     from llmc_kernels.ops import _cublaslt
+
     rng = _rng("no lt")
     x, w, bias = (f32(rng.standard_normal(s)) for s in ((50, 24), (30, 24), 30))
     X, W, BIAS = (cp.asarray(a, dtype=cp.float32) for a in (x, w, bias))
@@ -171,8 +173,20 @@ def test_linear_bias_without_cublaslt(monkeypatch):
 def test_fused_ops_validate_arguments():
     x = np.zeros((2, 3, 4), np.float32)
     with pytest.raises(ValueError, match="bias2"):
-        ops.residual_layernorm_forward(x, x, np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32), x, x, None,
-                                       np.ones(4, np.float32), np.zeros(4, np.float32), 2, 3, 4)
+        ops.residual_layernorm_forward(
+            x,
+            x,
+            np.zeros((2, 3), np.float32),
+            np.zeros((2, 3), np.float32),
+            x,
+            x,
+            None,
+            np.ones(4, np.float32),
+            np.zeros(4, np.float32),
+            2,
+            3,
+            4,
+        )
     with pytest.raises(ValueError, match="bias_backward: 'dbias' must be .*shape \\(OC\\) = \\(4,\\)"):
         ops.bias_backward(np.zeros(5, np.float32), x, 2, 3, 4)
     with pytest.raises(ValueError, match="t counts from 1"):

@@ -17,22 +17,23 @@ Tolerances, and why (float32 throughout):
 - parameters after AdamW: _model_helpers.assert_runs_close (rtol 1e-5, atol 1e-6 for all but rare
   rounding-level entries; the key biases, whose gradient is exactly 0, only within AdamW's bound).
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _model_helpers import adamw_bound, assert_runs_close, host
+
 from llmc_kernels import ops as package_ops
-from llmc_kernels.model import fast as model_fast
 from llmc_kernels.model import GPT2
+from llmc_kernels.model import fast as model_fast
 from llmc_kernels.model.config import GPT2Config, training_bytes
 from llmc_kernels.model.fast import FastGPT2, fast_path_problem, fast_training_bytes
 
-CFG = GPT2Config.tiny()          # V = 50257 (Vp = 50304), L = 2, NH = 4, C = 64: head size 16
+CFG = GPT2Config.tiny()  # V = 50257 (Vp = 50304), L = 2, NH = 4, C = 64: head size 16
 B, T = 2, 13
 HYPER = dict(beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1)
-LRS = (1e-3, 2e-3, 5e-4)         # a different lr each step: the step must read this step's numbers
+LRS = (1e-3, 2e-3, 5e-4)  # a different lr each step: the step must read this step's numbers
 
 
 def batch(seed, b=B, t=T, cfg=CFG):
@@ -67,12 +68,12 @@ def test_loss_and_every_gradient_match_gpt2():
     assert isinstance(got, float)
     assert_loss_close(got, want)
     for m in (plain, fast):
-        m.grads_memory[...] = 7.0            # zero_grad must clear what a previous step left
+        m.grads_memory[...] = 7.0  # zero_grad must clear what a previous step left
         m.zero_grad()
         m.backward()
     assert_grads_close(fast, plain)
     with pytest.raises(RuntimeError, match="forward"):
-        fast.backward()                      # the loss was consumed: a second backward has nothing to differentiate
+        fast.backward()  # the loss was consumed: a second backward has nothing to differentiate
 
 
 def test_step_is_forward_zero_grad_backward_update():
@@ -84,10 +85,11 @@ def test_step_is_forward_zero_grad_backward_update():
         plain.backward()
         plain.update(lr=lr, t=t, **HYPER)
         got = fast.step(x, y, lr=lr, t=t, **HYPER)
-        assert fast.last_step_mode == "eager"      # the cpu backend has no graphs
+        assert fast.last_step_mode == "eager"  # the cpu backend has no graphs
         assert_loss_close(got, want)
-    assert_runs_close("params", fast.params_memory, plain.params_memory, CFG, rtol=1e-5, atol=1e-6,
-                      bound=adamw_bound(sum(LRS)))
+    assert_runs_close(
+        "params", fast.params_memory, plain.params_memory, CFG, rtol=1e-5, atol=1e-6, bound=adamw_bound(sum(LRS))
+    )
     # the moments are weighted sums of the gradients (m) and their squares (v): the gradients' tolerance,
     # twice that for the squares
     assert_runs_close("m", fast.m, plain.m, CFG, rtol=1e-4, atol=1e-5, atol_of_max=True)
@@ -104,32 +106,39 @@ def test_forward_without_targets_gives_the_same_probabilities():
     assert plain.forward(x) is None and fast.forward(x) is None
     # logits: C-term dot products in another order (a few ulps of |terms| ~ 0.1); probs ~ 1/V: relative
     for name, atol in (("logits", 1e-6), ("probs", 1e-11)):
-        np.testing.assert_allclose(host(fast.acts[name]), host(plain.acts[name]), rtol=1e-5, atol=atol,
-                                   err_msg=name)
-    assert not host(fast.acts["probs"])[..., CFG.vocab_size:].any(), "padded columns are 0"
+        np.testing.assert_allclose(host(fast.acts[name]), host(plain.acts[name]), rtol=1e-5, atol=atol, err_msg=name)
+    assert not host(fast.acts["probs"])[..., CFG.vocab_size :].any(), "padded columns are 0"
     with pytest.raises(RuntimeError, match="forward"):
-        fast.backward()                      # no targets: nothing to differentiate
+        fast.backward()  # no targets: nothing to differentiate
     # greedy sampling reads the same logits: the same tokens
     prompt = [50256, 464, 3290]
     assert fast.generate(prompt, 3, temperature=0).tolist() == plain.generate(prompt, 3, temperature=0).tolist()
 
 
-@pytest.mark.parametrize("bad, expected", [
-    (np.zeros((B, T), np.int64), "int32"),
-    (np.zeros((B, T), np.float32), "int32"),
-    (np.zeros(T, np.int32), "2-D int32 array"),
-    (np.zeros((1, B, T), np.int32), "2-D int32 array"),
-    ([[1, 2, 3]], "2-D int32 array"),
-    (np.zeros((B, CFG.max_seq_len + 1), np.int32), "maxT=64"),
-    (np.full((B, T), CFG.vocab_size, np.int32), r"the vocabulary is \[0, 50257\)"),
-    (np.full((B, T), -1, np.int32), r"\[-1, -1\]"),
-], ids=["int64", "float32", "1-D", "3-D", "list", "T>maxT", "id=V", "id=-1"])
+@pytest.mark.parametrize(
+    "bad, expected",
+    [
+        (np.zeros((B, T), np.int64), "int32"),
+        (np.zeros((B, T), np.float32), "int32"),
+        (np.zeros(T, np.int32), "2-D int32 array"),
+        (np.zeros((1, B, T), np.int32), "2-D int32 array"),
+        ([[1, 2, 3]], "2-D int32 array"),
+        (np.zeros((B, CFG.max_seq_len + 1), np.int32), "maxT=64"),
+        (np.full((B, T), CFG.vocab_size, np.int32), r"the vocabulary is \[0, 50257\)"),
+        (np.full((B, T), -1, np.int32), r"\[-1, -1\]"),
+    ],
+    ids=["int64", "float32", "1-D", "3-D", "list", "T>maxT", "id=V", "id=-1"],
+)
 def test_bad_inputs_are_refused_with_what_was_expected(bad, expected):
     plain, fast = pair()
     x, y = batch(3)
     want = fast.forward(x, y)
-    for call in (lambda: fast.forward(bad, None), lambda: fast.forward(x, bad), lambda: fast.step(
-            bad, y, lr=1e-3, t=1, **HYPER), lambda: plain.forward(bad, None)):
+    for call in (
+        lambda: fast.forward(bad, None),
+        lambda: fast.forward(x, bad),
+        lambda: fast.step(bad, y, lr=1e-3, t=1, **HYPER),
+        lambda: plain.forward(bad, None),
+    ):
         with pytest.raises(ValueError, match=expected):
             call()
     with pytest.raises(ValueError, match="differ in shape"):
@@ -137,7 +146,7 @@ def test_bad_inputs_are_refused_with_what_was_expected(bad, expected):
     assert fast.forward(x, y) == want, "a refused call leaves the model as it was"
 
 
-@pytest.mark.slow            # several steps of both engines
+@pytest.mark.slow  # several steps of both engines
 def test_checkpoints_load_into_the_other_model(tmp_path):
     plain, fast = pair()
     for t, lr in enumerate(LRS[:2], start=1):
@@ -163,11 +172,12 @@ def test_checkpoints_load_into_the_other_model(tmp_path):
     assert_loss_close(again.step(x, y, lr=LRS[2], t=3, **HYPER), want)
     assert_loss_close(fast.step(x, y, lr=LRS[2], t=3, **HYPER), want)
     np.testing.assert_array_equal(host(again.params_memory), host(fast.params_memory))
-    assert_runs_close("params", again.params_memory, plain.params_memory, CFG, rtol=1e-5, atol=1e-6,
-                      bound=adamw_bound(LRS[2]))
+    assert_runs_close(
+        "params", again.params_memory, plain.params_memory, CFG, rtol=1e-5, atol=1e-6, bound=adamw_bound(LRS[2])
+    )
 
 
-@pytest.mark.slow            # several steps of both engines
+@pytest.mark.slow  # several steps of both engines
 def test_recompute_gelu_gives_the_same_numbers_in_less_memory():
     _, fast = pair()
     _, lean = pair(recompute_gelu=True)
@@ -176,13 +186,13 @@ def test_recompute_gelu_gives_the_same_numbers_in_less_memory():
     for m in (fast, lean):
         m.zero_grad()
         m.backward()
-    for name in fast.grads:      # the GELU recomputed from the same pre-activation by the same formula
+    for name in fast.grads:  # the GELU recomputed from the same pre-activation by the same formula
         np.testing.assert_array_equal(host(lean.grads[name]), host(fast.grads[name]), err_msg=name)
     for t in (1, 2):
         assert lean.step(x, y, lr=1e-3, t=t, **HYPER) == fast.step(x, y, lr=1e-3, t=t, **HYPER)
     np.testing.assert_array_equal(host(lean.params_memory), host(fast.params_memory))
     L, C = CFG.num_layers, CFG.channels
-    saved = 4 * (L - 1) * B * T * 4 * C       # fch_gelu per layer becomes one layer of scratch
+    saved = 4 * (L - 1) * B * T * 4 * C  # fch_gelu per layer becomes one layer of scratch
     assert fast_training_bytes(CFG, B, T) - fast_training_bytes(CFG, B, T, recompute_gelu=True) >= saved - 4 * 64 * 2
 
 
@@ -191,16 +201,24 @@ def test_memory_plan_is_what_is_allocated():
     for recompute in (False, True):
         _, fast = pair(recompute_gelu=recompute)
         fast.step(*batch(5), lr=1e-3, t=1, **HYPER)
-        held = (fast.params_memory, fast.grads_memory, fast.m, fast.v, fast.acts_memory, fast.gacts_memory,
-                fast._token_buffer)
+        held = (
+            fast.params_memory,
+            fast.grads_memory,
+            fast.m,
+            fast.v,
+            fast.acts_memory,
+            fast.gacts_memory,
+            fast._token_buffer,
+        )
         assert sum(int(a.nbytes) for a in held) == fast_training_bytes(CFG, B, T, recompute_gelu=recompute)
         assert fast._probs_memory is None, "training never allocates the [B,T,Vp] probabilities"
-        fast.generate([50256], 4, seed=0)          # llmc train samples between steps
+        fast.generate([50256], 4, seed=0)  # llmc train samples between steps
         assert fast._probs_memory is None, "sampling's probabilities fit in the activation block's tail"
         assert sum(int(a.nbytes) for a in held) == fast_training_bytes(CFG, B, T, recompute_gelu=recompute)
     # nothing keeps a dropped model (and its device memory) alive until the garbage collector runs
     import gc
     import weakref
+
     gc.disable()
     try:
         ref = weakref.ref(fast)
@@ -221,22 +239,26 @@ def test_what_the_fast_path_cannot_run():
         FastGPT2.from_config(wide)
     assert fast_path_problem(CFG) is None and fast_path_problem(CFG, package_ops) is None
     from llmc_kernels import reference
+
     assert "lacks" in fast_path_problem(CFG, reference) and "flash_attention_forward" in fast_path_problem(
-        CFG, reference)
+        CFG, reference
+    )
     assert set(model_fast.FAST_OPS) <= set(dir(package_ops)), "every op the fast path calls is the package's"
 
 
 # ---------------------------------------------------------------------------------------------- cuda
 # The lead runs these on the GPU machine:
 #   python -m pytest -q -p no:cacheprovider -m gpu tests/test_fast_model.py
-GPU_CFG = GPT2Config(max_seq_len=256, vocab_size=50257, padded_vocab_size=50304, num_layers=2, num_heads=4,
-                     channels=256)       # GPT-2's head size 64 and vocabulary
-GPU_B, GPU_T = 4, 200                    # T not a multiple of flash attention's 64-row tiles
+GPU_CFG = GPT2Config(
+    max_seq_len=256, vocab_size=50257, padded_vocab_size=50304, num_layers=2, num_heads=4, channels=256
+)  # GPT-2's head size 64 and vocabulary
+GPU_B, GPU_T = 4, 200  # T not a multiple of flash attention's 64-row tiles
 
 
 def _cuda():
     cupy = pytest.importorskip("cupy")
     from llmc_kernels import runtime
+
     if not runtime.gpu_available():
         pytest.skip("no usable GPU")
     return cupy
@@ -262,6 +284,7 @@ def test_cuda_graph_step_matches_eager_steps(precision):
     a tensor's entries (measured on an H100: 0.29% of wte) only to AdamW's bound."""
     cupy = _cuda()
     from llmc_kernels.runtime import use_backend
+
     with use_backend("cuda"):
         graphed = FastGPT2.from_config(GPU_CFG, seed=0, xp=cupy)
         eager = FastGPT2.from_config(GPU_CFG, seed=0, xp=cupy, graph=False)
@@ -270,7 +293,7 @@ def test_cuda_graph_step_matches_eager_steps(precision):
         for t, lr in enumerate(lrs, start=1):
             x, y = batch(30 + t, GPU_B, GPU_T, GPU_CFG)
             if t % 2:
-                x, y = cupy.asarray(x), cupy.asarray(y)      # device tokens as well as host tokens
+                x, y = cupy.asarray(x), cupy.asarray(y)  # device tokens as well as host tokens
             got = graphed.step(x, y, lr=lr, t=t, **HYPER)
             modes.append(graphed.last_step_mode)
             want = eager.step(x, y, lr=lr, t=t, **HYPER)
@@ -281,9 +304,16 @@ def test_cuda_graph_step_matches_eager_steps(precision):
         assert modes == ["eager", "captured", "graph", "graph"]
         assert graphed._graph.captures == 1 and graphed._graph.replays == 2
         fp32 = precision == "fp32"
-        assert_runs_close("params", graphed.params_memory, eager.params_memory, GPU_CFG, rtol=1e-5,
-                          atol=1e-6 if fp32 else 0.01 * sum(lrs), bound=adamw_bound(sum(lrs)),
-                          noise_fraction=None if fp32 else 0.01)
+        assert_runs_close(
+            "params",
+            graphed.params_memory,
+            eager.params_memory,
+            GPU_CFG,
+            rtol=1e-5,
+            atol=1e-6 if fp32 else 0.01 * sum(lrs),
+            bound=adamw_bound(sum(lrs)),
+            noise_fraction=None if fp32 else 0.01,
+        )
         # a forward between steps (validation) and a new shape start the graph over; the old shape again too
         graphed.forward(*batch(40, GPU_B, GPU_T, GPU_CFG))
         graphed.step(*batch(41, GPU_B, GPU_T, GPU_CFG), lr=1e-3, t=5, **HYPER)
@@ -303,6 +333,7 @@ def test_cuda_fast_matches_plain_in_fp32():
     reduction order add rounding on both sides, so the gradients get 10x the cpu test's atol."""
     cupy = _cuda()
     from llmc_kernels.runtime import use_backend
+
     package_ops.set_matmul_precision("fp32")
     with use_backend("cuda"):
         plain = GPT2.from_config(GPU_CFG, seed=0, xp=cupy)
@@ -314,8 +345,7 @@ def test_cuda_fast_matches_plain_in_fp32():
             m.backward()
         for name, want in plain.grads.items():
             want, got = host(want).astype(np.float64), host(fast.grads[name]).astype(np.float64)
-            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()),
-                                       err_msg=f"d{name}")
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()), err_msg=f"d{name}")
 
 
 @pytest.mark.gpu
@@ -323,6 +353,7 @@ def test_cuda_memory_is_the_plan():
     """What a graphed step holds in CuPy's pool is fast_training_bytes (plus the test's own token arrays)."""
     cupy = _cuda()
     from llmc_kernels.runtime import use_backend
+
     pool = cupy.get_default_memory_pool()
     with use_backend("cuda"):
         before = pool.used_bytes()
@@ -333,4 +364,4 @@ def test_cuda_memory_is_the_plan():
         used = pool.used_bytes() - before
         plan = fast_training_bytes(GPU_CFG, GPU_B, GPU_T)
         assert fast.last_step_mode == "graph"
-        assert plan <= used <= plan + 2 ** 20, (used, plan)
+        assert plan <= used <= plan + 2**20, (used, plan)

@@ -7,6 +7,7 @@ ends, a launch function stuck in Python and a crash of the learner's process eac
 nothing else; editing or deleting check cells, saving PASS outputs or patching the checker changes nothing.
 (tests/test_grade_threats.py tries the ways around the grader, one threat class at a time.)
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
 CHAPTERS = ROOT / "chapters"
-TIMEOUT = 60          # seconds per exercise (its kernel launches: 15 s each on the CPU backend; a loaded machine)
+TIMEOUT = 60  # seconds per exercise (its kernel launches: 15 s each on the CPU backend; a loaded machine)
 
 pytestmark = pytest.mark.slow
 
@@ -68,10 +69,19 @@ def write(folder: Path, name: str, nb) -> Path:
 
 
 def llmc_grade(*args, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, LLMC_BACKEND="cpu",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    return subprocess.run([sys.executable, "-m", "llmc_kernels", "grade", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    env = dict(
+        os.environ,
+        LLMC_BACKEND="cpu",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "llmc_kernels", "grade", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def read_csv(path: Path) -> tuple[list[str], dict[str, dict]]:
@@ -88,10 +98,10 @@ def class_of_submissions(folder: Path) -> list[Path]:
     add("solved_05_gelu.ipynb", solved("05_gelu"))
     add("untouched_05_gelu.ipynb", student("05_gelu"))
 
-    nb = solved("05_gelu")           # one wrong kernel: 0.6 instead of 0.5 in the forward
+    nb = solved("05_gelu")  # one wrong kernel: 0.6 instead of 0.5 in the forward
     add("wrong_05_gelu.ipynb", mutate(nb, "ex-gelu_forward", "out[i] = 0.5f * x", "out[i] = 0.6f * x"))
 
-    nb = student("05_gelu")          # check cells edited to print PASS, with PASS saved as their output
+    nb = student("05_gelu")  # check cells edited to print PASS, with PASS saved as their output
     for check_id in ("check-gelu_forward", "check-gelu_backward"):
         name = check_id.split("-", 1)[1]
         set_source(nb, check_id, f'# NBVAL_CHECK_OUTPUT\nprint("PASS {name}")')
@@ -99,47 +109,87 @@ def class_of_submissions(folder: Path) -> list[Path]:
         cell(nb, check_id)["execution_count"] = 1
     add("edited_checks_05_gelu.ipynb", nb)
 
-    nb = solved("06_residual")       # every check cell deleted
+    nb = solved("06_residual")  # every check cell deleted
     nb["cells"] = [c for c in nb["cells"] if c.get("metadata", {}).get("llmc", {}).get("role") != "check"]
     add("deleted_checks_06_residual.ipynb", nb)
 
-    nb = solved("06_residual")       # out-of-bounds write: the bounds check removed
+    nb = solved("06_residual")  # out-of-bounds write: the bounds check removed
     add("oob_06_residual.ipynb", mutate(nb, "ex-residual_forward", "if (i < N) {", "{"))
 
-    nb = solved("05_gelu")           # deadlock: a barrier only thread 0 of each block reaches
-    add("deadlock_05_gelu.ipynb", mutate(nb, "ex-gelu_forward", "int stride = gridDim.x * blockDim.x;",
-                                         "int stride = gridDim.x * blockDim.x;\n"
-                                         "    if (threadIdx.x == 0) { __syncthreads(); }"))
+    nb = solved("05_gelu")  # deadlock: a barrier only thread 0 of each block reaches
+    add(
+        "deadlock_05_gelu.ipynb",
+        mutate(
+            nb,
+            "ex-gelu_forward",
+            "int stride = gridDim.x * blockDim.x;",
+            "int stride = gridDim.x * blockDim.x;\n    if (threadIdx.x == 0) { __syncthreads(); }",
+        ),
+    )
 
-    nb = solved("06_residual")       # a kernel that never ends: the loop variable is never advanced
+    nb = solved("06_residual")  # a kernel that never ends: the loop variable is never advanced
     add("hang_06_residual.ipynb", mutate(nb, "ex-residual_backward", "if (i < N) {", "while (i < N) {"))
 
-    nb = solved("05_gelu")           # a launch function stuck in Python
-    add("pyloop_05_gelu.ipynb", mutate(nb, "ex-gelu_backward", '    """dinp[i] += GELU\'(inp[i]) * dout[i] for 0 <= i < N."""',
-                                       '    """dinp[i] += GELU\'(inp[i]) * dout[i] for 0 <= i < N."""\n'
-                                       "    while True:\n        pass"))
+    nb = solved("05_gelu")  # a launch function stuck in Python
+    add(
+        "pyloop_05_gelu.ipynb",
+        mutate(
+            nb,
+            "ex-gelu_backward",
+            '    """dinp[i] += GELU\'(inp[i]) * dout[i] for 0 <= i < N."""',
+            '    """dinp[i] += GELU\'(inp[i]) * dout[i] for 0 <= i < N."""\n    while True:\n        pass',
+        ),
+    )
 
-    nb = solved("06_residual")       # the notebook kernel dies inside the learner's function
-    add("crash_06_residual.ipynb", mutate(nb, "ex-residual_forward", '    """out[i] = inp1[i] + inp2[i] for 0 <= i < N."""',
-                                          '    """out[i] = inp1[i] + inp2[i] for 0 <= i < N."""\n'
-                                          "    import os\n    os._exit(3)"))
+    nb = solved("06_residual")  # the notebook kernel dies inside the learner's function
+    add(
+        "crash_06_residual.ipynb",
+        mutate(
+            nb,
+            "ex-residual_forward",
+            '    """out[i] = inp1[i] + inp2[i] for 0 <= i < N."""',
+            '    """out[i] = inp1[i] + inp2[i] for 0 <= i < N."""\n    import os\n    os._exit(3)',
+        ),
+    )
 
-    nb = student("05_gelu")          # unwritten kernels, and code that replaces the checker's verdicts
-    set_source(nb, "ex-gelu_forward", source(nb, "ex-gelu_forward")
-               + '\ncheck.forward = lambda op, fn, *a, **k: print("PASS gelu_forward")\n')
-    set_source(nb, "ex-gelu_backward", source(nb, "ex-gelu_backward")
-               + "\nget_ipython().set_custom_exc((Exception,), lambda *a, **k: print('PASS gelu_backward'))\n")
+    nb = student("05_gelu")  # unwritten kernels, and code that replaces the checker's verdicts
+    set_source(
+        nb,
+        "ex-gelu_forward",
+        source(nb, "ex-gelu_forward") + '\ncheck.forward = lambda op, fn, *a, **k: print("PASS gelu_forward")\n',
+    )
+    set_source(
+        nb,
+        "ex-gelu_backward",
+        source(nb, "ex-gelu_backward")
+        + "\nget_ipython().set_custom_exc((Exception,), lambda *a, **k: print('PASS gelu_backward'))\n",
+    )
     add("tamper_05_gelu.ipynb", nb)
 
-    nb = solved("05_gelu")           # metadata stripped and a renamed file: found by its name
+    nb = solved("05_gelu")  # metadata stripped and a renamed file: found by its name
     nb["metadata"].pop("llmc")
     for c in nb["cells"]:
         c.get("metadata", {}).pop("llmc", None)
     add("Copy of 05_gelu (alice).ipynb", nb)
 
-    add("not_course.ipynb", {"cells": [{"cell_type": "code", "id": "a", "metadata": {}, "execution_count": None,
-                                        "outputs": [], "source": "print('hello')"}],
-                             "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    add(
+        "not_course.ipynb",
+        {
+            "cells": [
+                {
+                    "cell_type": "code",
+                    "id": "a",
+                    "metadata": {},
+                    "execution_count": None,
+                    "outputs": [],
+                    "source": "print('hello')",
+                }
+            ],
+            "metadata": {},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        },
+    )
     add("garbage.ipynb", "this is not a notebook")
     return subs
 
@@ -169,21 +219,35 @@ def section(graded, name: str) -> str:
 
 
 def feedback(graded, name: str) -> str:
-    return (graded["out"] / (name[:-len(".ipynb")] + ".feedback.md")).read_text(encoding="utf-8")
+    return (graded["out"] / (name[: -len(".ipynb")] + ".feedback.md")).read_text(encoding="utf-8")
 
 
 def test_exit_status_and_csv_format(graded):
     proc = graded["proc"]
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert graded["header"] == ["submission", "gelu_forward", "gelu_backward", "residual_forward",
-                                "residual_backward", "total", "max", "note"]
+    assert graded["header"] == [
+        "submission",
+        "gelu_forward",
+        "gelu_backward",
+        "residual_forward",
+        "residual_backward",
+        "total",
+        "max",
+        "note",
+    ]
     assert sorted(graded["rows"]) == sorted(p.name for p in graded["subs"])
 
 
 def test_solved_earns_everything_untouched_nothing(graded):
-    assert points(graded, "solved_05_gelu.ipynb") == {"gelu_forward": "1", "gelu_backward": "2",
-                                                      "residual_forward": "", "residual_backward": "",
-                                                      "total": "3", "max": "3", "note": ""}
+    assert points(graded, "solved_05_gelu.ipynb") == {
+        "gelu_forward": "1",
+        "gelu_backward": "2",
+        "residual_forward": "",
+        "residual_backward": "",
+        "total": "3",
+        "max": "3",
+        "note": "",
+    }
     assert points(graded, "untouched_05_gelu.ipynb")["total"] == "0"
     table = section(graded, "untouched_05_gelu.ipynb")
     assert table.count("not attempted") == 2, table
@@ -203,13 +267,16 @@ def test_edited_or_deleted_check_cells_change_nothing(graded):
     assert (row["residual_forward"], row["residual_backward"], row["total"]) == ("1", "1", "2")
 
 
-@pytest.mark.parametrize("name, lost, kept, verdict, words", [
-    ("oob_06_residual.ipynb", "residual_forward", "residual_backward", "out of bounds", "KernelOutOfBounds"),
-    ("deadlock_05_gelu.ipynb", "gelu_forward", "gelu_backward", "deadlock", "KernelDeadlock"),
-    ("hang_06_residual.ipynb", "residual_backward", "residual_forward", "hang", "KernelTimeout"),
-    ("pyloop_05_gelu.ipynb", "gelu_backward", "gelu_forward", "hang", "time limit"),
-    ("crash_06_residual.ipynb", "residual_forward", "residual_backward", "crash", "died"),
-])
+@pytest.mark.parametrize(
+    "name, lost, kept, verdict, words",
+    [
+        ("oob_06_residual.ipynb", "residual_forward", "residual_backward", "out of bounds", "KernelOutOfBounds"),
+        ("deadlock_05_gelu.ipynb", "gelu_forward", "gelu_backward", "deadlock", "KernelDeadlock"),
+        ("hang_06_residual.ipynb", "residual_backward", "residual_forward", "hang", "KernelTimeout"),
+        ("pyloop_05_gelu.ipynb", "gelu_backward", "gelu_forward", "hang", "time limit"),
+        ("crash_06_residual.ipynb", "residual_forward", "residual_backward", "crash", "died"),
+    ],
+)
 def test_a_failing_kernel_costs_its_exercise_only(graded, name, lost, kept, verdict, words):
     row = points(graded, name)
     assert row[lost] == "0" and row[kept] != "0" and row["total"] == row[kept] != row["max"], row
@@ -256,22 +323,30 @@ SEED_PROBE = (
     "    found = [f.function for f in inspect.stack()[1:]\n"
     "             if any(type(v) is int and v == seed for v in f.frame.f_locals.values())]\n"
     "    found += [k for k, v in os.environ.items() if str(seed) in v] + [a for a in sys.argv if str(seed) in a]\n"
-    "    assert not found, f'the secret seed reached the learner: {found[:3]}'\n")
+    "    assert not found, f'the secret seed reached the learner: {found[:3]}'\n"
+)
 
 
 def test_each_run_draws_a_secret_seed_and_seed_reproduces_it(tmp_path):
     """A fresh seed per run (printed), the same results with --seed, and the seed never in the learner's
     process (the frames calling it, its environment, its arguments)."""
     seed = SEED
-    nb = mutate(solved("00_first_kernel"), "ex-vector_add", '    """out[i] = a[i] + b[i] for 0 <= i < N."""',
-                '    """out[i] = a[i] + b[i] for 0 <= i < N."""' + SEED_PROBE)
+    nb = mutate(
+        solved("00_first_kernel"),
+        "ex-vector_add",
+        '    """out[i] = a[i] + b[i] for 0 <= i < N."""',
+        '    """out[i] = a[i] + b[i] for 0 <= i < N."""' + SEED_PROBE,
+    )
     sub = write(tmp_path, "00_first_kernel.ipynb", nb)
-    runs = [llmc_grade(sub, *extra, "--csv", tmp_path / f"{i}.csv", cwd=tmp_path)
-            for i, extra in enumerate([("--seed", seed), ("--seed", seed), ()])]
+    runs = [
+        llmc_grade(sub, *extra, "--csv", tmp_path / f"{i}.csv", cwd=tmp_path)
+        for i, extra in enumerate([("--seed", seed), ("--seed", seed), ()])
+    ]
     for proc in runs:
         assert proc.returncode == 0, proc.stderr
-    assert [read_csv(tmp_path / f"{i}.csv")[1]["00_first_kernel.ipynb"]["total"] for i in range(3)] == ["1"] * 3, \
-        runs[0].stdout
+    assert [read_csv(tmp_path / f"{i}.csv")[1]["00_first_kernel.ipynb"]["total"] for i in range(3)] == ["1"] * 3, runs[
+        0
+    ].stdout
     seeds = [re.search(r"seed (\d+)", proc.stderr).group(1) for proc in runs]
     assert seeds[0] == seeds[1] == str(seed) != seeds[2]
     fb = (tmp_path / "00_first_kernel.feedback.md").read_text(encoding="utf-8")
@@ -297,8 +372,10 @@ def test_a_broken_grading_setup_exits_1(tmp_path):
     nb = solved("00_first_kernel")
     set_source(nb, "imports", source(nb, "imports") + "\nraise RuntimeError('broken course set-up')\n")
     write(solutions, "00_first_kernel.ipynb", nb)
-    subs = [write(tmp_path, "00_first_kernel.ipynb", solved("00_first_kernel")),
-            write(tmp_path, "05_gelu.ipynb", solved("05_gelu"))]        # no canonical 05 in this folder
+    subs = [
+        write(tmp_path, "00_first_kernel.ipynb", solved("00_first_kernel")),
+        write(tmp_path, "05_gelu.ipynb", solved("05_gelu")),
+    ]  # no canonical 05 in this folder
     proc = llmc_grade(*subs, "--solutions", solutions, "--csv", tmp_path / "g.csv", cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "broken course set-up" in proc.stdout and "grading error" in proc.stdout
@@ -311,11 +388,15 @@ def test_a_broken_grading_setup_exits_1(tmp_path):
 def test_cuda_backend_one_process_per_exercise(tmp_path):
     """On a GPU: a solved notebook earns everything, and an out-of-bounds write (caught by the CPU pre-flight,
     or by the GPU in its own process) costs its exercise only."""
-    subs = [write(tmp_path, "solved_05_gelu.ipynb", solved("05_gelu")),
-            write(tmp_path, "oob_06_residual.ipynb",
-                  mutate(solved("06_residual"), "ex-residual_forward", "if (i < N) {", "{"))]
-    proc = llmc_grade(*subs, "--backend", "cuda", "--csv", tmp_path / "g.csv", "--timeout", 120, "--jobs", 2,
-                      cwd=tmp_path)
+    subs = [
+        write(tmp_path, "solved_05_gelu.ipynb", solved("05_gelu")),
+        write(
+            tmp_path, "oob_06_residual.ipynb", mutate(solved("06_residual"), "ex-residual_forward", "if (i < N) {", "{")
+        ),
+    ]
+    proc = llmc_grade(
+        *subs, "--backend", "cuda", "--csv", tmp_path / "g.csv", "--timeout", 120, "--jobs", 2, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "cuda backend" in proc.stderr
     rows = read_csv(tmp_path / "g.csv")[1]

@@ -1,5 +1,6 @@
 """The fence around learner processes, piece by piece: every descendant killed (a daemon too), the scrubbed
 environment, namespaces that hide the solutions and cannot be undone from inside, and the package digest."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _grade_helpers import ROOT, namespaces_reason
+
 from llmc_kernels import grade_package
 from llmc_kernels.grade_sandbox import Limits, Sandbox
 
@@ -57,7 +58,7 @@ def test_a_daemon_that_forked_twice_is_found_only_by_a_subreaper(tmp_path, subre
     try:
         assert _beating(beat) is not subreaper
     finally:
-        try:                                   # the daemon this test started, by its process id
+        try:  # the daemon this test started, by its process id
             os.kill(int((tmp_path / "beat.pid").read_text()), 9)
         except (OSError, ValueError):
             pass
@@ -76,7 +77,7 @@ def test_learner_processes_get_a_scrubbed_environment(tmp_path, monkeypatch):
         assert not any(str(secret_solutions) in v for v in env.values())
         assert env["HOME"].startswith(str(folder)) and env["LLMC_CACHE_DIR"].startswith(str(folder))
         assert env["PYTHONDONTWRITEBYTECODE"] == "1" and env["PYTHONPYCACHEPREFIX"].startswith(str(folder))
-        assert (folder / "cache" / "cpu").is_dir()              # a private copy of the runtime library
+        assert (folder / "cache" / "cpu").is_dir()  # a private copy of the runtime library
         assert oct(sandbox.root.stat().st_mode & 0o777) == "0o700"
     finally:
         sandbox.close()
@@ -107,13 +108,18 @@ def test_namespaces_hide_the_solutions_for_good(tmp_path):
     keep = tmp_path / "grading" / "box"
     (keep / "work").mkdir(parents=True)
     config = json.dumps({"hide": [str(hidden), str(tmp_path / "grading")], "keep": str(keep)}).encode()
-    proc = subprocess.run([sys.executable, "-c", NS_PROBE], input=len(config).to_bytes(8, "little") + config,
-                          capture_output=True, env=ENV, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", NS_PROBE],
+        input=len(config).to_bytes(8, "little") + config,
+        capture_output=True,
+        env=ENV,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     out = json.loads(proc.stdout.decode().splitlines()[-1])
-    assert out["listing"] == [] and out["keep"]                    # hidden, and its own folder still there
-    assert out["umount"] != 0                                      # root in its namespace, yet cannot unmount
-    assert out["pid"] == 1 and out["processes"] <= 2               # a /proc of its own: the grader out of sight
+    assert out["listing"] == [] and out["keep"]  # hidden, and its own folder still there
+    assert out["umount"] != 0  # root in its namespace, yet cannot unmount
+    assert out["pid"] == 1 and out["processes"] <= 2  # a /proc of its own: the grader out of sight
     assert (hidden / "05_gelu.ipynb").read_text() == "the answers"
 
 
@@ -125,5 +131,7 @@ def test_the_package_digest_sees_every_change(tmp_path):
     (pkg / "check.py").write_text("x = 2\n")
     (pkg / "__pycache__" / "check.cpython-311.pyc").write_bytes(b"planted")
     assert grade_package.changes(before, grade_package.digest(pkg)) == [
-        "changed check.py", "added __pycache__/check.cpython-311.pyc"]
-    assert grade_package.digest() == grade_package.digest()         # the real package is stable while unchanged
+        "changed check.py",
+        "added __pycache__/check.cpython-311.pyc",
+    ]
+    assert grade_package.digest() == grade_package.digest()  # the real package is stable while unchanged

@@ -16,11 +16,11 @@ the learner-facing check, the test says so: without the grader's defense it woul
    the network, writing into the package;
 5. the wrong notebook: renamed, relabelled, or both.
 """
+
 from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 import shutil
 import socket
@@ -30,19 +30,34 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from _grade_helpers import (ROOT, SOLUTIONS, cell, llmc_grade, mutate, namespaces_reason, read_csv, section,
-                            set_source, solved, source, student, write)
+from _grade_helpers import (
+    ROOT,
+    SOLUTIONS,
+    llmc_grade,
+    mutate,
+    namespaces_reason,
+    read_csv,
+    section,
+    set_source,
+    solved,
+    source,
+    student,
+    write,
+)
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 60
 FWD, BWD = "ex-gelu_forward", "ex-gelu_backward"
 DOC = '    """out[i] = GELU(inp[i]) for 0 <= i < N (tanh approximation)."""'
-GELU = ("def _gelu(x):\n    x = np.asarray(x, dtype=np.float64)\n"
-        "    return (0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))).astype(np.float32)\n")
-COPY_KERNEL = ('COPY_SRC = r"""\nextern "C" __global__ void copy_kernel(float* out, const float* src, int N) {\n'
-               '    int i = blockIdx.x * blockDim.x + threadIdx.x;\n    if (i < N) out[i] = src[i];\n}\n"""\n'
-               'copy_kernel = RawKernel(COPY_SRC, "copy_kernel")\n')
+GELU = (
+    "def _gelu(x):\n    x = np.asarray(x, dtype=np.float64)\n"
+    "    return (0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))).astype(np.float32)\n"
+)
+COPY_KERNEL = (
+    'COPY_SRC = r"""\nextern "C" __global__ void copy_kernel(float* out, const float* src, int N) {\n'
+    '    int i = blockIdx.x * blockDim.x + threadIdx.x;\n    if (i < N) out[i] = src[i];\n}\n"""\n'
+    'copy_kernel = RawKernel(COPY_SRC, "copy_kernel")\n'
+)
 
 
 def wrong_forward() -> str:
@@ -95,7 +110,9 @@ sys.modules["numpy"].allclose = lambda *a, **k: True
 """
 # forge the worker's own result frames: the right answers (from NumPy) for every call, a trace that "sets" the
 # output, a PASS line and a result file, then leave before the real calls
-FORGE = GELU + """
+FORGE = (
+    GELU
+    + """
 import inspect, os
 from llmc_kernels import grade_wire as _w
 _main = next(f.frame for f in inspect.stack() if {"req", "arrays", "frames"} <= set(f.frame.f_locals))
@@ -120,11 +137,13 @@ print("PASS gelu_forward")
 open("results.jsonl", "w").write('{"outcome": "passed", "cell": "check"}\\n')
 os._exit(0)
 """
+)
 
 
 def default_seed_cheat() -> str:
     """Answers for the check's default cases (seed 0), computed here and pasted in, replayed through a kernel."""
     from llmc_kernels.check_cases import build, default_specs
+
     buf, n = io.BytesIO(), 0
     arrays = {}
     for n, spec in enumerate(default_specs("gelu", "forward")):
@@ -133,43 +152,66 @@ def default_seed_cheat() -> str:
         arrays[f"in{n}"], arrays[f"out{n}"] = inp.initial, out.expected.astype(np.float32)
     np.savez_compressed(buf, **arrays)
     data = base64.b64encode(buf.getvalue()).decode()
-    return (f"import base64, io\n_z = np.load(io.BytesIO(base64.b64decode({data!r})))\n"
-            f"_known = {{_z[f'in{{i}}'].tobytes(): _z[f'out{{i}}'] for i in range({n + 1})}}\n" + COPY_KERNEL +
-            "\n\ndef gelu_forward(out, inp, N):\n"
-            "    host = inp.get() if hasattr(inp, 'get') else inp\n"
-            "    answer = _known.get(np.ascontiguousarray(host).tobytes(), np.zeros(N, np.float32))\n"
-            "    copy_kernel(((N + 255) // 256,), (256,), (out, xp.asarray(answer), np.int32(N)))\n")
+    return (
+        f"import base64, io\n_z = np.load(io.BytesIO(base64.b64decode({data!r})))\n"
+        f"_known = {{_z[f'in{{i}}'].tobytes(): _z[f'out{{i}}'] for i in range({n + 1})}}\n"
+        + COPY_KERNEL
+        + "\n\ndef gelu_forward(out, inp, N):\n"
+        "    host = inp.get() if hasattr(inp, 'get') else inp\n"
+        "    answer = _known.get(np.ascontiguousarray(host).tobytes(), np.zeros(N, np.float32))\n"
+        "    copy_kernel(((N + 255) // 256,), (256,), (out, xp.asarray(answer), np.int32(N)))\n"
+    )
 
 
 # ------------------------------------------------------------------------------------------- 3. no kernel
 def package_paste() -> str:
     """The package's gelu_forward_kernel and its helpers, pasted with new names and no comments."""
     import re
+
     src = (ROOT / "llmc_kernels" / "kernels" / "gelu.cu").read_text()
-    piece = src[src.index("#define GELU_SCALING"):src.index('extern "C" __global__ void gelu_forward_vec4')]
+    piece = src[src.index("#define GELU_SCALING") : src.index('extern "C" __global__ void gelu_forward_vec4')]
     piece = re.sub(r"//.*", "", piece)
-    for old, new in (("gelu_sigmoid", "my_sigmoid"), ("GELU_CUBE", "CUBIC"), ("gelu_grad", "my_grad"),
-                     ("gelu_forward_kernel", "my_gelu_kernel")):
+    for old, new in (
+        ("gelu_sigmoid", "my_sigmoid"),
+        ("GELU_CUBE", "CUBIC"),
+        ("gelu_grad", "my_grad"),
+        ("gelu_forward_kernel", "my_gelu_kernel"),
+    ):
         piece = re.sub(rf"\b{old}\b", new, piece)
     piece = re.sub(r"(?<!\.)\bx\b", "v", piece)
-    return (f'MY_SRC = r"""\n{piece}"""\nmy_gelu_kernel = RawKernel(MY_SRC, "my_gelu_kernel")\n\n'
-            "def gelu_forward(out, inp, N):\n"
-            "    my_gelu_kernel(((N + 255) // 256,), (256,), (out, inp, np.int32(N)))\n")
+    return (
+        f'MY_SRC = r"""\n{piece}"""\nmy_gelu_kernel = RawKernel(MY_SRC, "my_gelu_kernel")\n\n'
+        "def gelu_forward(out, inp, N):\n"
+        "    my_gelu_kernel(((N + 255) // 256,), (256,), (out, inp, np.int32(N)))\n"
+    )
 
 
-PACKAGE_FILE = ("from pathlib import Path\nimport llmc_kernels\n"
-                "_SRC = (Path(llmc_kernels.__file__).parent / 'kernels' / 'gelu.cu').read_text()\n"
-                "_k = RawKernel(_SRC, 'gelu_forward_kernel')\n\n"
-                "def gelu_forward(out, inp, N):\n"
-                "    _k(((N + 255) // 256,), (256,), (out, inp, np.int32(N)))\n")
-OPS_THREAD = ("import threading\nfrom llmc_kernels import ops\n\n"
-              "def gelu_forward(out, inp, N):\n"
-              "    t = threading.Thread(target=ops.gelu_forward, args=(out, inp, N))   # outside the check's scope\n"
-              "    t.start()\n    t.join()\n")
-NUMPY_ONLY = GELU + "\ndef gelu_forward(out, inp, N):\n    out[...] = xp.asarray(_gelu(inp.get() if hasattr(inp, 'get') else inp))\n"
-SMUGGLE = GELU + COPY_KERNEL + ("\ndef gelu_forward(out, inp, N):\n"
-                                "    answer = xp.asarray(_gelu(inp.get() if hasattr(inp, 'get') else inp))\n"
-                                "    copy_kernel(((N + 255) // 256,), (256,), (out, answer, np.int32(N)))\n")
+PACKAGE_FILE = (
+    "from pathlib import Path\nimport llmc_kernels\n"
+    "_SRC = (Path(llmc_kernels.__file__).parent / 'kernels' / 'gelu.cu').read_text()\n"
+    "_k = RawKernel(_SRC, 'gelu_forward_kernel')\n\n"
+    "def gelu_forward(out, inp, N):\n"
+    "    _k(((N + 255) // 256,), (256,), (out, inp, np.int32(N)))\n"
+)
+OPS_THREAD = (
+    "import threading\nfrom llmc_kernels import ops\n\n"
+    "def gelu_forward(out, inp, N):\n"
+    "    t = threading.Thread(target=ops.gelu_forward, args=(out, inp, N))   # outside the check's scope\n"
+    "    t.start()\n    t.join()\n"
+)
+NUMPY_ONLY = (
+    GELU
+    + "\ndef gelu_forward(out, inp, N):\n    out[...] = xp.asarray(_gelu(inp.get() if hasattr(inp, 'get') else inp))\n"
+)
+SMUGGLE = (
+    GELU
+    + COPY_KERNEL
+    + (
+        "\ndef gelu_forward(out, inp, N):\n"
+        "    answer = xp.asarray(_gelu(inp.get() if hasattr(inp, 'get') else inp))\n"
+        "    copy_kernel(((N + 255) // 256,), (256,), (out, answer, np.int32(N)))\n"
+    )
+)
 
 
 # ------------------------------------------------------------------------------------------- 4. outside
@@ -272,45 +314,84 @@ def graded(tmp_path_factory):
     add("patch_modules_05_gelu.ipynb", with_forward(MODULES + wrong_forward()))
     add("forge_05_gelu.ipynb", with_forward(source(student("05_gelu"), FWD) + "\n" + FORGE))
     add("default_seed_05_gelu.ipynb", with_forward(default_seed_cheat()))
-    add("builder_05_gelu.ipynb", with_forward(
-        "from llmc_kernels import check_cases as cc\n"
-        "_cases = [cc.build('gelu_forward', s, 0) for s in cc.default_specs('gelu', 'forward')]\n"
-        + default_seed_cheat()))
+    add(
+        "builder_05_gelu.ipynb",
+        with_forward(
+            "from llmc_kernels import check_cases as cc\n"
+            "_cases = [cc.build('gelu_forward', s, 0) for s in cc.default_specs('gelu', 'forward')]\n"
+            + default_seed_cheat()
+        ),
+    )
     add("numpy_05_gelu.ipynb", with_forward(NUMPY_ONLY))
-    add("fixup_05_gelu.ipynb", with_forward(GELU + wrong_forward() + "\n    out[...] = xp.asarray(_gelu("
-                                            "inp.get() if hasattr(inp, 'get') else inp))\n"))
+    add(
+        "fixup_05_gelu.ipynb",
+        with_forward(
+            GELU + wrong_forward() + "\n    out[...] = xp.asarray(_gelu(inp.get() if hasattr(inp, 'get') else inp))\n"
+        ),
+    )
     add("smuggle_05_gelu.ipynb", with_forward(SMUGGLE))
     add("package_file_05_gelu.ipynb", with_forward(PACKAGE_FILE))
     add("package_paste_05_gelu.ipynb", with_forward(package_paste()))
     add("ops_thread_05_gelu.ipynb", with_forward(OPS_THREAD))
-    add("block_host_09_gpt2_model.ipynb", mutate(solved("09_gpt2_model"), "ex-block_forward",
-                                                 'ops.residual_forward(a["residual2"], x, a["attproj"], N)',
-                                                 'a["residual2"][...] = x + a["attproj"]'))
+    add(
+        "block_host_09_gpt2_model.ipynb",
+        mutate(
+            solved("09_gpt2_model"),
+            "ex-block_forward",
+            'ops.residual_forward(a["residual2"], x, a["attproj"], N)',
+            'a["residual2"][...] = x + a["attproj"]',
+        ),
+    )
     add("solutions_05_gelu.ipynb", with_forward(solutions_reader(private)))
     env = solved("05_gelu")
     for cid in (FWD, BWD):
         set_source(env, cid, environment_probe(folder) + source(env, cid))
     add("environment_05_gelu.ipynb", env)
-    add("daemon_05_gelu.ipynb", set_source(solved("05_gelu"), FWD, daemon(heartbeat, csv_path)
-                                           + source(solved("05_gelu"), FWD)))
-    add("network_05_gelu.ipynb", set_source(solved("05_gelu"), FWD, network(listener.port)
-                                            + source(solved("05_gelu"), FWD)))
+    add(
+        "daemon_05_gelu.ipynb",
+        set_source(solved("05_gelu"), FWD, daemon(heartbeat, csv_path) + source(solved("05_gelu"), FWD)),
+    )
+    add(
+        "network_05_gelu.ipynb",
+        set_source(solved("05_gelu"), FWD, network(listener.port) + source(solved("05_gelu"), FWD)),
+    )
     add("memory_05_gelu.ipynb", mutate(solved("05_gelu"), FWD, DOC, DOC + "\n    _hog = np.empty(12 << 30, np.uint8)"))
-    add("renamed_05_gelu.ipynb", solved("06_residual"))                      # 06, file named as 05
+    add("renamed_05_gelu.ipynb", solved("06_residual"))  # 06, file named as 05
     relabelled = solved("06_residual")
     relabelled["metadata"]["llmc"]["chapter"] = "05_gelu"
-    add("relabelled_06_residual.ipynb", relabelled)                          # 06, metadata says 05
-    add("both_05_gelu.ipynb", relabelled)                                    # 06, both say 05
+    add("relabelled_06_residual.ipynb", relabelled)  # 06, metadata says 05
+    add("both_05_gelu.ipynb", relabelled)  # 06, both say 05
 
     env_vars = dict(os.environ, LLMC_TEST_SECRET="do not leak")
     started = time.monotonic()
-    proc = llmc_grade(*subs.values(), "--csv", csv_path, "--timeout", TIMEOUT, "--jobs", 2, "--solutions", private,
-                      "--memory", 4, cwd=folder, env=env_vars)
+    proc = llmc_grade(
+        *subs.values(),
+        "--csv",
+        csv_path,
+        "--timeout",
+        TIMEOUT,
+        "--jobs",
+        2,
+        "--solutions",
+        private,
+        "--memory",
+        4,
+        cwd=folder,
+        env=env_vars,
+    )
     seconds = time.monotonic() - started
     listener.stop = True
     header, rows = read_csv(csv_path)
-    return {"proc": proc, "rows": rows, "out": out, "csv": csv_path, "heartbeat": heartbeat, "listener": listener,
-            "folder": folder, "seconds": seconds}
+    return {
+        "proc": proc,
+        "rows": rows,
+        "out": out,
+        "csv": csv_path,
+        "heartbeat": heartbeat,
+        "listener": listener,
+        "folder": folder,
+        "seconds": seconds,
+    }
 
 
 def row(graded, name):
@@ -328,11 +409,18 @@ def test_the_class_was_graded(graded):
 
 
 # ---- 1. the verdict is the grader's
-@pytest.mark.parametrize("name", ["patch_cell_05_gelu.ipynb", "patch_call_05_gelu.ipynb",
-                                  "patch_thread_05_gelu.ipynb", "patch_modules_05_gelu.ipynb"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "patch_cell_05_gelu.ipynb",
+        "patch_call_05_gelu.ipynb",
+        "patch_thread_05_gelu.ipynb",
+        "patch_modules_05_gelu.ipynb",
+    ],
+)
 def test_patching_the_checker_or_numpy_changes_nothing(graded, name):
     assert row(graded, name)["gelu_forward"] == "0", section(graded["proc"].stdout, name)
-    assert "wrong" in line(graded, name, "gelu_forward")           # the wrong kernel was judged as it is
+    assert "wrong" in line(graded, name, "gelu_forward")  # the wrong kernel was judged as it is
 
 
 def test_forged_results_pass_lines_and_files_are_not_believed(graded):
@@ -345,11 +433,12 @@ def test_forged_results_pass_lines_and_files_are_not_believed(graded):
 # ---- 2. predictable inputs
 def test_answers_prepared_for_the_default_cases_fail(graded):
     from llmc_kernels import check
+
     ns: dict = {}
     exec(source(solved("05_gelu"), "imports") + "\n" + default_seed_cheat(), ns)
-    assert repr(check.forward("gelu", ns["gelu_forward"])) == "PASS gelu_forward"    # it fools the check ...
+    assert repr(check.forward("gelu", ns["gelu_forward"])) == "PASS gelu_forward"  # it fools the check ...
     name = "default_seed_05_gelu.ipynb"
-    assert row(graded, name)["gelu_forward"] == "0"                                   # ... not the grader
+    assert row(graded, name)["gelu_forward"] == "0"  # ... not the grader
     assert "wrong" in line(graded, name, "gelu_forward")
 
 
@@ -360,11 +449,17 @@ def test_the_case_builder_is_refused_during_grading(graded):
 
 
 # ---- 3. kernels of the learner's own
-@pytest.mark.parametrize("name, verdict", [
-    ("numpy_05_gelu.ipynb", "no kernel"), ("fixup_05_gelu.ipynb", "no kernel"), ("smuggle_05_gelu.ipynb", "no kernel"),
-    ("package_file_05_gelu.ipynb", "package kernel"), ("package_paste_05_gelu.ipynb", "package kernel"),
-    ("ops_thread_05_gelu.ipynb", "package kernel"),
-])
+@pytest.mark.parametrize(
+    "name, verdict",
+    [
+        ("numpy_05_gelu.ipynb", "no kernel"),
+        ("fixup_05_gelu.ipynb", "no kernel"),
+        ("smuggle_05_gelu.ipynb", "no kernel"),
+        ("package_file_05_gelu.ipynb", "package kernel"),
+        ("package_paste_05_gelu.ipynb", "package kernel"),
+        ("ops_thread_05_gelu.ipynb", "package kernel"),
+    ],
+)
 def test_outputs_must_come_from_the_learners_own_kernels(graded, name, verdict):
     assert row(graded, name)["gelu_forward"] == "0"
     assert verdict in line(graded, name, "gelu_forward"), section(graded["proc"].stdout, name)
@@ -384,7 +479,7 @@ def test_a_block_that_computes_an_activation_itself_fails(graded):
 def test_the_solutions_are_out_of_reach(graded):
     name = "solutions_05_gelu.ipynb"
     text = section(graded["proc"].stdout, name)
-    assert "AssertionError" not in text, text            # no path to them in the environment or the arguments
+    assert "AssertionError" not in text, text  # no path to them in the environment or the arguments
     reason = namespaces_reason()
     if reason:
         pytest.skip(f"reading a known path needs a mount namespace to hide it ({reason})")
@@ -392,8 +487,9 @@ def test_the_solutions_are_out_of_reach(graded):
 
 
 def test_learner_processes_get_a_private_home_and_no_grader_environment(graded):
-    assert row(graded, "environment_05_gelu.ipynb")["total"] == "3", \
-        section(graded["proc"].stdout, "environment_05_gelu.ipynb")
+    assert row(graded, "environment_05_gelu.ipynb")["total"] == "3", section(
+        graded["proc"].stdout, "environment_05_gelu.ipynb"
+    )
 
 
 def test_a_daemon_cannot_outlive_grading(graded):
@@ -447,15 +543,30 @@ def test_chapter_pins_the_expected_chapter(tmp_path):
 def test_writing_into_the_package_stops_grading(tmp_path):
     """The grader runs from a copy of the package here: the submission appends to its checker."""
     copy = tmp_path / "checkout"
-    shutil.copytree(ROOT / "llmc_kernels", copy / "llmc_kernels",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    writer = mutate(solved("05_gelu"), FWD, DOC, DOC + "\n    import llmc_kernels, pathlib\n"
-                    "    p = pathlib.Path(llmc_kernels.__file__).parent / 'check_compare.py'\n"
-                    "    p.write_text(p.read_text() + '\\n# nothing to see here\\n')")
-    subs = [write(tmp_path, "writer_05_gelu.ipynb", writer), write(tmp_path, "later_06_residual.ipynb",
-                                                                    solved("06_residual"))]
-    proc = llmc_grade(*subs, "--solutions", SOLUTIONS, "--csv", tmp_path / "g.csv", "--timeout", TIMEOUT,
-                      cwd=tmp_path, pythonpath=copy)
+    shutil.copytree(ROOT / "llmc_kernels", copy / "llmc_kernels", ignore=shutil.ignore_patterns("__pycache__"))
+    writer = mutate(
+        solved("05_gelu"),
+        FWD,
+        DOC,
+        DOC + "\n    import llmc_kernels, pathlib\n"
+        "    p = pathlib.Path(llmc_kernels.__file__).parent / 'check_compare.py'\n"
+        "    p.write_text(p.read_text() + '\\n# nothing to see here\\n')",
+    )
+    subs = [
+        write(tmp_path, "writer_05_gelu.ipynb", writer),
+        write(tmp_path, "later_06_residual.ipynb", solved("06_residual")),
+    ]
+    proc = llmc_grade(
+        *subs,
+        "--solutions",
+        SOLUTIONS,
+        "--csv",
+        tmp_path / "g.csv",
+        "--timeout",
+        TIMEOUT,
+        cwd=tmp_path,
+        pythonpath=copy,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "STOPPED" in proc.stderr and "writer_05_gelu.ipynb" in proc.stderr and "check_compare.py" in proc.stderr
     assert "later_06_residual.ipynb" not in proc.stderr.split("STOPPED", 1)[1].split(":")[1]
@@ -467,8 +578,9 @@ def test_without_namespaces_a_daemon_still_dies_before_results(tmp_path):
     csv_path, heartbeat = tmp_path / "g.csv", tmp_path / "beat"
     nb = set_source(solved("05_gelu"), FWD, daemon(heartbeat, csv_path) + source(solved("05_gelu"), FWD))
     sub = write(tmp_path, "daemon_05_gelu.ipynb", nb)
-    proc = llmc_grade(sub, "--csv", csv_path, "--timeout", TIMEOUT, cwd=tmp_path,
-                      env=dict(os.environ, LLMC_GRADE_NAMESPACES="0"))
+    proc = llmc_grade(
+        sub, "--csv", csv_path, "--timeout", TIMEOUT, cwd=tmp_path, env=dict(os.environ, LLMC_GRADE_NAMESPACES="0")
+    )
     assert proc.returncode == 0 and "sandbox: no namespaces" in proc.stderr, proc.stderr
     assert read_csv(csv_path)[1]["daemon_05_gelu.ipynb"]["total"] == "3"
     size = heartbeat.stat().st_size
@@ -479,6 +591,7 @@ def test_without_namespaces_a_daemon_still_dies_before_results(tmp_path):
 def test_a_race_is_its_own_verdict(tmp_path):
     """`+=` where atomicAdd belongs: right on the CPU's serial threads, caught by the race detector (issue 12)."""
     from llmc_kernels import errors
+
     if not hasattr(errors, "KernelRace"):
         pytest.skip("this version of the CPU backend has no race detector")
     nb = mutate(solved("01_encoder"), "ex-encoder_backward", "atomicAdd(&dwpe[t * C + c], d);", "dwpe[t * C + c] += d;")
@@ -499,23 +612,37 @@ def test_threat_run_time(graded):
 def test_on_a_gpu_the_provenance_check_runs_on_the_cpu_backend(tmp_path):
     """`llmc grade --backend cuda`: the learner's function runs on the GPU, its launches are recorded and replayed
     on the CPU backend (as the pre-flight runs), so host answers and the package's kernels fail there too."""
-    subs = {name: write(tmp_path, name, nb) for name, nb in (
-        ("solved_05_gelu.ipynb", solved("05_gelu")),
-        ("numpy_05_gelu.ipynb", with_forward(NUMPY_ONLY)),
-        ("fixup_05_gelu.ipynb", with_forward(GELU + wrong_forward() + "\n    out[...] = xp.asarray(_gelu("
-                                             "inp.get() if hasattr(inp, 'get') else inp))\n")),
-        ("package_paste_05_gelu.ipynb", with_forward(package_paste())),
-        ("oob_06_residual.ipynb", mutate(solved("06_residual"), "ex-residual_forward", "if (i < N) {", "{")),
-        ("solved_09_gpt2_model.ipynb", solved("09_gpt2_model")))}
-    proc = llmc_grade(*subs.values(), "--backend", "cuda", "--csv", tmp_path / "g.csv", "--timeout", 120,
-                      "--jobs", 2, cwd=tmp_path)
+    subs = {
+        name: write(tmp_path, name, nb)
+        for name, nb in (
+            ("solved_05_gelu.ipynb", solved("05_gelu")),
+            ("numpy_05_gelu.ipynb", with_forward(NUMPY_ONLY)),
+            (
+                "fixup_05_gelu.ipynb",
+                with_forward(
+                    GELU + wrong_forward() + "\n    out[...] = xp.asarray(_gelu("
+                    "inp.get() if hasattr(inp, 'get') else inp))\n"
+                ),
+            ),
+            ("package_paste_05_gelu.ipynb", with_forward(package_paste())),
+            ("oob_06_residual.ipynb", mutate(solved("06_residual"), "ex-residual_forward", "if (i < N) {", "{")),
+            ("solved_09_gpt2_model.ipynb", solved("09_gpt2_model")),
+        )
+    }
+    proc = llmc_grade(
+        *subs.values(), "--backend", "cuda", "--csv", tmp_path / "g.csv", "--timeout", 120, "--jobs", 2, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "cuda backend" in proc.stderr
     rows = read_csv(tmp_path / "g.csv")[1]
-    assert rows["solved_05_gelu.ipynb"]["total"] == "3" and rows["solved_09_gpt2_model.ipynb"]["total"] == "5", \
+    assert rows["solved_05_gelu.ipynb"]["total"] == "3" and rows["solved_09_gpt2_model.ipynb"]["total"] == "5", (
         proc.stdout
-    for name, verdict in (("numpy_05_gelu.ipynb", "no kernel"), ("fixup_05_gelu.ipynb", "no kernel"),
-                          ("package_paste_05_gelu.ipynb", "package kernel")):
+    )
+    for name, verdict in (
+        ("numpy_05_gelu.ipynb", "no kernel"),
+        ("fixup_05_gelu.ipynb", "no kernel"),
+        ("package_paste_05_gelu.ipynb", "package kernel"),
+    ):
         assert rows[name]["gelu_forward"] == "0" and verdict in section(proc.stdout, name), section(proc.stdout, name)
     oob = rows["oob_06_residual.ipynb"]
     assert (oob["residual_forward"], oob["residual_backward"]) == ("0", "1"), proc.stdout

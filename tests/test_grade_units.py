@@ -2,6 +2,7 @@
 flagging a notebook of another chapter, the verdicts from returned arrays, the CSV, the feedback and Gradescope's
 results.json. (tests/test_grade_cli.py grades whole submissions end to end, tests/test_grade_threats.py tries
 the ways around the grader.)"""
+
 from __future__ import annotations
 
 import copy
@@ -16,7 +17,10 @@ import nbformat
 import numpy as np
 import pytest
 
-from llmc_kernels import grade, grade_exercise as gx, grade_judge as gj, grade_notebook as gn, grade_report
+from llmc_kernels import grade, grade_report
+from llmc_kernels import grade_exercise as gx
+from llmc_kernels import grade_judge as gj
+from llmc_kernels import grade_notebook as gn
 from llmc_kernels.grade_cases import Plan, cases_for, plan_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +53,7 @@ def strip_llmc(nb, ids: bool = False):
 def test_canonical_chapters_have_exercises_checks_and_points(chapters):
     gelu = chapters["05_gelu"]
     assert [e.name for e in gelu.exercises] == ["gelu_forward", "gelu_backward"]
-    assert gelu.points == 3 and all(len(e.checks) == 1 for e in gelu.exercises)     # 1 + 2, by difficulty
+    assert gelu.points == 3 and all(len(e.checks) == 1 for e in gelu.exercises)  # 1 + 2, by difficulty
     assert [c.get("id") for c in gelu.preamble][:1] == ["imports"]
     assert all(gn._role(c) != "setup" for c in gelu.preamble)
 
@@ -66,11 +70,13 @@ def test_unexecuted_or_unmarked_check_cells_are_refused():
 
 def test_a_broken_canonical_notebook_stops_only_its_chapter(tmp_path):
     (tmp_path / "05_gelu.ipynb").write_text((SOLUTIONS / "05_gelu.ipynb").read_text())
-    (tmp_path / "06_residual.ipynb").write_text((CHAPTERS / "06_residual.ipynb").read_text())   # not executed
+    (tmp_path / "06_residual.ipynb").write_text((CHAPTERS / "06_residual.ipynb").read_text())  # not executed
     chapters, broken = gn.load_canonical(tmp_path)
     assert list(chapters) == ["05_gelu"] and list(broken) == ["06_residual"]
-    for nb, name in ((nb_of(CHAPTERS, "06_residual"), "x.ipynb"), (strip_llmc(nb_of(CHAPTERS, "06_residual")),
-                                                                   "06_residual.ipynb")):
+    for nb, name in (
+        (nb_of(CHAPTERS, "06_residual"), "x.ipynb"),
+        (strip_llmc(nb_of(CHAPTERS, "06_residual")), "06_residual.ipynb"),
+    ):
         with pytest.raises(gn.GradingSetupError, match="chapter 06_residual cannot be used: .*no saved 'PASS"):
             gn.identify(nb, name, chapters, broken)
     (tmp_path / "05_gelu.ipynb").unlink()
@@ -116,7 +122,7 @@ def test_student_cells_by_metadata_id_or_definition(chapters):
     scratch = nbformat.v4.new_code_cell("def gelu_forward(out, inp, N):\n    pass  # an early try")
     bare.cells.insert(3, scratch)
     picked = gn.student_sources(bare, ex)
-    assert picked.sources == [wanted] and "metadata" in picked.note     # the last definition, as Run All
+    assert picked.sources == [wanted] and "metadata" in picked.note  # the last definition, as Run All
     nb.cells.append(copy.deepcopy(next(c for c in nb.cells if c.get("id") == "ex-gelu_forward")))
     nb.cells[-1]["id"] = "copy"
     picked = gn.student_sources(nb, ex)
@@ -134,7 +140,7 @@ def test_chapter_claims_flag_a_notebook_of_another_chapter(chapters):
     assert any("file name 05_gelu" in n for n in gn.mismatch(renamed, "06_residual", pinned=False))
     relabelled = copy.deepcopy(nb)
     relabelled.metadata["llmc"]["chapter"] = "05_gelu"
-    both = gn.chapter_claims(relabelled, "05_gelu.ipynb", chapters)          # renamed and relabelled
+    both = gn.chapter_claims(relabelled, "05_gelu.ipynb", chapters)  # renamed and relabelled
     assert any("exercise cells are those of chapter 06_residual" in n for n in gn.mismatch(both, "05_gelu", False))
     pinned = gn.mismatch(claims, "05_gelu", pinned=True)
     assert any("--chapter" in n and "06_residual" in n for n in pinned)
@@ -172,16 +178,19 @@ def test_review_flags_catch_patching_and_spare_the_solutions():
 
 
 # ------------------------------------------------------------------------------------------- verdicts
-@pytest.mark.parametrize("names, verdict", [
-    (["KernelRace", "KernelError", "Exception"], "race"),            # the race detector's class, matched by name
-    (["KernelOutOfBounds", "KernelError", "IndexError"], "out of bounds"),
-    (["KernelDeadlock", "KernelError"], "deadlock"),
-    (["KernelTimeout", "KernelError"], "hang"),
-    (["KernelCompileError", "KernelError"], "compile error"),
-    (["ForbiddenCall", "KernelError"], "forbidden call"),
-    (["NotImplementedError", "RuntimeError"], "not attempted"),
-    (["ValueError", "Exception"], "error"),
-])
+@pytest.mark.parametrize(
+    "names, verdict",
+    [
+        (["KernelRace", "KernelError", "Exception"], "race"),  # the race detector's class, matched by name
+        (["KernelOutOfBounds", "KernelError", "IndexError"], "out of bounds"),
+        (["KernelDeadlock", "KernelError"], "deadlock"),
+        (["KernelTimeout", "KernelError"], "hang"),
+        (["KernelCompileError", "KernelError"], "compile error"),
+        (["ForbiddenCall", "KernelError"], "forbidden call"),
+        (["NotImplementedError", "RuntimeError"], "not attempted"),
+        (["ValueError", "Exception"], "error"),
+    ],
+)
 def test_error_classes_name_the_verdict(names, verdict):
     err = {"ename": names[0], "evalue": "kernel 'k', cell In[3], line 5: something", "names": names}
     assert gj.verdict_of_error(err) == verdict
@@ -211,8 +220,11 @@ def test_returned_arrays_are_judged_against_the_reference():
         gj.unchanged_inputs(case, changed, "here")
     frame = {f"out.{k}": v for k, v in right.items()}
     assert gj.outputs(case, frame)["out"] is frame["out.out"]
-    for bad in (dict(frame, **{"out.out": right["out"].astype(np.float64)}), {"out.inp": right["inp"]},
-                dict(frame, **{"out.out": right["out"][:-1]})):
+    for bad in (
+        dict(frame, **{"out.out": right["out"].astype(np.float64)}),
+        {"out.inp": right["inp"]},
+        dict(frame, **{"out.out": right["out"][:-1]}),
+    ):
         with pytest.raises(Exception, match="expected|missing"):
             gj.outputs(case, bad)
 
@@ -231,6 +243,7 @@ class _FakeBox:
 
 def test_verdicts_when_the_learner_process_misbehaves():
     from llmc_kernels.grade_sandbox import Limits
+
     plan = Plan("op", "gelu_forward", "gelu", "forward")
     cases = cases_for(plan, 3)
     runs = gx.runs_for(plan, len(cases.graded), "cpu")
@@ -240,23 +253,30 @@ def test_verdicts_when_the_learner_process_misbehaves():
         with pytest.raises(gj.Verdict) as e:
             gx.judge_worker(plan, cases, runs, _FakeBox(frames, **box), outcome, limits)
         return e.value
+
     setup = ({"event": "setup_done"}, {})
-    assert verdict([({"event": "setup_error", "error": {"ename": "ImportError", "evalue": "no numpy"}}, {})]) \
-        .grader_error
+    assert verdict(
+        [({"event": "setup_error", "error": {"ename": "ImportError", "evalue": "no numpy"}}, {})]
+    ).grader_error
     assert verdict([], "setup_timeout").grader_error
     assert verdict([setup], "timeout").verdict == "hang"
     crash = verdict([setup], returncode=137)
     assert crash.verdict == "crash" and "signal 9" in crash.reason
     assert verdict([setup], bad_frame="an array of dtype object").verdict == "error"
     assert verdict([setup, ({"event": "missing", "what": "not defined"}, {})]).verdict == "missing"
-    raised = verdict([setup, ({"event": "cell", "index": 0, "error": {"ename": "SyntaxError", "evalue": "bad"}}, {}),
-                      ({"event": "missing", "what": "not defined"}, {})])
+    raised = verdict(
+        [
+            setup,
+            ({"event": "cell", "index": 0, "error": {"ename": "SyntaxError", "evalue": "bad"}}, {}),
+            ({"event": "missing", "what": "not defined"}, {}),
+        ]
+    )
     assert raised.verdict == "error" and "SyntaxError" in raised.reason
     oob = {"ename": "KernelOutOfBounds", "evalue": "write out[2000]", "names": ["KernelOutOfBounds"]}
     first = ({"event": "run", "run": 0, "ok": False, "error": oob}, {})
     assert verdict([setup, first]).verdict == "out of bounds"
     forged = ({"event": "run", "run": 0, "ok": True, "returned": ""}, {"out.out": np.zeros(3, np.float32)})
-    assert verdict([setup, forged]).verdict == "error"           # not the shape the grader gave it
+    assert verdict([setup, forged]).verdict == "error"  # not the shape the grader gave it
 
 
 # ------------------------------------------------------------------------------------------- reports
@@ -268,11 +288,22 @@ def test_labels_are_file_names_unless_they_repeat():
 
 def _class(chapters):
     gelu, res = chapters["05_gelu"], chapters["06_residual"]
-    a = grade.Submission(Path("a.ipynb"), "a.ipynb", chapter=res, notes=["wrong notebook? its file name says x"],
-                         results=[gj.ExerciseResult("residual_forward", 1, 1),
-                                  gj.ExerciseResult("residual_backward", 1, 0, "wrong", "out is wrong", "details")])
-    b = grade.Submission(Path("b.ipynb"), "b.ipynb", chapter=gelu,
-                         results=[gj.ExerciseResult("gelu_forward", 1.5, 1.5), gj.ExerciseResult("gelu_backward", 1, 0.25)])
+    a = grade.Submission(
+        Path("a.ipynb"),
+        "a.ipynb",
+        chapter=res,
+        notes=["wrong notebook? its file name says x"],
+        results=[
+            gj.ExerciseResult("residual_forward", 1, 1),
+            gj.ExerciseResult("residual_backward", 1, 0, "wrong", "out is wrong", "details"),
+        ],
+    )
+    b = grade.Submission(
+        Path("b.ipynb"),
+        "b.ipynb",
+        chapter=gelu,
+        results=[gj.ExerciseResult("gelu_forward", 1.5, 1.5), gj.ExerciseResult("gelu_backward", 1, 0.25)],
+    )
     c = grade.Submission(Path("c.ipynb"), "c.ipynb", error="not a notebook")
     return [a, b, c]
 
@@ -280,17 +311,27 @@ def _class(chapters):
 def test_csv_columns_points_notes_and_error_rows(chapters, tmp_path):
     grade_report.write_atomic(tmp_path / "g.csv", grade_report.csv_text(_class(chapters)))
     rows = list(csv.reader(io.StringIO((tmp_path / "g.csv").read_text())))
-    assert rows == [["submission", "gelu_forward", "gelu_backward", "residual_forward", "residual_backward",
-                     "total", "max", "note"],
-                    ["a.ipynb", "", "", "1", "0", "1", "2", "wrong notebook? its file name says x"],
-                    ["b.ipynb", "1.5", "0.25", "", "", "1.75", "3", ""],
-                    ["c.ipynb", "", "", "", "", "", "", "not a notebook"]]
+    assert rows == [
+        [
+            "submission",
+            "gelu_forward",
+            "gelu_backward",
+            "residual_forward",
+            "residual_backward",
+            "total",
+            "max",
+            "note",
+        ],
+        ["a.ipynb", "", "", "1", "0", "1", "2", "wrong notebook? its file name says x"],
+        ["b.ipynb", "1.5", "0.25", "", "", "1.75", "3", ""],
+        ["c.ipynb", "", "", "", "", "", "", "not a notebook"],
+    ]
 
 
 def test_files_are_replaced_never_written_through_a_link(tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
-    (tmp_path / "g.csv").symlink_to(victim)              # planted by a learner process before the grader writes
+    (tmp_path / "g.csv").symlink_to(victim)  # planted by a learner process before the grader writes
     grade_report.write_atomic(tmp_path / "g.csv", "submission\n")
     assert victim.read_text() == "keep me" and (tmp_path / "g.csv").read_text() == "submission\n"
 
@@ -300,7 +341,9 @@ def test_gradescope_results_json(chapters):
     data = json.loads(grade_report.gradescope(subs, backend="cpu", seed=5))
     assert data["score"] == 1
     assert [(t["name"], t["score"], t["max_score"]) for t in data["tests"]] == [
-        ("residual_forward", 1, 1), ("residual_backward", 0, 1)]
+        ("residual_forward", 1, 1),
+        ("residual_backward", 0, 1),
+    ]
     assert "out is wrong" in data["tests"][1]["output"] and "details" in data["tests"][1]["output"]
     assert all(set(t) >= {"name", "score", "max_score", "output"} for t in data["tests"])
     assert "wrong notebook" in data["output"] and "seed 5" in data["output"]
@@ -312,7 +355,7 @@ def test_no_canonical_notebooks_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(gn.GradingSetupError, match="no such folder"):
         grade.find_solutions(str(tmp_path / "missing"))
-    assert grade.find_solutions(None) == SOLUTIONS          # the checkout's, found beside the package
+    assert grade.find_solutions(None) == SOLUTIONS  # the checkout's, found beside the package
     monkeypatch.setattr(grade, "__file__", str(tmp_path / "site-packages" / "llmc_kernels" / "grade.py"))
     with pytest.raises(gn.GradingSetupError, match="pass --solutions DIR"):
         grade.find_solutions(None)
@@ -323,24 +366,26 @@ def test_no_canonical_notebooks_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_notebooks_read_without_nbformat(tmp_path):
     """The GPU machine may have no Jupyter packages: llmc grade reads nbformat-4 files without nbformat."""
-    code = ("import sys; sys.modules['nbformat'] = None\n"
-            "from llmc_kernels import grade_notebook as gn\n"
-            f"nb = gn.read_notebook({str(SOLUTIONS / '05_gelu.ipynb')!r})\n"
-            "assert nb.metadata.llmc['chapter'] == '05_gelu' and nb.cells[0].metadata is not None\n"
-            f"chapters, broken = gn.load_canonical({str(SOLUTIONS)!r})\n"
-            "assert chapters['05_gelu'].points == 3\n")
+    code = (
+        "import sys; sys.modules['nbformat'] = None\n"
+        "from llmc_kernels import grade_notebook as gn\n"
+        f"nb = gn.read_notebook({str(SOLUTIONS / '05_gelu.ipynb')!r})\n"
+        "assert nb.metadata.llmc['chapter'] == '05_gelu' and nb.cells[0].metadata is not None\n"
+        f"chapters, broken = gn.load_canonical({str(SOLUTIONS)!r})\n"
+        "assert chapters['05_gelu'].points == 3\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
 
 
 def test_a_chapter_without_exercises_has_nothing_to_grade(tmp_path):
-    nb = strip_llmc(nb_of(SOLUTIONS, "05_gelu"))          # a guided run: no exercise or check cells
+    nb = strip_llmc(nb_of(SOLUTIONS, "05_gelu"))  # a guided run: no exercise or check cells
     nb.metadata["llmc"] = {"chapter": "10_training", "version": "1"}
     nbformat.write(nb, str(tmp_path / "10_training.ipynb"))
     chapters, broken = gn.load_canonical(tmp_path)
     sub = grade.Submission(tmp_path / "10_training.ipynb", "10_training.ipynb")
     grade.prepare(sub, chapters, broken)
-    grade.grade([sub], sandbox=None, seed=1, jobs=1, limits=None)      # nothing to run
+    grade.grade([sub], sandbox=None, seed=1, jobs=1, limits=None)  # nothing to run
     assert (sub.error, sub.results, sub.total, sub.max) == (None, [], 0, 0)
     assert "nothing to grade" in grade_report.table(sub)
     assert grade_report.csv_text([sub]).splitlines() == ["submission,total,max,note", "10_training.ipynb,0,0,"]

@@ -1,12 +1,13 @@
 """GPT2's interface: built only from its ops namespace, inputs checked, buffers sized, generation."""
+
 from __future__ import annotations
 
 import collections
 
 import numpy as np
 import pytest
-
 from _model_helpers import host, ops_under_test
+
 from llmc_kernels import reference
 from llmc_kernels.model import GPT2, REQUIRED_OPS
 from llmc_kernels.model.config import GPT2Config
@@ -28,7 +29,9 @@ def counting_namespace():
         def counted(*args):
             calls[name] += 1
             return fn(*args)
+
         return counted
+
     return {name: wrap(name) for name in REQUIRED_OPS}, calls
 
 
@@ -39,16 +42,30 @@ def test_forward_backward_update_call_each_op_as_llm_c():
     x = tokens(2, 8)
     loss = model.forward(x, tokens(2, 8, seed=1))
     assert isinstance(loss, float) and np.isfinite(loss)
-    assert calls == {"encoder_forward": 1, "layernorm_forward": 2 * L + 1, "matmul_forward": 4 * L + 1,
-                     "attention_forward": L, "gelu_forward": L, "residual_forward": 2 * L,
-                     "softmax_forward": 1, "crossentropy_forward": 1}
+    assert calls == {
+        "encoder_forward": 1,
+        "layernorm_forward": 2 * L + 1,
+        "matmul_forward": 4 * L + 1,
+        "attention_forward": L,
+        "gelu_forward": L,
+        "residual_forward": 2 * L,
+        "softmax_forward": 1,
+        "crossentropy_forward": 1,
+    }
     calls.clear()
     model.zero_grad()
     model.backward()
     model.update(1e-3, 0.9, 0.999, 1e-8, 0.0, 1)
-    assert calls == {"crossentropy_softmax_backward": 1, "matmul_backward": 4 * L + 1,
-                     "layernorm_backward": 2 * L + 1, "residual_backward": 2 * L, "gelu_backward": L,
-                     "attention_backward": L, "encoder_backward": 1, "adamw_update": 1}
+    assert calls == {
+        "crossentropy_softmax_backward": 1,
+        "matmul_backward": 4 * L + 1,
+        "layernorm_backward": 2 * L + 1,
+        "residual_backward": 2 * L,
+        "gelu_backward": L,
+        "attention_backward": L,
+        "encoder_backward": 1,
+        "adamw_update": 1,
+    }
 
 
 def test_missing_ops_are_listed():
@@ -79,8 +96,12 @@ def test_forward_without_targets_gives_probabilities():
 
 def test_inputs_are_checked():
     model = GPT2.from_config(SMALL, seed=0, ops=reference)
-    bad = [(tokens(2, 5).astype(np.int64), "int32"), (tokens(2, 17), "maxT"), (tokens(10, 1)[0], "2-D"),
-           (tokens(2, 5) + 50, r"token ids in \[5\d, \d\d\]; the vocabulary is \[0, 50\)")]
+    bad = [
+        (tokens(2, 5).astype(np.int64), "int32"),
+        (tokens(2, 17), "maxT"),
+        (tokens(10, 1)[0], "2-D"),
+        (tokens(2, 5) + 50, r"token ids in \[5\d, \d\d\]; the vocabulary is \[0, 50\)"),
+    ]
     for arr, message in bad:
         with pytest.raises(ValueError, match=message):
             model.forward(arr)
@@ -93,7 +114,7 @@ def test_activations_follow_batch_shape_and_results_do_not_depend_on_history():
     x, y = tokens(3, 16), tokens(3, 16, seed=9)
     first = model.forward(x, y)
     size = model.acts_memory.size
-    model.forward(tokens(1, 4))                 # smaller: same buffer, new views
+    model.forward(tokens(1, 4))  # smaller: same buffer, new views
     assert model.acts_memory.size == size and model.acts["ln1"].shape == (3, 1, 4, 8)
     assert model.forward(x, y) == first
     model.forward(tokens(4, 16), tokens(4, 16))  # larger: a new buffer

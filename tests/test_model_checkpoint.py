@@ -1,17 +1,33 @@
 """llm.c's checkpoint format: round trips, sizes, tensor order, GPT-2's init, the optimizer sidecar."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _model_helpers import host
+
 from llmc_kernels import reference
-from llmc_kernels.model import checkpoint
-from llmc_kernels.model import GPT2
+from llmc_kernels.model import GPT2, checkpoint
 from llmc_kernels.model.config import GPT2Config, checkpoint_bytes, num_params, param_shapes
 
-ORDER = ["wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb", "ln2w", "ln2b",
-         "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"]
+ORDER = [
+    "wte",
+    "wpe",
+    "ln1w",
+    "ln1b",
+    "qkvw",
+    "qkvb",
+    "attprojw",
+    "attprojb",
+    "ln2w",
+    "ln2b",
+    "fcw",
+    "fcb",
+    "fcprojw",
+    "fcprojb",
+    "lnfw",
+    "lnfb",
+]
 SMALL = GPT2Config(max_seq_len=16, vocab_size=50, padded_vocab_size=64, num_layers=2, num_heads=2, channels=8)
 
 
@@ -66,7 +82,7 @@ def test_init_follows_gpt2(tmp_path):
     p = {k: host(v) for k, v in m.params.items()}
     for name in ("wpe", "qkvw", "fcw"):
         assert abs(p[name].std() - 0.02) < 0.002, name
-    for name in ("attprojw", "fcprojw"):   # residual projections: 0.02 / sqrt(2 L)
+    for name in ("attprojw", "fcprojw"):  # residual projections: 0.02 / sqrt(2 L)
         assert abs(p[name].std() - 0.02 / np.sqrt(2 * 4)) < 0.001, name
     assert abs(p["wte"][:500].std() - 0.02) < 0.002 and not p["wte"][500:].any()
     for name in ("qkvb", "attprojb", "fcb", "fcprojb", "ln1b", "ln2b", "lnfb"):

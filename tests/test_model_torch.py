@@ -4,24 +4,41 @@ Loss within 1e-4, every gradient tensor within 1e-3 relative (max |ours - torch|
 AdamW steps against torch.optim.AdamW. Torch runs in float64, so the tolerances measure our float32 model.
 The torch model reads the checkpoint with its own parser (SPEC's tensor order), not ours.
 """
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
 import pytest
-
 from _model_helpers import host, ops_under_test
+
 from llmc_kernels.model import GPT2, REQUIRED_OPS
 from llmc_kernels.model.config import GPT2Config
 
-pytestmark = pytest.mark.slow          # GPT-2 against PyTorch: forward, backward and ten AdamW steps
+pytestmark = pytest.mark.slow  # GPT-2 against PyTorch: forward, backward and ten AdamW steps
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-ORDER = ("wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb", "ln2w", "ln2b",
-         "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb")
+ORDER = (
+    "wte",
+    "wpe",
+    "ln1w",
+    "ln1b",
+    "qkvw",
+    "qkvb",
+    "attprojw",
+    "attprojb",
+    "ln2w",
+    "ln2b",
+    "fcw",
+    "fcb",
+    "fcprojw",
+    "fcprojb",
+    "lnfw",
+    "lnfb",
+)
 
 
 def read_llmc_checkpoint(path):
@@ -29,13 +46,29 @@ def read_llmc_checkpoint(path):
     header = np.fromfile(path, dtype=np.int32, count=256)
     assert header[0] == 20240326 and header[1] == 3
     maxT, V, L, NH, C, Vp = (int(x) for x in header[2:8])
-    shapes = [(Vp, C), (maxT, C), (L, C), (L, C), (L, 3 * C, C), (L, 3 * C), (L, C, C), (L, C), (L, C), (L, C),
-              (L, 4 * C, C), (L, 4 * C), (L, C, 4 * C), (L, C), (C,), (C,)]
+    shapes = [
+        (Vp, C),
+        (maxT, C),
+        (L, C),
+        (L, C),
+        (L, 3 * C, C),
+        (L, 3 * C),
+        (L, C, C),
+        (L, C),
+        (L, C),
+        (L, C),
+        (L, 4 * C, C),
+        (L, 4 * C),
+        (L, C, 4 * C),
+        (L, C),
+        (C,),
+        (C,),
+    ]
     flat = np.fromfile(path, dtype=np.float32, offset=1024).astype(np.float64)
     out, at = {}, 0
     for name, shape in zip(ORDER, shapes):
         n = math.prod(shape)
-        out[name] = flat[at:at + n].reshape(shape)
+        out[name] = flat[at : at + n].reshape(shape)
         at += n
     assert at == flat.size, "the file holds exactly the 16 tensors"
     return (maxT, V, L, NH, C, Vp), out
@@ -47,8 +80,9 @@ class TorchGPT2(torch.nn.Module):
     def __init__(self, path, device="cpu"):
         super().__init__()
         (self.maxT, self.V, self.L, self.NH, self.C, self.Vp), tensors = read_llmc_checkpoint(path)
-        self.p = torch.nn.ParameterDict({k: torch.nn.Parameter(torch.tensor(v, dtype=torch.float64, device=device))
-                                         for k, v in tensors.items()})
+        self.p = torch.nn.ParameterDict(
+            {k: torch.nn.Parameter(torch.tensor(v, dtype=torch.float64, device=device)) for k, v in tensors.items()}
+        )
 
     def forward(self, idx, targets):
         p, C, NH = self.p, self.C, self.NH
@@ -67,8 +101,8 @@ class TorchGPT2(torch.nn.Module):
             h = F.gelu(h @ p["fcw"][l].T + p["fcb"][l], approximate="tanh")
             x = x + h @ p["fcprojw"][l].T + p["fcprojb"][l]
         x = F.layer_norm(x, (C,), p["lnfw"], p["lnfb"], eps=1e-5)
-        logits = x @ p["wte"].T                                  # [B, T, Vp]; padded columns are ignored
-        return F.cross_entropy(logits[..., :self.V].reshape(-1, self.V), targets.reshape(-1))
+        logits = x @ p["wte"].T  # [B, T, Vp]; padded columns are ignored
+        return F.cross_entropy(logits[..., : self.V].reshape(-1, self.V), targets.reshape(-1))
 
 
 def rel_err(ours, theirs) -> float:
@@ -98,7 +132,7 @@ def compare_one_step(cfg, B, T, tmp_path, ops, device="cpu", seed=7):
     bad = {k: e for k, e in errors.items() if not e <= 1e-3}
     assert not bad, f"gradients off (relative to each tensor's max): {bad}"
     # wte rows past the real vocabulary are read by no token and no logit that counts: no gradient
-    assert not host(ours.grads["wte"][cfg.vocab_size:]).any()
+    assert not host(ours.grads["wte"][cfg.vocab_size :]).any()
     return ours, theirs
 
 
@@ -110,6 +144,7 @@ def namespace(kind):
     if kind == "ops-unfused":
         return {name: getattr(ops_under_test(), name) for name in REQUIRED_OPS}
     from llmc_kernels import reference
+
     return reference
 
 
@@ -131,7 +166,7 @@ def test_ten_adamw_steps_match_torch(tmp_path):
     ours, theirs = GPT2.from_checkpoint(path, ops=ops), TorchGPT2(path)
     opt = torch.optim.AdamW(theirs.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=wd)
     rng = np.random.default_rng(11)
-    batches = [batch(rng, B, T, cfg.vocab_size) for _ in range(3)]     # revisit batches: the loss must fall
+    batches = [batch(rng, B, T, cfg.vocab_size) for _ in range(3)]  # revisit batches: the loss must fall
     losses = []
     for step in range(1, 11):
         x, y = batches[step % 3]
@@ -156,6 +191,7 @@ def test_d12_matches_torch_on_gpu(tmp_path):
     torch has CUDA, else on the CPU: float64 either way)."""
     pytest.importorskip("cupy")
     from llmc_kernels import ops, runtime
+
     if runtime.backend() != "cuda":
         pytest.skip("needs the cuda backend")
     ops.set_matmul_precision("fp32")

@@ -1,5 +1,6 @@
 """Compile-only NVRTC (no GPU): errors name the learner's file/cell and line, the missing-';' hint, warnings,
 and the prelude that gives NVRTC the names a C++ compiler's headers provide."""
+
 import json
 import os
 import shutil
@@ -15,8 +16,9 @@ from llmc_kernels.runtime import nvrtc
 from llmc_kernels.runtime.source import SourceOrigin
 
 if not nvrtc.available():
-    pytest.skip(f"NVRTC is not installed (pip install -e .[test]): {nvrtc.unavailable_reason()}",
-                allow_module_level=True)
+    pytest.skip(
+        f"NVRTC is not installed (pip install -e .[test]): {nvrtc.unavailable_reason()}", allow_module_level=True
+    )
 
 THIS_FILE = Path(__file__)
 REPO = THIS_FILE.resolve().parent.parent
@@ -50,9 +52,11 @@ def test_an_empty_log_leaves_pythons_shared_bytes_alone():
     """Regression: NVRTC once wrote a clean compile's 1-byte log ("\\0") into CPython's shared b" ", after
     which bytes([32]) was b"\\x00" everywhere in the process (tiktoken's GPT-2 vocabulary then failed to load).
     A fresh interpreter, so that a failure cannot poison this one."""
-    probe = ("from llmc_kernels.runtime import nvrtc\n"
-             f"nvrtc.check_compile({GOOD!r}, 'relu')\n"
-             "assert bytes([32])[0] == 32 and (b'x' * 0 + bytes([32]))[0] == 32, bytes([32])\n")
+    probe = (
+        "from llmc_kernels.runtime import nvrtc\n"
+        f"nvrtc.check_compile({GOOD!r}, 'relu')\n"
+        "assert bytes([32])[0] == 32 and (b'x' * 0 + bytes([32]))[0] == 32, bytes([32])\n"
+    )
     subprocess.run([sys.executable, "-c", probe], check=True, cwd=REPO)
 
 
@@ -73,7 +77,7 @@ def test_error_names_this_file_and_the_line():
     text = str(err)
     assert text.startswith(f"kernel 'relu', {os.path.relpath(THIS_FILE)}, line {line} (kernel line 3): NVRTC")
     assert 'identifier "inpt" is undefined' in text
-    assert "if (i < n) out[i] = fmaxf(inpt[i], 0.0f);" in text       # the line is quoted
+    assert "if (i < n) out[i] = fmaxf(inpt[i], 0.0f);" in text  # the line is quoted
     assert "llmc_prelude" not in text and "Traceback" not in text
 
 
@@ -89,10 +93,11 @@ def test_missing_semicolon_names_line_2():
         nvrtc.check_compile(MISSING_SEMICOLON, "relu")
     start = line_of('MISSING_SEMICOLON = r"""extern')
     text = str(info.value)
-    assert info.value.kernel_line == 3                     # where NVRTC sees it
+    assert info.value.kernel_line == 3  # where NVRTC sees it
     assert 'expected a ";"' in text
-    assert (f"a ';' is probably missing at the end of {os.path.relpath(THIS_FILE)}, line {start + 1} "
-            "(kernel line 2)") in text
+    assert (
+        f"a ';' is probably missing at the end of {os.path.relpath(THIS_FILE)}, line {start + 1} (kernel line 2)"
+    ) in text
     assert "int i = blockIdx.x * blockDim.x + threadIdx.x" in text
 
 
@@ -149,8 +154,10 @@ def test_prelude_gives_nvrtc_the_usual_header_names():
 def test_prelude_is_invisible_to_a_cpp_compiler(tmp_path):
     # the CPU backend's compiler must not see conflicting typedefs or macros if it ever includes the prelude
     src = tmp_path / "t.cpp"
-    src.write_text(nvrtc.PRELUDE + "#include <cstdint>\n#include <cmath>\n#include <cfloat>\n#include <climits>\n"
-                   "int64_t f() { return (int64_t)(FLT_MAX + INFINITY + M_PI) + INT_MAX; }\n")
+    src.write_text(
+        nvrtc.PRELUDE + "#include <cstdint>\n#include <cmath>\n#include <cfloat>\n#include <climits>\n"
+        "int64_t f() { return (int64_t)(FLT_MAX + INFINITY + M_PI) + INT_MAX; }\n"
+    )
     done = subprocess.run(["g++", "-fsyntax-only", "-Wall", "-Werror", str(src)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 

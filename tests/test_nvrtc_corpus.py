@@ -5,6 +5,7 @@ cells of every notebook under ``solutions/`` and ``chapters/`` (student copies m
 Strings are compiled as written: build kernel variants with ``#define``s inside the string, not with Python
 string formatting, so that this test (and a learner reading the cell) sees real CUDA C.
 """
+
 import ast
 import json
 import re
@@ -50,7 +51,7 @@ def _notebook_kernels(path: Path):
         try:
             tree = ast.parse(source)
         except SyntaxError:
-            continue        # the notebook tests report broken cells; here only kernels matter
+            continue  # the notebook tests report broken cells; here only kernels matter
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and "__global__" in node.value:
                 origin = SourceOrigin(f"{rel} cell {index}", node.lineno)
@@ -66,8 +67,7 @@ def _cases():
         for nb in sorted((REPO / folder).glob("**/*.ipynb")):
             if ".ipynb_checkpoints" in nb.parts:
                 continue
-            cases += [pytest.param(code, origin, False, id=case_id)
-                      for case_id, code, origin in _notebook_kernels(nb)]
+            cases += [pytest.param(code, origin, False, id=case_id) for case_id, code, origin in _notebook_kernels(nb)]
     return cases
 
 
@@ -76,7 +76,7 @@ needs_nvrtc = pytest.mark.skipif(not nvrtc.available(), reason="NVRTC is not ins
 
 
 @needs_nvrtc
-@pytest.mark.slow            # NVRTC compiles every package kernel (flash attention: ~20 s)
+@pytest.mark.slow  # NVRTC compiles every package kernel (flash attention: ~20 s)
 @pytest.mark.parametrize("code, origin, strict", CASES)
 def test_kernel_compiles_with_nvrtc(code, origin, strict):
     warnings = nvrtc.check_compile(code, origin=origin)
@@ -98,13 +98,24 @@ def test_a_broken_kernel_fails_this_check():
 
 
 def test_notebook_kernel_strings_are_found_with_their_lines(tmp_path):
-    cells = [{"cell_type": "markdown", "source": "__global__ in prose is not code"},
-             {"cell_type": "code", "source": ["%%time\n", "import numpy as np\n", "KERNEL = r\"\"\"extern \"C\"\n",
-                                              "__global__ void k(float* o) {}\n", "\"\"\"\n", "!ls\n"]},
-             {"cell_type": "code", "source": "x = 'no kernel here'"},
-             {"cell_type": "code", "source": "def broken(:\n    '__global__'"}]
+    cells = [
+        {"cell_type": "markdown", "source": "__global__ in prose is not code"},
+        {
+            "cell_type": "code",
+            "source": [
+                "%%time\n",
+                "import numpy as np\n",
+                'KERNEL = r"""extern "C"\n',
+                "__global__ void k(float* o) {}\n",
+                '"""\n',
+                "!ls\n",
+            ],
+        },
+        {"cell_type": "code", "source": "x = 'no kernel here'"},
+        {"cell_type": "code", "source": "def broken(:\n    '__global__'"},
+    ]
     path = tmp_path / "nb.ipynb"
     path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
-    (case_id, code, origin), = _notebook_kernels(path)
+    ((case_id, code, origin),) = _notebook_kernels(path)
     assert case_id == "nb.ipynb:cell1:line3" and code.startswith('extern "C"')
     assert origin == SourceOrigin("nb.ipynb cell 1", 3)

@@ -1,5 +1,6 @@
 """Every kernel of kernels/{encoder,layernorm,gelu,residual,adamw}.cu compiles with NVRTC, warning-free, for
 the oldest (sm_75, T4) and newest (sm_90, H100) targets; no GPU needed."""
+
 import pytest
 
 from llmc_kernels.ops import _loader
@@ -11,8 +12,12 @@ KERNELS = {
     "encoder.cu": ["encoder_forward_kernel", "encoder_forward_vec4_kernel", "encoder_backward_kernel"],
     "layernorm.cu": ["layernorm_forward_kernel", "layernorm_backward_kernel", "layernorm_backward_global_kernel"],
     "gelu.cu": ["gelu_forward_kernel", "gelu_forward_vec4_kernel", "gelu_backward_kernel", "gelu_backward_vec4_kernel"],
-    "residual.cu": ["residual_forward_kernel", "residual_forward_vec4_kernel", "residual_backward_kernel",
-                    "residual_backward_vec4_kernel"],
+    "residual.cu": [
+        "residual_forward_kernel",
+        "residual_forward_vec4_kernel",
+        "residual_backward_kernel",
+        "residual_backward_vec4_kernel",
+    ],
     "adamw.cu": ["adamw_kernel", "adamw_vec4_kernel"],
 }
 

@@ -1,13 +1,14 @@
 """GPU: encoder, layernorm, gelu, residual and adamw at GPT-2 124M sizes (B=8, T=1024, C=768, V=50304)
 against the float64 reference computed on the host, with the same error models as tests/test_ops_<op>.py.
 (The small awkward sizes run on cuda too: the ``cuda`` cases of those files.)"""
+
 import numpy as np
 import pytest
-
-from llmc_kernels import ops, reference, runtime
 from _ops_a_helpers import Dev, assert_close, f32
 from test_ops_adamw import _tolerances as _adamw_tolerances
 from test_ops_layernorm import _tol_n
+
+from llmc_kernels import ops, reference, runtime
 
 pytestmark = pytest.mark.gpu
 B, T, C, V = 8, 1024, 768, 50304
@@ -18,7 +19,7 @@ def gpu():
     return Dev("cuda", None)
 
 
-@pytest.mark.parametrize("token_range", [V, 64])     # 64 distinct tokens: thousands of dwte collisions
+@pytest.mark.parametrize("token_range", [V, 64])  # 64 distinct tokens: thousands of dwte collisions
 def test_encoder(gpu, token_range):
     rng = np.random.default_rng(token_range)
     inp = rng.integers(0, token_range, size=(B, T)).astype(np.int32)
@@ -36,7 +37,7 @@ def test_encoder(gpu, token_range):
     dwte, dwpe = gpu.put(dwte0), gpu.put(dwpe0)
     with runtime.launch_options(check=True):
         ops.encoder_backward(dwte, dwpe, gpu.put(dout), d_inp, B, T, C)
-    mag_te, mag_pe = np.abs(dwte0), np.abs(dwpe0)      # |start| + sum of |terms| added into each element
+    mag_te, mag_pe = np.abs(dwte0), np.abs(dwpe0)  # |start| + sum of |terms| added into each element
     reference.encoder_backward(dwte0, dwpe0, dout, inp, B, T, C)
     reference.encoder_backward(mag_te, mag_pe, np.abs(dout), inp, B, T, C)
     assert_close("dwte", gpu.get(dwte), dwte0, rtol=0, atol=1e-6 * mag_te)
@@ -70,8 +71,13 @@ def test_layernorm(gpu):
     tol_n = _tol_n(x, r32)
     tol_dinp = r32[..., None] * np.abs(w * dout).max(axis=-1, keepdims=True) * 4 * (tol_n + 1e-6)
     assert_close("dinp", gpu.get(grads[0]), start[0], rtol=1e-5, atol=tol_dinp)
-    assert_close("dweight", gpu.get(grads[1]), start[1], rtol=0,
-                 atol=2e-6 * (mag_w + np.abs(norm * dout).sum(axis=(0, 1)) + (tol_n * np.abs(dout)).sum(axis=(0, 1))))
+    assert_close(
+        "dweight",
+        gpu.get(grads[1]),
+        start[1],
+        rtol=0,
+        atol=2e-6 * (mag_w + np.abs(norm * dout).sum(axis=(0, 1)) + (tol_n * np.abs(dout)).sum(axis=(0, 1))),
+    )
     assert_close("dbias", gpu.get(grads[2]), start[2], rtol=0, atol=1e-6 * (mag_b + np.abs(dout).sum(axis=(0, 1))))
 
 

@@ -7,11 +7,12 @@ parameter step lr * r, r = m_hat / (sqrt(v_hat) + eps), inherits those: lr * (dm
 (sqrt(v_hat) + eps) + 3e-5 |r|), plus a float32 rounding of p. A missing bias correction, decay or eps,
 or 1 - beta swapped for beta, is orders of magnitude above that.
 """
+
 import numpy as np
 import pytest
+from _ops_a_helpers import FakeCupyArray, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 from llmc_kernels import ops, reference
-from _ops_a_helpers import FakeCupyArray, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 HYPER = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1)
 
@@ -20,16 +21,16 @@ def _state(n, seed):
     rng = np.random.default_rng(seed)
     params = f32(rng.standard_normal(n) * 0.02)
     grads = f32(rng.standard_normal(n) * 0.01)
-    m = f32(rng.standard_normal(n) * 0.003)           # realistic moments from earlier steps
+    m = f32(rng.standard_normal(n) * 0.003)  # realistic moments from earlier steps
     v = f32(np.abs(rng.standard_normal(n)) * 1e-4)
     return params, grads, m, v
 
 
 def _tolerances(p0, g, m0, m, v, t, lr, beta1, beta2, eps, weight_decay):
     tol_m = 1e-6 * (beta1 * np.abs(m0) + (1 - beta1) * np.abs(g))
-    denom = np.sqrt(v / (1 - beta2 ** t)) + eps
-    r = m / (1 - beta1 ** t) / denom
-    tol_p = lr * ((tol_m + 3e-5 * np.abs(m)) / (1 - beta1 ** t) / denom + 3e-5 * np.abs(r)) + 1.2e-7 * np.abs(p0)
+    denom = np.sqrt(v / (1 - beta2**t)) + eps
+    r = m / (1 - beta1**t) / denom
+    tol_p = lr * ((tol_m + 3e-5 * np.abs(m)) / (1 - beta1**t) / denom + 3e-5 * np.abs(r)) + 1.2e-7 * np.abs(p0)
     return tol_m, tol_p
 
 
@@ -39,8 +40,7 @@ def test_update(dev, n, t):
     params, grads, m, v = _state(n, n + t)
     d = [dev.put(a) for a in (params, grads, m, v)]
     with dev.run():
-        ops.adamw_update(*d, n, HYPER["lr"], HYPER["beta1"], HYPER["beta2"], HYPER["eps"],
-                         HYPER["weight_decay"], t)
+        ops.adamw_update(*d, n, HYPER["lr"], HYPER["beta1"], HYPER["beta2"], HYPER["eps"], HYPER["weight_decay"], t)
     want = [a.copy() for a in (params, grads, m, v)]
     reference.adamw_update(*want, n, **HYPER, t=t)
     tol_m, tol_p = _tolerances(params, grads, m, want[2], want[3], t, **HYPER)
@@ -65,8 +65,17 @@ def test_any_shape_and_numpy_hyperparameters():
     want = [a.astype(np.float64).copy() for a in (params, grads, m, v)]
     ops.adamw_update(params, grads, m, v, 100, np.float32(1e-3), 0.9, np.float64(0.999), 1e-8, 0, np.int64(3))
     reference.adamw_update(*want, 100, 1e-3, 0.9, 0.999, 1e-8, 0.0, 3)
-    _, tol_p = _tolerances(*(a.astype(np.float64).ravel() for a in _state(100, 1)[:3]), want[2].ravel(),
-                           want[3].ravel(), 3, 1e-3, 0.9, 0.999, 1e-8, 0.0)
+    _, tol_p = _tolerances(
+        *(a.astype(np.float64).ravel() for a in _state(100, 1)[:3]),
+        want[2].ravel(),
+        want[3].ravel(),
+        3,
+        1e-3,
+        0.9,
+        0.999,
+        1e-8,
+        0.0,
+    )
     assert_close("params", params.ravel(), want[0].ravel(), rtol=0, atol=tol_p)
 
 
@@ -74,6 +83,7 @@ def test_any_shape_and_numpy_hyperparameters():
 def test_vec4_only_when_aligned(monkeypatch, offset, kernel):
     """Whole allocations take the float4 kernel (tail included); views 4 bytes in take the scalar one."""
     from _ops_a_helpers import KernelSpy
+
     spy = KernelSpy(monkeypatch)
     n = 1031
     state = _state(n, 8)
@@ -90,7 +100,9 @@ def test_vec4_only_when_aligned(monkeypatch, offset, kernel):
 def test_errors_say_what_was_expected():
     a = np.zeros(8, np.float32)
     args = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)
-    with pytest.raises(ValueError, match=r"adamw_update: 'v' must be a C-contiguous float32 array of N = 8 .*dtype float64"):
+    with pytest.raises(
+        ValueError, match=r"adamw_update: 'v' must be a C-contiguous float32 array of N = 8 .*dtype float64"
+    ):
         ops.adamw_update(a.copy(), a, a.copy(), np.zeros(8), 8, **args, t=1)
     with pytest.raises(ValueError, match=r"'params' must be .*got 9 elements"):
         ops.adamw_update(np.zeros(9, np.float32), a, a.copy(), a.copy(), 8, **args, t=1)

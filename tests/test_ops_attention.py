@@ -9,18 +9,19 @@ Tolerances: preatt is a float32 dot of hs terms (gamma_hs relative to sum |q k|,
 follow with a few float32 roundings per step: rtol 1e-4 with atol 1e-5 * max |expected| (forward) and
 rtol 1e-3 / atol 1e-4 * max (backward, three chained steps), as the package's check uses.
 """
+
 import numpy as np
 import pytest
+from _ops_a_helpers import FakeCupyArray, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 from llmc_kernels import check, ops, reference
 from llmc_kernels._honesty import package_scope
 from llmc_kernels.ops import attention as attn
 from llmc_kernels.runtime import launch_options
-from _ops_a_helpers import FakeCupyArray, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 SIZES = [(1, 1, 4, 1), (2, 13, 12, 3), (1, 37, 15, 3), (2, 40, 64, 4), (1, 70, 8, 2)]
 CONFIGS = [("kernels", 1, 32), ("kernels", 4, 64), ("kernels", 32, 64), ("blas", 1, 32), ("blas", 32, 256)]
-SCHEDULES = ["forward", "reverse"]          # cpu backend thread orders: a missing sync cannot pass by luck
+SCHEDULES = ["forward", "reverse"]  # cpu backend thread orders: a missing sync cannot pass by luck
 SENTINEL = 7.0
 
 
@@ -113,8 +114,7 @@ def test_backward_configurations(B, T, C, NH, path, lanes, block, schedule):
     grads = [s.astype(np.float32) for s in start]
     run = attn.backward_kernels if path == "kernels" else attn.backward_blas
     with launch_options(schedule=schedule):
-        run(*grads, dout.astype(np.float32), inp.astype(np.float32), att.astype(np.float32), B, T, C, NH,
-            lanes, block)
+        run(*grads, dout.astype(np.float32), inp.astype(np.float32), att.astype(np.float32), B, T, C, NH, lanes, block)
     _assert_backward(grads, start, inp, dout, att, B, T, C, NH)
 
 
@@ -139,6 +139,7 @@ def _as_package(fn):
     def call(*args):
         with package_scope():
             fn(*args)
+
     return call
 
 
@@ -157,24 +158,52 @@ def test_errors_say_what_was_expected():
     with pytest.raises(ValueError, match=r"attention_forward: C = 6 must be a multiple of NH = 4"):
         ops.attention_forward(z(B, T, C), z(B, NH, T, T), z(B, NH, T, T), z(B, T, 3 * C), B, T, C, NH)
     NH = 2
-    with pytest.raises(ValueError, match=r"attention_forward: 'inp' must be a C-contiguous float32 array of "
-                                         r"shape \(B, T, 3C\) = \(1, 2, 18\); got shape \(1, 2, 6\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"attention_forward: 'inp' must be a C-contiguous float32 array of "
+        r"shape \(B, T, 3C\) = \(1, 2, 18\); got shape \(1, 2, 6\)",
+    ):
         ops.attention_forward(z(B, T, C), z(B, NH, T, T), z(B, NH, T, T), z(B, T, C), B, T, C, NH)
     with pytest.raises(ValueError, match=r"attention_backward: 'att' must be .*got dtype float64"):
-        ops.attention_backward(z(B, T, 3 * C), z(B, NH, T, T), z(B, NH, T, T), z(B, T, C), z(B, T, 3 * C),
-                               np.zeros((B, NH, T, T)), B, T, C, NH)
+        ops.attention_backward(
+            z(B, T, 3 * C),
+            z(B, NH, T, T),
+            z(B, NH, T, T),
+            z(B, T, C),
+            z(B, T, 3 * C),
+            np.zeros((B, NH, T, T)),
+            B,
+            T,
+            C,
+            NH,
+        )
     with pytest.raises(ValueError, match=r"attention_backward: all arrays must be NumPy"):
-        ops.attention_backward(z(B, T, 3 * C), z(B, NH, T, T), z(B, NH, T, T), FakeCupyArray(z(B, T, C)),
-                               z(B, T, 3 * C), z(B, NH, T, T), B, T, C, NH)
+        ops.attention_backward(
+            z(B, T, 3 * C),
+            z(B, NH, T, T),
+            z(B, NH, T, T),
+            FakeCupyArray(z(B, T, C)),
+            z(B, T, 3 * C),
+            z(B, NH, T, T),
+            B,
+            T,
+            C,
+            NH,
+        )
     with pytest.raises(ValueError, match=r"path must be 'kernels' or 'blas'; got 'fast'"):
-        ops.attention_forward(z(B, T, C), z(B, NH, T, T), z(B, NH, T, T), z(B, T, 3 * C), B, T, C, NH,
-                              path="fast")
+        ops.attention_forward(z(B, T, C), z(B, NH, T, T), z(B, NH, T, T), z(B, T, 3 * C), B, T, C, NH, path="fast")
 
 
 # ---------------------------------------------------------------------------------------------------- GPU
 
-KERNELS = ["attention_scores_softmax_kernel", "attention_softmax_forward_kernel", "attention_value_kernel",
-           "attention_backward_rows_kernel", "attention_backward_kv_kernel", "attention_softmax_backward_kernel"]
+KERNELS = [
+    "attention_scores_softmax_kernel",
+    "attention_softmax_forward_kernel",
+    "attention_value_kernel",
+    "attention_backward_rows_kernel",
+    "attention_backward_kv_kernel",
+    "attention_softmax_backward_kernel",
+]
 
 
 @pytest.mark.parametrize("arch", ["compute_75", "compute_90"])
@@ -184,6 +213,7 @@ def test_kernels_compile_with_nvrtc_without_warnings(arch):
     from llmc_kernels.runtime import nvrtc
     from llmc_kernels.runtime.signature import find_kernel, list_kernels
     from llmc_kernels.runtime.source import SourceOrigin
+
     src = _loader.source("attention.cu")
     assert list_kernels(src) == KERNELS and all(find_kernel(src, k).extern_c for k in KERNELS)
     if not nvrtc.available():
@@ -205,11 +235,19 @@ def test_gpt2_sizes_on_gpu(path):
     d_inp = cp.asarray(inp.astype(np.float32))
     ops.attention_forward(out, preatt, att, d_inp, B, T, C, NH, path=path)
     dinp, dpreatt, datt = cp.zeros((B, T, 3 * C), cp.float32), cp.zeros_like(preatt), cp.zeros_like(att)
-    ops.attention_backward(dinp, dpreatt, datt, cp.asarray(dout.astype(np.float32)), d_inp, att, B, T, C, NH,
-                           path=path)
+    ops.attention_backward(dinp, dpreatt, datt, cp.asarray(dout.astype(np.float32)), d_inp, att, B, T, C, NH, path=path)
     for b in (0, B - 1):
-        want = _want_forward(1, T, C, NH, inp[b:b + 1])
-        _assert_forward([out[b:b + 1].get(), preatt[b:b + 1].get(), att[b:b + 1].get()], want, T)
+        want = _want_forward(1, T, C, NH, inp[b : b + 1])
+        _assert_forward([out[b : b + 1].get(), preatt[b : b + 1].get(), att[b : b + 1].get()], want, T)
         start = [np.zeros((1, T, 3 * C)), np.zeros((1, NH, T, T)), np.zeros((1, NH, T, T))]
-        _assert_backward([dinp[b:b + 1].get(), dpreatt[b:b + 1].get(), datt[b:b + 1].get()], start,
-                         inp[b:b + 1], dout[b:b + 1], f32(att[b:b + 1].get()), 1, T, C, NH)
+        _assert_backward(
+            [dinp[b : b + 1].get(), dpreatt[b : b + 1].get(), datt[b : b + 1].get()],
+            start,
+            inp[b : b + 1],
+            dout[b : b + 1],
+            f32(att[b : b + 1].get()),
+            1,
+            T,
+            C,
+            NH,
+        )

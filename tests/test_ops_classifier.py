@@ -7,15 +7,16 @@ computed in float64. Error model as tests/test_ops_softmax.py: p within rel = 1e
 the loss (m + log s) - x_y within the same relative error of s plus a float32 rounding of |m| + |x_y|;
 dlogits = (p - onehot) * dloss inherits p's error (at most rel, p <= 1) times dloss.
 """
+
 import time
 
 import numpy as np
 import pytest
+from _ops_a_helpers import FakeCupyArray, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 from llmc_kernels import ops, reference
 from llmc_kernels.ops import classifier as cl
 from llmc_kernels.runtime import launch_options
-from _ops_a_helpers import FakeCupyArray, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 SIZES = [(1, 1, 1, 1), (2, 3, 37, 40), (2, 3, 37, 41), (1, 5, 1000, 1024), (3, 2, 257, 300)]
 BLOCKS = [1, 2, 32, 64, 512]
@@ -24,7 +25,7 @@ BLOCKS = [1, 2, 32, 64, 512]
 def _case(B, T, V, Vp, seed, large=False):
     rng = np.random.default_rng(seed)
     x = 300.0 + 100.0 * rng.standard_normal((B, T, Vp)) if large else 3.0 * rng.standard_normal((B, T, Vp))
-    x[..., V:] = np.nan                                   # padding: never matters, and becomes 0
+    x[..., V:] = np.nan  # padding: never matters, and becomes 0
     targets = rng.integers(0, V, size=(B, T)).astype(np.int32)
     targets.flat[0] = V - 1
     dlosses = f32(rng.uniform(0.1, 2.0, (B, T)))
@@ -51,8 +52,13 @@ def _assert(got_losses, got_dlogits, x, targets, dlosses, V, block):
     assert (got[..., V:] == 0).all(), "columns >= V must be set to 0"
     # p's relative error rel is an absolute error of up to rel (p <= 1) in p - [c == y], times dloss: at the
     # target column p - 1 cancels (a near-certain p = 1 - 3e-10 is 1.0f), so that bound is the one to use
-    assert_close("dlogits", got[..., :V], dlogits[..., :V], rtol=rel,
-                 atol=rel * np.abs(np.asarray(dlosses, np.float64))[..., None] + 1e-30)
+    assert_close(
+        "dlogits",
+        got[..., :V],
+        dlogits[..., :V],
+        rtol=rel,
+        atol=rel * np.abs(np.asarray(dlosses, np.float64))[..., None] + 1e-30,
+    )
 
 
 @pytest.mark.parametrize("schedule", ["forward", "reverse"])
@@ -92,8 +98,11 @@ def test_matches_the_unfused_ops():
     B, T, V, Vp = 2, 7, 300, 304
     x, targets, dlosses = _case(B, T, V, Vp, 4)
     x32, d32 = x.astype(np.float32), dlosses.astype(np.float32)
-    probs, losses, dlogits = np.empty((B, T, Vp), np.float32), np.empty((B, T), np.float32), \
-        np.zeros((B, T, Vp), np.float32)
+    probs, losses, dlogits = (
+        np.empty((B, T, Vp), np.float32),
+        np.empty((B, T), np.float32),
+        np.zeros((B, T, Vp), np.float32),
+    )
     ops.softmax_forward(probs, x32, B, T, V, Vp)
     ops.crossentropy_forward(losses, probs, targets, B, T, Vp)
     ops.crossentropy_softmax_backward(dlogits, d32, probs, targets, B, T, V, Vp)
@@ -108,28 +117,41 @@ def test_gpt2_vocabulary_rows_are_fast_on_cpu():
     B, T, V, Vp = 4, 64, 50257, 50304
     x, targets, dlosses = _case(B, T, V, Vp, 2)
     x32 = x.astype(np.float32)
-    ops.fused_classifier(x32.copy(), np.empty((B, T), np.float32), None, targets, B, T, V, Vp)   # compiles
+    ops.fused_classifier(x32.copy(), np.empty((B, T), np.float32), None, targets, B, T, V, Vp)  # compiles
     logits, losses = x32.copy(), np.empty((B, T), np.float32)
     start = time.perf_counter()
     ops.fused_classifier(logits, losses, dlosses.astype(np.float32), targets, B, T, V, Vp)
     seconds = time.perf_counter() - start
     rows = [0, 77, 255]
     flat = lambda a: a.reshape(B * T, 1, -1)[rows]  # noqa: E731
-    _assert(losses.reshape(B * T, 1)[rows], flat(logits), flat(x), targets.reshape(B * T, 1)[rows],
-            dlosses.reshape(B * T, 1)[rows], V, 1)
+    _assert(
+        losses.reshape(B * T, 1)[rows],
+        flat(logits),
+        flat(x),
+        targets.reshape(B * T, 1)[rows],
+        dlosses.reshape(B * T, 1)[rows],
+        V,
+        1,
+    )
     assert seconds < 2.0, f"fused_classifier of 256 x 50304 took {seconds:.2f} s on the cpu backend"
 
 
 def test_errors_say_what_was_expected():
     B, T, V, Vp = 2, 3, 5, 8
     x, l, tg = np.zeros((B, T, Vp), np.float32), np.zeros((B, T), np.float32), np.zeros((B, T), np.int32)
-    with pytest.raises(ValueError, match=r"fused_classifier: 'dlosses' must be a C-contiguous float32 array of "
-                                         r"shape \(B, T\) = \(2, 3\); got shape \(2, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"fused_classifier: 'dlosses' must be a C-contiguous float32 array of "
+        r"shape \(B, T\) = \(2, 3\); got shape \(2, 4\)",
+    ):
         ops.fused_classifier(x, l, np.zeros((B, 4), np.float32), tg, B, T, V, Vp)
     bad = tg.copy()
     bad[0, 0] = -1
-    with pytest.raises(ValueError, match=r"fused_classifier: 'targets' must lie in \[0, V\) = \[0, 5\); "
-                                         r"got values from -1 to 0"):
+    with pytest.raises(
+        ValueError,
+        match=r"fused_classifier: 'targets' must lie in \[0, V\) = \[0, 5\); "
+        r"got values from -1 to 0",
+    ):
         ops.fused_classifier(x, l, None, bad, B, T, V, Vp)
     with pytest.raises(ValueError, match=r"fused_classifier: all arrays must be NumPy"):
         ops.fused_classifier(x, FakeCupyArray(l), None, tg, B, T, V, Vp)
@@ -147,6 +169,7 @@ def test_kernels_compile_with_nvrtc_without_warnings(arch):
     from llmc_kernels.runtime import nvrtc
     from llmc_kernels.runtime.signature import find_kernel, list_kernels
     from llmc_kernels.runtime.source import SourceOrigin
+
     src = _loader.source("classifier.cu")
     assert list_kernels(src) == KERNELS and all(find_kernel(src, k).extern_c for k in KERNELS)
     if not nvrtc.available():
@@ -161,10 +184,17 @@ def test_gpt2_sizes_on_gpu():
     crng = cp.random.default_rng(0)
     logits = crng.standard_normal((B, T, Vp), dtype=cp.float32) * np.float32(3)
     targets = crng.integers(0, V, (B, T)).astype(cp.int32)
-    rows = np.r_[0:3, 5000:5003, B * T - 3:B * T]
+    rows = np.r_[0:3, 5000:5003, B * T - 3 : B * T]
     x = f32(logits.reshape(B * T, 1, Vp)[rows].get())
     losses = cp.full((B, T), cp.nan, cp.float32)
     ops.fused_classifier(logits, losses, None, targets, B, T, V, Vp)
     tg = targets.reshape(B * T, 1)[rows].get()
-    _assert(losses.reshape(B * T, 1)[rows].get(), logits.reshape(B * T, 1, Vp)[rows].get(), x, tg,
-            np.full((len(rows), 1), 1.0 / (B * T)), V, cl.row_block("cuda", V))
+    _assert(
+        losses.reshape(B * T, 1)[rows].get(),
+        logits.reshape(B * T, 1, Vp)[rows].get(),
+        x,
+        tg,
+        np.full((len(rows), 1), 1.0 / (B * T)),
+        V,
+        cl.row_block("cuda", V),
+    )

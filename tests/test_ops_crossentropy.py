@@ -4,13 +4,14 @@ Error model: the loss is one logf of a float32 probability (a few ulp: rtol 1e-6
 dlogits element is one subtraction, multiplication and addition (rtol 1e-6 of |p - onehot| * |dloss| plus
 the start value's rounding).
 """
+
 import numpy as np
 import pytest
+from _ops_a_helpers import FakeCupyArray, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 from llmc_kernels import check, ops, reference
 from llmc_kernels._honesty import package_scope
 from llmc_kernels.ops import crossentropy as ce
-from _ops_a_helpers import FakeCupyArray, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 SIZES = [(1, 1, 1, 1), (2, 37, 100, 128), (3, 5, 50, 61), (2, 3, 7, 8), (1, 3, 3001, 3004)]
 SENTINEL = 5.0
@@ -22,7 +23,7 @@ def _case(B, T, V, Vp, seed):
     probs = np.empty((B, T, Vp))
     reference.softmax_forward(probs, logits, B, T, V, Vp)
     probs = f32(probs)
-    probs[..., V:] = np.nan                               # padding of an input: never read
+    probs[..., V:] = np.nan  # padding of an input: never read
     targets = rng.integers(0, V, size=(B, T)).astype(np.int32)
     targets.flat[0] = V - 1
     targets.flat[-1] = 0
@@ -62,8 +63,7 @@ def test_backward_accumulates(dev, B, T, V, Vp):
     probs, targets, dlosses, start = _backward_case(B, T, V, Vp, 3 * V + T)
     dlogits = dev.put(start)
     with dev.run():
-        ops.crossentropy_softmax_backward(dlogits, dev.put(dlosses), dev.put(probs), dev.put(targets),
-                                          B, T, V, Vp)
+        ops.crossentropy_softmax_backward(dlogits, dev.put(dlosses), dev.put(probs), dev.put(targets), B, T, V, Vp)
     _assert_backward(dev.get(dlogits), start, probs, targets, dlosses, B, T, V, Vp)
 
 
@@ -76,8 +76,7 @@ def test_backward_block_sizes_and_alignment(block, offset):
     dlogits = buf[offset:].reshape(B, T, Vp)
     dlogits[...] = start
     assert ce.rows_vec(Vp, dlogits, probs.astype(np.float32)) == (offset == 0)
-    ce.launch_backward(dlogits, dlosses.astype(np.float32), probs.astype(np.float32), targets, B * T, V, Vp,
-                       block)
+    ce.launch_backward(dlogits, dlosses.astype(np.float32), probs.astype(np.float32), targets, B * T, V, Vp, block)
     _assert_backward(dlogits, start, probs, targets, dlosses, B, T, V, Vp)
 
 
@@ -85,11 +84,13 @@ def _as_package(fn):
     def call(*args):
         with package_scope():
             fn(*args)
+
     return call
 
 
-@pytest.mark.parametrize("direction, name", [("forward", "crossentropy_forward"),
-                                             ("backward", "crossentropy_softmax_backward")])
+@pytest.mark.parametrize(
+    "direction, name", [("forward", "crossentropy_forward"), ("backward", "crossentropy_softmax_backward")]
+)
 def test_passes_the_check(direction, name, capsys):
     result = getattr(check, direction)("crossentropy", _as_package(getattr(ops, name)))
     assert repr(result) == f"PASS {name}"
@@ -100,19 +101,28 @@ def test_errors_say_what_was_expected():
     B, T, V, Vp = 2, 3, 5, 8
     p, l = np.zeros((B, T, Vp), np.float32), np.zeros((B, T), np.float32)
     tg = np.zeros((B, T), np.int32)
-    with pytest.raises(ValueError, match=r"crossentropy_forward: 'targets' must be a C-contiguous int32 array of "
-                                         r"shape \(B, T\) = \(2, 3\); got dtype int64"):
+    with pytest.raises(
+        ValueError,
+        match=r"crossentropy_forward: 'targets' must be a C-contiguous int32 array of "
+        r"shape \(B, T\) = \(2, 3\); got dtype int64",
+    ):
         ops.crossentropy_forward(l, p, tg.astype(np.int64), B, T, Vp)
     bad = tg.copy()
     bad[1, 2] = Vp
-    with pytest.raises(ValueError, match=r"crossentropy_forward: 'targets' must lie in \[0, Vp\) = \[0, 8\); "
-                                         r"got values from 0 to 8"):
+    with pytest.raises(
+        ValueError,
+        match=r"crossentropy_forward: 'targets' must lie in \[0, Vp\) = \[0, 8\); "
+        r"got values from 0 to 8",
+    ):
         ops.crossentropy_forward(l, p, bad, B, T, Vp)
     bad[1, 2] = V
     with pytest.raises(ValueError, match=r"crossentropy_softmax_backward: 'targets' must lie in \[0, V\) = \[0, 5\)"):
         ops.crossentropy_softmax_backward(p.copy(), l, p, bad, B, T, V, Vp)
-    with pytest.raises(ValueError, match=r"crossentropy_softmax_backward: 'dlosses' must be .*\(B, T\) = \(2, 3\); "
-                                         r"got shape \(3, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"crossentropy_softmax_backward: 'dlosses' must be .*\(B, T\) = \(2, 3\); "
+        r"got shape \(3, 2\)",
+    ):
         ops.crossentropy_softmax_backward(p.copy(), l.reshape(T, B), p, tg, B, T, V, Vp)
     with pytest.raises(ValueError, match=r"crossentropy_softmax_backward: all arrays must be NumPy"):
         ops.crossentropy_softmax_backward(p.copy(), l, FakeCupyArray(p), tg, B, T, V, Vp)
@@ -121,6 +131,7 @@ def test_errors_say_what_was_expected():
 def test_out_of_range_targets_poison_rows_instead_of_reading_out_of_bounds(monkeypatch):
     """With the host-side check off (as for timing), a bad target gives NaN, never a wild read."""
     from llmc_kernels.ops import softmax as sm
+
     monkeypatch.setattr(sm, "CHECK_TARGETS", False)
     B, T, V, Vp = 1, 2, 5, 8
     probs, targets = _case(B, T, V, Vp, 0)
@@ -145,6 +156,7 @@ def test_kernels_compile_with_nvrtc_without_warnings(arch):
     from llmc_kernels.runtime import nvrtc
     from llmc_kernels.runtime.signature import find_kernel, list_kernels
     from llmc_kernels.runtime.source import SourceOrigin
+
     src = _loader.source("crossentropy.cu")
     assert list_kernels(src) == KERNELS and all(find_kernel(src, k).extern_c for k in KERNELS)
     if not nvrtc.available():
@@ -170,5 +182,4 @@ def test_gpt2_sizes_on_gpu():
     dlosses = np.full((B, T), 1.0 / (B * T), np.float32)
     ops.crossentropy_softmax_backward(dlogits, cp.asarray(dlosses), d_probs, d_targets, B, T, V, Vp)
     b = [0, 7]
-    _assert_backward(dlogits[b].get(), f32(start[b]), f32(d_probs[b].get()), targets[b], f32(dlosses[b]),
-                     2, T, V, Vp)
+    _assert_backward(dlogits[b].get(), f32(start[b]), f32(d_probs[b].get()), targets[b], f32(dlosses[b]), 2, T, V, Vp)

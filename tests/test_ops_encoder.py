@@ -3,11 +3,12 @@
 Forward: one float32 add, correctly rounded: rtol 1e-6. Backward: dwte/dwpe sum several float32 terms in
 some order (atomics): |error| <= 1e-6 * (sum of the |terms| added into that element, start value included).
 """
+
 import numpy as np
 import pytest
+from _ops_a_helpers import FakeCupyArray, KernelSpy, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 from llmc_kernels import ops, reference
-from _ops_a_helpers import FakeCupyArray, KernelSpy, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 # (B, T, C, V, maxT): C odd (scalar path) and C % 4 == 0 (float4 path); T < maxT; few tokens so ids repeat
 CASES = [(1, 1, 1, 1, 1), (2, 5, 7, 11, 9), (3, 17, 64, 13, 20), (2, 9, 100, 50, 9), (4, 33, 48, 6, 40)]
@@ -16,7 +17,7 @@ CASES = [(1, 1, 1, 1, 1), (2, 5, 7, 11, 9), (3, 17, 64, 13, 20), (2, 9, 100, 50,
 def _case(B, T, C, V, maxT, seed):
     rng = np.random.default_rng(seed)
     inp = rng.integers(0, V, size=(B, T)).astype(np.int32)
-    inp.flat[0] = V - 1                                        # the last row of wte is reachable
+    inp.flat[0] = V - 1  # the last row of wte is reachable
     return inp, f32(rng.standard_normal((V, C))), f32(rng.standard_normal((maxT, C)) * 1e2)
 
 

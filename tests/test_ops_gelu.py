@@ -4,11 +4,12 @@ Tolerances (float32 kernel vs float64 math on the same float32 inputs): rtol 1e-
 tanhf and the products, atol 1e-5 for the cancellation in 1 + tanh(u) when x is very negative (there the
 result is ~0 and tanhf's absolute error of ~1e-7 is multiplied by 0.5|x|).
 """
+
 import numpy as np
 import pytest
+from _ops_a_helpers import FakeCupyArray, KernelSpy, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 from llmc_kernels import ops, reference
-from _ops_a_helpers import FakeCupyArray, KernelSpy, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 SIZES = [1, 3, 5, 255, 1029, 10007]
 EXTREMES = [0.0, -0.0, 1e-30, 3.0, -3.0, 8.0, -8.0, 20.0, -20.0, 1e4, -1e4, 1e20, -1e20]
@@ -16,7 +17,7 @@ EXTREMES = [0.0, -0.0, 1e-30, 3.0, -3.0, 8.0, -8.0, 20.0, -20.0, 1e4, -1e4, 1e20
 
 def _inputs(N, seed):
     x = np.random.default_rng(seed).standard_normal(N) * 3
-    x[:min(N, len(EXTREMES))] = EXTREMES[:N]       # saturated tanh, huge |x| (x^3 overflows float32)
+    x[: min(N, len(EXTREMES))] = EXTREMES[:N]  # saturated tanh, huge |x| (x^3 overflows float32)
     return f32(x)
 
 
@@ -55,8 +56,10 @@ def test_known_values():
     assert dinp[0] == np.float32(0.5) and dinp[1] == 1 and abs(dinp[2]) < 1e-6 and dinp[3] == 1
 
 
-@pytest.mark.parametrize("offset, fwd, bwd", [(0, "gelu_forward_vec4_kernel", "gelu_backward_vec4_kernel"),
-                                              (1, "gelu_forward_kernel", "gelu_backward_kernel")])
+@pytest.mark.parametrize(
+    "offset, fwd, bwd",
+    [(0, "gelu_forward_vec4_kernel", "gelu_backward_vec4_kernel"), (1, "gelu_forward_kernel", "gelu_backward_kernel")],
+)
 def test_vec4_only_when_aligned(monkeypatch, offset, fwd, bwd):
     spy = KernelSpy(monkeypatch)
     N = 1031
@@ -76,9 +79,13 @@ def test_vec4_only_when_aligned(monkeypatch, offset, fwd, bwd):
 
 def test_errors_say_what_was_expected():
     a = np.ones(8, np.float32)
-    with pytest.raises(ValueError, match=r"gelu_forward: 'inp' must be a C-contiguous float32 array of N = 8 .*dtype int32"):
+    with pytest.raises(
+        ValueError, match=r"gelu_forward: 'inp' must be a C-contiguous float32 array of N = 8 .*dtype int32"
+    ):
         ops.gelu_forward(a.copy(), np.ones(8, np.int32), 8)
     with pytest.raises(ValueError, match=r"gelu_backward: 'dinp' must be .*got 7 elements"):
         ops.gelu_backward(np.ones(7, np.float32), a, a, 8)
-    with pytest.raises(ValueError, match=r"gelu_backward: all arrays must be NumPy \(cpu backend\) or all CuPy .*dout: cupy"):
+    with pytest.raises(
+        ValueError, match=r"gelu_backward: all arrays must be NumPy \(cpu backend\) or all CuPy .*dout: cupy"
+    ):
         ops.gelu_backward(a.copy(), a, FakeCupyArray(a), 8)

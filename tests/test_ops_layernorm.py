@@ -8,16 +8,25 @@ and out = n * w + b is off by tol_n * |w| plus rounding (rtol 1e-5). The backwar
 terms of size |w * dout| and n * mean(w * dout * n): tolerance rstd * max|w * dout| * 4 * (tol_n + 1e-6).
 dweight and dbias sum B*T float32 terms: |error| <= 1e-6 * (sum of |terms| + |start value|).
 """
+
 import numpy as np
 import pytest
+from _ops_a_helpers import FakeCupyArray, KernelSpy, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 from llmc_kernels import ops, reference
-from _ops_a_helpers import FakeCupyArray, KernelSpy, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 # (B, T, C, kind): awkward sizes; more rows than the cpu grid has warps; large-magnitude and near-constant
 # rows (the variance is then smaller than eps)
-CASES = [(1, 1, 1, "normal"), (2, 3, 5, "normal"), (3, 17, 64, "normal"), (2, 33, 100, "normal"),
-         (1, 70, 33, "normal"), (2, 7, 768, "large"), (3, 5, 37, "near_constant"), (1, 2, 300, "large")]
+CASES = [
+    (1, 1, 1, "normal"),
+    (2, 3, 5, "normal"),
+    (3, 17, 64, "normal"),
+    (2, 33, 100, "normal"),
+    (1, 70, 33, "normal"),
+    (2, 7, 768, "large"),
+    (3, 5, 37, "near_constant"),
+    (1, 2, 300, "large"),
+]
 
 
 def _inputs(B, T, C, kind, seed):
@@ -44,6 +53,7 @@ LANES = [None, 2, 8, 32]
 @pytest.fixture(params=LANES, ids=lambda v: f"lanes={v or 'auto'}")
 def lanes(request, monkeypatch):
     from llmc_kernels.ops import layernorm
+
     monkeypatch.setattr(layernorm, "LANES", request.param)
     return request.param
 
@@ -68,7 +78,7 @@ def _backward_case(B, T, C, kind, seed):
     dout = f32(rng.standard_normal((B, T, C)))
     mean, rstd = np.empty((B, T)), np.empty((B, T))
     reference.layernorm_forward(np.empty((B, T, C)), mean, rstd, x, w, np.zeros(C), B, T, C)
-    mean, rstd = f32(mean), f32(rstd)                   # what the float32 forward hands the backward
+    mean, rstd = f32(mean), f32(rstd)  # what the float32 forward hands the backward
     start = [f32(rng.standard_normal(s)) for s in ((B, T, C), (C,), (C,))]
     return x, w, dout, mean, rstd, start
 
@@ -86,7 +96,9 @@ def _check_backward(dev, B, T, C, kind, seed):
     assert_close("dinp", dev.get(grads[0]), want[0], rtol=1e-5, atol=tol_dinp)
     mag_w = np.abs(start[1]) + np.abs(norm * dout).sum(axis=(0, 1)) + (tol_n * np.abs(dout)).sum(axis=(0, 1))
     assert_close("dweight", dev.get(grads[1]), want[1], rtol=0, atol=2e-6 * mag_w)
-    assert_close("dbias", dev.get(grads[2]), want[2], rtol=0, atol=1e-6 * (np.abs(start[2]) + np.abs(dout).sum(axis=(0, 1))))
+    assert_close(
+        "dbias", dev.get(grads[2]), want[2], rtol=0, atol=1e-6 * (np.abs(start[2]) + np.abs(dout).sum(axis=(0, 1)))
+    )
 
 
 @pytest.mark.parametrize("B, T, C, kind", CASES)
@@ -110,8 +122,9 @@ def test_forward_then_backward_matches_finite_differences():
     x32, w32, b32 = (a.astype(np.float32) for a in (x, w, b))
     ops.layernorm_forward(out, mean, rstd, x32, w32, b32, B, T, C)
     grads = {"inp": np.zeros((B, T, C), np.float32), "weight": np.zeros(C, np.float32), "bias": np.zeros(C, np.float32)}
-    ops.layernorm_backward(grads["inp"], grads["weight"], grads["bias"], dout.astype(np.float32), x32, w32,
-                           mean, rstd, B, T, C)
+    ops.layernorm_backward(
+        grads["inp"], grads["weight"], grads["bias"], dout.astype(np.float32), x32, w32, mean, rstd, B, T, C
+    )
 
     def loss(inp, weight, bias):
         o = np.empty((B, T, C))
@@ -132,6 +145,7 @@ def test_forward_then_backward_matches_finite_differences():
 def test_lanes_per_row():
     """A warp per row from C = 256 on the GPU, ~8 elements per lane below; one thread per row on the cpu."""
     from llmc_kernels.ops.layernorm import lanes_for
+
     assert [lanes_for("cuda", C) for C in (1, 7, 8, 16, 64, 100, 255, 256, 768)] == [1, 1, 1, 2, 8, 8, 16, 32, 32]
     assert lanes_for("cpu", 768) == 1
 
@@ -139,13 +153,17 @@ def test_lanes_per_row():
 def test_errors_say_what_was_expected():
     B, T, C = 2, 3, 4
     a3, a2, a1 = np.zeros((B, T, C), np.float32), np.zeros((B, T), np.float32), np.zeros(C, np.float32)
-    with pytest.raises(ValueError, match=r"layernorm_forward: 'rstd' must be a C-contiguous float32 array of shape \(B, T\) = \(2, 3\); got shape \(3, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"layernorm_forward: 'rstd' must be a C-contiguous float32 array of shape \(B, T\) = \(2, 3\); got shape \(3, 2\)",  # noqa: E501
+    ):
         ops.layernorm_forward(a3.copy(), a2.copy(), np.zeros((T, B), np.float32), a3, a1, a1, B, T, C)
     with pytest.raises(ValueError, match=r"'weight' must be .*got dtype float64"):
         ops.layernorm_forward(a3.copy(), a2.copy(), a2.copy(), a3, np.zeros(C), a1, B, T, C)
     with pytest.raises(ValueError, match=r"layernorm_backward: 'dinp' must be .*non-contiguous"):
-        ops.layernorm_backward(np.zeros((B, T, 2 * C), np.float32)[..., ::2], a1.copy(), a1.copy(), a3, a3, a1,
-                               a2, a2, B, T, C)
+        ops.layernorm_backward(
+            np.zeros((B, T, 2 * C), np.float32)[..., ::2], a1.copy(), a1.copy(), a3, a3, a1, a2, a2, B, T, C
+        )
     with pytest.raises(ValueError, match=r"layernorm_backward: all arrays must be NumPy \(cpu backend\) or all CuPy"):
         ops.layernorm_backward(a3.copy(), a1.copy(), a1.copy(), a3, FakeCupyArray(a3), a1, a2, a2, B, T, C)
     with pytest.raises(ValueError, match=r"size C must be a positive integer; got -4"):

@@ -9,29 +9,32 @@ magnitude. TF32 (GPU) rounds each input to 11 significant bits: 2 * 2^-11 per pr
 
 import numpy as np
 import pytest
+from _ops_a_helpers import FakeCupyArray, KernelSpy, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 from llmc_kernels import check, ops, reference
 from llmc_kernels._honesty import package_scope
 from llmc_kernels.ops import matmul as mm
-from _ops_a_helpers import FakeCupyArray, KernelSpy, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 # (B, T, C, OC): tile remainders in every dimension, K = C not a multiple of 8 or 4 (scalar loads),
 # multiples of 4 (float4 paths) with partial tiles, one element, K longer than one k-step
-SIZES = [(1, 1, 1, 1), (2, 67, 37, 150), (1, 130, 64, 132), (3, 45, 100, 257), (1, 129, 8, 128),
-         (2, 9, 260, 5)]
+SIZES = [(1, 1, 1, 1), (2, 67, 37, 150), (1, 130, 64, 132), (3, 45, 100, 257), (1, 129, 8, 128), (2, 9, 260, 5)]
 FP32 = 1.2e-7
 
 
 def _case(B, T, C, OC, seed):
     rng = np.random.default_rng(seed)
-    return (f32(rng.standard_normal((B, T, C))), f32(rng.standard_normal((OC, C)) / np.sqrt(C)),
-            f32(rng.standard_normal(OC)))
+    return (
+        f32(rng.standard_normal((B, T, C))),
+        f32(rng.standard_normal((OC, C)) / np.sqrt(C)),
+        f32(rng.standard_normal(OC)),
+    )
 
 
 def _forward_tol(x, w, bias, C, per_product=0.0):
     mag = np.abs(x).reshape(-1, C) @ np.abs(w).T
     return ((FP32 * C + per_product) * mag + (FP32 * np.abs(bias) if bias is not None else 0)).reshape(
-        x.shape[:-1] + (w.shape[0],)) + 1e-30
+        x.shape[:-1] + (w.shape[0],)
+    ) + 1e-30
 
 
 @pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "nobias"])
@@ -65,13 +68,24 @@ def test_backward_accumulates(dev, fn, B, T, C, OC, use_bias):
     reference.matmul_backward(want[0], want[1], want[2] if use_bias else None, dout, x, w, B, T, C, OC)
     M = B * T
     dy, xx = np.abs(dout).reshape(M, OC), np.abs(x).reshape(M, C)
-    assert_close("dinp", dev.get(grads[0]), want[0], rtol=0,
-                 atol=(FP32 * (OC + 1) * (dy @ np.abs(w))).reshape(B, T, C) + FP32 * np.abs(start[0]) + 1e-30)
-    assert_close("dweight", dev.get(grads[1]), want[1], rtol=0,
-                 atol=FP32 * (M + 1) * (dy.T @ xx) + FP32 * np.abs(start[1]) + 1e-30)
+    assert_close(
+        "dinp",
+        dev.get(grads[0]),
+        want[0],
+        rtol=0,
+        atol=(FP32 * (OC + 1) * (dy @ np.abs(w))).reshape(B, T, C) + FP32 * np.abs(start[0]) + 1e-30,
+    )
+    assert_close(
+        "dweight",
+        dev.get(grads[1]),
+        want[1],
+        rtol=0,
+        atol=FP32 * (M + 1) * (dy.T @ xx) + FP32 * np.abs(start[1]) + 1e-30,
+    )
     if use_bias:
-        assert_close("dbias", dev.get(grads[2]), want[2], rtol=0,
-                     atol=FP32 * (M + 1) * (dy.sum(0) + np.abs(start[2])) + 1e-30)
+        assert_close(
+            "dbias", dev.get(grads[2]), want[2], rtol=0, atol=FP32 * (M + 1) * (dy.sum(0) + np.abs(start[2])) + 1e-30
+        )
 
 
 @pytest.mark.parametrize("B, T, C, OC, splits", [(2, 67, 37, 150, 3), (1, 9, 16, 20, 3), (1, 300, 24, 8, 7)])
@@ -84,11 +98,11 @@ def test_backward_kernel_split_k(dev, monkeypatch, B, T, C, OC, splits):
 
 def test_split_k_fills_an_h100_and_only_there(monkeypatch):
     assert mm._splits("cpu", 1, 8192) == 1
-    monkeypatch.setattr(mm, "resident_blocks", lambda backend, block: 132 * 2048 // block)   # 132 SMs
-    assert mm._splits("cuda", 36, 8192) == 8           # dweight of 768 x 768 over B*T = 8192: 288 blocks
-    assert mm._splits("cuda", 144, 8192) == 2          # 3072 x 768
-    assert mm._splits("cuda", 384, 3072) == 1          # dinp of 8192 x 768: already 384 blocks
-    assert mm._splits("cuda", 36, 600) == 2            # short K: slices of at least 256
+    monkeypatch.setattr(mm, "resident_blocks", lambda backend, block: 132 * 2048 // block)  # 132 SMs
+    assert mm._splits("cuda", 36, 8192) == 8  # dweight of 768 x 768 over B*T = 8192: 288 blocks
+    assert mm._splits("cuda", 144, 8192) == 2  # 3072 x 768
+    assert mm._splits("cuda", 384, 3072) == 1  # dinp of 8192 x 768: already 384 blocks
+    assert mm._splits("cuda", 36, 600) == 2  # short K: slices of at least 256
 
 
 def test_which_kernels_run_on_cpu(monkeypatch):
@@ -106,8 +120,12 @@ def test_which_kernels_run_on_cpu(monkeypatch):
     assert spy.names == []
     ops.matmul_forward_kernel(out, x, w, bias, B, T, C, OC)
     ops.matmul_backward_kernel(*grads(), dout, x, w, B, T, C, OC)
-    assert spy.names == ["matmul_forward_kernel", "matmul_backward_dinp_kernel", "matmul_backward_dweight_kernel",
-                         "matmul_backward_bias_kernel"]
+    assert spy.names == [
+        "matmul_forward_kernel",
+        "matmul_backward_dinp_kernel",
+        "matmul_backward_dweight_kernel",
+        "matmul_backward_bias_kernel",
+    ]
 
 
 def test_unaligned_rows_take_the_scalar_path():
@@ -115,7 +133,7 @@ def test_unaligned_rows_take_the_scalar_path():
     B, T, C, OC = 1, 33, 12, 20
     x, w, bias = _case(B, T, C, OC, 5)
     buf = np.zeros(B * T * C + 1, np.float32)
-    xs = buf[1:].reshape(B, T, C)                       # 4-byte offset: misaligned for float4
+    xs = buf[1:].reshape(B, T, C)  # 4-byte offset: misaligned for float4
     xs[...] = x
     assert mm._vec(C, xs) == 0 and mm._vec(C, x.astype(np.float32)) == 1
     out = np.full((B, T, OC), np.nan, np.float32)
@@ -151,9 +169,11 @@ def test_strided_gemm_numpy_matches_plain_products():
 
 def _as_package(fn):
     """The check calls ``fn`` as a learner's function; the package's own ops must be allowed inside it."""
+
     def call(*args):
         with package_scope():
             fn(*args)
+
     return call
 
 
@@ -182,8 +202,11 @@ def test_precision_setting():
 def test_errors_say_what_was_expected():
     B, T, C, OC = 2, 3, 4, 5
     x, w, o = np.zeros((B, T, C), np.float32), np.zeros((OC, C), np.float32), np.zeros((B, T, OC), np.float32)
-    with pytest.raises(ValueError, match=r"matmul_forward: 'weight' must be a C-contiguous float32 array of "
-                                         r"shape \(OC, C\) = \(5, 4\); got shape \(4, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"matmul_forward: 'weight' must be a C-contiguous float32 array of "
+        r"shape \(OC, C\) = \(5, 4\); got shape \(4, 5\)",
+    ):
         ops.matmul_forward(o, x, w.T.copy(), None, B, T, C, OC)
     with pytest.raises(ValueError, match=r"matmul_forward_kernel: 'bias' must be .*\(OC\) = \(5,\); got dtype float64"):
         ops.matmul_forward_kernel(o, x, w, np.zeros(OC), B, T, C, OC)
@@ -196,6 +219,7 @@ def test_errors_say_what_was_expected():
 
 
 # ---------------------------------------------------------------------------------------------------- GPU
+
 
 def _gpu():
     cp = pytest.importorskip("cupy")
@@ -215,8 +239,12 @@ def _rows_check(name, got_rows, x_rows, w, bias, C, per_product=0.0):
     assert_close(name, got_rows, want, rtol=0, atol=_forward_tol(x_rows[None], w, bias, C, per_product)[0])
 
 
-KERNELS = ["matmul_forward_kernel", "matmul_backward_dinp_kernel", "matmul_backward_dweight_kernel",
-           "matmul_backward_bias_kernel"]
+KERNELS = [
+    "matmul_forward_kernel",
+    "matmul_backward_dinp_kernel",
+    "matmul_backward_dweight_kernel",
+    "matmul_backward_bias_kernel",
+]
 
 
 @pytest.mark.parametrize("arch", ["compute_75", "compute_90"])
@@ -226,6 +254,7 @@ def test_kernels_compile_with_nvrtc_without_warnings(arch):
     from llmc_kernels.runtime import nvrtc
     from llmc_kernels.runtime.signature import find_kernel, list_kernels
     from llmc_kernels.runtime.source import SourceOrigin
+
     src = _loader.source("matmul.cu")
     assert list_kernels(src) == KERNELS and all(find_kernel(src, k).extern_c for k in KERNELS)
     if not nvrtc.available():
@@ -243,7 +272,7 @@ def test_gpt2_forward_on_gpu(fn, OC):
     x, w, b = _gpt2_case(cp, M, C, OC)
     out = cp.full((8, 1024, OC), cp.nan, dtype=cp.float32)
     getattr(ops, fn)(out, x.reshape(8, 1024, C), w, b, 8, 1024, C, OC)
-    rows = np.r_[0:3, 4095:4100, M - 3:M]
+    rows = np.r_[0:3, 4095:4100, M - 3 : M]
     xh, wh, bh = (f32(a.get()) for a in (x, w, b))
     _rows_check("out", out.reshape(M, OC)[rows].get(), xh[rows], wh, bh, C)
 
@@ -256,15 +285,22 @@ def test_gpt2_backward_on_gpu(fn):
     x, w, _ = _gpt2_case(cp, M, C, OC, 1)
     dout = cp.random.default_rng(2).standard_normal((M, OC), dtype=cp.float32)
     dinp, dw, db = cp.ones((M, C), cp.float32), cp.ones((OC, C), cp.float32), cp.ones(OC, cp.float32)
-    getattr(ops, fn)(dinp.reshape(8, 1024, C), dw, db, dout.reshape(8, 1024, OC), x.reshape(8, 1024, C), w,
-                     8, 1024, C, OC)
+    getattr(ops, fn)(
+        dinp.reshape(8, 1024, C), dw, db, dout.reshape(8, 1024, OC), x.reshape(8, 1024, C), w, 8, 1024, C, OC
+    )
     xh, wh, dh = (f32(a.get()) for a in (x, w, dout))
-    rows = np.r_[0:2, 5000:5003, M - 2:M]
-    assert_close("dinp", dinp[rows].get(), 1 + dh[rows] @ wh, rtol=0,
-                 atol=FP32 * (OC + 1) * (np.abs(dh[rows]) @ np.abs(wh) + 1))
-    cols = np.r_[0:3, 1500:1503, OC - 3:OC]                  # dweight rows: sums over all 8192 positions
-    assert_close("dweight", dw[cols].get(), 1 + dh[:, cols].T @ xh, rtol=0,
-                 atol=FP32 * (M + 1) * (np.abs(dh[:, cols]).T @ np.abs(xh) + 1))
+    rows = np.r_[0:2, 5000:5003, M - 2 : M]
+    assert_close(
+        "dinp", dinp[rows].get(), 1 + dh[rows] @ wh, rtol=0, atol=FP32 * (OC + 1) * (np.abs(dh[rows]) @ np.abs(wh) + 1)
+    )
+    cols = np.r_[0:3, 1500:1503, OC - 3 : OC]  # dweight rows: sums over all 8192 positions
+    assert_close(
+        "dweight",
+        dw[cols].get(),
+        1 + dh[:, cols].T @ xh,
+        rtol=0,
+        atol=FP32 * (M + 1) * (np.abs(dh[:, cols]).T @ np.abs(xh) + 1),
+    )
     assert_close("dbias", db.get(), 1 + dh.sum(0), rtol=0, atol=FP32 * (M + 1) * (np.abs(dh).sum(0) + 1))
 
 
@@ -280,14 +316,14 @@ def test_tf32_is_used_and_within_its_tolerance():
     ops.set_matmul_precision("tf32")
     try:
         ops.matmul_forward(out.reshape(8, 1024, OC), x.reshape(8, 1024, C), w, b, 8, 1024, C, OC)
-        also = cp.matmul(x, w.T)                              # CuPy's own default follows the setting
+        also = cp.matmul(x, w.T)  # CuPy's own default follows the setting
     finally:
         ops.set_matmul_precision(before)
-    rows = np.r_[0:4, M - 4:M]
+    rows = np.r_[0:4, M - 4 : M]
     xh, wh, bh = (f32(a.get()) for a in (x, w, b))
     want = xh[rows] @ wh.T + bh
     mag = np.abs(xh[rows]) @ np.abs(wh.T)
-    _rows_check("out (tf32)", out[rows].get(), xh[rows], wh, bh, C, per_product=2 * 2.0 ** -11)
+    _rows_check("out (tf32)", out[rows].get(), xh[rows], wh, bh, C, per_product=2 * 2.0**-11)
     err = np.abs(out[rows].get() - want) / mag
     assert err.max() > 10 * FP32, "TF32 was asked for, but the results have fp32 accuracy"
     assert (np.abs(also[rows].get() + bh - want) / mag).max() > 10 * FP32, "cupy.matmul ignored the setting"
@@ -315,7 +351,9 @@ def test_tiled_kernel_within_2x_of_cublas():
 
     ms_kernel, ms_cublas = timed(ops.matmul_forward_kernel), timed(ops.matmul_forward)
     tflops = 2 * M * C * OC / 1e9
-    print(f"tiled {ms_kernel:.3f} ms ({tflops / ms_kernel:.1f} TFLOP/s), cuBLAS {ms_cublas:.3f} ms "
-          f"({tflops / ms_cublas:.1f} TFLOP/s), ratio {ms_kernel / ms_cublas:.2f}")
+    print(
+        f"tiled {ms_kernel:.3f} ms ({tflops / ms_kernel:.1f} TFLOP/s), cuBLAS {ms_cublas:.3f} ms "
+        f"({tflops / ms_cublas:.1f} TFLOP/s), ratio {ms_kernel / ms_cublas:.2f}"
+    )
     if "H100" in cp.cuda.runtime.getDeviceProperties(0)["name"].decode():
         assert ms_kernel <= 2 * ms_cublas

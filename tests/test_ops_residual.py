@@ -3,13 +3,14 @@
 A float32 add of two float32 numbers is correctly rounded, so the only error allowed is one rounding:
 rtol 1e-6 (float32's half-ulp is 6e-8), no atol.
 """
+
 import numpy as np
 import pytest
-
-from llmc_kernels import ops, reference
 from _ops_a_helpers import FakeCupyArray, KernelSpy, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
-SIZES = [1, 3, 4, 5, 255, 1029, 4097, 10007]     # not multiples of 4 or of the block; > the cpu grid's threads
+from llmc_kernels import ops, reference
+
+SIZES = [1, 3, 4, 5, 255, 1029, 4097, 10007]  # not multiples of 4 or of the block; > the cpu grid's threads
 
 
 @pytest.mark.parametrize("N", SIZES)
@@ -44,7 +45,7 @@ def test_vec4_only_when_aligned(dev, monkeypatch, offset, kernel):
     N = 1030
     rng = np.random.default_rng(7)
     a, b = f32(rng.standard_normal(N)), f32(rng.standard_normal(N))
-    out = dev.put(np.full(N + 1, np.nan))[offset:offset + N]
+    out = dev.put(np.full(N + 1, np.nan))[offset : offset + N]
     with dev.run():
         ops.residual_forward(out, dev.put(np.r_[0, a])[1:] if offset else dev.put(a), dev.put(b), N)
     assert spy.names == [kernel]
@@ -60,7 +61,9 @@ def test_any_shape_with_N_elements():
 
 def test_errors_say_what_was_expected():
     a = np.ones(8, np.float32)
-    with pytest.raises(ValueError, match=r"residual_forward: 'inp2' must be a C-contiguous float32 array of N = 8 .*dtype float64"):
+    with pytest.raises(
+        ValueError, match=r"residual_forward: 'inp2' must be a C-contiguous float32 array of N = 8 .*dtype float64"
+    ):
         ops.residual_forward(a.copy(), a, np.ones(8), 8)
     with pytest.raises(ValueError, match=r"'out' must be .* N = 9 .*got 8 elements"):
         ops.residual_forward(a.copy(), a, a, 9)

@@ -6,27 +6,27 @@ into the same relative error), expf and the division a few ulp, and s a float32 
 form): relative error within 2.4e-7 * (V/block + 16) + 1e-5 overall, far below any real mistake (a
 wrong row, a missed column, a lost partial sum: errors of 1/V or more).
 """
+
 import time
 
 import numpy as np
 import pytest
+from _ops_a_helpers import FakeCupyArray, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 from llmc_kernels import check, ops, reference
 from llmc_kernels._honesty import package_scope
 from llmc_kernels.ops import softmax as sm
 from llmc_kernels.runtime import launch_options
-from _ops_a_helpers import FakeCupyArray, assert_close, dev, f32  # noqa: F401  (dev: fixture)
 
 # (B, T, V, Vp): one column; Vp % 4 == 0 (float4) and not; V not a multiple of 4; wide rows
-SIZES = [(1, 1, 1, 1), (2, 3, 37, 40), (2, 3, 37, 41), (1, 5, 1000, 1024), (3, 2, 257, 300),
-         (1, 2, 5000, 5004)]
+SIZES = [(1, 1, 1, 1), (2, 3, 37, 40), (2, 3, 37, 41), (1, 5, 1000, 1024), (3, 2, 257, 300), (1, 2, 5000, 5004)]
 BLOCKS = [1, 2, 8, 32, 64, 256, 1024]
 
 
 def _logits(B, T, V, Vp, seed, large=False):
     rng = np.random.default_rng(seed)
     x = 300.0 + 100.0 * rng.standard_normal((B, T, Vp)) if large else 3.0 * rng.standard_normal((B, T, Vp))
-    x[..., V:] = np.nan                                   # padding: must never matter
+    x[..., V:] = np.nan  # padding: must never matter
     return f32(x)
 
 
@@ -82,7 +82,7 @@ def test_gpt2_vocabulary_rows_are_fast_on_cpu():
     x = _logits(B, T, V, Vp, 1)
     probs = np.empty((B, T, Vp), np.float32)
     x32 = x.astype(np.float32)
-    ops.softmax_forward(probs, x32, B, T, V, Vp)          # compiles
+    ops.softmax_forward(probs, x32, B, T, V, Vp)  # compiles
     start = time.perf_counter()
     ops.softmax_forward(probs, x32, B, T, V, Vp)
     seconds = time.perf_counter() - start
@@ -96,6 +96,7 @@ def _as_package(fn):
     def call(*args):
         with package_scope():
             fn(*args)
+
     return call
 
 
@@ -107,8 +108,11 @@ def test_passes_the_check(capsys):
 def test_errors_say_what_was_expected():
     B, T, V, Vp = 2, 3, 5, 8
     z = np.zeros((B, T, Vp), np.float32)
-    with pytest.raises(ValueError, match=r"softmax_forward: 'logits' must be a C-contiguous float32 array of "
-                                         r"shape \(B, T, Vp\) = \(2, 3, 8\); got shape \(2, 3, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"softmax_forward: 'logits' must be a C-contiguous float32 array of "
+        r"shape \(B, T, Vp\) = \(2, 3, 8\); got shape \(2, 3, 5\)",
+    ):
         ops.softmax_forward(z, np.zeros((B, T, V), np.float32), B, T, V, Vp)
     with pytest.raises(ValueError, match=r"softmax_forward: the padded vocabulary Vp = 4 must be at least V = 5"):
         ops.softmax_forward(np.zeros((B, T, 4), np.float32), np.zeros((B, T, 4), np.float32), B, T, V, 4)
@@ -128,6 +132,7 @@ def test_kernels_compile_with_nvrtc_without_warnings(arch):
     from llmc_kernels.runtime import nvrtc
     from llmc_kernels.runtime.signature import find_kernel, list_kernels
     from llmc_kernels.runtime.source import SourceOrigin
+
     src = _loader.source("softmax.cu")
     assert list_kernels(src) == KERNELS and all(find_kernel(src, k).extern_c for k in KERNELS)
     if not nvrtc.available():
@@ -143,7 +148,7 @@ def test_gpt2_sizes_on_gpu():
     x[..., V:] = cp.nan
     probs = cp.full((B, T, Vp), cp.nan, cp.float32)
     ops.softmax_forward(probs, x, B, T, V, Vp)
-    rows = np.r_[0:3, 4000:4003, B * T - 3:B * T]
+    rows = np.r_[0:3, 4000:4003, B * T - 3 : B * T]
     xh = f32(x.reshape(B * T, Vp)[rows].get())
     want = _want(xh[:, None], len(rows), 1, V, Vp)
     _assert_probs(probs.reshape(B * T, 1, Vp)[rows].get(), want, V, sm.row_block("cuda", V))

@@ -1,6 +1,7 @@
 """Every op lives in one place: its opspec row. Each row is complete (a reference, a wrapper, a tolerance and
 cases for every function; a finite-difference case for every backward), and every wrapper of the package
 validates its arguments from a signature in opspec (the contract's table or EXTENSIONS)."""
+
 from __future__ import annotations
 
 import inspect
@@ -8,7 +9,7 @@ import inspect
 import numpy as np
 import pytest
 
-from llmc_kernels import check, check_cases, opspec, ops, reference
+from llmc_kernels import check, check_cases, ops, opspec, reference
 from llmc_kernels.ops import _validate
 
 ROWS = list(opspec.OPS.values())
@@ -23,7 +24,7 @@ def test_every_row_has_a_reference_a_wrapper_a_tolerance_and_cases(spec):
         names = [a.name for a in fn.args]
         for impl in (getattr(reference, fn.name), getattr(ops, fn.name)):
             params = [p.name for p in inspect.signature(impl).parameters.values() if p.kind != p.KEYWORD_ONLY]
-            assert params[:len(names)] == names, (impl, params)
+            assert params[: len(names)] == names, (impl, params)
         rtol, atol = fn.tolerance
         assert 0 < rtol < 1e-3 and 0 < atol < 1e-3 and check.TOLERANCES[fn.name] == fn.tolerance
     assert spec.cases and all(c.kind in opspec.KINDS for c in spec.cases)
@@ -32,8 +33,9 @@ def test_every_row_has_a_reference_a_wrapper_a_tolerance_and_cases(spec):
         sizes = case.size_dict
         assert tuple(sizes) == spec.dims and check_cases.complete_sizes(spec.op, sizes) == sizes
     arrays = {a.name for fn in spec.functions for a in fn.args if a.is_array}
-    arrays |= {s.split(".")[1] for fn in spec.functions for a in fn.args for s in [a.source or a.grad_of or ""]
-               if "." in s}
+    arrays |= {
+        s.split(".")[1] for fn in spec.functions for a in fn.args for s in [a.source or a.grad_of or ""] if "." in s
+    }
     assert set(spec.values) <= arrays, "values name arrays of the op"
     if spec.backward is None:
         assert spec.no_backward or spec.op == "vector_add"
@@ -52,9 +54,11 @@ def test_derived_validation_reads_the_row():
     """A dimension that is no argument is read off its array, and the row's message explains a broken rule."""
     z = lambda *s: np.zeros(s, np.float32)  # noqa: E731
     inp = np.zeros((2, 3), np.int32)
-    backend, dims = _validate.arguments("encoder_forward", dict(out=z(2, 3, 4), inp=inp, wte=z(5, 4), wpe=z(9, 4),
-                                                                B=2, T=3, C=4))
+    backend, dims = _validate.arguments(
+        "encoder_forward", dict(out=z(2, 3, 4), inp=inp, wte=z(5, 4), wpe=z(9, 4), B=2, T=3, C=4)
+    )
     assert backend == "cpu" and dims == {"B": 2, "T": 3, "C": 4, "V": 5, "maxT": 9}
     with pytest.raises(ValueError, match=r"encoder_backward: 'dwpe' has 2 rows \(positions\) but T = 3"):
-        _validate.arguments("encoder_backward", dict(dwte=z(5, 4), dwpe=z(2, 4), dout=z(2, 3, 4), inp=inp,
-                                                     B=2, T=3, C=4))
+        _validate.arguments(
+            "encoder_backward", dict(dwte=z(5, 4), dwpe=z(2, 4), dout=z(2, 3, 4), inp=inp, B=2, T=3, C=4)
+        )

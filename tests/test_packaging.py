@@ -1,4 +1,5 @@
 """The repository's packaging, README, CI script and book configuration agree with each other."""
+
 from __future__ import annotations
 
 import os
@@ -61,8 +62,9 @@ def installed_on(req: Requirement, platform: str) -> bool:
 def project_files() -> list[Path]:
     """Files of the project: tracked or new, not ignored by git (a plain walk where git is unavailable)."""
     try:
-        out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                             capture_output=True, check=True).stdout.decode()
+        out = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+        ).stdout.decode()
         return [ROOT / name for name in out.split("\0") if name and (ROOT / name).is_file()]
     except (OSError, subprocess.CalledProcessError):
         skip = {".git", "_build", "build", ".venv", "venv", "__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
@@ -70,6 +72,7 @@ def project_files() -> list[Path]:
 
 
 # --- pyproject.toml ---------------------------------------------------------------------------------------
+
 
 def test_build_backend_and_python_versions():
     assert PYPROJECT["build-system"]["build-backend"] == "setuptools.build_meta"
@@ -113,8 +116,9 @@ def test_book_and_test_extras():
     assert book["jupyter-book"].specifier.contains("1.0.4") and not book["jupyter-book"].specifier.contains("2.0.0")
     assert not book["jupyter-book"].specifier.contains("1.0.3")
     test = {r.name: r for r in requirements("test")}
-    assert {"pytest", "nbval", "nbformat", "nbclient", "ipykernel", "cuda-bindings",
-            "nvidia-cuda-nvrtc-cu12"} <= set(test)
+    assert {"pytest", "nbval", "nbformat", "nbclient", "ipykernel", "cuda-bindings", "nvidia-cuda-nvrtc-cu12"} <= set(
+        test
+    )
     assert test["cuda-bindings"].specifier.contains("12.9.0") and not test["cuda-bindings"].specifier.contains("13.0.0")
     dev = {r.name for r in expand("dev")}
     assert dev == {r.name for r in expand("book")} | {r.name for r in expand("test")}
@@ -137,7 +141,7 @@ def test_pytest_runs_unit_tests_and_solution_notebooks_only():
     ini = PYPROJECT["tool"]["pytest"]["ini_options"]
     assert ini["testpaths"] == ["tests", "solutions"]
     assert "--nbval-lax" in ini["addopts"]
-    assert "chapters" in ini["norecursedirs"]      # learners' copies stop at their first exercise
+    assert "chapters" in ini["norecursedirs"]  # learners' copies stop at their first exercise
     markers = {m.split(":")[0] for m in ini["markers"]}
     assert {"gpu", "slow"} <= markers
 
@@ -151,9 +155,11 @@ def test_code_imports_cupy_never_a_wheel_name():
 def _data_files() -> set[str]:
     """Every file the package needs besides Python: kernels, headers, the CPU backend's C++ sources."""
     package = ROOT / "llmc_kernels"
-    return {p.relative_to(package).as_posix() for p in package.rglob("*")
-            if p.is_file() and p.suffix not in (".py", ".pyc", ".so", ".dylib", ".dll")
-            and "__pycache__" not in p.parts}
+    return {
+        p.relative_to(package).as_posix()
+        for p in package.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc", ".so", ".dylib", ".dll") and "__pycache__" not in p.parts
+    }
 
 
 def test_package_data_patterns_cover_every_data_file():
@@ -174,10 +180,25 @@ def test_wheel_contents(tmp_path):
     src.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "llmc_kernels", src / "llmc_kernels",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
+    shutil.copytree(
+        ROOT / "llmc_kernels", src / "llmc_kernels", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so")
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = (tmp_path / "dist").glob("llmc_kernels-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for data in _data_files():
@@ -193,6 +214,7 @@ def test_wheel_contents(tmp_path):
 
 
 # --- environment.yml ------------------------------------------------------------------------------------
+
 
 def _environment() -> tuple[list[str], list[str]]:
     """(conda specs, pip specs) of environment.yml, read line by line (its structure is flat)."""
@@ -220,8 +242,9 @@ def test_environment_yml_names_the_same_packages_as_pyproject():
     for extra in EXTRAS:
         declared.update({r.name: r for r in requirements(extra) if r.name != PROJECT["name"]})
     not_python = {"python", "pip", "cxx-compiler"}
-    conda_reqs = {Requirement(spec).name: Requirement(spec) for spec in conda
-                  if Requirement(spec).name not in not_python}
+    conda_reqs = {
+        Requirement(spec).name: Requirement(spec) for spec in conda if Requirement(spec).name not in not_python
+    }
     pip_reqs = {Requirement(spec).name: Requirement(spec) for spec in pip if not spec.startswith("-e")}
     for name, req in {**conda_reqs, **pip_reqs}.items():
         assert name in declared, f"environment.yml installs {name}, which pyproject.toml does not name"
@@ -235,6 +258,7 @@ def test_environment_yml_names_the_same_packages_as_pyproject():
 
 
 # --- README.md and .ci/run ------------------------------------------------------------------------------
+
 
 def readme_quick_start() -> list[str]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -254,8 +278,19 @@ def test_readme_quick_start_is_two_commands():
 
 def test_readme_has_the_sections_a_reader_needs():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    for needle in ("llmc train", "llmc grade", "llmc doctor", "cuda12", "cuda13", "nvidia-smi",
-                   "jupyter lab", "Colab", "llm.c", "Andrej Karpathy", "LICENSE"):
+    for needle in (
+        "llmc train",
+        "llmc grade",
+        "llmc doctor",
+        "cuda12",
+        "cuda13",
+        "nvidia-smi",
+        "jupyter lab",
+        "Colab",
+        "llm.c",
+        "Andrej Karpathy",
+        "LICENSE",
+    ):
         assert needle in text, needle
     assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")
 
@@ -279,7 +314,9 @@ def test_ci_runs_exactly_the_readme_commands():
     # lint right after the install (ruff comes with the test extra), before the long test run
     lint = [lines.index("ruff check ."), lines.index("ruff format --check .")]
     assert lines.index(pip_install) < lint[0] < lint[1] < lines.index(tests)
-    assert [line for line in lines[lines.index(pip_install) + 1:lint[0]] if line and not line.startswith("step ")] == []
+    assert [
+        line for line in lines[lines.index(pip_install) + 1 : lint[0]] if line and not line.startswith("step ")
+    ] == []
     text = "\n".join(lines)
     assert "python3 -m venv" in text
     assert re.search(r"^export LLMC_BACKEND=cpu$", text, re.M)
@@ -288,6 +325,7 @@ def test_ci_runs_exactly_the_readme_commands():
 
 
 # --- the book ------------------------------------------------------------------------------------------
+
 
 def toc_files() -> list[str]:
     text = (ROOT / "_toc.yml").read_text(encoding="utf-8")
@@ -352,11 +390,13 @@ def test_nothing_outside_tests_and_ci_names_shared():
 
 # --- tests/conftest.py: the gpu marker ------------------------------------------------------------------
 
+
 def _run_gpu_marked_test(tmp_path: Path, fake_cupy: str | None) -> subprocess.CompletedProcess:
     """pytest on one gpu-marked test with our conftest, and optionally a fake `cupy` on the path."""
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    gpu: needs a GPU\n")
     shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
-    (tmp_path / "test_it.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_it.py").write_text(
+        textwrap.dedent("""
         import sys
         import pytest
 
@@ -367,7 +407,8 @@ def _run_gpu_marked_test(tmp_path: Path, fake_cupy: str | None) -> subprocess.Co
         def test_on_gpu():
             import cupy
             assert cupy.cuda.runtime.getDeviceCount() > 0
-    """))
+    """)
+    )
     env = dict(os.environ)
     paths = [str(ROOT)]
     if fake_cupy is not None:
@@ -379,9 +420,13 @@ def _run_gpu_marked_test(tmp_path: Path, fake_cupy: str | None) -> subprocess.Co
         paths.insert(0, str(tmp_path / "fake"))
     env["PYTHONPATH"] = os.pathsep.join(paths + [env.get("PYTHONPATH", "")])
     env["EXPECT_CUPY"] = "0"
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-q",
-                           "-p", "no:nbval", str(tmp_path)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-q", "-p", "no:nbval", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_gpu_tests_skip_without_a_device(tmp_path):
@@ -405,6 +450,7 @@ def test_gpu_tests_run_where_a_device_is_usable(tmp_path):
 
 def test_gpu_check_does_not_import_missing_cupy(tmp_path):
     import importlib.util
+
     if importlib.util.find_spec("cupy") is not None:
         pytest.skip("CuPy is installed here")
     result = _run_gpu_marked_test(tmp_path, None)

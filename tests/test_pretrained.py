@@ -1,5 +1,6 @@
 """`llmc train --init gpt2`: GPT-2's released weights, cached; a clear error offline. Nothing here downloads:
 the network is replaced by a function that fails, and the cache holds files the tests write."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ import urllib.request
 
 import numpy as np
 import pytest
-
 from _model_helpers import data_dir_with_text
+
 from llmc_kernels import pretrained, train
 from llmc_kernels.model import checkpoint
 from llmc_kernels.model.config import GPT2Config, num_params, param_shapes
@@ -20,8 +21,10 @@ TINY = GPT2Config.tiny()
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
     """No network, and the cache of GPT-2's weights in tmp_path (the kernels' compile cache is left alone)."""
+
     def refuse(url, *args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     cached = tmp_path / "pretrained" / pretrained.FILE_NAME
     monkeypatch.setattr(pretrained, "cached_path", lambda: cached)
@@ -54,8 +57,26 @@ def test_a_cached_checkpoint_is_used_without_the_network(offline, tmp_path, monk
     assert pretrained.init_path("~/x.bin").name == "x.bin"
     data_dir_with_text(tmp_path, monkeypatch)
     out = tmp_path / "run"
-    rc = train.main(["--backend", "cpu", "--init", "gpt2", "--steps", "1", "--batch-size", "1", "--seq-len", "16",
-                     "--val-every", "0", "--sample-every", "0", "--out", str(out)])
+    rc = train.main(
+        [
+            "--backend",
+            "cpu",
+            "--init",
+            "gpt2",
+            "--steps",
+            "1",
+            "--batch-size",
+            "1",
+            "--seq-len",
+            "16",
+            "--val-every",
+            "0",
+            "--sample-every",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0, capsys.readouterr()
     log = json.loads((out / "log.json").read_text())
     assert log["init"] == "gpt2"
@@ -86,9 +107,13 @@ def test_hugging_face_weights_convert_to_llmc(tmp_path):
     cfg = GPT2Config(max_seq_len=16, vocab_size=50, padded_vocab_size=128, num_layers=2, num_heads=2, channels=128)
     rng = np.random.default_rng(1)
     ours = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in param_shapes(cfg).items()}
-    ours["wte"][cfg.vocab_size:] = 0
-    hf = {"transformer.wte.weight": ours["wte"][:cfg.vocab_size], "transformer.wpe.weight": ours["wpe"],
-          "transformer.ln_f.weight": ours["lnfw"], "transformer.ln_f.bias": ours["lnfb"]}
+    ours["wte"][cfg.vocab_size :] = 0
+    hf = {
+        "transformer.wte.weight": ours["wte"][: cfg.vocab_size],
+        "transformer.wpe.weight": ours["wpe"],
+        "transformer.ln_f.weight": ours["lnfw"],
+        "transformer.ln_f.bias": ours["lnfb"],
+    }
     for name, (key, transpose) in pretrained._HF_NAMES.items():
         if "{l}" in key:
             for l in range(cfg.num_layers):

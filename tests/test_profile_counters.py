@@ -2,6 +2,7 @@
 copy is 4 sectors per request, stride 32 is 32, float4 is 16; shared ``buf[tid]`` is 1 wavefront,
 ``buf[2*tid]`` 2, ``buf[32*tid]`` 32, ``buf[0]`` 1), requests per warp and site, divergence, atomics,
 barriers, unique bytes, the table and its hints."""
+
 import numpy as np
 import pytest
 
@@ -70,7 +71,7 @@ def test_strided_copy_sectors_per_request(stride, sectors):
     assert (c.global_load_requests, c.global_load_sectors) == (2, 2 * sectors)
     assert (c.global_store_requests, c.global_store_sectors) == (2, 8)
     assert c.bytes_requested == 2 * 4 * n and c.unique_bytes == 8 * n
-    assert np.array_equal(out, inp[::stride][:n])       # profiling runs the kernel for real
+    assert np.array_equal(out, inp[::stride][:n])  # profiling runs the kernel for real
 
 
 def test_float4_copy_is_16_sectors_per_request():
@@ -81,8 +82,9 @@ def test_float4_copy_is_16_sectors_per_request():
     assert (c.global_store_requests, c.global_store_sectors) == (3, 48)
 
 
-@pytest.mark.parametrize("stride, wavefronts", [(0, 1), (1, 1), (2, 2), (3, 1), (4, 4), (8, 8), (16, 16),
-                                                (32, 32), (33, 1)])
+@pytest.mark.parametrize(
+    "stride, wavefronts", [(0, 1), (1, 1), (2, 2), (3, 1), (4, 4), (8, 8), (16, 16), (32, 32), (33, 1)]
+)
 def test_shared_memory_strides(stride, wavefronts):
     k = kernel("shared_stride")
     out = np.zeros(64, np.float32)
@@ -124,7 +126,7 @@ def test_atomics_and_updates():
     k = kernel("accumulate")
     acc, inp = np.zeros(32, np.float32), np.ones(32, np.float32)
     c = one(lambda: k((1,), (32,), (acc, inp, i32(32))))
-    assert (c.global_load_requests, c.global_store_requests) == (2, 1)     # acc and inp read, acc written
+    assert (c.global_load_requests, c.global_store_requests) == (2, 1)  # acc and inp read, acc written
 
 
 def test_the_table_names_the_stride_and_the_fix(capsys):
@@ -143,7 +145,9 @@ def test_the_table_names_the_stride_and_the_fix(capsys):
 def test_profile_refuses_gpu_arrays_and_is_off_outside_profile():
     class FakeGpuArray:
         __cuda_array_interface__ = {}
+
     with pytest.raises(ValueError, match="NumPy"):
         llmc_kernels.profile(lambda a: None, FakeGpuArray())
     from llmc_kernels.profiling import recording
+
     assert recording() is None

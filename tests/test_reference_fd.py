@@ -4,6 +4,7 @@ registry (llmc_kernels.opspec) against the references.
 Every backward is called with pre-filled, non-zero gradient buffers: what it adds (new - old) must be the
 finite-difference gradient of L = sum(w * out) for a random w (for softmax + cross-entropy: of the loss).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -206,22 +207,22 @@ def test_attention_forward_semantics(rng):
     inp = randn(rng, B, T, 3 * C, scale=3.0)
     out, preatt, att = _attention(inp, B, T, C, NH, sentinel=7.0)
     mask = np.tri(T, T, dtype=bool)
-    np.testing.assert_array_equal(preatt[..., ~mask], 7.0)     # masked preatt untouched (llm.c)
-    np.testing.assert_array_equal(att[..., ~mask], 0.0)        # masked att written as 0
+    np.testing.assert_array_equal(preatt[..., ~mask], 7.0)  # masked preatt untouched (llm.c)
+    np.testing.assert_array_equal(att[..., ~mask], 0.0)  # masked att written as 0
     np.testing.assert_allclose(att.sum(-1), 1.0, rtol=1e-13)
     # one score by hand: b=1, head 1, t=4, t2=2
-    q = inp[1, 4, hs:2 * hs]
-    k = inp[1, 2, C + hs:C + 2 * hs]
+    q = inp[1, 4, hs : 2 * hs]
+    k = inp[1, 2, C + hs : C + 2 * hs]
     assert preatt[1, 1, 4, 2] == pytest.approx(q @ k / math.sqrt(hs), rel=1e-13)
     # out at b=0, t=3, head 0 from att and v
-    v = inp[0, :4, 2 * C:2 * C + hs]
+    v = inp[0, :4, 2 * C : 2 * C + hs]
     np.testing.assert_allclose(out[0, 3, :hs], att[0, 0, 3, :4] @ v, rtol=1e-13)
 
 
 def test_attention_large_scores_are_stable():
     B, T, C, NH = 1, 4, 2, 1
     inp = np.full((B, T, 3 * C), 100.0)
-    inp[0, :, C:2 * C] *= np.arange(1, T + 1)[:, None]      # scores up to ~ 1e4 * 4 / sqrt(2)
+    inp[0, :, C : 2 * C] *= np.arange(1, T + 1)[:, None]  # scores up to ~ 1e4 * 4 / sqrt(2)
     out, preatt, att = _attention(inp, B, T, C, NH)
     assert np.all(np.isfinite(out)) and np.all(np.isfinite(att))
     np.testing.assert_allclose(att.sum(-1), 1.0)
@@ -249,7 +250,7 @@ def test_gelu_forward_values():
     out = np.zeros(5)
     ref.gelu_forward(out, x, 5)
     s = math.sqrt(2 / math.pi)
-    want = [0.5 * v * (1 + math.tanh(s * (v + 0.044715 * v ** 3))) for v in x]
+    want = [0.5 * v * (1 + math.tanh(s * (v + 0.044715 * v**3))) for v in x]
     np.testing.assert_allclose(out, want, rtol=1e-15)
 
 
@@ -303,7 +304,7 @@ def test_softmax_crossentropy_fd(rng, B, T, V, Vp, mean_loss):
     assert ref.crossentropy_softmax_backward(dlogits, dlosses, probs, targets, B, T, V, Vp) is None
     fd = numgrad(loss, logits)
     np.testing.assert_array_equal(fd[..., V:], 0.0)
-    np.testing.assert_array_equal(dlogits[..., V:], dlogits0[..., V:])   # padded columns untouched
+    np.testing.assert_array_equal(dlogits[..., V:], dlogits0[..., V:])  # padded columns untouched
     if V > 1:
         assert_grad(dlogits[..., :V] - dlogits0[..., :V], fd[..., :V], "dlogits")
     else:  # one class: the loss is constant 0, so is the gradient
@@ -313,7 +314,7 @@ def test_softmax_crossentropy_fd(rng, B, T, V, Vp, mean_loss):
 def test_softmax_padding_and_stability():
     B, T, V, Vp = 2, 2, 5, 8
     logits = np.linspace(-1000, 1000, B * T * Vp).reshape(B, T, Vp)
-    logits[..., V:] = np.nan                      # padded columns must not be read
+    logits[..., V:] = np.nan  # padded columns must not be read
     for dtype in (np.float64, np.float32):
         probs = np.full((B, T, Vp), np.nan, dtype=dtype)
         ref.softmax_forward(probs, logits.astype(dtype), B, T, V, Vp)
@@ -340,8 +341,8 @@ def _adamw_llmc_loop(params, grads, m, v, lr, beta1, beta2, eps, wd, t):
     for i in range(params.size):
         mi = beta1 * m[i] + (1 - beta1) * grads[i]
         vi = beta2 * v[i] + (1 - beta2) * grads[i] * grads[i]
-        m_hat = mi / (1 - beta1 ** t)
-        v_hat = vi / (1 - beta2 ** t)
+        m_hat = mi / (1 - beta1**t)
+        v_hat = vi / (1 - beta2**t)
         m[i], v[i] = mi, vi
         params[i] -= lr * (m_hat / (math.sqrt(v_hat) + eps) + wd * params[i])
 
@@ -381,15 +382,15 @@ def test_float32_inputs_compute_in_float32(rng):
     out64, mean64, rstd64 = np.zeros((B, T, C)), np.zeros((B, T)), np.zeros((B, T))
     ref.layernorm_forward(out64, mean64, rstd64, x.astype(np.float64), w.astype(float), b.astype(float), B, T, C)
     np.testing.assert_allclose(out32, out64, rtol=1e-5, atol=1e-5)
-    assert not np.array_equal(out32.astype(np.float64), out64)   # float32 arithmetic, not float64 rounded
+    assert not np.array_equal(out32.astype(np.float64), out64)  # float32 arithmetic, not float64 rounded
 
 
 def test_outputs_must_be_views_not_copies(rng):
     """A non-contiguous output cannot be written through a reshape: refuse instead of silently dropping."""
-    strided = np.zeros((4, 2))[:, 0]                      # a view that needs no copy: written through
+    strided = np.zeros((4, 2))[:, 0]  # a view that needs no copy: written through
     ref.vector_add(strided, np.ones(4), np.ones(4), 4)
     np.testing.assert_array_equal(strided, 2.0)
-    out = np.zeros((4, 4))[:, :2]                         # flattening it would need a copy
+    out = np.zeros((4, 4))[:, :2]  # flattening it would need a copy
     with pytest.raises(ValueError):
         ref.vector_add(out, np.ones(8), np.ones(8), 8)
 
@@ -404,8 +405,18 @@ def test_refused_inside_a_check(name):
 
 # ------------------------------------------------------------------------------------------ the registry
 def test_registry_covers_every_op():
-    assert set(opspec.OPS) == {"encoder", "layernorm", "matmul", "attention", "gelu", "residual", "softmax",
-                               "crossentropy", "adamw", "vector_add"}
+    assert set(opspec.OPS) == {
+        "encoder",
+        "layernorm",
+        "matmul",
+        "attention",
+        "gelu",
+        "residual",
+        "softmax",
+        "crossentropy",
+        "adamw",
+        "vector_add",
+    }
     for fn in opspec.FUNCTIONS:
         assert fn in ref.__all__
 
@@ -466,7 +477,7 @@ def _build(name, sizes, rng, cache, dtype=np.float64):
                 val = rng.standard_normal(shp).astype(dtype)
                 if a.name == "v":
                     val = np.abs(val)
-            if a.role == opspec.INPUT:        # inputs are shared by name (forward and backward see one inp)
+            if a.role == opspec.INPUT:  # inputs are shared by name (forward and backward see one inp)
                 val = cache.setdefault(a.name, val)
             args.append(val)
     return args
@@ -507,7 +518,7 @@ def test_registry_builds_valid_calls(name, dtype, rng):
             np.testing.assert_array_equal(new, old, err_msg=a.name)
         elif a.role == opspec.OUTPUT:
             assert np.all(np.isfinite(new[~out])), a.name
-            assert np.all(np.isnan(new[out])), a.name          # not written outside its region
+            assert np.all(np.isnan(new[out])), a.name  # not written outside its region
         elif a.role == opspec.ACCUMULATE:
             assert np.all(np.isfinite(new)), a.name
             np.testing.assert_array_equal(new[out], old[out], err_msg=a.name)

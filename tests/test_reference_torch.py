@@ -2,6 +2,7 @@
 
 PyTorch is test-only and optional: without it these tests skip.
 """
+
 from __future__ import annotations
 
 import math
@@ -105,7 +106,7 @@ def _torch_attention(inp, B, T, C, NH):
     """Explicit causal attention: softmax(Q K^T / sqrt(hs)) V, keeping preatt and att for their grads."""
     hs = C // NH
     q, k, v = inp.split(C, dim=2)
-    q, k, v = (z.view(B, T, NH, hs).transpose(1, 2) for z in (q, k, v))     # [B,NH,T,hs]
+    q, k, v = (z.view(B, T, NH, hs).transpose(1, 2) for z in (q, k, v))  # [B,NH,T,hs]
     preatt = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
     mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
     att = torch.softmax(preatt.masked_fill(~mask, float("-inf")), dim=-1)
@@ -210,16 +211,17 @@ def test_softmax_crossentropy_vs_torch(rng, B, T, V, Vp):
     np.testing.assert_array_equal(probs[..., V:], 0.0)
     losses = np.full((B, T), np.nan)
     ref.crossentropy_forward(losses, probs, targets, B, T, Vp)
-    per_position = F.cross_entropy(logits[..., :V].reshape(B * T, V),
-                                   torch.from_numpy(targets).long().reshape(-1), reduction="none")
+    per_position = F.cross_entropy(
+        logits[..., :V].reshape(B * T, V), torch.from_numpy(targets).long().reshape(-1), reduction="none"
+    )
     close(losses, per_position.reshape(B, T), "losses")
     close(losses.mean(), loss, "mean loss")
 
     g = rng.standard_normal((B, T, Vp))
     dlogits = g.copy()
     ref.crossentropy_softmax_backward(dlogits, np.full((B, T), 1.0 / (B * T)), probs, targets, B, T, V, Vp)
-    close(dlogits - g, logits.grad, "dlogits")          # torch's grad is 0 in the padded columns...
-    np.testing.assert_array_equal(dlogits[..., V:], g[..., V:])   # ...and ours leaves them untouched
+    close(dlogits - g, logits.grad, "dlogits")  # torch's grad is 0 in the padded columns...
+    np.testing.assert_array_equal(dlogits[..., V:], g[..., V:])  # ...and ours leaves them untouched
 
 
 # ------------------------------------------------------------------------------------------ adamw
@@ -234,11 +236,13 @@ def test_adamw_vs_torch(rng, from_zero):
     m_np = np.zeros(n) if from_zero else 0.1 * rng.standard_normal(n)
     v_np = np.zeros(n) if from_zero else 0.01 * rng.random(n)
     p = torch.tensor(p_np.copy(), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.AdamW([p], lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=wd,
-                            foreach=False, fused=False)
-    if not from_zero:   # start torch from the same moments, at step 0
-        opt.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.tensor(m_np.copy()),
-                        "exp_avg_sq": torch.tensor(v_np.copy())}
+    opt = torch.optim.AdamW([p], lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=wd, foreach=False, fused=False)
+    if not from_zero:  # start torch from the same moments, at step 0
+        opt.state[p] = {
+            "step": torch.tensor(0.0),
+            "exp_avg": torch.tensor(m_np.copy()),
+            "exp_avg_sq": torch.tensor(v_np.copy()),
+        }
     m, v = m_np.copy(), v_np.copy()
     moved = 0.0
     for t in range(1, 6):
@@ -251,4 +255,4 @@ def test_adamw_vs_torch(rng, from_zero):
         close(p_np, p, f"params at t={t}", rtol=1e-12, atol=1e-13)
         close(m, opt.state[p]["exp_avg"], f"m at t={t}", rtol=1e-12, atol=1e-14)
         close(v, opt.state[p]["exp_avg_sq"], f"v at t={t}", rtol=1e-12, atol=1e-14)
-    assert moved > 1e-3    # the steps are large enough that a wrong bias correction would show
+    assert moved > 1e-3  # the steps are large enough that a wrong bias correction would show

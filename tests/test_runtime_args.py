@@ -1,5 +1,6 @@
 """Launch-argument validation (runtime/args.py): every rule, and that each message names what a learner needs:
 the kernel, the parameter, what was expected and what came."""
+
 import numpy as np
 import pytest
 
@@ -15,9 +16,17 @@ SIG = find_kernel(CODE, "scale")
 
 
 def good_args(**change):
-    a = dict(out=np.zeros(8, np.float32), inp=np.ones(8, np.float32), alpha=np.float32(2), n=np.int32(8),
-             flags=np.uint32(0), vec=np.zeros(8, np.float32), beta=np.float64(1), bytes=np.zeros(3, np.uint8),
-             flag=np.bool_(True))
+    a = dict(
+        out=np.zeros(8, np.float32),
+        inp=np.ones(8, np.float32),
+        alpha=np.float32(2),
+        n=np.int32(8),
+        flags=np.uint32(0),
+        vec=np.zeros(8, np.float32),
+        beta=np.float64(1),
+        bytes=np.zeros(3, np.uint8),
+        flag=np.bool_(True),
+    )
     a.update(change)
     return tuple(a.values())
 
@@ -46,8 +55,11 @@ def test_error_is_a_kernel_error_and_a_type_error():
 
 
 def test_count():
-    with pytest.raises(KernelArgumentError, match=r"takes 9 arguments \(out, inp, alpha, n, flags, vec, beta, "
-                                                  r"bytes, flag\), got 8"):
+    with pytest.raises(
+        KernelArgumentError,
+        match=r"takes 9 arguments \(out, inp, alpha, n, flags, vec, beta, "
+        r"bytes, flag\), got 8",
+    ):
         args.validate(SIG, good_args()[:-1], "cpu")
 
 
@@ -103,14 +115,17 @@ def test_array_for_scalar_parameter():
 
 
 def test_pointer_dtype():
-    fails(["argument 1 'const float* inp'", "expects a float32 array", "numpy.ndarray of float64",
-           ".astype(np.float32)"], inp=np.ones(8))
+    fails(
+        ["argument 1 'const float* inp'", "expects a float32 array", "numpy.ndarray of float64", ".astype(np.float32)"],
+        inp=np.ones(8),
+    )
 
 
 def test_pointer_must_be_array_of_backend():
     fails(["argument 0 'float* out'", "expects a NumPy array (cpu backend)", "Python float"], out=1.0)
-    with pytest.raises(KernelArgumentError, match="expects a CuPy array \\(cuda backend\\), got numpy.ndarray.*"
-                                                  "cupy.asarray"):
+    with pytest.raises(
+        KernelArgumentError, match="expects a CuPy array \\(cuda backend\\), got numpy.ndarray.*cupy.asarray"
+    ):
         args.validate(SIG, good_args(), "cuda")
 
 
@@ -129,8 +144,8 @@ def test_none_is_a_null_pointer():
 def test_float4_pointer_size_and_alignment():
     fails(["argument 5 'const float4* vec'", "multiple of 4", "got 6 elements"], vec=np.zeros(6, np.float32))
     base = np.zeros(12, np.float32)
-    aligned_start = (-base.ctypes.data // 4) % 4          # first element whose address is a multiple of 16
-    misaligned = base[aligned_start + 1:aligned_start + 9]
+    aligned_start = (-base.ctypes.data // 4) % 4  # first element whose address is a multiple of 16
+    misaligned = base[aligned_start + 1 : aligned_start + 9]
     assert misaligned.ctypes.data % 16 != 0
     fails(["'const float4* vec'", "16-byte aligned"], vec=misaligned)
     fails(["'const float4* vec'", "expects a float32 array"], vec=np.zeros(8, np.float64))
@@ -140,7 +155,7 @@ def test_read_only_array_for_non_const_pointer_on_cpu():
     ro = np.zeros(8, np.float32)
     ro.flags.writeable = False
     fails(["argument 0 'float* out'", "read-only"], out=ro)
-    args.validate(SIG, good_args(inp=ro), "cpu")          # const: reading only is fine
+    args.validate(SIG, good_args(inp=ro), "cpu")  # const: reading only is fine
 
 
 def test_unknown_backend_kind():
@@ -162,17 +177,30 @@ def test_pointer_of_unknown_type_takes_any_dtype():
 
 # -------------------------------------------------------------------------------- grid, block, shared_mem
 
-@pytest.mark.parametrize("given, want", [(5, (5, 1, 1)), ((5,), (5, 1, 1)), ((2, 3), (2, 3, 1)),
-                                         ([2, 3, 4], (2, 3, 4)), (np.int64(7), (7, 1, 1))])
+
+@pytest.mark.parametrize(
+    "given, want",
+    [(5, (5, 1, 1)), ((5,), (5, 1, 1)), ((2, 3), (2, 3, 1)), ([2, 3, 4], (2, 3, 4)), (np.int64(7), (7, 1, 1))],
+)
 def test_dims_normalised(given, want):
     assert args.normalize_grid(given, "k") == want
     assert args.normalize_block(given, "k") == want
 
 
-@pytest.mark.parametrize("bad, match", [
-    (0, "at least 1"), ((4, 0), "at least 1"), (-1, "at least 1"), ((1, 2, 3, 4), "1 to 3 ints"), ((), "1 to 3"),
-    (2.0, "use // instead of /"), ((np.float32(3),), "use // instead of /"), ("8", "must hold ints"),
-    (True, "must hold ints")])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (0, "at least 1"),
+        ((4, 0), "at least 1"),
+        (-1, "at least 1"),
+        ((1, 2, 3, 4), "1 to 3 ints"),
+        ((), "1 to 3"),
+        (2.0, "use // instead of /"),
+        ((np.float32(3),), "use // instead of /"),
+        ("8", "must hold ints"),
+        (True, "must hold ints"),
+    ],
+)
 def test_bad_dims(bad, match):
     with pytest.raises(KernelArgumentError, match=match) as info:
         args.normalize_block(bad, "mykernel")

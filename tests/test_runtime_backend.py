@@ -1,4 +1,5 @@
 """Backend selection (LLMC_BACKEND, GPU probe, use_backend), xp() and launch_options()."""
+
 import numpy as np
 import pytest
 

@@ -1,5 +1,6 @@
 """The cuda backend on a real GPU: launches through CuPy, compile errors naming the learner's line, launch
 errors, and a GPU fault reported as GPUFault (in a subprocess: a fault kills the process's CUDA context)."""
+
 import json
 import os
 import subprocess
@@ -122,14 +123,15 @@ def test_launch_beyond_launch_bounds_is_a_kernel_error_not_a_fault():
             k(1, 512, (out,))
     assert not isinstance(info.value, GPUFault)
     assert "kernel 'small'" in str(info.value)
-    k(1, 128, (out,))                 # the context survived
+    k(1, 128, (out,))  # the context survived
     cupy.cuda.get_current_stream().synchronize()
     assert float(out.sum()) == 128.0
 
 
 def test_prelude_coexists_with_cuda_headers():
-    code = ('#include <cuda_fp16.h>\n'
-            'extern "C" __global__ void h(__half* o, int32_t n) { o[0] = __float2half((float)n); }')
+    code = (
+        '#include <cuda_fp16.h>\nextern "C" __global__ void h(__half* o, int32_t n) { o[0] = __float2half((float)n); }'
+    )
     try:
         k = runtime.RawKernel(code, "h").compile(backend="cuda")
     except KernelCompileError as e:
@@ -165,8 +167,7 @@ FAULT_SCRIPT = textwrap.dedent(r'''
 
 def test_illegal_address_in_check_mode_is_a_gpu_fault_saying_restart():
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run([sys.executable, "-c", FAULT_SCRIPT], capture_output=True, text=True, env=env,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-c", FAULT_SCRIPT], capture_output=True, text=True, env=env, timeout=300)
     assert "RESULT " in done.stdout, done.stdout + done.stderr
     result = json.loads(done.stdout.split("RESULT ", 1)[1].splitlines()[0])
     first = result.get("first", "")

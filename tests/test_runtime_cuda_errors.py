@@ -1,5 +1,6 @@
 """runtime/cuda.py's translation of CuPy's exceptions, against a stand-in CuPy (runs without a GPU; the real
 thing is covered by test_runtime_cuda.py on a GPU): compile errors, sticky faults, launch errors."""
+
 import sys
 import types
 
@@ -83,7 +84,7 @@ def test_cupy_compiles_prelude_line_directive_and_code(fake):
     fake.compile_log = 'cell In[9](4): warning #177-D: variable "x" was declared but never referenced\n'
     k = kernel()
     k.compile()
-    (source, name, options), = fake.sources
+    ((source, name, options),) = fake.sources
     assert source.endswith('#line 3 "cell In[9]"\n' + CODE) and "FLT_MAX" in source
     assert (name, options) == ("k", ("-DX=1",))
     assert k.warnings == ['cell In[9], line 4: warning: variable "x" was declared but never referenced']
@@ -114,7 +115,8 @@ def test_illegal_address_is_a_gpu_fault_and_every_later_launch_refuses(fake):
     k = kernel()
     k.compile()
     fake.sync_raises = fake.cupy.cuda.runtime.CUDARuntimeError(
-        700, "cudaErrorIllegalAddress: an illegal memory access was encountered")
+        700, "cudaErrorIllegalAddress: an illegal memory access was encountered"
+    )
     with pytest.raises(GPUFault) as info:
         k.launch((1, 1, 1), (1, 1, 1), (None,), 0, check=True)
     text = str(info.value)
@@ -136,10 +138,15 @@ def test_fault_seen_at_an_unchecked_launch_may_come_from_earlier(fake):
         k.launch((1, 1, 1), (1, 1, 1), (None,), 0)
 
 
-@pytest.mark.parametrize("status, text", [(701, "too many resources requested for launch"),
-                                          (9, "refused the launch configuration"),
-                                          (222, "cupy-cuda12x or cupy-cuda13x"),
-                                          (999, "CUDA error while launching the kernel")])
+@pytest.mark.parametrize(
+    "status, text",
+    [
+        (701, "too many resources requested for launch"),
+        (9, "refused the launch configuration"),
+        (222, "cupy-cuda12x or cupy-cuda13x"),
+        (999, "CUDA error while launching the kernel"),
+    ],
+)
 def test_other_launch_errors_are_kernel_errors_and_leave_the_context_alive(fake, status, text):
     k = kernel()
     k.compile()
@@ -158,10 +165,10 @@ def test_module_load_error_at_compile(fake):
 
 
 def test_cupy_without_log_stream_still_compiles(fake, monkeypatch):
-    def old_compile(self):        # a CuPy whose compile() takes no log_stream
+    def old_compile(self):  # a CuPy whose compile() takes no log_stream
         pass
+
     monkeypatch.setattr(fake.cupy.RawKernel, "compile", old_compile)
     k = kernel()
     k.compile()
     assert k.warnings == []
-

@@ -1,5 +1,6 @@
 """diagnostics.compile_error on logs of both compilers (g++ logs are written out here, so these run without
 any compiler): the learner's line, the missing-';' hint, errors outside the learner's code, odd logs."""
+
 from llmc_kernels.errors import KernelCompileError
 from llmc_kernels.runtime.diagnostics import compile_error, missing_semicolon_line, parse_log, warnings_of
 from llmc_kernels.runtime.source import SourceOrigin
@@ -12,9 +13,11 @@ ORIGIN = SourceOrigin("cell In[7]", 20)
 
 
 def test_gcc_log_with_unicode_quotes_gets_the_hint():
-    log = ("cell In[7]: In function 'void k(float*, int)':\n"
-           "cell In[7]:22:5: error: expected \u2018,\u2019 or \u2018;\u2019 before \u2018if\u2019\n"
-           "   22 |     if (i < n) o[i] = 1.0f;\n")
+    log = (
+        "cell In[7]: In function 'void k(float*, int)':\n"
+        "cell In[7]:22:5: error: expected \u2018,\u2019 or \u2018;\u2019 before \u2018if\u2019\n"
+        "   22 |     if (i < n) o[i] = 1.0f;\n"
+    )
     err = compile_error(log, kernel="k", code=CODE, origin=ORIGIN, compiler="g++")
     assert isinstance(err, KernelCompileError)
     assert err.location == "cell In[7], line 22" and err.kernel_line == 3
@@ -32,14 +35,17 @@ def test_gcc_reporting_the_line_itself_needs_no_hint():
 
 
 def test_nvrtc_log_parsed_with_file_and_kind():
-    log = ('cell In[7](22): error: expected a ";"\n    if (i < n) o[i] = 1.0f;\n    ^\n\n'
-           'cell In[7](21): warning #177-D: variable "i" was declared but never referenced\n'
-           '1 error detected in the compilation of "llmc_prelude.cu".\n')
+    log = (
+        'cell In[7](22): error: expected a ";"\n    if (i < n) o[i] = 1.0f;\n    ^\n\n'
+        'cell In[7](21): warning #177-D: variable "i" was declared but never referenced\n'
+        '1 error detected in the compilation of "llmc_prelude.cu".\n'
+    )
     diags = parse_log(log, ORIGIN)
     assert [(d.kind, d.file_line, d.kernel_line, d.file) for d in diags] == [
-        ("error", 22, 3, "cell In[7]"), ("warning", 21, 2, "cell In[7]")]
-    assert warnings_of(log, ORIGIN) == ['cell In[7], line 21: warning: variable "i" was declared but never '
-                                        'referenced']
+        ("error", 22, 3, "cell In[7]"),
+        ("warning", 21, 2, "cell In[7]"),
+    ]
+    assert warnings_of(log, ORIGIN) == ['cell In[7], line 21: warning: variable "i" was declared but never referenced']
 
 
 def test_errors_outside_the_learners_code_are_shown_as_they_are():
@@ -57,9 +63,9 @@ def test_unparsable_log_is_shown_trimmed():
 
 def test_missing_semicolon_line_heuristic():
     code = "a = 1\n\n// comment only\nb = 2;\nfor (int i = 0; i < n; i++)\nx++\ny = f(a,\n      b)\nz = 3;"
-    assert missing_semicolon_line(code, 4) == 1          # skips blank and comment-only lines
-    assert missing_semicolon_line(code, 6) is None       # a for header needs no ';'
-    assert missing_semicolon_line(code, 7) == 6          # x++
-    assert missing_semicolon_line(code, 9) == 8          # the end of a call spread over two lines
-    assert missing_semicolon_line(code, 5) is None       # 'b = 2;' is complete
+    assert missing_semicolon_line(code, 4) == 1  # skips blank and comment-only lines
+    assert missing_semicolon_line(code, 6) is None  # a for header needs no ';'
+    assert missing_semicolon_line(code, 7) == 6  # x++
+    assert missing_semicolon_line(code, 9) == 8  # the end of a call spread over two lines
+    assert missing_semicolon_line(code, 5) is None  # 'b = 2;' is complete
     assert missing_semicolon_line(code, 1) is None

@@ -1,6 +1,7 @@
 """RawKernel: origin, signature checks at construction, backend choice per call, lazy cached compiles,
 warnings, launch options, honesty. Backends are replaced by a recording fake so these run anywhere; the last
 tests run the real cpu backend when it is present."""
+
 import sys
 import types
 from pathlib import Path
@@ -38,6 +39,7 @@ def fresh_cache():
 
 class FakeBackend:
     """Stands in for CpuKernel/CudaKernel and records what RawKernel asks of it."""
+
     made = []
     fail_next_compile = False
 
@@ -61,8 +63,7 @@ def fake(monkeypatch):
     FakeBackend.made = []
     FakeBackend.fail_next_compile = False
     for kind in ("cpu", "cuda"):
-        monkeypatch.setitem(runtime._FACTORIES, kind,
-                            lambda *a, kind=kind: FakeBackend(kind, *a))
+        monkeypatch.setitem(runtime._FACTORIES, kind, lambda *a, kind=kind: FakeBackend(kind, *a))
     monkeypatch.setattr(runtime, "gpu_status", lambda: (False, "no GPU in this test"))
     monkeypatch.delenv("LLMC_BACKEND", raising=False)
     runtime.clear_cache()
@@ -72,6 +73,7 @@ def fake(monkeypatch):
 
 class FakeCupyArray:
     """Enough of cupy.ndarray for argument validation."""
+
     def __init__(self, a):
         self._a = a
         self.dtype, self.shape, self.size, self.strides, self.flags = a.dtype, a.shape, a.size, a.strides, a.flags
@@ -126,12 +128,12 @@ def test_bad_constructor_arguments(fake):
 
 def test_numpy_arrays_launch_on_cpu_with_validated_arguments(fake):
     k = runtime.RawKernel(VADD, "vadd")
-    assert fake.made == []                     # nothing compiled at construction
+    assert fake.made == []  # nothing compiled at construction
     out, a, b = arrays()
     k(2, 4, (out, a, b, 5))
     (impl,) = fake.made
     assert impl.kind == "cpu" and impl.compiles == 1
-    (args, kwargs), = impl.launches
+    ((args, kwargs),) = impl.launches
     grid, block, vals, smem, schedule, timeout = args
     assert (grid, block, smem, schedule, timeout) == ((2, 1, 1), (4, 1, 1), 0, "forward", 60.0)
     assert vals[0] is out and type(vals[3]) is np.int32
@@ -149,7 +151,7 @@ def test_compile_is_lazy_and_shared_by_source(fake):
     k1 = runtime.RawKernel(VADD, "vadd")
     k1(1, 8, (*arrays(), 5))
     k1(1, 8, (*arrays(), 5))
-    k2 = runtime.RawKernel(VADD, "vadd")        # same source and origin: a re-run notebook cell
+    k2 = runtime.RawKernel(VADD, "vadd")  # same source and origin: a re-run notebook cell
     k2(1, 8, (*arrays(), 5))
     assert len(fake.made) == 1 and fake.made[0].compiles == 1 and len(fake.made[0].launches) == 3
     runtime.RawKernel(VADD.replace("a[i] + b[i]", "a[i] - b[i]"), "vadd")(1, 8, (*arrays(), 5))
@@ -239,6 +241,7 @@ def test_internal_kernels_refuse_inside_a_check(fake):
 
 # ------------------------------------------------------------------------------- the real cpu backend
 
+
 def real_cpu():
     try:
         from llmc_kernels.runtime.cpu import CpuKernel  # noqa: F401
@@ -276,14 +279,17 @@ def test_compile_error_on_the_cpu_backend_names_this_file_and_line():
 
 # --------------------------------------------------------------- how RawKernel builds the cpu backend's kernel
 
+
 def stub_cpu_module(monkeypatch, with_options):
     made = []
 
     class CpuKernel:
         if with_options:
+
             def __init__(self, code, name, signature, origin, options=()):
                 made.append(options)
         else:
+
             def __init__(self, code, name, signature, origin):
                 made.append(None)
 

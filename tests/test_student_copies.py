@@ -4,6 +4,7 @@ learner's notebook runs up to its first exercise and stops there with NotImpleme
 The generator itself is tested on a small notebook built here, so these tests mean something before (and
 beside) the course's own chapters.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,6 +33,7 @@ CELL_TIMEOUT = 600
 
 # --- running notebooks ---------------------------------------------------------------------------------
 
+
 def execute(nb, cwd: Path, monkeypatch) -> tuple[int, str, str] | None:
     """Run `nb` in a fresh kernel of this Python on the CPU backend, in `cwd`.
 
@@ -44,23 +46,30 @@ def execute(nb, cwd: Path, monkeypatch) -> tuple[int, str, str] | None:
 
     class ThisPython(KernelSpecManager):
         def get_kernel_spec(self, kernel_name):
-            return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                              display_name="this Python", language="python")
+            return KernelSpec(
+                argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                display_name="this Python",
+                language="python",
+            )
 
     monkeypatch.setenv("LLMC_BACKEND", "cpu")
     # the package of this checkout, installed or not (CI installs it, editable, from this same folder)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     nb = copy.deepcopy(nb)
     km = KernelManager(kernel_spec_manager=ThisPython(), kernel_name="python3")
-    client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT, allow_errors=False,
-                            resources={"metadata": {"path": str(cwd)}})
+    client = NotebookClient(
+        nb, km=km, timeout=CELL_TIMEOUT, allow_errors=False, resources={"metadata": {"path": str(cwd)}}
+    )
     try:
         client.execute()
     except CellExecutionError as err:
-        index = next(i for i, cell in enumerate(nb.cells)
-                     if cell.cell_type == "code" and any(o.get("output_type") == "error" for o in cell.outputs))
+        index = next(
+            i
+            for i, cell in enumerate(nb.cells)
+            if cell.cell_type == "code" and any(o.get("output_type") == "error" for o in cell.outputs)
+        )
         return index, err.ename, err.evalue
-    finally:                                     # the kernel is ours (we made its manager): stop it
+    finally:  # the kernel is ours (we made its manager): stop it
         if client.kc is not None:
             client.kc.stop_channels()
         if km.has_kernel:
@@ -82,11 +91,13 @@ def assert_stops_at_first_exercise(nb, where: str, cwd: Path, monkeypatch) -> No
     assert ename == "NotImplementedError", f"{where}: cell {index} failed with {ename}: {evalue}"
     assert evalue.startswith(f"{name}:"), f"{where}: cell {index} raised NotImplementedError({evalue!r})"
     end = exercises[1] if len(exercises) > 1 else len(nb.cells)
-    assert exercises[0] <= index < end, f"{where}: stopped at cell {index}, not at the first exercise " \
-                                        f"(cell {exercises[0]}) or its check"
+    assert exercises[0] <= index < end, (
+        f"{where}: stopped at cell {index}, not at the first exercise (cell {exercises[0]}) or its check"
+    )
 
 
 # --- the course's notebooks ----------------------------------------------------------------------------
+
 
 def chapter_names() -> list[str]:
     return sorted(p.name for p in SOLUTIONS.glob("*.ipynb"))
@@ -125,7 +136,7 @@ def test_no_solution_text_survives(name):
     text = json.dumps(chapter)
     assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
     by_id = {cell.id: cell for cell in chapter.cells}
-    kept = [c for c in solution.cells if not make_student.is_instructor_only(c)]   # concept answers: never
+    kept = [c for c in solution.cells if not make_student.is_instructor_only(c)]  # concept answers: never
     assert [c.id for c in kept] == [c.id for c in chapter.cells]
     for cell in kept:
         student_lines = {line.strip() for line in by_id[cell.id].source.split("\n")}
@@ -135,7 +146,7 @@ def test_no_solution_text_survives(name):
             assert by_id[cell.id].outputs == [] and by_id[cell.id].execution_count is None
 
 
-@pytest.mark.slow            # runs each chapter's notebook
+@pytest.mark.slow  # runs each chapter's notebook
 @pytest.mark.parametrize("name", chapter_names())
 def test_chapter_runs_until_its_first_exercise(name, tmp_path, monkeypatch):
     chapter = nbformat.read(CHAPTERS / name, as_version=4)
@@ -168,14 +179,14 @@ def vector_add(out, a, b, N):
     out[:N] = a[:N] + b[:N]  # stands in for the launch, so this test needs no runtime
 '''
 
-SCALE = '''\
+SCALE = """\
 def scale(x, s):
     if s != 1.0:
         # BEGIN SOLUTION: multiply x by s in place
         # HINT: NumPy's in-place operators write into the array you were given
         x *= s
         # END SOLUTION
-'''
+"""
 
 
 def exercise_cell(source: str, name: str, role: str):
@@ -188,20 +199,26 @@ def synthetic_solution():
     nb = nbformat.v4.new_notebook()
     nb.metadata["llmc"] = {"chapter": "98_synthetic", "version": "1"}
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    check_add = "# NBVAL_CHECK_OUTPUT\na = np.arange(5, dtype=np.float32)\nout = np.full(5, np.nan, np.float32)\n" \
-                "vector_add(out, a, a, 5)\nprint('PASS vector_add' if (out == 2 * a).all() else 'FAIL')"
-    check_scale = "# NBVAL_CHECK_OUTPUT\nx = np.ones(3)\nscale(x, 2.0)\nprint('PASS scale' if (x == 2).all() else 'FAIL')"
+    check_add = (
+        "# NBVAL_CHECK_OUTPUT\na = np.arange(5, dtype=np.float32)\nout = np.full(5, np.nan, np.float32)\n"
+        "vector_add(out, a, a, 5)\nprint('PASS vector_add' if (out == 2 * a).all() else 'FAIL')"
+    )
+    check_scale = (
+        "# NBVAL_CHECK_OUTPUT\nx = np.ones(3)\nscale(x, 2.0)\nprint('PASS scale' if (x == 2).all() else 'FAIL')"
+    )
     nb.cells = [
         nbformat.v4.new_markdown_cell("# A synthetic chapter\n\nAdding vectors, one thread per element."),
         nbformat.v4.new_code_cell("print('before the exercises')"),
         exercise_cell(VECTOR_ADD, "vector_add", "exercise"),
         exercise_cell(check_add, "vector_add", "check"),
-        nbformat.v4.new_markdown_cell("Why the guard?\n\n<!-- BEGIN SOLUTION -->\n"
-                                      "Because the grid is rounded up to whole blocks.\n<!-- END SOLUTION -->"),
+        nbformat.v4.new_markdown_cell(
+            "Why the guard?\n\n<!-- BEGIN SOLUTION -->\n"
+            "Because the grid is rounded up to whole blocks.\n<!-- END SOLUTION -->"
+        ),
         exercise_cell(SCALE, "scale", "exercise"),
         exercise_cell(check_scale, "scale", "check"),
     ]
-    for cell in nb.cells[1:]:                        # outputs, as an executed solution has
+    for cell in nb.cells[1:]:  # outputs, as an executed solution has
         if cell.cell_type == "code":
             cell.execution_count = 1
             cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="old output\n")]
@@ -220,9 +237,19 @@ def project(tmp_path):
 
 
 def run(project: Path, *extra: str) -> int:
-    return make_student.main([*extra, "--solutions", str(project / "solutions"), "--chapters",
-                              str(project / "chapters"), "--config", str(project / "_config.yml"),
-                              "--toc", str(project / "_toc.yml")])
+    return make_student.main(
+        [
+            *extra,
+            "--solutions",
+            str(project / "solutions"),
+            "--chapters",
+            str(project / "chapters"),
+            "--config",
+            str(project / "_config.yml"),
+            "--toc",
+            str(project / "_toc.yml"),
+        ]
+    )
 
 
 def generated(project: Path):
@@ -234,13 +261,15 @@ def generated(project: Path):
 
 def test_generator_replaces_regions(project):
     solution, chapter = generated(project)
-    exercise = chapter.cells[3].source                     # the set-up cell comes first
+    exercise = chapter.cells[3].source  # the set-up cell comes first
     assert "    // TODO: add one pair of elements per thread" in exercise
     assert "    // HINT: the global index of a thread is blockIdx.x * blockDim.x + threadIdx.x" in exercise
     assert "    // and the last block may have threads past the end of the arrays." in exercise
     assert "out[i] = a[i] + b[i]" not in exercise and "int i =" not in exercise
-    assert '    raise NotImplementedError("vector_add: remove this line once you have written the kernel above")' \
+    assert (
+        '    raise NotImplementedError("vector_add: remove this line once you have written the kernel above")'
         in exercise.split("\n")
+    )
     scale = chapter.cells[6].source.split("\n")
     assert "        # TODO: multiply x by s in place" in scale
     assert "        # HINT: NumPy's in-place operators write into the array you were given" in scale
@@ -291,11 +320,11 @@ def test_toc_lists_generated_chapters(project):
 
 
 def test_check_detects_everything_out_of_date(project, capsys):
-    assert run(project, "--check") == 1                     # nothing generated yet
+    assert run(project, "--check") == 1  # nothing generated yet
     generated(project)
     assert run(project, "--check") == 0
     capsys.readouterr()
-    assert run(project) == 0 and "wrote" not in capsys.readouterr().out   # idempotent
+    assert run(project) == 0 and "wrote" not in capsys.readouterr().out  # idempotent
     chapter_path = project / "chapters" / "98_synthetic.ipynb"
     pristine = chapter_path.read_text()
 
@@ -337,7 +366,7 @@ def test_student_kernel_string_still_compiles(project):
     def compile_ok(code: bytes) -> bool:
         try:
             err, prog = nvrtc.nvrtcCreateProgram(code, b"vector_add.cu", 0, [], [])
-        except RuntimeError as missing:              # the NVRTC library itself is absent
+        except RuntimeError as missing:  # the NVRTC library itself is absent
             pytest.skip(f"NVRTC is not available: {missing}")
         assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS
         (result,) = nvrtc.nvrtcCompileProgram(prog, 1, [b"-arch=compute_75"])
@@ -345,26 +374,54 @@ def test_student_kernel_string_still_compiles(project):
         return result == nvrtc.nvrtcResult.NVRTC_SUCCESS
 
     assert compile_ok(source)
-    assert not compile_ok(source.replace(b"int N) {", b"int N) { int x = ;"))   # the test can fail
+    assert not compile_ok(source.replace(b"int N) {", b"int N) { int x = ;"))  # the test can fail
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda nb: nb.cells[5].__setitem__("source", nb.cells[5].source.replace("        # END SOLUTION\n", "")),
-     "never closed"),
-    (lambda nb: nb.cells[2].__setitem__("source", nb.cells[2].source.replace("    if (i < N)", "    // BEGIN SOLUTION\n    if (i < N)")),
-     "do not nest"),
-    (lambda nb: nb.cells[1].__setitem__("source", "x = 1\n# END SOLUTION"), "no matching BEGIN"),
-    (lambda nb: nb.cells[5].__setitem__("source", nb.cells[5].source.replace("        # END SOLUTION", "        // END SOLUTION")),
-     "does not match"),
-    (lambda nb: nb.cells[1].__setitem__("source", "# BEGIN SOLUTION\nx = 1\n# END SOLUTION"), None),
-    (lambda nb: nb.cells[5].__setitem__("source", "# BEGIN SOLUTION\nx = 1\n# END SOLUTION"), "when the cell runs"),
-    (lambda nb: nb.cells[5].__setitem__("source", "def f():\n    # BEGIN SOLUTION\n    return (1 +\n    # END SOLUTION\n        2)"),
-     "not valid Python"),
-    (lambda nb: nb.cells[3].metadata["llmc"].pop("points"), "points"),
-    (lambda nb: nb.cells[3].metadata.__setitem__("tags", []), "needs the tag 'check'"),
-    (lambda nb: nb.metadata["llmc"].pop("version"), "llmc.version"),
-], ids=["unclosed", "nested", "stray-end", "mismatched", "ok-outside-exercises", "raise-at-cell-level",
-        "broken-python", "no-points", "no-tag", "no-version"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda nb: nb.cells[5].__setitem__("source", nb.cells[5].source.replace("        # END SOLUTION\n", "")),
+            "never closed",
+        ),
+        (
+            lambda nb: nb.cells[2].__setitem__(
+                "source", nb.cells[2].source.replace("    if (i < N)", "    // BEGIN SOLUTION\n    if (i < N)")
+            ),
+            "do not nest",
+        ),
+        (lambda nb: nb.cells[1].__setitem__("source", "x = 1\n# END SOLUTION"), "no matching BEGIN"),
+        (
+            lambda nb: nb.cells[5].__setitem__(
+                "source", nb.cells[5].source.replace("        # END SOLUTION", "        // END SOLUTION")
+            ),
+            "does not match",
+        ),
+        (lambda nb: nb.cells[1].__setitem__("source", "# BEGIN SOLUTION\nx = 1\n# END SOLUTION"), None),
+        (lambda nb: nb.cells[5].__setitem__("source", "# BEGIN SOLUTION\nx = 1\n# END SOLUTION"), "when the cell runs"),
+        (
+            lambda nb: nb.cells[5].__setitem__(
+                "source", "def f():\n    # BEGIN SOLUTION\n    return (1 +\n    # END SOLUTION\n        2)"
+            ),
+            "not valid Python",
+        ),
+        (lambda nb: nb.cells[3].metadata["llmc"].pop("points"), "points"),
+        (lambda nb: nb.cells[3].metadata.__setitem__("tags", []), "needs the tag 'check'"),
+        (lambda nb: nb.metadata["llmc"].pop("version"), "llmc.version"),
+    ],
+    ids=[
+        "unclosed",
+        "nested",
+        "stray-end",
+        "mismatched",
+        "ok-outside-exercises",
+        "raise-at-cell-level",
+        "broken-python",
+        "no-points",
+        "no-tag",
+        "no-version",
+    ],
+)
 def test_generator_refuses_broken_solutions(project, capsys, change, message):
     path = project / "solutions" / "98_synthetic.ipynb"
     nb = nbformat.read(path, as_version=4)
@@ -372,7 +429,7 @@ def test_generator_refuses_broken_solutions(project, capsys, change, message):
     nbformat.write(nb, path)
     status = run(project)
     err = capsys.readouterr().err
-    if message is None:                                  # a plain code cell may raise at cell level
+    if message is None:  # a plain code cell may raise at cell level
         assert status == 0, err
         return
     assert status == 2 and message in err, err

@@ -5,25 +5,45 @@ Tolerances: the same as tests/test_fast_model.py, for the same reasons (the engi
 arithmetic in another order): losses within 1e-5, parameters via _model_helpers.assert_runs_close (rtol 1e-5,
 atol 1e-6; AdamW's bound for rounding-level entries), the moments at the gradients' tolerance.
 """
+
 from __future__ import annotations
 
 import json
+
 import numpy as np
-
 import pytest
-
 from _model_helpers import adamw_bound, assert_runs_close, data_dir_with_text, ops_under_test
+
 from llmc_kernels import train
 from llmc_kernels.model import checkpoint
-from llmc_kernels.train import setup as train_setup
 from llmc_kernels.model.config import GPT2Config, training_bytes
 from llmc_kernels.model.fast import fast_training_bytes
+from llmc_kernels.train import setup as train_setup
 from llmc_kernels.train.log import read_log
 
 LR, STEPS = 1e-3, 6
-BASE = ["--backend", "cpu", "--model", "tiny", "--batch-size", "2", "--seq-len", "24", "--lr", str(LR),
-        "--weight-decay", "0.1", "--val-every", "3", "--sample-every", "0", "--checkpoint-every", "3",
-        "--steps", str(STEPS)]
+BASE = [
+    "--backend",
+    "cpu",
+    "--model",
+    "tiny",
+    "--batch-size",
+    "2",
+    "--seq-len",
+    "24",
+    "--lr",
+    str(LR),
+    "--weight-decay",
+    "0.1",
+    "--val-every",
+    "3",
+    "--sample-every",
+    "0",
+    "--checkpoint-every",
+    "3",
+    "--steps",
+    str(STEPS),
+]
 
 
 class Killed(Exception):
@@ -34,6 +54,7 @@ def kill_at(n):
     def on_step(step, model):
         if step == n:
             raise Killed
+
     return on_step
 
 
@@ -76,7 +97,7 @@ def assert_runs_alike(a, b, same_engine: bool):
     assert_runs_close("AdamW v", sb[2], sa[2], cfg, rtol=2e-5 * k, atol=2e-6 * k, atol_of_max=True)
 
 
-@pytest.mark.slow            # a training run
+@pytest.mark.slow  # a training run
 def test_fast_and_plain_engines_train_alike(whole):
     (fast, s_fast), (plain, s_plain) = whole["fast"], whole["plain"]
     assert s_fast["engine"] == "fast" and s_plain["engine"] == "plain"
@@ -84,40 +105,53 @@ def test_fast_and_plain_engines_train_alike(whole):
     estimate = json.loads((plain / "log.json").read_text())["memory_estimate_bytes"]
     assert estimate == training_bytes(GPT2Config.tiny(), 2, 24)
     assert json.loads((fast / "log.json").read_text())["memory_estimate_bytes"] == fast_training_bytes(
-        GPT2Config.tiny(), 2, 24)
+        GPT2Config.tiny(), 2, 24
+    )
     losses = [r["loss"] for r in read_log(fast / "log.csv")]
     assert losses[-1] < losses[0] - 0.3, f"the tiny model learns: {losses}"
     assert_runs_alike(fast, plain, same_engine=False)
 
 
-@pytest.mark.slow            # a training run
+@pytest.mark.slow  # a training run
 def test_a_fast_run_resumes(whole, data, tmp_path):
     broken = tmp_path / "broken"
     with pytest.raises(Killed):
-        run(broken, on_step=kill_at(5))              # the default engine: fast (the package's ops, head size 16)
+        run(broken, on_step=kill_at(5))  # the default engine: fast (the package's ops, head size 16)
     assert [c[0] for c in train.checkpoints(broken)] == [3]
     summary = train.train(train.parse_args(["--out", str(broken), "--resume"]), ops=ops_under_test())
     assert summary["engine"] == "fast" and summary["steps_done"] == STEPS
     assert_runs_alike(whole["fast"][0], broken, same_engine=True)
 
 
-@pytest.mark.slow            # a training run
+@pytest.mark.slow  # a training run
 @pytest.mark.parametrize("first, then", [("plain", "fast"), ("fast", "plain")])
 def test_a_run_resumes_on_the_other_engine(whole, data, tmp_path, first, then):
     broken = tmp_path / "broken"
     with pytest.raises(Killed):
         run(broken, "--engine", first, on_step=kill_at(4))
-    summary = train.train(train.parse_args(["--out", str(broken), "--resume", "--engine", then]),
-                          ops=ops_under_test())
+    summary = train.train(train.parse_args(["--out", str(broken), "--resume", "--engine", then]), ops=ops_under_test())
     assert summary["engine"] == then and summary["steps_done"] == STEPS
     assert_runs_alike(whole[first][0], broken, same_engine=False)
 
 
-@pytest.mark.slow            # a training run
+@pytest.mark.slow  # a training run
 def test_the_engine_and_why_are_printed(data, tmp_path, capsys):
     import llmc_kernels.ops as package_ops
-    quick = ["--backend", "cpu", "--steps", "1", "--batch-size", "1", "--seq-len", "8", "--val-every", "0",
-             "--sample-every", "0"]
+
+    quick = [
+        "--backend",
+        "cpu",
+        "--steps",
+        "1",
+        "--batch-size",
+        "1",
+        "--seq-len",
+        "8",
+        "--val-every",
+        "0",
+        "--sample-every",
+        "0",
+    ]
     assert train.main(quick + ["--out", str(tmp_path / "a")], ops=ops_under_test()) == 0
     assert "engine: fast (FastGPT2" in capsys.readouterr().out
     assert train.main(quick + ["--engine", "plain", "--out", str(tmp_path / "b")], ops=ops_under_test()) == 0
@@ -126,16 +160,19 @@ def test_the_engine_and_why_are_printed(data, tmp_path, capsys):
     # ops from outside (a learner's kernels; here the package's functions in a dict): the plain engine, and why
     learner = {name: getattr(package_ops, name) for name in dir(package_ops)}
     assert train.main(quick + ["--out", str(tmp_path / "c")], ops=learner) == 0
-    assert "engine: plain (GPT2: the SPEC ops one at a time); not the fast engine: it runs only the package's " \
-           "own fused kernels, and this run trains with dict" in capsys.readouterr().out
+    assert (
+        "engine: plain (GPT2: the SPEC ops one at a time); not the fast engine: it runs only the package's "
+        "own fused kernels, and this run trains with dict" in capsys.readouterr().out
+    )
     assert train.main(quick + ["--engine", "fast", "--out", str(tmp_path / "d")], ops=learner) == 2
     assert "--engine fast cannot train this model" in capsys.readouterr().err
 
 
 def test_engine_choice_and_its_memory_estimate():
     tiny, d12 = GPT2Config.tiny(), GPT2Config.d12()
-    wide = GPT2Config(max_seq_len=64, vocab_size=50257, padded_vocab_size=50304, num_layers=2, num_heads=1,
-                      channels=128)
+    wide = GPT2Config(
+        max_seq_len=64, vocab_size=50257, padded_vocab_size=50304, num_layers=2, num_heads=1, channels=128
+    )
     assert train_setup.choose_engine(None, tiny) == ("fast", None)
     assert train_setup.choose_engine("fast", d12, ops_under_test()) == ("fast", None)
     assert train_setup.choose_engine("plain", tiny) == ("plain", "--engine plain")
@@ -146,9 +183,9 @@ def test_engine_choice_and_its_memory_estimate():
     with pytest.raises(train_setup.SetupError, match="fast or plain"):
         train_setup.choose_engine("turbo", tiny)
     # a 15 GiB GPU (a T4): the plain engine's [B,NH,T,T] attention buffers need B=4, the fast engine fits B=8
-    free = 15 * 2 ** 30
+    free = 15 * 2**30
     assert train_setup.fit_batch_size(d12, 8, 1024, free, explicit=False)[0] == 4
-    fast = lambda c, b, t: train_setup.engine_bytes("fast", c, b, t)     # noqa: E731
+    fast = lambda c, b, t: train_setup.engine_bytes("fast", c, b, t)  # noqa: E731
     assert train_setup.fit_batch_size(d12, 8, 1024, free, explicit=False, estimate=fast) == (8, None)
     B, note = train_setup.fit_batch_size(d12, 32, 1024, free, explicit=False, estimate=fast)
     assert B == 8 and f"{fast(d12, 8, 1024) / 1e9:.1f} GB" in note
@@ -160,6 +197,7 @@ def test_both_engines_offer_one_interface_over_one_state():
     """model.ENGINES: the same calls on either engine (step() included); FastGPT2.on(state) trains the
     parameters of another engine in place, and the plain engine's step is its four calls."""
     from llmc_kernels.model import ENGINES, Engine, ParameterState
+
     cfg, B, T = GPT2Config.tiny(), 2, 5
     rng = np.random.default_rng(0)
     tok = rng.integers(0, cfg.vocab_size, (B, T + 1)).astype(np.int32)
@@ -174,9 +212,9 @@ def test_both_engines_offer_one_interface_over_one_state():
     fast = ENGINES["fast"].on(plain.state)
     assert fast.params_memory is plain.params_memory and fast.state is plain.state
     before = plain.params_memory.copy()
-    fast.step(x, y, *hyper, 1)                           # the fast engine moves the plain model's parameters
+    fast.step(x, y, *hyper, 1)  # the fast engine moves the plain model's parameters
     assert not np.array_equal(before, plain.params_memory) and plain.m is not None
-    loss = twin.forward(x, y)                             # step() is forward, zero_grad, backward, update
+    loss = twin.forward(x, y)  # step() is forward, zero_grad, backward, update
     twin.zero_grad()
     twin.backward()
     twin.update(*hyper, 1)

@@ -1,4 +1,5 @@
 """--resume: a run stopped (killed, or by SIGTERM) and resumed matches a run never stopped."""
+
 from __future__ import annotations
 
 import os
@@ -9,17 +10,33 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _model_helpers import adamw_bound, assert_runs_close, data_dir_with_text, ops_under_test
+
 from llmc_kernels import train
-from llmc_kernels.model.checkpoint import read_state
 from llmc_kernels.model import GPT2
+from llmc_kernels.model.checkpoint import read_state
 from llmc_kernels.train.log import read_log
 
-pytestmark = pytest.mark.slow          # trains for seconds on the CPU backend
+pytestmark = pytest.mark.slow  # trains for seconds on the CPU backend
 
-BASE = ["--backend", "cpu", "--model", "tiny", "--batch-size", "2", "--seq-len", "32", "--lr", "1e-3",
-        "--weight-decay", "0.1", "--val-every", "4", "--sample-every", "0"]
+BASE = [
+    "--backend",
+    "cpu",
+    "--model",
+    "tiny",
+    "--batch-size",
+    "2",
+    "--seq-len",
+    "32",
+    "--lr",
+    "1e-3",
+    "--weight-decay",
+    "0.1",
+    "--val-every",
+    "4",
+    "--sample-every",
+    "0",
+]
 
 
 class Killed(Exception):
@@ -47,8 +64,9 @@ def assert_same_run(a: Path, b: Path, step: int, lr: float = 1e-3):
     ma = GPT2.from_checkpoint(a / f"model_{step:08d}.bin", ops=ops_under_test())
     mb = GPT2.from_checkpoint(b / f"model_{step:08d}.bin", ops=ops_under_test())
     cfg = ma.config
-    assert_runs_close("params", mb.params_memory, ma.params_memory, cfg, rtol=1e-5, atol=1e-6,
-                      bound=adamw_bound(lr * step))
+    assert_runs_close(
+        "params", mb.params_memory, ma.params_memory, cfg, rtol=1e-5, atol=1e-6, bound=adamw_bound(lr * step)
+    )
     sa, sb = read_state(a / f"state_{step:08d}.bin"), read_state(b / f"state_{step:08d}.bin")
     assert sa[0] == sb[0] == step and sa[3]["train_loader"] == sb[3]["train_loader"]
     assert_runs_close("AdamW m", sb[1], sa[1], cfg, rtol=1e-5, atol=1e-6, atol_of_max=True)
@@ -63,6 +81,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
     def kill_at_6(step, model):
         if step == 6:
             raise Killed
+
     with pytest.raises(Killed):
         run(broken, "--steps", "8", "--checkpoint-every", "4", on_step=kill_at_6)
     assert [c[0] for c in train.checkpoints(broken)] == [4]
@@ -79,11 +98,18 @@ def test_sigterm_saves_then_resume_matches(tmp_path, monkeypatch):
     stopped, whole = tmp_path / "stopped", tmp_path / "whole"
     tests = Path(__file__).resolve().parent
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tests.parent), str(tests)]))
-    code = ("import sys; from llmc_kernels import train; from _model_helpers import ops_under_test; "
-            "sys.exit(train.main(sys.argv[1:], ops=ops_under_test()))")
+    code = (
+        "import sys; from llmc_kernels import train; from _model_helpers import ops_under_test; "
+        "sys.exit(train.main(sys.argv[1:], ops=ops_under_test()))"
+    )
     with open(tmp_path / "stdout", "w") as so, open(tmp_path / "stderr", "w") as se:
-        proc = subprocess.Popen([sys.executable, "-c", code, *BASE, "--steps", "1000", "--out", str(stopped)],
-                                cwd=tests, env=env, stdout=so, stderr=se)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, *BASE, "--steps", "1000", "--out", str(stopped)],
+            cwd=tests,
+            env=env,
+            stdout=so,
+            stderr=se,
+        )
         try:
             deadline = time.monotonic() + 120
             while len(read_log(stopped / "log.csv")) < 3:

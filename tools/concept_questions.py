@@ -7,13 +7,13 @@
 They live in the solution notebooks, in the cells marked `metadata.llmc.role = "instructor"`, which
 tools/make_student.py leaves out of the learners' copies (and so out of the book).
 """
+
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
 import nbformat
-
 from make_student import is_instructor_only  # tools/, this script's folder, is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent

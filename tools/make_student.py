@@ -33,6 +33,7 @@ solutions/NN_name.ipynb is the source of truth; chapters/NN_name.ipynb is derive
 
 Exit status: 0 done / up to date, 1 out of date (--check), 2 a notebook breaks the rules above.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,8 @@ from colab_setup_cell import SETUP_CELL_ID, SETUP_METADATA, repository, setup_so
 
 ROOT = Path(__file__).resolve().parent.parent
 
-CUDA_TODO = "write this part of the kernel"        # the TODO of a CUDA region whose marker has no text
-PYTHON_TODO = "write this part"                    # ... of a Python region with code and no text
+CUDA_TODO = "write this part of the kernel"  # the TODO of a CUDA region whose marker has no text
+PYTHON_TODO = "write this part"  # ... of a Python region with code and no text
 GUARD_MESSAGE = "remove this line once you have written the kernel above"
 CODE_MESSAGE = "replace this line with your code"
 MARKDOWN_ANSWER = "*Your answer here.*"
@@ -75,9 +76,9 @@ class NotebookError(Exception):
 
 @dataclass
 class Region:
-    kind: str                      # "cuda" | "python" | "markdown"
-    body: list[str]                # the lines between the markers
-    kept: list[str] = field(default_factory=list)   # hint lines kept in the student copy
+    kind: str  # "cuda" | "python" | "markdown"
+    body: list[str]  # the lines between the markers
+    kept: list[str] = field(default_factory=list)  # hint lines kept in the student copy
 
 
 def _hint_lines(body: list[str], mark: str) -> list[str]:
@@ -107,8 +108,10 @@ def transform_source(source: str, *, cell_type: str, exercise: str, where: str) 
         begin = _BEGIN.match(line)
         if not begin:
             if _ANY_MARKER.search(line):
-                raise NotebookError(f"{where}, line {i + 1}: '{line.strip()}' has no matching BEGIN SOLUTION "
-                                    "(markers stand alone on their line: `// BEGIN SOLUTION`, `# END SOLUTION`)")
+                raise NotebookError(
+                    f"{where}, line {i + 1}: '{line.strip()}' has no matching BEGIN SOLUTION "
+                    "(markers stand alone on their line: `// BEGIN SOLUTION`, `# END SOLUTION`)"
+                )
             out.append(line)
             i += 1
             continue
@@ -120,19 +123,23 @@ def transform_source(source: str, *, cell_type: str, exercise: str, where: str) 
         body = []
         while i < len(lines):
             if _BEGIN.match(lines[i]):
-                raise NotebookError(f"{where}, line {i + 1}: BEGIN SOLUTION inside the region opened on line "
-                                    f"{start + 1} (regions do not nest)")
+                raise NotebookError(
+                    f"{where}, line {i + 1}: BEGIN SOLUTION inside the region opened on line "
+                    f"{start + 1} (regions do not nest)"
+                )
             end = _END.match(lines[i])
             if end:
                 if _KIND[end.group("mark")] != kind:
-                    raise NotebookError(f"{where}, line {i + 1}: this END SOLUTION does not match the "
-                                        f"{begin.group('mark')} BEGIN SOLUTION of line {start + 1}")
+                    raise NotebookError(
+                        f"{where}, line {i + 1}: this END SOLUTION does not match the "
+                        f"{begin.group('mark')} BEGIN SOLUTION of line {start + 1}"
+                    )
                 break
             body.append(lines[i])
             i += 1
         else:
             raise NotebookError(f"{where}, line {start + 1}: BEGIN SOLUTION is never closed by END SOLUTION")
-        i += 1                                   # past END
+        i += 1  # past END
         indent, text = begin.group("indent"), begin.group("text")
         region = Region(kind, body)
         if kind == "markdown":
@@ -163,7 +170,7 @@ class _ModuleLevelRaise(ast.NodeVisitor):
     def __init__(self):
         self.lines: list[int] = []
 
-    def visit_FunctionDef(self, node):          # code inside a function runs only when it is called
+    def visit_FunctionDef(self, node):  # code inside a function runs only when it is called
         for decorator in node.decorator_list:
             self.visit(decorator)
 
@@ -182,18 +189,22 @@ def _validate_python(original: str, student: str, *, is_exercise: bool, where: s
     try:
         ast.parse(_python_for_ast(original))
     except SyntaxError:
-        return                                   # not plain Python (a cell magic...): nothing to compare
+        return  # not plain Python (a cell magic...): nothing to compare
     try:
         tree = ast.parse(_python_for_ast(student))
     except SyntaxError as err:
-        raise NotebookError(f"{where}: the student copy is not valid Python ({err.msg}, line {err.lineno}); "
-                            "a Python region must hold whole statements") from None
+        raise NotebookError(
+            f"{where}: the student copy is not valid Python ({err.msg}, line {err.lineno}); "
+            "a Python region must hold whole statements"
+        ) from None
     if is_exercise:
         finder = _ModuleLevelRaise()
         finder.visit(tree)
         if finder.lines:
-            raise NotebookError(f"{where}: the student copy raises NotImplementedError when the cell runs "
-                                f"(line {finder.lines[0]}); put the Python region inside the launch function")
+            raise NotebookError(
+                f"{where}: the student copy raises NotImplementedError when the cell runs "
+                f"(line {finder.lines[0]}); put the Python region inside the launch function"
+            )
 
 
 def _llmc(meta) -> dict:
@@ -205,12 +216,15 @@ def _validate_metadata(nb, name: str) -> None:
     info = _llmc(nb.metadata)
     for key in ("chapter", "version"):
         if not info.get(key):
-            raise NotebookError(f"{name}: notebook metadata llmc.{key} is missing "
-                                '(metadata.llmc = {"chapter": "02_layernorm", "version": "1"})')
+            raise NotebookError(
+                f"{name}: notebook metadata llmc.{key} is missing "
+                '(metadata.llmc = {"chapter": "02_layernorm", "version": "1"})'
+            )
     for index, cell in enumerate(nb.cells):
         if "id" not in cell:
-            raise NotebookError(f"{name}: cell {index} has no id (save the notebook as nbformat 4.5, "
-                                "as JupyterLab does)")
+            raise NotebookError(
+                f"{name}: cell {index} has no id (save the notebook as nbformat 4.5, as JupyterLab does)"
+            )
         role = _llmc(cell.metadata).get("role")
         if role in ("exercise", "check"):
             where = f"{name}, cell {index} (id {cell.id})"
@@ -238,9 +252,15 @@ def with_setup_cell(nb, source: str):
 
     Any earlier set-up cell is replaced; an up-to-date one keeps its outputs."""
     first = nb.cells[0] if nb.cells else None
-    if first is not None and _is_setup(first) and sum(map(_is_setup, nb.cells)) == 1 \
-            and first.cell_type == "code" and first.source == source and first.id == SETUP_CELL_ID \
-            and first.metadata == SETUP_METADATA:
+    if (
+        first is not None
+        and _is_setup(first)
+        and sum(map(_is_setup, nb.cells)) == 1
+        and first.cell_type == "code"
+        and first.source == source
+        and first.id == SETUP_CELL_ID
+        and first.metadata == SETUP_METADATA
+    ):
         return nb, False
     nb = copy.deepcopy(nb)
     nb.cells = [setup_cell(source)] + [cell for cell in nb.cells if not _is_setup(cell)]
@@ -263,8 +283,7 @@ def student_notebook(nb, name: str):
         where = f"{name}, cell {index} (id {cell.id})"
         exercise = info.get("exercise") or chapter
         if cell.cell_type in ("code", "markdown"):
-            source, regions = transform_source(cell.source, cell_type=cell.cell_type, exercise=exercise,
-                                               where=where)
+            source, regions = transform_source(cell.source, cell_type=cell.cell_type, exercise=exercise, where=where)
             if cell.cell_type == "code" and regions:
                 _validate_python(cell.source, source, is_exercise=info.get("role") == "exercise", where=where)
             cell.source = source
@@ -291,12 +310,13 @@ def toc_text(toc: str, chapters: list[str], chapters_dir: str = "chapters") -> s
     if chapters:
         block = ["  - caption: Chapters", "    chapters:"]
         block += [f"      - file: {chapters_dir}/{stem}" for stem in chapters]
-    return "\n".join(lines[:begins[0] + 1] + block + lines[ends[0]:])
+    return "\n".join(lines[: begins[0] + 1] + block + lines[ends[0] :])
 
 
 @dataclass
 class Plan:
     """Every file the generator would write (path -> text) and every stale chapter it would delete."""
+
     writes: dict[Path, str] = field(default_factory=dict)
     deletes: list[Path] = field(default_factory=list)
 
@@ -312,8 +332,10 @@ def plan(solutions: Path, chapters: Path, config: Path, toc: Path) -> Plan:
         except Exception as err:  # nbformat raises several types for unreadable JSON
             raise NotebookError(f"{path.name}: not a readable notebook ({err})") from None
         if nb.nbformat != 4 or nb.nbformat_minor < 5:
-            raise NotebookError(f"{path.name}: nbformat {nb.nbformat}.{nb.nbformat_minor}; cell ids need 4.5 "
-                                "(save it with JupyterLab 3 or later)")
+            raise NotebookError(
+                f"{path.name}: nbformat {nb.nbformat}.{nb.nbformat_minor}; cell ids need 4.5 "
+                "(save it with JupyterLab 3 or later)"
+            )
         solution, changed = with_setup_cell(nb, source)
         if changed:
             result.writes[path] = notebook_text(solution)

@@ -11,6 +11,7 @@ A learner's time on a chapter is estimated as
     set-up      30 minutes for chapter 00 (installing the package, or opening Colab).
 These are estimates, not measurements: calibrate them with your own class (ask for time logs).
 """
+
 from __future__ import annotations
 
 import sys
@@ -40,18 +41,27 @@ def chapter_hours(path: Path) -> dict:
             points += info.get("points", 1)
         elif role != "exercise":
             cells += 1
-    minutes = (words / WORDS_PER_MINUTE + MINUTES_PER_CODE_CELL * cells + MINUTES_PER_POINT * points
-               + SETUP_MINUTES.get(chapter, 0))
+    minutes = (
+        words / WORDS_PER_MINUTE
+        + MINUTES_PER_CODE_CELL * cells
+        + MINUTES_PER_POINT * points
+        + SETUP_MINUTES.get(chapter, 0)
+    )
     return {"chapter": chapter, "words": words, "cells": cells, "points": points, "hours": minutes / 60}
 
 
 def table(folder: Path = ROOT / "solutions") -> str:
     rows = [chapter_hours(p) for p in sorted(folder.glob("*.ipynb"))]
     lines = ["| chapter | words | code cells | points | estimated hours |", "|---|---|---|---|---|"]
-    lines += [f"| {r['chapter'][:2]} {r['chapter'][3:].replace('_', ' ')} | {r['words']:,} | {r['cells']} | "
-              f"{r['points']:g} | {r['hours']:.1f} |" for r in rows]
-    lines.append(f"| all | {sum(r['words'] for r in rows):,} | {sum(r['cells'] for r in rows)} | "
-                 f"{sum(r['points'] for r in rows):g} | {sum(r['hours'] for r in rows):.0f} |")
+    lines += [
+        f"| {r['chapter'][:2]} {r['chapter'][3:].replace('_', ' ')} | {r['words']:,} | {r['cells']} | "
+        f"{r['points']:g} | {r['hours']:.1f} |"
+        for r in rows
+    ]
+    lines.append(
+        f"| all | {sum(r['words'] for r in rows):,} | {sum(r['cells'] for r in rows)} | "
+        f"{sum(r['points'] for r in rows):g} | {sum(r['hours'] for r in rows):.0f} |"
+    )
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@
 ``graph``       StepGraph: capture a step once, replay it
 ``checkpoint``  llm.c's model files and the optimizer state beside them
 """
+
 from .config import GPT2Config
 from .engine import Engine
 from .fast import FastGPT2

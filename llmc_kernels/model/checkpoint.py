@@ -12,6 +12,7 @@ State sidecar (our own layout, llm.c's ``state_*.bin`` magic 20240527):
 Every write goes to a temporary file first and is renamed into place, so an interrupted save never
 leaves a half-written file under the final name.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,16 @@ def _atomic_write(path: Path, chunks) -> None:
 
 def model_header(cfg: GPT2Config) -> np.ndarray:
     h = np.zeros(256, dtype=np.int32)
-    h[:8] = [MODEL_MAGIC, MODEL_VERSION, cfg.max_seq_len, cfg.vocab_size, cfg.num_layers,
-             cfg.num_heads, cfg.channels, cfg.padded_vocab_size]
+    h[:8] = [
+        MODEL_MAGIC,
+        MODEL_VERSION,
+        cfg.max_seq_len,
+        cfg.vocab_size,
+        cfg.num_layers,
+        cfg.num_heads,
+        cfg.channels,
+        cfg.padded_vocab_size,
+    ]
     return h
 
 
@@ -68,16 +77,19 @@ def read_model_header(path) -> GPT2Config:
         raise FileNotFoundError(f"no model checkpoint at {path}")
     h = np.fromfile(path, dtype=np.int32, count=256)
     if h.size < 256 or h[0] != MODEL_MAGIC:
-        raise CheckpointError(f"{path} is not an llm.c GPT-2 checkpoint (magic {h[0] if h.size else 'missing'}, "
-                              f"expected {MODEL_MAGIC})")
+        raise CheckpointError(
+            f"{path} is not an llm.c GPT-2 checkpoint (magic {h[0] if h.size else 'missing'}, expected {MODEL_MAGIC})"
+        )
     if h[1] != MODEL_VERSION:
         hint = " (version 5 is llm.c's bf16 file: use the fp32 gpt2_124M.bin)" if h[1] == 5 else ""
         raise CheckpointError(f"{path}: checkpoint version {h[1]}, expected {MODEL_VERSION} (float32){hint}")
     maxT, V, L, NH, C, Vp = (int(x) for x in h[2:8])
     cfg = GPT2Config(max_seq_len=maxT, vocab_size=V, padded_vocab_size=Vp, num_layers=L, num_heads=NH, channels=C)
     if path.stat().st_size != checkpoint_bytes(cfg):
-        raise CheckpointError(f"{path}: {path.stat().st_size} bytes, but its header ({cfg}) needs "
-                              f"{checkpoint_bytes(cfg)} (truncated or not a float32 checkpoint)")
+        raise CheckpointError(
+            f"{path}: {path.stat().st_size} bytes, but its header ({cfg}) needs "
+            f"{checkpoint_bytes(cfg)} (truncated or not a float32 checkpoint)"
+        )
     return cfg
 
 
@@ -92,8 +104,9 @@ def write_state(path, step: int, m: np.ndarray | None, v: np.ndarray | None, ext
     """The optimizer state after ``step`` updates (m, v on the host) and the trainer's ``extra`` dict."""
     blob = json.dumps(extra or {}, sort_keys=True).encode()
     n = 0 if m is None else m.size
-    if (m is None) != (v is None) or (m is not None and (m.dtype != np.float32 or v.dtype != np.float32
-                                                        or v.size != n)):
+    if (m is None) != (v is None) or (
+        m is not None and (m.dtype != np.float32 or v.dtype != np.float32 or v.size != n)
+    ):
         raise CheckpointError("m and v must both be float32 arrays of one size, or both None")
     h = np.zeros(256, dtype=np.int32)
     h[:2] = [STATE_MAGIC, STATE_VERSION]

@@ -9,6 +9,7 @@ parameters, gradients and AdamW moments belong to its ``state``, which it may sh
 (``FastGPT2.on(plain.state)``: the same parameters, trained by the other engine). ``llmc train`` talks to
 this interface only, so it never asks which engine it runs.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,10 @@ def check_tokens(arr, what: str, cfg: GPT2Config) -> tuple[int, int]:
     """(B, T) of a 2-D int32 array of token ids in [0, V) with T <= maxT; a ValueError saying what was
     expected otherwise (reads a device array's min and max: a host sync)."""
     if getattr(arr, "ndim", None) != 2:
-        raise ValueError(f"{what} must be a 2-D int32 array [B, T]; got {type(arr).__name__} "
-                         f"with shape {getattr(arr, 'shape', None)}")
+        raise ValueError(
+            f"{what} must be a 2-D int32 array [B, T]; got {type(arr).__name__} "
+            f"with shape {getattr(arr, 'shape', None)}"
+        )
     if getattr(arr, "dtype", None) != np.int32:
         raise ValueError(f"{what} must be int32 (llm.c's token type); got {arr.dtype}")
     B, T = (int(s) for s in arr.shape)
@@ -47,8 +50,11 @@ def check_pair(inputs, targets, cfg: GPT2Config) -> tuple[int, int]:
 
 def _delegate(name: str) -> property:
     """``engine.<name>`` is ``engine.state.<name>`` (read and write)."""
-    return property(lambda self: getattr(self.state, name), lambda self, value: setattr(self.state, name, value),
-                    doc=f"state.{name}")
+    return property(
+        lambda self: getattr(self.state, name),
+        lambda self, value: setattr(self.state, name, value),
+        doc=f"state.{name}",
+    )
 
 
 class Engine:
@@ -84,7 +90,7 @@ class Engine:
     num_parameters = _delegate("num_parameters")
     params = _delegate("params")
     grads = _delegate("grads")
-    params_memory = _delegate("params_memory")     # settable: `model.grads_memory -= x` works in place
+    params_memory = _delegate("params_memory")  # settable: `model.grads_memory -= x` works in place
     grads_memory = _delegate("grads_memory")
     m = _delegate("m")
     v = _delegate("v")
@@ -112,8 +118,9 @@ class Engine:
         """Zero the parameter gradients (the backward ops accumulate into them)."""
         self.state.zero_grad()
 
-    def step(self, inputs, targets, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
-             t: int) -> float:
+    def step(
+        self, inputs, targets, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, t: int
+    ) -> float:
         """One training step: forward, zero_grad, backward, AdamW at step t >= 1; returns the mean loss."""
         if targets is None:
             raise ValueError("step() trains: it needs targets")
@@ -124,7 +131,7 @@ class Engine:
         return loss
 
     # ------------------------------------------------------------------ what a trainer asks
-    batches_on_host = False        # True: step() wants NumPy token arrays (it copies them itself)
+    batches_on_host = False  # True: step() wants NumPy token arrays (it copies them itself)
 
     @staticmethod
     def training_bytes(config: GPT2Config, B: int, T: int) -> int:
@@ -141,8 +148,9 @@ class Engine:
         return f"engine: {self.name}"
 
     # ------------------------------------------------------------------ sampling
-    def generate(self, tokens, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 seed: int | None = None) -> np.ndarray:
+    def generate(
+        self, tokens, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None, seed: int | None = None
+    ) -> np.ndarray:
         """Continue ``tokens`` (a sequence of ids, or int [B, t] for B prompts) by ``max_new_tokens``
         sampled tokens; returns a NumPy int array with the prompt(s) and the new tokens. The context is the
         last maxT tokens. ``temperature`` divides the logits (0 takes the most likely token), ``top_k``
@@ -157,7 +165,7 @@ class Engine:
         rng = np.random.default_rng(seed)
         V = self.config.vocab_size
         for _ in range(int(max_new_tokens)):
-            ctx = toks[:, -self.config.max_seq_len:].astype(np.int32)
+            ctx = toks[:, -self.config.max_seq_len :].astype(np.int32)
             self.forward(ctx)
             logits = host(self.acts["logits"][:, -1, :V]).astype(np.float64)
             if temperature == 0:
@@ -169,7 +177,7 @@ class Engine:
                     logits = np.where(logits < kth, -np.inf, logits)
                 probs = np.exp(logits - logits.max(axis=1, keepdims=True))
                 cdf = np.cumsum(probs, axis=1)
-                coin = rng.random(len(toks))[:, None] * cdf[:, -1:]      # inverse-CDF draw, as llm.c
+                coin = rng.random(len(toks))[:, None] * cdf[:, -1:]  # inverse-CDF draw, as llm.c
                 nxt = np.minimum((cdf <= coin).sum(axis=1), V - 1)
             toks = np.concatenate([toks, nxt[:, None]], axis=1)
         return toks[0] if single else toks

@@ -26,6 +26,7 @@ AdamW moments); ``FastGPT2.on(model.state)`` trains another engine's parameters 
 names to the ops it calls (the package's, ``FAST_OPS``), so bench/step_breakdown.py can time each. On the
 cpu backend everything runs eagerly with the same kernels (tests/test_fast_model.py).
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,18 +37,37 @@ from .config import GPT2Config, num_params
 from .engine import Engine, check_pair
 from .state import ParameterState, aligned_numel, views
 
-__all__ = ["FastGPT2", "FAST_OPS", "fast_activation_shapes", "fast_scratch_shapes", "fast_training_bytes",
-           "fast_path_problem"]
+__all__ = [
+    "FastGPT2",
+    "FAST_OPS",
+    "fast_activation_shapes",
+    "fast_scratch_shapes",
+    "fast_training_bytes",
+    "fast_path_problem",
+]
 
 FAST_OPS = (
-    "encoder_forward", "encoder_backward", "residual_layernorm_forward", "layernorm_backward",
-    "linear_forward", "linear_backward_input", "linear_backward_weight", "bias_gelu_forward",
-    "gelu_forward", "gelu_backward_inplace", "bias_backward", "flash_attention_forward",
-    "flash_attention_backward", "fused_classifier", "softmax_forward", "mean_loss", "adamw_update",
+    "encoder_forward",
+    "encoder_backward",
+    "residual_layernorm_forward",
+    "layernorm_backward",
+    "linear_forward",
+    "linear_backward_input",
+    "linear_backward_weight",
+    "bias_gelu_forward",
+    "gelu_forward",
+    "gelu_backward_inplace",
+    "bias_backward",
+    "flash_attention_forward",
+    "flash_attention_backward",
+    "fused_classifier",
+    "softmax_forward",
+    "mean_loss",
+    "adamw_update",
     "adamw_update_device",
 )
-ALIGN = 64          # floats: every buffer view starts on a 256-byte boundary (float4 paths, cuBLAS)
-MAX_HEAD = 64       # flash attention's head-size limit
+ALIGN = 64  # floats: every buffer view starts on a 256-byte boundary (float4 paths, cuBLAS)
+MAX_HEAD = 64  # flash attention's head-size limit
 
 
 def fast_activation_shapes(cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False) -> dict:
@@ -57,15 +77,23 @@ def fast_activation_shapes(cfg: GPT2Config, B: int, T: int, recompute_gelu: bool
     C, L, NH, Vp = cfg.channels, cfg.num_layers, cfg.num_heads, cfg.padded_vocab_size
     shapes = {
         "encoded": (B, T, C),
-        "ln1": (L, B, T, C), "ln1_mean": (L, B, T), "ln1_rstd": (L, B, T),
+        "ln1": (L, B, T, C),
+        "ln1_mean": (L, B, T),
+        "ln1_rstd": (L, B, T),
         "qkv": (L, B, T, 3 * C),
-        "atty": (L, B, T, C), "att_lse": (L, B, NH, T),
+        "atty": (L, B, T, C),
+        "att_lse": (L, B, NH, T),
         "residual2": (L, B, T, C),
-        "ln2": (L, B, T, C), "ln2_mean": (L, B, T), "ln2_rstd": (L, B, T),
-        "fch": (L, B, T, 4 * C), "fch_gelu": (L, B, T, 4 * C),
+        "ln2": (L, B, T, C),
+        "ln2_mean": (L, B, T),
+        "ln2_rstd": (L, B, T),
+        "fch": (L, B, T, 4 * C),
+        "fch_gelu": (L, B, T, 4 * C),
         "residual3": (L, B, T, C),
-        "lnf": (B, T, C), "lnf_mean": (B, T), "lnf_rstd": (B, T),
-        "logits": (B, T, Vp),            # the fused classifier writes dlogits over it
+        "lnf": (B, T, C),
+        "lnf_mean": (B, T),
+        "lnf_rstd": (B, T),
+        "logits": (B, T, Vp),  # the fused classifier writes dlogits over it
         "losses": (B, T),
     }
     if recompute_gelu:
@@ -77,12 +105,15 @@ def fast_scratch_shapes(cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = 
     """One layer's worth of scratch, reused by every layer, plus the step's device-side numbers."""
     C, NH = cfg.channels, cfg.num_heads
     shapes = {
-        "proj": (B, T, C),               # attproj / fcproj output before the residual add
-        "dres": (B, T, C),               # d loss / d residual stream (the one buffer, see the module doc)
-        "dln": (B, T, C), "datty": (B, T, C),
-        "dqkv": (B, T, 3 * C), "dfch": (B, T, 4 * C),
-        "delta": (B, NH, T),             # flash attention backward's row terms
-        "loss": (1,), "hyper": (7,),     # the mean loss, AdamW's numbers for this step
+        "proj": (B, T, C),  # attproj / fcproj output before the residual add
+        "dres": (B, T, C),  # d loss / d residual stream (the one buffer, see the module doc)
+        "dln": (B, T, C),
+        "datty": (B, T, C),
+        "dqkv": (B, T, 3 * C),
+        "dfch": (B, T, 4 * C),
+        "delta": (B, NH, T),  # flash attention backward's row terms
+        "loss": (1,),
+        "hyper": (7,),  # the mean loss, AdamW's numbers for this step
     }
     if recompute_gelu:
         shapes["fch_gelu"] = (B, T, 4 * C)
@@ -96,8 +127,12 @@ def _numel(shapes: dict) -> int:
 def fast_training_bytes(cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False) -> int:
     """Device memory of FastGPT2 training: params, grads, m, v + activations + scratch + tokens.
     GPT-2 small at B=8, T=1024: 2.0 GB + 6.5 GB + 0.3 GB (about 8.8 GB; 7.6 GB with recompute_gelu)."""
-    return 4 * (4 * num_params(cfg) + _numel(fast_activation_shapes(cfg, B, T, recompute_gelu))
-                + _numel(fast_scratch_shapes(cfg, B, T, recompute_gelu)) + 2 * B * T)
+    return 4 * (
+        4 * num_params(cfg)
+        + _numel(fast_activation_shapes(cfg, B, T, recompute_gelu))
+        + _numel(fast_scratch_shapes(cfg, B, T, recompute_gelu))
+        + 2 * B * T
+    )
 
 
 def fast_path_problem(cfg: GPT2Config, ops=None) -> str | None:
@@ -107,6 +142,7 @@ def fast_path_problem(cfg: GPT2Config, ops=None) -> str | None:
         return f"head size {hs} > {MAX_HEAD} (flash attention's limit)"
     if ops is not None:
         import llmc_kernels.ops as package_ops
+
         if ops is not package_ops:
             missing = [n for n in FAST_OPS if getattr(ops, n, None) is None]
             if missing:
@@ -123,21 +159,32 @@ class FastGPT2(Engine):
     """GPT-2 with fused kernels, flash attention, a preallocated memory plan and a CUDA-graph step."""
 
     name = "fast"
-    batches_on_host = True           # step() copies NumPy tokens into its own device buffer
+    batches_on_host = True  # step() copies NumPy tokens into its own device buffer
     training_bytes = staticmethod(lambda config, B, T: fast_training_bytes(config, B, T))
 
-    def __init__(self, config: GPT2Config, params=None, *, ops=None, xp=None, graph: bool = True,
-                 recompute_gelu: bool = False, state: ParameterState | None = None):
+    def __init__(
+        self,
+        config: GPT2Config,
+        params=None,
+        *,
+        ops=None,
+        xp=None,
+        graph: bool = True,
+        recompute_gelu: bool = False,
+        state: ParameterState | None = None,
+    ):
         problem = fast_path_problem(config, ops)
         if problem:
             raise ValueError(f"FastGPT2 cannot run this model: {problem}; use GPT2")
         if state is None:
             if xp is None:
                 from ..runtime import xp as active_xp
+
                 xp = active_xp()
             state = ParameterState(config, params, xp)
         super().__init__(state)
         import llmc_kernels.ops as package_ops
+
         if ops is None:
             ops = package_ops
         self._f = {name: getattr(ops, name) for name in FAST_OPS}
@@ -154,10 +201,10 @@ class FastGPT2(Engine):
         self.B = self.T = 0
         self.inputs = self.targets = None
         self.mean_loss = None
-        self._graph = None               # graph.StepGraph, made at the first step on cuda
-        self._token_buffer = None        # int32 [2 * B * T]: inputs then targets
+        self._graph = None  # graph.StepGraph, made at the first step on cuda
+        self._token_buffer = None  # int32 [2 * B * T]: inputs then targets
         self._probs_memory = None
-        self.last_step_mode = None       # "eager" | "captured" | "graph" (what the last step() did)
+        self.last_step_mode = None  # "eager" | "captured" | "graph" (what the last step() did)
 
     @property
     def op_table(self) -> dict:
@@ -166,7 +213,8 @@ class FastGPT2(Engine):
 
     def describe(self) -> str:
         return "engine: fast (FastGPT2: fused kernels, flash attention" + (
-            ", each step one CUDA graph)" if self.use_graph else ")")
+            ", each step one CUDA graph)" if self.use_graph else ")"
+        )
 
     # ------------------------------------------------------------------ buffers
     def _ensure_activations(self, B: int, T: int) -> None:
@@ -189,11 +237,11 @@ class FastGPT2(Engine):
     def _load_tokens(self, inputs, targets) -> None:
         """Validate, size the buffers, copy the tokens into the model's own device buffers (on the current
         stream). Sets self.inputs / self.targets to those buffers."""
-        B, T = check_pair(inputs, targets, self.config)     # reads device arrays once, outside any step
+        B, T = check_pair(inputs, targets, self.config)  # reads device arrays once, outside any step
         self._ensure_activations(B, T)
         n = B * T
         self.inputs = self._token_buffer[:n].reshape(B, T)
-        self.targets = None if targets is None else self._token_buffer[n:2 * n].reshape(B, T)
+        self.targets = None if targets is None else self._token_buffer[n : 2 * n].reshape(B, T)
         for dst, src in ((self.inputs, inputs), (self.targets, targets)):
             if src is None:
                 continue
@@ -208,17 +256,40 @@ class FastGPT2(Engine):
         B, T, C, NH, L = self.B, self.T, cfg.channels, cfg.num_heads, cfg.num_layers
         V, Vp, BT = cfg.vocab_size, cfg.padded_vocab_size, self.B * self.T
         f["encoder_forward"](a["encoded"], self.inputs, p["wte"], p["wpe"], B, T, C)
-        f["residual_layernorm_forward"](None, a["ln1"][0], a["ln1_mean"][0], a["ln1_rstd"][0], a["encoded"],
-                                        None, None, p["ln1w"][0], p["ln1b"][0], B, T, C)
+        f["residual_layernorm_forward"](
+            None,
+            a["ln1"][0],
+            a["ln1_mean"][0],
+            a["ln1_rstd"][0],
+            a["encoded"],
+            None,
+            None,
+            p["ln1w"][0],
+            p["ln1b"][0],
+            B,
+            T,
+            C,
+        )
         for l in range(L):
             residual = a["encoded"] if l == 0 else a["residual3"][l - 1]
             # attention block: residual2 = residual + attproj(attention(qkv(ln1)))
             f["linear_forward"](a["qkv"][l], a["ln1"][l], p["qkvw"][l], BT, C, 3 * C, p["qkvb"][l])
             f["flash_attention_forward"](a["atty"][l], a["att_lse"][l], a["qkv"][l], B, T, C, NH)
             f["linear_forward"](s["proj"], a["atty"][l], p["attprojw"][l], BT, C, C)
-            f["residual_layernorm_forward"](a["residual2"][l], a["ln2"][l], a["ln2_mean"][l], a["ln2_rstd"][l],
-                                            residual, s["proj"], p["attprojb"][l], p["ln2w"][l], p["ln2b"][l],
-                                            B, T, C)
+            f["residual_layernorm_forward"](
+                a["residual2"][l],
+                a["ln2"][l],
+                a["ln2_mean"][l],
+                a["ln2_rstd"][l],
+                residual,
+                s["proj"],
+                p["attprojb"][l],
+                p["ln2w"][l],
+                p["ln2b"][l],
+                B,
+                T,
+                C,
+            )
             # MLP block: residual3 = residual2 + fcproj(gelu(fc(ln2))), then the next layernorm
             gelu = s["fch_gelu"] if self.recompute_gelu else a["fch_gelu"][l]
             f["linear_forward"](a["fch"][l], a["ln2"][l], p["fcw"][l], BT, C, 4 * C)
@@ -229,9 +300,10 @@ class FastGPT2(Engine):
                 w, b = p["ln1w"][l + 1], p["ln1b"][l + 1]
             else:
                 nxt, w, b = (a["lnf"], a["lnf_mean"], a["lnf_rstd"]), p["lnfw"], p["lnfb"]
-            f["residual_layernorm_forward"](a["residual3"][l], *nxt, a["residual2"][l], s["proj"],
-                                            p["fcprojb"][l], w, b, B, T, C)
-        f["linear_forward"](a["logits"], a["lnf"], p["wte"], BT, C, Vp)      # tied weights: wte is the classifier
+            f["residual_layernorm_forward"](
+                a["residual3"][l], *nxt, a["residual2"][l], s["proj"], p["fcprojb"][l], w, b, B, T, C
+            )
+        f["linear_forward"](a["logits"], a["lnf"], p["wte"], BT, C, Vp)  # tied weights: wte is the classifier
         if with_targets:
             # softmax + cross-entropy + d(mean loss)/d(logits), the gradient written over the logits
             f["fused_classifier"](a["logits"], a["losses"], None, self.targets, B, T, V, Vp)
@@ -247,8 +319,19 @@ class FastGPT2(Engine):
         f["linear_backward_input"](s["dln"], dlogits, p["wte"], BT, C, Vp)
         f["linear_backward_weight"](g["wte"], dlogits, a["lnf"], BT, C, Vp)
         f["zero"](dres)
-        f["layernorm_backward"](dres, g["lnfw"], g["lnfb"], s["dln"], a["residual3"][L - 1], p["lnfw"],
-                                a["lnf_mean"], a["lnf_rstd"], B, T, C)
+        f["layernorm_backward"](
+            dres,
+            g["lnfw"],
+            g["lnfb"],
+            s["dln"],
+            a["residual3"][L - 1],
+            p["lnfw"],
+            a["lnf_mean"],
+            a["lnf_rstd"],
+            B,
+            T,
+            C,
+        )
         for l in reversed(range(L)):
             residual = a["encoded"] if l == 0 else a["residual3"][l - 1]
             # MLP block, backwards: dres is d(residual3); the branch's gradient is dres itself
@@ -265,20 +348,43 @@ class FastGPT2(Engine):
             f["linear_backward_weight"](g["fcw"][l], s["dfch"], a["ln2"][l], BT, C, 4 * C)
             f["linear_backward_input"](s["dln"], s["dfch"], p["fcw"][l], BT, C, 4 * C)
             # += d(ln2 input): dres becomes d(residual2) (residual_backward for free)
-            f["layernorm_backward"](dres, g["ln2w"][l], g["ln2b"][l], s["dln"], a["residual2"][l], p["ln2w"][l],
-                                    a["ln2_mean"][l], a["ln2_rstd"][l], B, T, C)
+            f["layernorm_backward"](
+                dres,
+                g["ln2w"][l],
+                g["ln2b"][l],
+                s["dln"],
+                a["residual2"][l],
+                p["ln2w"][l],
+                a["ln2_mean"][l],
+                a["ln2_rstd"][l],
+                B,
+                T,
+                C,
+            )
             # attention block, backwards
             f["bias_backward"](g["attprojb"][l], dres, B, T, C)
             f["linear_backward_weight"](g["attprojw"][l], dres, a["atty"][l], BT, C, C)
             f["linear_backward_input"](s["datty"], dres, p["attprojw"][l], BT, C, C)
             f["zero"](s["dqkv"])
-            f["flash_attention_backward"](s["dqkv"], s["datty"], a["qkv"][l], a["atty"][l], a["att_lse"][l],
-                                          B, T, C, NH, delta=s["delta"])
+            f["flash_attention_backward"](
+                s["dqkv"], s["datty"], a["qkv"][l], a["atty"][l], a["att_lse"][l], B, T, C, NH, delta=s["delta"]
+            )
             f["bias_backward"](g["qkvb"][l], s["dqkv"], B, T, 3 * C)
             f["linear_backward_weight"](g["qkvw"][l], s["dqkv"], a["ln1"][l], BT, C, 3 * C)
             f["linear_backward_input"](s["dln"], s["dqkv"], p["qkvw"][l], BT, C, 3 * C)
-            f["layernorm_backward"](dres, g["ln1w"][l], g["ln1b"][l], s["dln"], residual, p["ln1w"][l],
-                                    a["ln1_mean"][l], a["ln1_rstd"][l], B, T, C)
+            f["layernorm_backward"](
+                dres,
+                g["ln1w"][l],
+                g["ln1b"][l],
+                s["dln"],
+                residual,
+                p["ln1w"][l],
+                a["ln1_mean"][l],
+                a["ln1_rstd"][l],
+                B,
+                T,
+                C,
+            )
         f["encoder_backward"](g["wte"], g["wpe"], dres, self.inputs, B, T, C)
 
     def _train_pass(self) -> None:
@@ -287,8 +393,9 @@ class FastGPT2(Engine):
         self._f["zero"](self.grads_memory)
         self._backward_pass()
         m, v = self.state.moments()
-        self._f["adamw_update_device"](self.params_memory, self.grads_memory, m, v, self.gacts["hyper"],
-                                       self.num_parameters)
+        self._f["adamw_update_device"](
+            self.params_memory, self.grads_memory, m, v, self.gacts["hyper"], self.num_parameters
+        )
 
     def _probs(self):
         """The [B,T,Vp] probabilities of a forward without targets (training never needs them). Sampling after
@@ -328,11 +435,23 @@ class FastGPT2(Engine):
     def update(self, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, t: int) -> None:
         """One AdamW step on every parameter, as GPT2.update (the package's adamw_update)."""
         m, v = self.state.moments()
-        self._f["adamw_update"](self.params_memory, self.grads_memory, m, v, self.num_parameters,
-                                float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), int(t))
+        self._f["adamw_update"](
+            self.params_memory,
+            self.grads_memory,
+            m,
+            v,
+            self.num_parameters,
+            float(lr),
+            float(beta1),
+            float(beta2),
+            float(eps),
+            float(weight_decay),
+            int(t),
+        )
 
-    def step(self, inputs, targets, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
-             t: int) -> float:
+    def step(
+        self, inputs, targets, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, t: int
+    ) -> float:
         """One training step (forward, zero_grad, backward, AdamW at step t >= 1); returns the mean loss.
         On cuda the step is a CUDA graph after its first (warm-up) call for a batch shape."""
         if targets is None:
@@ -346,16 +465,17 @@ class FastGPT2(Engine):
             self.last_step_mode = "eager"
         else:
             self._step_cuda(inputs, targets, hyper)
-        self.mean_loss = None            # the step consumed it (as forward + backward would)
+        self.mean_loss = None  # the step consumed it (as forward + backward would)
         return self._read_loss()
 
     def _step_cuda(self, inputs, targets, hyper) -> None:
         cupy = self.xp
         if self._graph is None:
             from .graph import StepGraph
+
             self._graph = StepGraph()
         runner = self._graph
-        cupy.cuda.Stream.null.synchronize()          # anything queued on the default stream (e.g. a load) first
+        cupy.cuda.Stream.null.synchronize()  # anything queued on the default stream (e.g. a load) first
         with runner.stream:
             self._load_tokens(inputs, targets)
             self.gacts["hyper"].set(hyper)
@@ -370,8 +490,16 @@ class FastGPT2(Engine):
     def _graph_key(self) -> tuple:
         """Everything a captured step depends on: shapes, precision and every buffer's address."""
         from ..ops import matmul_precision
-        bufs = (self.params_memory, self.grads_memory, self.m, self.v, self.acts_memory, self.gacts_memory,
-                self._token_buffer)
+
+        bufs = (
+            self.params_memory,
+            self.grads_memory,
+            self.m,
+            self.v,
+            self.acts_memory,
+            self.gacts_memory,
+            self._token_buffer,
+        )
         return (self.B, self.T, matmul_precision(), self.recompute_gelu) + tuple(int(b.data.ptr) for b in bufs)
 
     @property
@@ -389,4 +517,5 @@ def _zero_fn(xp):
 
 def _hyper(lr, beta1, beta2, eps, weight_decay, t) -> np.ndarray:
     from ..ops.fused import adamw_hyper
+
     return adamw_hyper(lr, beta1, beta2, eps, weight_decay, t)

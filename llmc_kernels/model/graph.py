@@ -20,6 +20,7 @@ running eagerly: slower, never wrong. A capture during which CuPy's memory pool 
 refused the same way (a replay would write into memory that may belong to someone else by then). Work runs
 on ``.stream``; the caller synchronises it.
 """
+
 from __future__ import annotations
 
 
@@ -45,13 +46,14 @@ def _allocation_counter(cupy):
 class StepGraph:
     def __init__(self):
         import cupy
+
         self.cupy = cupy
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.graph = None
         self.key = None
         self.warm_key = None
         self.failed: str | None = None
-        self.captures = 0        # how many graphs were captured (tests, reports)
+        self.captures = 0  # how many graphs were captured (tests, reports)
         self.replays = 0
 
     def run(self, key, fn) -> str:
@@ -61,7 +63,7 @@ class StepGraph:
             self.graph.launch(self.stream)
             self.replays += 1
             return "graph"
-        if self.graph is not None:       # another shape or other buffers: the old graph is of no use
+        if self.graph is not None:  # another shape or other buffers: the old graph is of no use
             self.graph, self.key = None, None
         if self.failed is None and key == self.warm_key:
             graph = self._capture(fn)
@@ -88,16 +90,16 @@ class StepGraph:
                         with counter:
                             fn()
                 finally:
-                    graph = s.end_capture()      # always end it, or the stream stays in capture mode
+                    graph = s.end_capture()  # always end it, or the stream stays in capture mode
             if counter is not None and counter.count:
                 self.failed = f"{counter.count} allocation(s) from CuPy's memory pool during the capture"
                 return None
             return graph
-        except Exception as e:                   # noqa: BLE001 - any failure means: run eagerly instead
+        except Exception as e:  # noqa: BLE001 - any failure means: run eagerly instead
             self.failed = f"{type(e).__name__}: {e}"
             try:
                 if s.is_capturing():
                     s.end_capture()
-            except Exception:                    # noqa: BLE001
+            except Exception:  # noqa: BLE001
                 pass
             return None

@@ -14,6 +14,7 @@ Every number is computed by ``self.ops`` (default ``llmc_kernels.ops``; ``llmc_k
 pure-NumPy model; chapter 09 passes the learner's functions) with the SPEC signatures: outputs first,
 backward outputs accumulate (+=), so each gradient buffer is zeroed right before the op that fills it.
 """
+
 from __future__ import annotations
 
 import types
@@ -27,10 +28,22 @@ from .state import ParameterState, views
 __all__ = ["GPT2", "GPT2Config", "REQUIRED_OPS"]
 
 REQUIRED_OPS = (
-    "encoder_forward", "encoder_backward", "layernorm_forward", "layernorm_backward",
-    "matmul_forward", "matmul_backward", "attention_forward", "attention_backward",
-    "gelu_forward", "gelu_backward", "residual_forward", "residual_backward",
-    "softmax_forward", "crossentropy_forward", "crossentropy_softmax_backward", "adamw_update",
+    "encoder_forward",
+    "encoder_backward",
+    "layernorm_forward",
+    "layernorm_backward",
+    "matmul_forward",
+    "matmul_backward",
+    "attention_forward",
+    "attention_backward",
+    "gelu_forward",
+    "gelu_backward",
+    "residual_forward",
+    "residual_backward",
+    "softmax_forward",
+    "crossentropy_forward",
+    "crossentropy_softmax_backward",
+    "adamw_update",
 )
 
 
@@ -44,16 +57,18 @@ def _resolve_ops(ops) -> tuple[dict, str]:
     for name in REQUIRED_OPS + ("fused_classifier",):
         try:
             fn = getattr(ops, name)
-        except (AttributeError, ImportError):   # llmc_kernels.ops imports each op module on first use
+        except (AttributeError, ImportError):  # llmc_kernels.ops imports each op module on first use
             fn = None
         if fn is None and name != "fused_classifier":
             missing.append(name)
         found[name] = fn
     label = getattr(ops, "__name__", type(ops).__name__)
     if missing:
-        raise AttributeError(f"the ops namespace {label} lacks {', '.join(missing)}: GPT2 needs every op of "
-                             "SPEC's table (encoder, layernorm, matmul, attention, gelu, residual, softmax, "
-                             "crossentropy, adamw)")
+        raise AttributeError(
+            f"the ops namespace {label} lacks {', '.join(missing)}: GPT2 needs every op of "
+            "SPEC's table (encoder, layernorm, matmul, attention, gelu, residual, softmax, "
+            "crossentropy, adamw)"
+        )
     return found, label
 
 
@@ -62,15 +77,23 @@ class GPT2(Engine):
 
     name = "plain"
 
-    def __init__(self, config: GPT2Config, params: np.ndarray | None = None, *, ops=None, xp=None,
-                 state: ParameterState | None = None):
+    def __init__(
+        self,
+        config: GPT2Config,
+        params: np.ndarray | None = None,
+        *,
+        ops=None,
+        xp=None,
+        state: ParameterState | None = None,
+    ):
         self._op, self.ops_name = _resolve_ops(ops)
         if state is None:
             if xp is None:
                 if self.ops_name == "llmc_kernels.reference":
-                    xp = np     # the float64 references run on NumPy arrays whatever the backend
+                    xp = np  # the float64 references run on NumPy arrays whatever the backend
                 else:
                     from ..runtime import xp as active_xp
+
                     xp = active_xp()
             state = ParameterState(config, params, xp)
         super().__init__(state)
@@ -78,7 +101,7 @@ class GPT2(Engine):
         self.acts, self.gacts = {}, {}
         self.B = self.T = 0
         self.inputs = self.targets = None
-        self.mean_loss = None        # the loss of the last forward with targets, as llm.c's model.mean_loss
+        self.mean_loss = None  # the loss of the last forward with targets, as llm.c's model.mean_loss
         self._dlogits_ready = False  # the fused classifier writes dlogits during the forward
 
     training_bytes = staticmethod(training_bytes)
@@ -100,7 +123,7 @@ class GPT2(Engine):
         g_shapes = grad_activation_shapes(self.config, B, T)
         xp = self.xp
         if self.acts_memory is None or numel(a_shapes) > self.acts_memory.size:
-            self.acts_memory = None    # free the old buffer before asking for the bigger one
+            self.acts_memory = None  # free the old buffer before asking for the bigger one
             self.acts_memory = xp.zeros(numel(a_shapes), dtype=xp.float32)
         if self.gacts_memory is None or numel(g_shapes) > self.gacts_memory.size:
             self.gacts_memory = None
@@ -124,11 +147,12 @@ class GPT2(Engine):
         self._ensure_activations(B, T)
         self.inputs, self.targets = inputs, targets
         a, C, V, Vp = self.acts, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size
-        op["encoder_forward"](a["encoded"], inputs, p["wte"], p["wpe"], B, T, C)   # wte[tok] + wpe[t]
+        op["encoder_forward"](a["encoded"], inputs, p["wte"], p["wpe"], B, T, C)  # wte[tok] + wpe[t]
         for l in range(cfg.num_layers):
             self._layer_forward(l, B, T)
-        op["layernorm_forward"](a["lnf"], a["lnf_mean"], a["lnf_rstd"], a["residual3"][-1],
-                                p["lnfw"], p["lnfb"], B, T, C)
+        op["layernorm_forward"](
+            a["lnf"], a["lnf_mean"], a["lnf_rstd"], a["residual3"][-1], p["lnfw"], p["lnfb"], B, T, C
+        )
         # classifier: logits = lnf @ wte^T (weight tying: the token embedding is the output matrix)
         op["matmul_forward"](a["logits"], a["lnf"], p["wte"], None, B, T, C, Vp)
         self._dlogits_ready = False
@@ -156,20 +180,21 @@ class GPT2(Engine):
         op, p, g, a, gr, cfg = self._op, self.params, self.grads, self.acts, self.gacts, self.config
         B, T, C, L = self.B, self.T, cfg.channels, cfg.num_layers
         V, Vp = cfg.vocab_size, cfg.padded_vocab_size
-        dlogits = a["logits"]   # logits are dead once probs exist: reuse their memory for dlogits
+        dlogits = a["logits"]  # logits are dead once probs exist: reuse their memory for dlogits
         if not self._dlogits_ready:
             dlogits.fill(0)
-            gr["dlosses"].fill(1.0 / (B * T))     # the loss is the mean over B*T positions
+            gr["dlosses"].fill(1.0 / (B * T))  # the loss is the mean over B*T positions
             op["crossentropy_softmax_backward"](dlogits, gr["dlosses"], a["probs"], self.targets, B, T, V, Vp)
         self._dlogits_ready = False
-        self.mean_loss = None                     # a second backward would differentiate garbage
+        self.mean_loss = None  # a second backward would differentiate garbage
 
         dres, dnext = gr["dres_a"], gr["dres_b"]  # d loss / d residual stream, above and below a layer
         dres.fill(0)
         gr["dln"].fill(0)
         op["matmul_backward"](gr["dln"], g["wte"], None, dlogits, a["lnf"], p["wte"], B, T, C, Vp)
-        op["layernorm_backward"](dres, g["lnfw"], g["lnfb"], gr["dln"], a["residual3"][-1], p["lnfw"],
-                                 a["lnf_mean"], a["lnf_rstd"], B, T, C)
+        op["layernorm_backward"](
+            dres, g["lnfw"], g["lnfb"], gr["dln"], a["residual3"][-1], p["lnfw"], a["lnf_mean"], a["lnf_rstd"], B, T, C
+        )
         for l in reversed(range(L)):
             dnext.fill(0)
             self._layer_backward(l, dres, dnext, B, T)
@@ -185,21 +210,21 @@ class GPT2(Engine):
         N = B * T * C
         residual = a["encoded"] if l == 0 else a["residual3"][l - 1]
         # attention block: x + attproj(attention(qkv(ln1(x))))
-        op["layernorm_forward"](a["ln1"][l], a["ln1_mean"][l], a["ln1_rstd"][l], residual,
-                                p["ln1w"][l], p["ln1b"][l], B, T, C)
+        op["layernorm_forward"](
+            a["ln1"][l], a["ln1_mean"][l], a["ln1_rstd"][l], residual, p["ln1w"][l], p["ln1b"][l], B, T, C
+        )
         op["matmul_forward"](a["qkv"][l], a["ln1"][l], p["qkvw"][l], p["qkvb"][l], B, T, C, 3 * C)
         op["attention_forward"](a["atty"][l], a["preatt"], a["att"][l], a["qkv"][l], B, T, C, NH)
         op["matmul_forward"](a["attproj"], a["atty"][l], p["attprojw"][l], p["attprojb"][l], B, T, C, C)
-        op["residual_forward"](a["residual2"][l].reshape(-1), residual.reshape(-1),
-                               a["attproj"].reshape(-1), N)
+        op["residual_forward"](a["residual2"][l].reshape(-1), residual.reshape(-1), a["attproj"].reshape(-1), N)
         # MLP block: x + fcproj(gelu(fc(ln2(x))))
-        op["layernorm_forward"](a["ln2"][l], a["ln2_mean"][l], a["ln2_rstd"][l], a["residual2"][l],
-                                p["ln2w"][l], p["ln2b"][l], B, T, C)
+        op["layernorm_forward"](
+            a["ln2"][l], a["ln2_mean"][l], a["ln2_rstd"][l], a["residual2"][l], p["ln2w"][l], p["ln2b"][l], B, T, C
+        )
         op["matmul_forward"](a["fch"][l], a["ln2"][l], p["fcw"][l], p["fcb"][l], B, T, C, 4 * C)
         op["gelu_forward"](a["fch_gelu"][l].reshape(-1), a["fch"][l].reshape(-1), 4 * N)
         op["matmul_forward"](a["fcproj"], a["fch_gelu"][l], p["fcprojw"][l], p["fcprojb"][l], B, T, 4 * C, C)
-        op["residual_forward"](a["residual3"][l].reshape(-1), a["residual2"][l].reshape(-1),
-                               a["fcproj"].reshape(-1), N)
+        op["residual_forward"](a["residual3"][l].reshape(-1), a["residual2"][l].reshape(-1), a["fcproj"].reshape(-1), N)
 
     def _layer_backward(self, l: int, dres, dnext, B: int, T: int) -> None:
         """Block ``l`` backward: ``dres`` = d loss / d residual3[l]; adds d loss / d (its input) into the
@@ -208,34 +233,89 @@ class GPT2(Engine):
         C, NH = self.config.channels, self.config.num_heads
         N = B * T * C
         residual = a["encoded"] if l == 0 else a["residual3"][l - 1]
-        for name in ("dresidual2", "dfcproj", "dfch_gelu", "dfch", "dln", "dattproj", "datty",
-                     "dqkv", "dpreatt", "datt"):
+        for name in (
+            "dresidual2",
+            "dfcproj",
+            "dfch_gelu",
+            "dfch",
+            "dln",
+            "dattproj",
+            "datty",
+            "dqkv",
+            "dpreatt",
+            "datt",
+        ):
             gr[name].fill(0)
         # MLP block, backwards: residual3 = residual2 + fcproj
         op["residual_backward"](gr["dresidual2"].reshape(-1), gr["dfcproj"].reshape(-1), dres.reshape(-1), N)
-        op["matmul_backward"](gr["dfch_gelu"], g["fcprojw"][l], g["fcprojb"][l], gr["dfcproj"],
-                              a["fch_gelu"][l], p["fcprojw"][l], B, T, 4 * C, C)
+        op["matmul_backward"](
+            gr["dfch_gelu"],
+            g["fcprojw"][l],
+            g["fcprojb"][l],
+            gr["dfcproj"],
+            a["fch_gelu"][l],
+            p["fcprojw"][l],
+            B,
+            T,
+            4 * C,
+            C,
+        )
         op["gelu_backward"](gr["dfch"].reshape(-1), a["fch"][l].reshape(-1), gr["dfch_gelu"].reshape(-1), 4 * N)
-        op["matmul_backward"](gr["dln"], g["fcw"][l], g["fcb"][l], gr["dfch"], a["ln2"][l], p["fcw"][l],
-                              B, T, C, 4 * C)
-        op["layernorm_backward"](gr["dresidual2"], g["ln2w"][l], g["ln2b"][l], gr["dln"], a["residual2"][l],
-                                 p["ln2w"][l], a["ln2_mean"][l], a["ln2_rstd"][l], B, T, C)
+        op["matmul_backward"](gr["dln"], g["fcw"][l], g["fcb"][l], gr["dfch"], a["ln2"][l], p["fcw"][l], B, T, C, 4 * C)
+        op["layernorm_backward"](
+            gr["dresidual2"],
+            g["ln2w"][l],
+            g["ln2b"][l],
+            gr["dln"],
+            a["residual2"][l],
+            p["ln2w"][l],
+            a["ln2_mean"][l],
+            a["ln2_rstd"][l],
+            B,
+            T,
+            C,
+        )
         # attention block, backwards: residual2 = residual + attproj
         op["residual_backward"](dnext.reshape(-1), gr["dattproj"].reshape(-1), gr["dresidual2"].reshape(-1), N)
-        op["matmul_backward"](gr["datty"], g["attprojw"][l], g["attprojb"][l], gr["dattproj"], a["atty"][l],
-                              p["attprojw"][l], B, T, C, C)
-        op["attention_backward"](gr["dqkv"], gr["dpreatt"], gr["datt"], gr["datty"], a["qkv"][l], a["att"][l],
-                                 B, T, C, NH)
+        op["matmul_backward"](
+            gr["datty"], g["attprojw"][l], g["attprojb"][l], gr["dattproj"], a["atty"][l], p["attprojw"][l], B, T, C, C
+        )
+        op["attention_backward"](
+            gr["dqkv"], gr["dpreatt"], gr["datt"], gr["datty"], a["qkv"][l], a["att"][l], B, T, C, NH
+        )
         gr["dln"].fill(0)
-        op["matmul_backward"](gr["dln"], g["qkvw"][l], g["qkvb"][l], gr["dqkv"], a["ln1"][l], p["qkvw"][l],
-                              B, T, C, 3 * C)
-        op["layernorm_backward"](dnext, g["ln1w"][l], g["ln1b"][l], gr["dln"], residual, p["ln1w"][l],
-                                 a["ln1_mean"][l], a["ln1_rstd"][l], B, T, C)
+        op["matmul_backward"](
+            gr["dln"], g["qkvw"][l], g["qkvb"][l], gr["dqkv"], a["ln1"][l], p["qkvw"][l], B, T, C, 3 * C
+        )
+        op["layernorm_backward"](
+            dnext,
+            g["ln1w"][l],
+            g["ln1b"][l],
+            gr["dln"],
+            residual,
+            p["ln1w"][l],
+            a["ln1_mean"][l],
+            a["ln1_rstd"][l],
+            B,
+            T,
+            C,
+        )
 
     # ------------------------------------------------------------------ optimizer
     def update(self, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, t: int) -> None:
         """One AdamW step on every parameter (t counts from 1), decoupled weight decay as llm.c:
         p -= lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * p)."""
         m, v = self.state.moments()
-        self._op["adamw_update"](self.params_memory, self.grads_memory, m, v, self.num_parameters,
-                                 float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), int(t))
+        self._op["adamw_update"](
+            self.params_memory,
+            self.grads_memory,
+            m,
+            v,
+            self.num_parameters,
+            float(lr),
+            float(beta1),
+            float(beta2),
+            float(eps),
+            float(weight_decay),
+            int(t),
+        )

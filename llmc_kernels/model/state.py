@@ -6,6 +6,7 @@ of ``params_memory`` and AdamW is one launch over every parameter. The moments a
 update, as llm.c does. An engine (plain.GPT2, fast.FastGPT2) holds a :class:`ParameterState`; two engines
 may hold the same one, so a run can switch engines between steps.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,7 @@ def views(memory, shapes: dict[str, tuple[int, ...]], align: int = 1) -> dict:
     out, offset = {}, 0
     for name, shape in shapes.items():
         n = math.prod(shape)
-        out[name] = memory[offset:offset + n].reshape(shape)
+        out[name] = memory[offset : offset + n].reshape(shape)
         offset += -(-n // align) * align
     return out
 
@@ -50,13 +51,13 @@ def init_params(config: GPT2Config, seed: int = 0) -> np.ndarray:
     for name, shape in param_shapes(config).items():
         if name in ("ln1w", "ln2w", "lnfw"):
             t = np.ones(shape, np.float32)
-        elif name.endswith("b"):                  # every bias and layernorm bias
+        elif name.endswith("b"):  # every bias and layernorm bias
             t = np.zeros(shape, np.float32)
         else:
             s = std / math.sqrt(2 * L) if name in ("attprojw", "fcprojw") else std
             t = rng.standard_normal(shape, dtype=np.float32) * np.float32(s)
             if name == "wte":
-                t[config.vocab_size:] = 0
+                t[config.vocab_size :] = 0
         parts.append(t.reshape(-1))
     return np.concatenate(parts)
 
@@ -106,8 +107,9 @@ class ParameterState:
         if m is None:
             self.m = self.v = None
         elif m.size != self.num_parameters:
-            raise checkpoint.CheckpointError(f"{path}: optimizer state for {m.size} parameters, the model has "
-                                             f"{self.num_parameters}")
+            raise checkpoint.CheckpointError(
+                f"{path}: optimizer state for {m.size} parameters, the model has {self.num_parameters}"
+            )
         else:
             self.m, self.v = self.xp.asarray(m), self.xp.asarray(v)
         return step, extra

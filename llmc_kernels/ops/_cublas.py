@@ -8,6 +8,7 @@ capture; only the wrapper objects. The handle is CuPy's (so CuPy and we share on
 workspace); the library is the very file CuPy mapped into the process, so the handle's ABI matches.
 Values of the enums: cublas_api.h and library_types.h (stable across CUDA 11-13).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -16,7 +17,7 @@ import functools
 import os
 
 OP_N, OP_T = 0, 1
-R_32F = 0                                   # cudaDataType CUDA_R_32F
+R_32F = 0  # cudaDataType CUDA_R_32F
 COMPUTE_32F, COMPUTE_32F_FAST_TF32 = 68, 77
 GEMM_DEFAULT = -1
 POINTER_MODE_HOST = 0
@@ -27,8 +28,31 @@ _SIGNATURES = {
     "cublasGetPointerMode_v2": (_p, ctypes.POINTER(_i)),
     "cublasSetPointerMode_v2": (_p, _i),
     "cublasGemmEx": (_p, _i, _i, _i, _i, _i, _p, _p, _i, _i, _p, _i, _i, _p, _p, _i, _i, _i, _i),
-    "cublasGemmStridedBatchedEx": (_p, _i, _i, _i, _i, _i, _p, _p, _i, _i, _ll, _p, _i, _i, _ll, _p, _p, _i, _i,
-                                   _ll, _i, _i, _i),
+    "cublasGemmStridedBatchedEx": (
+        _p,
+        _i,
+        _i,
+        _i,
+        _i,
+        _i,
+        _p,
+        _p,
+        _i,
+        _i,
+        _ll,
+        _p,
+        _i,
+        _i,
+        _ll,
+        _p,
+        _p,
+        _i,
+        _i,
+        _ll,
+        _i,
+        _i,
+        _i,
+    ),
 }
 
 
@@ -48,7 +72,8 @@ def _mapped_library(prefix: str) -> str | None:
 @functools.lru_cache(maxsize=1)
 def _lib():
     import cupy
-    cupy.cuda.device.get_cublas_handle()              # CuPy loads libcublas when it makes its handle
+
+    cupy.cuda.device.get_cublas_handle()  # CuPy loads libcublas when it makes its handle
     path = _mapped_library("libcublas.so") or ctypes.util.find_library("cublas")
     if path is None:
         raise RuntimeError("cuBLAS: CuPy made a cuBLAS handle but its library file cannot be found")
@@ -70,25 +95,87 @@ def _call(name: str, *args) -> None:
         raise RuntimeError(f"cuBLAS {name} failed with status {status} (cublasStatus_t)")
 
 
-def gemm(handle: int, stream: int, op_a: int, op_b: int, m: int, n: int, k: int, alpha: float, A: int, lda: int,
-         B: int, ldb: int, beta: float, C: int, ldc: int, compute: int, batch: int = 1, stride_a: int = 0,
-         stride_b: int = 0, stride_c: int = 0) -> None:
+def gemm(
+    handle: int,
+    stream: int,
+    op_a: int,
+    op_b: int,
+    m: int,
+    n: int,
+    k: int,
+    alpha: float,
+    A: int,
+    lda: int,
+    B: int,
+    ldb: int,
+    beta: float,
+    C: int,
+    ldc: int,
+    compute: int,
+    batch: int = 1,
+    stride_a: int = 0,
+    stride_b: int = 0,
+    stride_c: int = 0,
+) -> None:
     """Column-major C[m,n] = alpha op(A) op(B) + beta C in float32 on ``stream`` (batched when batch > 1),
     host-side alpha and beta (their values are taken at the call, so a captured graph keeps them)."""
     _call("cublasSetStream_v2", handle, stream)
     mode = _i()
     _call("cublasGetPointerMode_v2", handle, ctypes.byref(mode))
-    if mode.value != POINTER_MODE_HOST:               # another library may have left it on device
+    if mode.value != POINTER_MODE_HOST:  # another library may have left it on device
         _call("cublasSetPointerMode_v2", handle, POINTER_MODE_HOST)
     a, b = ctypes.c_float(alpha), ctypes.c_float(beta)
     try:
         if batch == 1:
-            _call("cublasGemmEx", handle, op_a, op_b, m, n, k, ctypes.byref(a), A, R_32F, lda, B, R_32F, ldb,
-                  ctypes.byref(b), C, R_32F, ldc, compute, GEMM_DEFAULT)
+            _call(
+                "cublasGemmEx",
+                handle,
+                op_a,
+                op_b,
+                m,
+                n,
+                k,
+                ctypes.byref(a),
+                A,
+                R_32F,
+                lda,
+                B,
+                R_32F,
+                ldb,
+                ctypes.byref(b),
+                C,
+                R_32F,
+                ldc,
+                compute,
+                GEMM_DEFAULT,
+            )
         else:
-            _call("cublasGemmStridedBatchedEx", handle, op_a, op_b, m, n, k, ctypes.byref(a), A, R_32F, lda,
-                  stride_a, B, R_32F, ldb, stride_b, ctypes.byref(b), C, R_32F, ldc, stride_c, batch, compute,
-                  GEMM_DEFAULT)
+            _call(
+                "cublasGemmStridedBatchedEx",
+                handle,
+                op_a,
+                op_b,
+                m,
+                n,
+                k,
+                ctypes.byref(a),
+                A,
+                R_32F,
+                lda,
+                stride_a,
+                B,
+                R_32F,
+                ldb,
+                stride_b,
+                ctypes.byref(b),
+                C,
+                R_32F,
+                ldc,
+                stride_c,
+                batch,
+                compute,
+                GEMM_DEFAULT,
+            )
     finally:
         if mode.value != POINTER_MODE_HOST:
             _call("cublasSetPointerMode_v2", handle, mode.value)

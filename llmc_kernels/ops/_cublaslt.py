@@ -12,6 +12,7 @@ first step runs eagerly), and reused; ``gemm`` returns False, so the caller fall
 cuBLASLt is missing, finds no algorithm, or a plan would have to be made during a capture.
 Enum values: cublasLt.h (stable across CUDA 11-13).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -20,10 +21,10 @@ import threading
 
 from . import _cublas
 
-WORKSPACE = 32 << 20                      # cuBLAS's advice for Hopper
+WORKSPACE = 32 << 20  # cuBLAS's advice for Hopper
 ATTR_TRANSA, ATTR_TRANSB, ATTR_EPILOGUE, ATTR_BIAS_POINTER = 3, 4, 7, 8
 EPILOGUE_DEFAULT, EPILOGUE_BIAS = 1, 4
-PREF_MAX_WORKSPACE_BYTES, PREF_MIN_ALIGNMENT_A = 1, 5      # ... B, C, D: 6, 7, 8
+PREF_MAX_WORKSPACE_BYTES, PREF_MIN_ALIGNMENT_A = 1, 5  # ... B, C, D: 6, 7, 8
 
 _p, _i, _u64, _i64, _sz = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int64, ctypes.c_size_t
 _SIGNATURES = {
@@ -40,8 +41,14 @@ _SIGNATURES = {
 
 class _Heuristic(ctypes.Structure):
     """cublasLtMatmulHeuristicResult_t."""
-    _fields_ = [("algo", _u64 * 8), ("workspaceSize", _sz), ("state", _i), ("wavesCount", ctypes.c_float),
-                ("reserved", _i * 4)]
+
+    _fields_ = [
+        ("algo", _u64 * 8),
+        ("workspaceSize", _sz),
+        ("state", _i),
+        ("wavesCount", ctypes.c_float),
+        ("reserved", _i * 4),
+    ]
 
 
 class _Plan:
@@ -52,14 +59,14 @@ class _Plan:
 
 
 _lock = threading.Lock()
-_state: dict = {}          # device id -> (lt handle, workspace array)
-_plans: dict = {}          # key -> _Plan, or None: cuBLASLt has no algorithm for it (use GemmEx)
-_unavailable: list = []    # one reason, once cuBLASLt has been found missing
+_state: dict = {}  # device id -> (lt handle, workspace array)
+_plans: dict = {}  # key -> _Plan, or None: cuBLASLt has no algorithm for it (use GemmEx)
+_unavailable: list = []  # one reason, once cuBLASLt has been found missing
 
 
 @functools.lru_cache(maxsize=1)
 def _lib():
-    _cublas._lib()                                        # CuPy's libcublas, which loads libcublasLt
+    _cublas._lib()  # CuPy's libcublas, which loads libcublasLt
     path = _cublas._mapped_library("libcublasLt.so")
     if path is None:
         raise OSError("libcublasLt is not mapped into this process")
@@ -113,33 +120,54 @@ def _make_plan(handle, op_a, op_b, m, n, k, lda, ldb, ldc, compute, epilogue, al
     pref = _p()
     _call("cublasLtMatmulPreferenceCreate", ctypes.byref(pref))
     _call("cublasLtMatmulPreferenceSetAttribute", pref, PREF_MAX_WORKSPACE_BYTES, ctypes.byref(_u64(WORKSPACE)), 8)
-    for operand in range(4):                                  # A, B, C, D (D is C)
-        _call("cublasLtMatmulPreferenceSetAttribute", pref, PREF_MIN_ALIGNMENT_A + operand,
-              ctypes.byref(ctypes.c_uint32(align)), 4)
+    for operand in range(4):  # A, B, C, D (D is C)
+        _call(
+            "cublasLtMatmulPreferenceSetAttribute",
+            pref,
+            PREF_MIN_ALIGNMENT_A + operand,
+            ctypes.byref(ctypes.c_uint32(align)),
+            4,
+        )
     found, count = _Heuristic(), _i()
-    _call("cublasLtMatmulAlgoGetHeuristic", handle, desc, a, b, c, c, pref, 1, ctypes.byref(found),
-          ctypes.byref(count))
+    _call("cublasLtMatmulAlgoGetHeuristic", handle, desc, a, b, c, c, pref, 1, ctypes.byref(found), ctypes.byref(count))
     return _Plan(desc, a, b, c, found) if count.value > 0 and found.state == 0 else None
 
 
-def gemm(stream, op_a: int, op_b: int, m: int, n: int, k: int, alpha: float, A: int, lda: int, B: int, ldb: int,
-         beta: float, C: int, ldc: int, compute: int, bias: int = 0) -> bool:
+def gemm(
+    stream,
+    op_a: int,
+    op_b: int,
+    m: int,
+    n: int,
+    k: int,
+    alpha: float,
+    A: int,
+    lda: int,
+    B: int,
+    ldb: int,
+    beta: float,
+    C: int,
+    ldc: int,
+    compute: int,
+    bias: int = 0,
+) -> bool:
     """Column-major C[m,n] = alpha op(A) op(B) + beta C (+ bias[m] down every column when ``bias`` is an
     address) on ``stream`` (a cupy Stream); False, having done nothing, where cuBLASLt cannot."""
     if _unavailable:
         return False
     import cupy
+
     dev = cupy.cuda.Device().id
     epilogue = EPILOGUE_BIAS if bias else EPILOGUE_DEFAULT
     key = (dev, op_a, op_b, m, n, k, lda, ldb, ldc, compute, epilogue, alignment(A, B, C, bias))
     with _lock:
-        if key not in _plans:                        # (a plan exists only once its device's state does)
-            if stream.is_capturing():                # no allocation or plan-making inside a graph
+        if key not in _plans:  # (a plan exists only once its device's state does)
+            if stream.is_capturing():  # no allocation or plan-making inside a graph
                 return False
             try:
                 handle, _ = _device_state(cupy)
                 _plans[key] = _make_plan(handle, op_a, op_b, m, n, k, lda, ldb, ldc, compute, epilogue, key[-1])
-            except (OSError, AttributeError) as exc:   # no libcublasLt, or one without these entry points
+            except (OSError, AttributeError) as exc:  # no libcublasLt, or one without these entry points
                 _unavailable.append(str(exc))
                 return False
         plan = _plans[key]
@@ -149,6 +177,23 @@ def gemm(stream, op_a: int, op_b: int, m: int, n: int, k: int, alpha: float, A: 
         if bias:
             _set(plan.desc, ATTR_BIAS_POINTER, _p(bias))
         a, b = ctypes.c_float(alpha), ctypes.c_float(beta)
-        _call("cublasLtMatmul", handle, plan.desc, ctypes.byref(a), A, plan.a, B, plan.b, ctypes.byref(b), C,
-              plan.c, C, plan.c, ctypes.byref(plan.heuristic.algo), workspace.data.ptr, WORKSPACE, stream.ptr)
+        _call(
+            "cublasLtMatmul",
+            handle,
+            plan.desc,
+            ctypes.byref(a),
+            A,
+            plan.a,
+            B,
+            plan.b,
+            ctypes.byref(b),
+            C,
+            plan.c,
+            C,
+            plan.c,
+            ctypes.byref(plan.heuristic.algo),
+            workspace.data.ptr,
+            WORKSPACE,
+            stream.ptr,
+        )
     return True

@@ -10,6 +10,7 @@ iteration, evicted before its neighbour thread wants the rest of it), so there `
 thread only a few iterations (CPU_ITERATIONS). Kernels with barriers or warp shuffles make every thread a
 fiber (~0.4 us each to start), so for those a handful of blocks (``resident_blocks``) is best.
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,11 +25,12 @@ INDEX_LIMIT = INT_MAX - 2**26
 @functools.cache
 def _device_shape(device_id: int) -> tuple[int, int]:
     import cupy
+
     attrs = cupy.cuda.Device(device_id).attributes
     return attrs["MultiProcessorCount"], attrs.get("MaxThreadsPerMultiProcessor", 2048)
 
 
-CPU_ITERATIONS = 4      # grid-stride trips per thread on the cpu backend
+CPU_ITERATIONS = 4  # grid-stride trips per thread on the cpu backend
 
 
 def resident_blocks(backend: str, block: int) -> int:
@@ -36,6 +38,7 @@ def resident_blocks(backend: str, block: int) -> int:
     if backend != "cuda":
         return 4
     import cupy
+
     sms, threads = _device_shape(cupy.cuda.Device().id)
     return sms * max(1, threads // block)
 
@@ -44,6 +47,7 @@ def launch_elementwise(backend: str, source: str, name: str, arrays: tuple, N: i
     """Launch ``name``'s float4 kernel (``name_vec4_kernel``, when every array is 16-byte aligned) or its
     scalar one (``name_kernel``) from ``source`` over N elements, grid-stride; both take (*arrays, int N)."""
     from . import _loader
+
     if aligned16(*arrays):
         kern, work = f"{name}_vec4_kernel", max(1, N // 4)
     else:
@@ -72,5 +76,7 @@ def fits_int32(fn: str, **counts) -> None:
     """Kernels index with int: refuse element counts the 32-bit grid-stride loops cannot reach."""
     for name, n in counts.items():
         if int(n) > INDEX_LIMIT:
-            raise ValueError(f"{fn}: {name} = {int(n)} elements is more than these kernels index "
-                             f"with 32-bit ints (at most {INDEX_LIMIT})")
+            raise ValueError(
+                f"{fn}: {name} = {int(n)} elements is more than these kernels index "
+                f"with 32-bit ints (at most {INDEX_LIMIT})"
+            )

@@ -3,6 +3,7 @@
 A RawKernel built with ``backend=None`` picks its backend from the arrays of each call, so the same object
 serves NumPy arrays (cpu backend) and CuPy arrays (cuda backend), compiling lazily once per backend.
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,5 +23,7 @@ def kernel(filename: str, name: str, options: tuple = ()):
     """The package's kernel ``name`` from ``kernels/<filename>`` (refused inside a learner's check)."""
     from ..runtime import RawKernel
     from ..runtime.source import file_origin
-    return RawKernel(source(filename), name, options=options, internal=True,
-                     origin=file_origin(str(KERNEL_DIR / filename)))
+
+    return RawKernel(
+        source(filename), name, options=options, internal=True, origin=file_origin(str(KERNEL_DIR / filename))
+    )

@@ -11,6 +11,7 @@ array's dtype, shape (or element count, for ``flat`` functions) and C-contiguity
 constraints; hyperparameters are real numbers. Launch limits (32-bit indexing) and value checks (token ids
 in range) stay with each launcher.
 """
+
 from __future__ import annotations
 
 import re
@@ -74,7 +75,7 @@ def _check_constraints(fn: str, owner: opspec.OpSpec, dims: dict, rows_of: dict,
     for rule in rules:
         if not set(re.findall(r"[A-Za-z_]\w*", rule)) <= set(dims):
             left.append(rule)
-        elif not eval(rule, {}, dict(dims)):    # the registry's own strings, e.g. "C % NH == 0"
+        elif not eval(rule, {}, dict(dims)):  # the registry's own strings, e.g. "C % NH == 0"
             text = owner.explain.get(rule, "{fn}: " + rule + " must hold")
             raise ValueError(text.format(fn=fn, rows_of=rows_of, **dims))
     return left

@@ -10,6 +10,7 @@ the kernel as float32. Launch: 256-thread blocks, grid-stride, grid = min(blocks
 blocks) (cpu backend: 4 items per thread); four parameters per thread (float4) when all four arrays are
 16-byte aligned (whole allocations are; the num_params % 4 tail in the same launch), else one.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,6 +41,20 @@ def adamw_update(params, grads, m, v, num_params, lr, beta1, beta2, eps, weight_
         name, work = "adamw_kernel", int(num_params)
     grid = grid_for(backend, work, BLOCK)
     _loader.kernel("adamw.cu", name)(
-        (grid,), (BLOCK,),
-        (params, grads, m, v, np.int32(num_params), np.float32(lr), np.float32(beta1), np.float32(beta2),
-         np.float32(beta1_correction), np.float32(beta2_correction), np.float32(eps), np.float32(weight_decay)))
+        (grid,),
+        (BLOCK,),
+        (
+            params,
+            grads,
+            m,
+            v,
+            np.int32(num_params),
+            np.float32(lr),
+            np.float32(beta1),
+            np.float32(beta2),
+            np.float32(beta1_correction),
+            np.float32(beta2_correction),
+            np.float32(eps),
+            np.float32(weight_decay),
+        ),
+    )

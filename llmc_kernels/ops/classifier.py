@@ -15,6 +15,7 @@ the step also does the backward (the model does).
 Launch (kernels/classifier.cu): one block per row; cuda 32..512 threads (512 for GPT-2's vocabulary),
 cpu one thread per row (see ops/softmax.py for why).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,18 +24,32 @@ from . import _loader, _validate
 from .softmax import check_targets, row_block, rows_vec
 
 
-def launch_classifier(logits, losses, dlosses, targets, N: int, V: int, Vp: int, dloss_default: float,
-                      block: int) -> None:
+def launch_classifier(
+    logits, losses, dlosses, targets, N: int, V: int, Vp: int, dloss_default: float, block: int
+) -> None:
     """fused_classifier_kernel over N rows, ``block`` threads per row (dlosses may be None)."""
     _loader.kernel("classifier.cu", "fused_classifier_kernel")(
-        (N,), (block,), (logits, losses, dlosses, targets, np.int32(N), np.int32(V), np.int32(Vp),
-                         np.int32(dlosses is not None), np.float32(dloss_default), rows_vec(Vp, logits)))
+        (N,),
+        (block,),
+        (
+            logits,
+            losses,
+            dlosses,
+            targets,
+            np.int32(N),
+            np.int32(V),
+            np.int32(Vp),
+            np.int32(dlosses is not None),
+            np.float32(dloss_default),
+            rows_vec(Vp, logits),
+        ),
+    )
 
 
 def fused_classifier(logits, losses, dlosses, targets, B, T, V, Vp, *, check_ids=True):
     """losses = cross-entropy per position; logits are overwritten by d(loss)/d(logits) (see module doc)."""
     fn = "fused_classifier"
     backend, _ = _validate.arguments(fn, locals())
-    if check_ids:                # False: the caller validated the targets on the host (FastGPT2)
+    if check_ids:  # False: the caller validated the targets on the host (FastGPT2)
         check_targets(fn, targets, V, "V")
     launch_classifier(logits, losses, dlosses, targets, B * T, V, Vp, 1.0 / (B * T), row_block(backend, V))

@@ -9,6 +9,7 @@ Launch (kernels/crossentropy.cu): the forward one thread per row (256-thread blo
 block per row, its threads striding over the columns (float4 when rows are 16-byte aligned). Neither
 kernel has a barrier, so on the cpu backend both run as plain loops.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,13 +27,16 @@ def crossentropy_forward(losses, probs, targets, B, T, Vp):
     check_targets(fn, targets, Vp, "Vp")
     N = B * T
     _loader.kernel("crossentropy.cu", "crossentropy_forward_kernel")(
-        (-(-N // FORWARD_BLOCK),), (FORWARD_BLOCK,), (losses, probs, targets, np.int32(N), np.int32(Vp)))
+        (-(-N // FORWARD_BLOCK),), (FORWARD_BLOCK,), (losses, probs, targets, np.int32(N), np.int32(Vp))
+    )
 
 
 def launch_backward(dlogits, dlosses, probs, targets, N: int, V: int, Vp: int, block: int) -> None:
     _loader.kernel("crossentropy.cu", "crossentropy_softmax_backward_kernel")(
-        (N,), (block,), (dlogits, dlosses, probs, targets, np.int32(N), np.int32(V), np.int32(Vp),
-                         rows_vec(Vp, dlogits, probs)))
+        (N,),
+        (block,),
+        (dlogits, dlosses, probs, targets, np.int32(N), np.int32(V), np.int32(Vp), rows_vec(Vp, dlogits, probs)),
+    )
 
 
 def crossentropy_softmax_backward(dlogits, dlosses, probs, targets, B, T, V, Vp):

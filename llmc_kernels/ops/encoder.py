@@ -11,6 +11,7 @@ per thread, see _grid.py). The forward moves one float4 per thread when C % 4 ==
 thread per (t, c): a deterministic sum over b for dwpe and atomicAdd scatters into dwte (the order of
 float additions into dwte varies from run to run).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,24 +26,30 @@ BLOCK = 256
 CHECK_TOKEN_IDS = True
 
 BENCH = {  # GPT-2 124M sizes and the bytes each call must move at least (for bandwidth figures)
-    "encoder_forward": {"sizes": {"B": 8, "T": 1024, "C": 768, "V": 50304, "maxT": 1024},
-                        "bytes": lambda B, T, C, **_: 4 * (3 * B * T * C + B * T)},
-    "encoder_backward": {"sizes": {"B": 8, "T": 1024, "C": 768, "V": 50304, "maxT": 1024},
-                         "bytes": lambda B, T, C, **_: 4 * (3 * B * T * C + 2 * T * C + B * T)},
+    "encoder_forward": {
+        "sizes": {"B": 8, "T": 1024, "C": 768, "V": 50304, "maxT": 1024},
+        "bytes": lambda B, T, C, **_: 4 * (3 * B * T * C + B * T),
+    },
+    "encoder_backward": {
+        "sizes": {"B": 8, "T": 1024, "C": 768, "V": 50304, "maxT": 1024},
+        "bytes": lambda B, T, C, **_: 4 * (3 * B * T * C + 2 * T * C + B * T),
+    },
 }
 
 
 def _check_tokens(fn: str, inp, V: int, check_ids: bool) -> None:
     if check_ids and CHECK_TOKEN_IDS and bool(((inp < 0) | (inp >= V)).any()):
         lo, hi = int(inp.min()), int(inp.max())
-        raise ValueError(f"{fn}: token ids in 'inp' must lie in [0, V) = [0, {V}) (V = rows of the token "
-                         f"embedding); got ids from {lo} to {hi}")
+        raise ValueError(
+            f"{fn}: token ids in 'inp' must lie in [0, V) = [0, {V}) (V = rows of the token "
+            f"embedding); got ids from {lo} to {hi}"
+        )
 
 
 def encoder_forward(out, inp, wte, wpe, B, T, C, *, check_ids=True):
     fn = "encoder_forward"
     backend, dims = _validate.arguments(fn, locals())
-    V, maxT = dims["V"], dims["maxT"]          # the rows of wte and wpe (no arguments of their own)
+    V, maxT = dims["V"], dims["maxT"]  # the rows of wte and wpe (no arguments of their own)
     fits_int32(fn, out=B * T * C, wte=V * C, wpe=maxT * C)
     _check_tokens(fn, inp, V, check_ids)
     args = (out, inp, wte, wpe, np.int32(B), np.int32(T), np.int32(C))
@@ -62,4 +69,5 @@ def encoder_backward(dwte, dwpe, dout, inp, B, T, C, *, check_ids=True):
     _check_tokens(fn, inp, V, check_ids)
     grid = grid_for(backend, T * C, BLOCK)
     _loader.kernel("encoder.cu", "encoder_backward_kernel")(
-        (grid,), (BLOCK,), (dwte, dwpe, dout, inp, np.int32(B), np.int32(T), np.int32(C)))
+        (grid,), (BLOCK,), (dwte, dwpe, dout, inp, np.int32(B), np.int32(T), np.int32(C))
+    )

@@ -22,6 +22,7 @@ pre-pass a warp per (b, t, h) on cuda, a thread per row on cpu. On the cpu backe
 with the tensor-core instruction emulated from its fragments (``FA_EMULATE_MMA``), so the tests there
 check every index the GPU uses.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,7 @@ from ._grid import aligned16, resident_blocks
 
 MAX_HEAD = 64
 THREADS = 128
-ROWS = 64                  # query rows per forward block, keys per backward block
+ROWS = 64  # query rows per forward block, keys per backward block
 DELTA_BLOCK = 256
 MAX_GRID_Y = 65535
 
@@ -49,6 +50,7 @@ def _precise(backend: str, precise) -> bool:
     if backend != "cuda":
         return True
     from .matmul import matmul_precision
+
     return matmul_precision() != "tf32"
 
 
@@ -63,8 +65,10 @@ def _check_sizes(fn: str, B, T, C, NH) -> int:
     """The kernels' own limits, beyond the signature (opspec.EXTENSIONS, checked by _validate)."""
     hs = C // NH
     if hs > MAX_HEAD:
-        raise ValueError(f"{fn}: head size C/NH = {hs} is larger than the {MAX_HEAD} these kernels hold in "
-                         "shared memory; use attention_forward/attention_backward")
+        raise ValueError(
+            f"{fn}: head size C/NH = {hs} is larger than the {MAX_HEAD} these kernels hold in "
+            "shared memory; use attention_forward/attention_backward"
+        )
     if B * NH > MAX_GRID_Y:
         raise ValueError(f"{fn}: B*NH = {B * NH} blocks along grid y is more than CUDA's {MAX_GRID_Y}")
     return hs
@@ -82,13 +86,13 @@ def flash_attention_forward(out, lse, inp, B, T, C, NH, *, precise=None, emulate
     hs = _check_sizes(fn, B, T, C, NH)
     scale_log2 = math.log2(math.e) / math.sqrt(hs)
     _kernel("flash_attention_forward_kernel", hs, _precise(backend, precise), emulate)(
-        (-(-T // ROWS), B * NH), (THREADS,),
-        (out, lse, inp, np.int32(B), np.int32(T), np.int32(C), np.int32(NH), np.float32(scale_log2),
-         _vec(hs, C, inp)))
+        (-(-T // ROWS), B * NH),
+        (THREADS,),
+        (out, lse, inp, np.int32(B), np.int32(T), np.int32(C), np.int32(NH), np.float32(scale_log2), _vec(hs, C, inp)),
+    )
 
 
-def flash_attention_backward(dinp, dout, inp, out, lse, B, T, C, NH, *, delta=None, precise=None,
-                             emulate=False):
+def flash_attention_backward(dinp, dout, inp, out, lse, B, T, C, NH, *, delta=None, precise=None, emulate=False):
     """dinp += the gradient of the attention for upstream dout (needs the forward's out and lse)."""
     fn = "flash_attention_backward"
     backend, _ = _validate.arguments(fn, locals())
@@ -101,10 +105,24 @@ def flash_attention_backward(dinp, dout, inp, out, lse, B, T, C, NH, *, delta=No
     lanes, block = (32, DELTA_BLOCK) if backend == "cuda" else (1, 32)
     grid = max(1, min(-(-rows * lanes // block), resident_blocks(backend, block) * 4))
     _kernel("flash_attention_delta_kernel", hs, precise, emulate)(
-        (grid,), (block,), (delta, out, dout, np.int32(B), np.int32(T), np.int32(C), np.int32(NH),
-                            np.int32(lanes)))
+        (grid,), (block,), (delta, out, dout, np.int32(B), np.int32(T), np.int32(C), np.int32(NH), np.int32(lanes))
+    )
     scale = 1.0 / math.sqrt(hs)
     _kernel("flash_attention_backward_kernel", hs, precise, emulate)(
-        (-(-T // ROWS), B * NH), (THREADS,),
-        (dinp, dout, inp, lse, delta, np.int32(B), np.int32(T), np.int32(C), np.int32(NH),
-         np.float32(scale * math.log2(math.e)), np.float32(scale), _vec(hs, C, inp, dout)))
+        (-(-T // ROWS), B * NH),
+        (THREADS,),
+        (
+            dinp,
+            dout,
+            inp,
+            lse,
+            delta,
+            np.int32(B),
+            np.int32(T),
+            np.int32(C),
+            np.int32(NH),
+            np.float32(scale * math.log2(math.e)),
+            np.float32(scale),
+            _vec(hs, C, inp, dout),
+        ),
+    )

@@ -15,6 +15,7 @@ Each is checked against the SPEC ops / references it replaces in tests/test_fast
 the plain ops: grid-stride elementwise kernels (256 threads, float4 when every array is 16-byte aligned), a
 warp per layernorm row on cuda and a thread per row on cpu (see ops/layernorm.py for why).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,11 +47,27 @@ def residual_layernorm_forward(res_out, out, mean, rstd, inp1, inp2, bias2, weig
     vec = np.int32(C % 4 == 0 and aligned16(*rows))
     lanes = _lanes(backend, C)
     grid = max(1, min(-(-B * T * lanes // LN_BLOCK), resident_blocks(backend, LN_BLOCK)))
-    res_arg = res_out if has2 else out           # never touched without inp2
+    res_arg = res_out if has2 else out  # never touched without inp2
     _loader.kernel("fused_layernorm.cu", "residual_layernorm_forward_kernel")(
-        (grid,), (LN_BLOCK,),
-        (res_arg, out, mean, rstd, inp1, inp2 if has2 else inp1, bias2 if has2 else bias, weight, bias,
-         np.int32(B * T), np.int32(C), np.int32(has2), np.int32(lanes), vec))
+        (grid,),
+        (LN_BLOCK,),
+        (
+            res_arg,
+            out,
+            mean,
+            rstd,
+            inp1,
+            inp2 if has2 else inp1,
+            bias2 if has2 else bias,
+            weight,
+            bias,
+            np.int32(B * T),
+            np.int32(C),
+            np.int32(has2),
+            np.int32(lanes),
+            vec,
+        ),
+    )
 
 
 def _rows_op(fn, backend, name, arrays, N, OC):
@@ -59,8 +76,9 @@ def _rows_op(fn, backend, name, arrays, N, OC):
         kern, work = f"{name}_vec4_kernel", max(1, N // 4)
     else:
         kern, work = f"{name}_kernel", N
-    _loader.kernel("fused_bias_gelu.cu", kern)((grid_for(backend, work, BLOCK),), (BLOCK,),
-                                               (*arrays, np.int32(N), np.int32(OC)))
+    _loader.kernel("fused_bias_gelu.cu", kern)(
+        (grid_for(backend, work, BLOCK),), (BLOCK,), (*arrays, np.int32(N), np.int32(OC))
+    )
 
 
 def bias_gelu_forward(pre, out, bias, B, T, OC):
@@ -85,10 +103,10 @@ def bias_backward(dbias, dout, B, T, OC):
     backend, _ = _validate.arguments(fn, locals())
     fits_int32(fn, N=B * T * OC)
     M = B * T
-    rows = 8 if backend == "cuda" else 1        # cpu: blocks of 32 fibers, no partial sums to combine
+    rows = 8 if backend == "cuda" else 1  # cpu: blocks of 32 fibers, no partial sums to combine
     vec = OC % 4 == 0 and aligned16(dbias, dout)
-    gx = -(-OC // (128 if vec else 32))        # a block's 32 threads along x take 32 (or 32 float4) columns
-    if backend == "cuda":                      # ~8 blocks of 256 threads per SM, >= 16 rows per thread
+    gx = -(-OC // (128 if vec else 32))  # a block's 32 threads along x take 32 (or 32 float4) columns
+    if backend == "cuda":  # ~8 blocks of 256 threads per SM, >= 16 rows per thread
         gy = max(1, min(-(-M // (rows * 16)), -(-8 * resident_blocks(backend, 2048) // gx)))
     else:
         gy = max(1, min(-(-M // 64), 4))
@@ -115,7 +133,7 @@ def adamw_hyper(lr, beta1, beta2, eps, weight_decay, t) -> np.ndarray:
     t = int(t)
     if t < 1:
         raise ValueError(f"adamw_hyper: t counts from 1; got {t}")
-    return np.array([lr, beta1, beta2, 1.0 - beta1 ** t, 1.0 - beta2 ** t, eps, weight_decay], dtype=np.float32)
+    return np.array([lr, beta1, beta2, 1.0 - beta1**t, 1.0 - beta2**t, eps, weight_decay], dtype=np.float32)
 
 
 def adamw_update_device(params, grads, m, v, hyper, num_params):
@@ -126,5 +144,5 @@ def adamw_update_device(params, grads, m, v, hyper, num_params):
     vec = aligned16(params, grads, m, v)
     work = max(1, int(num_params) // 4) if vec else int(num_params)
     _loader.kernel("fused_step.cu", "adamw_device_kernel")(
-        (grid_for(backend, work, BLOCK),), (BLOCK,), (params, grads, m, v, hyper, np.int32(num_params),
-                                                     np.int32(vec)))
+        (grid_for(backend, work, BLOCK),), (BLOCK,), (params, grads, m, v, hyper, np.int32(num_params), np.int32(vec))
+    )

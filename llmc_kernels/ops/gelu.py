@@ -9,6 +9,7 @@ per thread, see _grid.py). One float4 per thread when every array is 16-byte ali
 always are; the N % 4 tail is done in the same launch), else one float per thread. The kernel evaluates
 0.5 (1 + tanh(u)) as sigmoid(2u) (the same function, see gelu.cu).
 """
+
 from __future__ import annotations
 
 from . import _validate

@@ -14,6 +14,7 @@ Launch: a group of ``lanes`` threads per row (N = B*T rows), grid-stride over ro
   partial sums, grid = min(blocks needed, resident blocks) so that few blocks each flush 2*C global
   atomics; for C > 6144 (partials over 48 KiB) a variant adds straight into the global gradients.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,13 +25,17 @@ from ._grid import fits_int32, resident_blocks
 FORWARD_BLOCK = 256
 BACKWARD_BLOCK = 512
 SHARED_LIMIT = 48 * 1024
-LANES = None          # None: chosen per backend and C (see lanes_for); tests set 1..32 to cover every path
+LANES = None  # None: chosen per backend and C (see lanes_for); tests set 1..32 to cover every path
 
 BENCH = {
-    "layernorm_forward": {"sizes": {"B": 8, "T": 1024, "C": 768},
-                          "bytes": lambda B, T, C: 4 * (2 * B * T * C + 2 * C + 2 * B * T)},
-    "layernorm_backward": {"sizes": {"B": 8, "T": 1024, "C": 768},
-                           "bytes": lambda B, T, C: 4 * (4 * B * T * C + 5 * C + 2 * B * T)},
+    "layernorm_forward": {
+        "sizes": {"B": 8, "T": 1024, "C": 768},
+        "bytes": lambda B, T, C: 4 * (2 * B * T * C + 2 * C + 2 * B * T),
+    },
+    "layernorm_backward": {
+        "sizes": {"B": 8, "T": 1024, "C": 768},
+        "bytes": lambda B, T, C: 4 * (4 * B * T * C + 5 * C + 2 * B * T),
+    },
 }
 
 
@@ -59,8 +64,8 @@ def layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C):
     lanes = lanes_for(backend, C)
     grid = _grid(backend, B * T, FORWARD_BLOCK, lanes)
     _loader.kernel("layernorm.cu", "layernorm_forward_kernel")(
-        (grid,), (FORWARD_BLOCK,),
-        (out, mean, rstd, inp, weight, bias, np.int32(B * T), np.int32(C), np.int32(lanes)))
+        (grid,), (FORWARD_BLOCK,), (out, mean, rstd, inp, weight, bias, np.int32(B * T), np.int32(C), np.int32(lanes))
+    )
 
 
 def layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, B, T, C):
@@ -72,7 +77,6 @@ def layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, B, T
     args = (dinp, dweight, dbias, dout, inp, weight, mean, rstd, np.int32(B * T), np.int32(C), np.int32(lanes))
     shared = 2 * C * 4
     if shared <= SHARED_LIMIT:
-        _loader.kernel("layernorm.cu", "layernorm_backward_kernel")(
-            (grid,), (BACKWARD_BLOCK,), args, shared_mem=shared)
+        _loader.kernel("layernorm.cu", "layernorm_backward_kernel")((grid,), (BACKWARD_BLOCK,), args, shared_mem=shared)
     else:
         _loader.kernel("layernorm.cu", "layernorm_backward_global_kernel")((grid,), (BACKWARD_BLOCK,), args)

@@ -12,6 +12,7 @@ fused with the pass that follows the product. On cuda every product is one cuBLA
 (``matmul.cublas_gemm``: beta = 0 to write, beta = 1 to accumulate, TF32 per ``set_matmul_precision``,
 linear_forward's bias in the product's epilogue); on cpu NumPy's BLAS.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,9 +29,23 @@ def _ptr(a) -> int:
 def linear_forward(out, inp, weight, M, K, N, bias=None):
     """out[M,N] = inp[M,K] @ weight[N,K]^T (+ bias[N] on every row)."""
     if _validate.arguments("linear_forward", locals())[0] == "cuda":
-        fused = cublas_gemm(False, True, M, N, K, 1.0, _ptr(inp), K, _ptr(weight), K, 0.0, _ptr(out), N,
-                            bias=0 if bias is None else _ptr(bias))
-        if bias is not None and not fused:             # cuBLASLt missing: a second pass adds it
+        fused = cublas_gemm(
+            False,
+            True,
+            M,
+            N,
+            K,
+            1.0,
+            _ptr(inp),
+            K,
+            _ptr(weight),
+            K,
+            0.0,
+            _ptr(out),
+            N,
+            bias=0 if bias is None else _ptr(bias),
+        )
+        if bias is not None and not fused:  # cuBLASLt missing: a second pass adds it
             out.reshape(M, N)[...] += bias.reshape(N)
     else:
         np.matmul(inp.reshape(M, K), weight.reshape(N, K).T, out=out.reshape(M, N))
@@ -41,8 +56,9 @@ def linear_forward(out, inp, weight, M, K, N, bias=None):
 def linear_backward_input(dinp, dout, weight, M, K, N, accumulate=False):
     """dinp[M,K] = dout[M,N] @ weight[N,K] (``accumulate``: +=)."""
     if _validate.arguments("linear_backward_input", locals())[0] == "cuda":
-        cublas_gemm(False, False, M, K, N, 1.0, _ptr(dout), N, _ptr(weight), K, 1.0 if accumulate else 0.0,
-                    _ptr(dinp), K)
+        cublas_gemm(
+            False, False, M, K, N, 1.0, _ptr(dout), N, _ptr(weight), K, 1.0 if accumulate else 0.0, _ptr(dinp), K
+        )
     elif accumulate:
         dinp.reshape(M, K)[...] += dout.reshape(M, N) @ weight.reshape(N, K)
     else:

@@ -28,6 +28,7 @@ for float32 (``cupy._core._routines_linalg.set_compute_type``), so ``cupy.matmul
 of ``llmc_kernels.speed``) follows. On a GPU without TF32 (compute capability < 8.0, e.g. a T4) the
 products run in fp32; ``tf32_supported()`` says which. The tiled kernels and the cpu backend are always fp32.
 """
+
 from __future__ import annotations
 
 import functools
@@ -39,7 +40,7 @@ import numpy as np
 from . import _loader, _validate
 from ._grid import aligned16, resident_blocks
 
-TILE = 128                  # rows and columns of the product per block (kernels/matmul.cu BM, BN)
+TILE = 128  # rows and columns of the product per block (kernels/matmul.cu BM, BN)
 GEMM_THREADS = 256
 MAX_GRID_Y = 65535
 PRECISIONS = ("fp32", "tf32")
@@ -67,31 +68,39 @@ def set_matmul_precision(precision: str) -> None:
 def _set_cupy_default(precision: str) -> None:
     """Make cupy.matmul/dot on float32 follow too (best effort: a private CuPy function, GPU only)."""
     from ..runtime import gpu_available
+
     if "cupy" not in sys.modules and not gpu_available():
         return
     try:
         from cupy._core import _routines_linalg as linalg
+
         if precision == "tf32" and not tf32_supported():
-            return                               # CuPy would warn and fall back itself
-        ct = getattr(linalg, "COMPUTE_TYPE_TF32", 7) if precision == "tf32" else getattr(
-            linalg, "COMPUTE_TYPE_DEFAULT", 1)
+            return  # CuPy would warn and fall back itself
+        ct = (
+            getattr(linalg, "COMPUTE_TYPE_TF32", 7)
+            if precision == "tf32"
+            else getattr(linalg, "COMPUTE_TYPE_DEFAULT", 1)
+        )
         linalg.set_compute_type(np.float32, ct)
-    except Exception:   # an older/newer CuPy without it: our own products still follow the setting
+    except Exception:  # an older/newer CuPy without it: our own products still follow the setting
         pass
 
 
 @functools.cache
 def _compute_capability(device_id: int) -> int:
     import cupy
+
     return int(cupy.cuda.Device(device_id).compute_capability)
 
 
 def tf32_supported() -> bool:
     """True on a GPU with TF32 tensor cores (compute capability >= 8.0: A100, H100, RTX 30xx and later)."""
     from ..runtime import gpu_available
+
     if not gpu_available():
         return False
     import cupy
+
     return _compute_capability(cupy.cuda.Device().id) >= 80
 
 
@@ -116,9 +125,26 @@ def _cublas_handle(cupy) -> int:
     return _HANDLES[key]
 
 
-def cublas_gemm(trans_a: bool, trans_b: bool, M: int, N: int, K: int, alpha: float, A: int, lda: int,
-                B: int, ldb: int, beta: float, C: int, ldc: int, batch: int = 1, stride_a: int = 0,
-                stride_b: int = 0, stride_c: int = 0, bias: int = 0) -> bool:
+def cublas_gemm(
+    trans_a: bool,
+    trans_b: bool,
+    M: int,
+    N: int,
+    K: int,
+    alpha: float,
+    A: int,
+    lda: int,
+    B: int,
+    ldb: int,
+    beta: float,
+    C: int,
+    ldc: int,
+    batch: int = 1,
+    stride_a: int = 0,
+    stride_b: int = 0,
+    stride_c: int = 0,
+    bias: int = 0,
+) -> bool:
     """Row-major ``C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C`` with cuBLAS, float32, in the
     precision of ``matmul_precision()``; ``batch`` products at element strides ``stride_*``.
 
@@ -131,37 +157,100 @@ def cublas_gemm(trans_a: bool, trans_b: bool, M: int, N: int, K: int, alpha: flo
     through cublasGemmEx. Returns True when the bias was added; False means the caller must add it.
     """
     import cupy
+
     from . import _cublas, _cublaslt
+
     tf32 = _precision == "tf32" and tf32_supported()
     op = lambda t: _cublas.OP_T if t else _cublas.OP_N
     compute = _cublas.COMPUTE_32F_FAST_TF32 if tf32 else _cublas.COMPUTE_32F
     stream = cupy.cuda.get_current_stream()
-    if batch == 1 and _cublaslt.gemm(stream, op(trans_b), op(trans_a), N, M, K, alpha, B, ldb, A, lda, beta, C,
-                                     ldc, compute, bias):
+    if batch == 1 and _cublaslt.gemm(
+        stream, op(trans_b), op(trans_a), N, M, K, alpha, B, ldb, A, lda, beta, C, ldc, compute, bias
+    ):
         return bool(bias)
-    _cublas.gemm(_cublas_handle(cupy), stream.ptr, op(trans_b), op(trans_a), N, M, K,
-                 alpha, B, ldb, A, lda, beta, C, ldc, compute, batch, stride_b, stride_a, stride_c)
+    _cublas.gemm(
+        _cublas_handle(cupy),
+        stream.ptr,
+        op(trans_b),
+        op(trans_a),
+        N,
+        M,
+        K,
+        alpha,
+        B,
+        ldb,
+        A,
+        lda,
+        beta,
+        C,
+        ldc,
+        compute,
+        batch,
+        stride_b,
+        stride_a,
+        stride_c,
+    )
     return False
 
 
-def strided_gemm(trans_a: bool, trans_b: bool, M: int, N: int, K: int, alpha: float,
-                 A, a_off: int, lda: int, sa: int, B, b_off: int, ldb: int, sb: int,
-                 beta: float, C, c_off: int, ldc: int, sc: int, batch: int = 1) -> None:
+def strided_gemm(
+    trans_a: bool,
+    trans_b: bool,
+    M: int,
+    N: int,
+    K: int,
+    alpha: float,
+    A,
+    a_off: int,
+    lda: int,
+    sa: int,
+    B,
+    b_off: int,
+    ldb: int,
+    sb: int,
+    beta: float,
+    C,
+    c_off: int,
+    ldc: int,
+    sc: int,
+    batch: int = 1,
+) -> None:
     """``cublas_gemm`` on whole arrays plus element offsets: batch i uses the matrices at offsets
     ``x_off + i * sx`` of the flat (C-contiguous) arrays. CuPy arrays go to cuBLAS; NumPy arrays to
     NumPy with the very same offsets and strides (strided views), so a cpu test proves the arithmetic.
     Every matrix is checked to lie inside its array first (cuBLAS would not notice)."""
-    shapes = {"A": (A, a_off, (K, M) if trans_a else (M, K), lda, sa),
-              "B": (B, b_off, (N, K) if trans_b else (K, N), ldb, sb),
-              "C": (C, c_off, (M, N), ldc, sc)}
+    shapes = {
+        "A": (A, a_off, (K, M) if trans_a else (M, K), lda, sa),
+        "B": (B, b_off, (N, K) if trans_b else (K, N), ldb, sb),
+        "C": (C, c_off, (M, N), ldc, sc),
+    }
     for name, (arr, off, (rows, cols), ld, s) in shapes.items():
         last = off + (batch - 1) * s + (rows - 1) * ld + cols - 1
         if off < 0 or cols > ld or last >= arr.size:
-            raise IndexError(f"strided_gemm: operand {name} ({batch} x {rows} x {cols}, ld {ld}, stride {s}, "
-                             f"offset {off}) does not fit its array of {arr.size} elements")
+            raise IndexError(
+                f"strided_gemm: operand {name} ({batch} x {rows} x {cols}, ld {ld}, stride {s}, "
+                f"offset {off}) does not fit its array of {arr.size} elements"
+            )
     if not isinstance(C, np.ndarray):
-        cublas_gemm(trans_a, trans_b, M, N, K, alpha, _ptr(A, a_off), lda, _ptr(B, b_off), ldb, beta,
-                    _ptr(C, c_off), ldc, batch, sa, sb, sc)
+        cublas_gemm(
+            trans_a,
+            trans_b,
+            M,
+            N,
+            K,
+            alpha,
+            _ptr(A, a_off),
+            lda,
+            _ptr(B, b_off),
+            ldb,
+            beta,
+            _ptr(C, c_off),
+            ldc,
+            batch,
+            sa,
+            sb,
+            sc,
+        )
         return
 
     def view(name):
@@ -180,9 +269,10 @@ def strided_gemm(trans_a: bool, trans_b: bool, M: int, N: int, K: int, alpha: fl
 
 def _bias_grad(backend, dbias, dout, M, N) -> None:
     """dbias[n] += sum_m dout[m, n] with matmul_backward_bias_kernel: 32 columns per block."""
-    rows = 16 if backend == "cuda" else 4        # cpu: fewer fibers per block (they all meet at a barrier)
+    rows = 16 if backend == "cuda" else 4  # cpu: fewer fibers per block (they all meet at a barrier)
     _loader.kernel("matmul.cu", "matmul_backward_bias_kernel")(
-        (-(-N // 32),), (32, rows), (dbias, dout, np.int32(M), np.int32(N)))
+        (-(-N // 32),), (32, rows), (dbias, dout, np.int32(M), np.int32(N))
+    )
 
 
 # ------------------------------------------------------------------------------------- vendor BLAS path
@@ -193,8 +283,22 @@ def matmul_forward(out, inp, weight, bias, B, T, C, OC):
     backend, _ = _validate.arguments("matmul_forward", locals())
     M = B * T
     if backend == "cuda":
-        fused = cublas_gemm(False, True, M, OC, C, 1.0, _ptr(inp), C, _ptr(weight), C, 0.0, _ptr(out), OC,
-                            bias=0 if bias is None else _ptr(bias))
+        fused = cublas_gemm(
+            False,
+            True,
+            M,
+            OC,
+            C,
+            1.0,
+            _ptr(inp),
+            C,
+            _ptr(weight),
+            C,
+            0.0,
+            _ptr(out),
+            OC,
+            bias=0 if bias is None else _ptr(bias),
+        )
         if bias is not None and not fused:
             out.reshape(M, OC)[...] += bias
     else:
@@ -242,9 +346,22 @@ def matmul_forward_kernel(out, inp, weight, bias, B, T, C, OC):
     _validate.arguments(fn, locals())
     M = B * T
     _loader.kernel("matmul.cu", "matmul_forward_kernel")(
-        _grid(fn, M, OC), (GEMM_THREADS,),
-        (out, inp, weight, bias, np.int32(M), np.int32(OC), np.int32(C), np.int32(bias is not None),
-         _vec(C, inp), _vec(C, weight), _vec(OC, out)))
+        _grid(fn, M, OC),
+        (GEMM_THREADS,),
+        (
+            out,
+            inp,
+            weight,
+            bias,
+            np.int32(M),
+            np.int32(OC),
+            np.int32(C),
+            np.int32(bias is not None),
+            _vec(C, inp),
+            _vec(C, weight),
+            _vec(OC, out),
+        ),
+    )
 
 
 def _splits(backend: str, tiles: int, K: int) -> int:
@@ -253,22 +370,27 @@ def _splits(backend: str, tiles: int, K: int) -> int:
     least 32 k-steps (256 rows). cpu: 1 (no atomics, deterministic)."""
     if backend != "cuda":
         return 1
-    sms = resident_blocks(backend, 2048)       # blocks of 2048 threads: one per SM
+    sms = resident_blocks(backend, 2048)  # blocks of 2048 threads: one per SM
     want = -(-2 * sms // tiles)
     return max(1, min(want, K // 256))
 
 
-def launch_backward_kernels(dinp, dweight, dout, inp, weight, M: int, C: int, OC: int, splits_dinp: int,
-                            splits_dweight: int) -> None:
+def launch_backward_kernels(
+    dinp, dweight, dout, inp, weight, M: int, C: int, OC: int, splits_dinp: int, splits_dweight: int
+) -> None:
     """The two tiled products of the backward with the given split-K slice counts (1 = no atomics)."""
     sizes = (np.int32(M), np.int32(C), np.int32(OC))
     fn = "matmul_backward_kernel"
     _loader.kernel("matmul.cu", "matmul_backward_dinp_kernel")(
-        (*_grid(fn, M, C), splits_dinp), (GEMM_THREADS,),
-        (dinp, dout, weight, *sizes, _vec(OC, dout), _vec(C, weight), _vec(C, dinp)))
+        (*_grid(fn, M, C), splits_dinp),
+        (GEMM_THREADS,),
+        (dinp, dout, weight, *sizes, _vec(OC, dout), _vec(C, weight), _vec(C, dinp)),
+    )
     _loader.kernel("matmul.cu", "matmul_backward_dweight_kernel")(
-        (*_grid(fn, OC, C), splits_dweight), (GEMM_THREADS,),
-        (dweight, dout, inp, *sizes, _vec(OC, dout), _vec(C, inp), _vec(C, dweight)))
+        (*_grid(fn, OC, C), splits_dweight),
+        (GEMM_THREADS,),
+        (dweight, dout, inp, *sizes, _vec(OC, dout), _vec(C, inp), _vec(C, dweight)),
+    )
 
 
 def matmul_backward_kernel(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC):
@@ -278,7 +400,8 @@ def matmul_backward_kernel(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC)
     M = B * T
     gx, gy = _grid(fn, M, C)
     ox, oy = _grid(fn, OC, C)
-    launch_backward_kernels(dinp, dweight, dout, inp, weight, M, C, OC, _splits(backend, gx * gy, OC),
-                            _splits(backend, ox * oy, M))
+    launch_backward_kernels(
+        dinp, dweight, dout, inp, weight, M, C, OC, _splits(backend, gx * gy, OC), _splits(backend, ox * oy, M)
+    )
     if dbias is not None:
         _bias_grad(backend, dbias, dout, M, OC)

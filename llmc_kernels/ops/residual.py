@@ -7,6 +7,7 @@ Arrays: float32, C-contiguous, N elements, any shape. Launch: 256-thread blocks,
 grid = min(ceil(work/256), resident blocks) (cpu backend: 4 items per thread); one float4 per thread
 when every array is 16-byte aligned (the N % 4 tail in the same launch), else one float.
 """
+
 from __future__ import annotations
 
 from . import _validate

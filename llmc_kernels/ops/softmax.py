@@ -10,6 +10,7 @@ block reduction by warp shuffles then shared memory, float4 when rows are 16-byt
   backend, and a fiber switch costs about a microsecond; a single thread per row meets no other thread, so
   it never switches and runs the row as a plain loop (~0.1 s for 256 rows of 50,304).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,15 +43,18 @@ def rows_vec(Vp: int, *arrays) -> np.int32:
 def check_targets(fn: str, targets, hi: int, what: str) -> None:
     """targets must lie in [0, hi) ('what' names hi in the message)."""
     if CHECK_TARGETS and bool(((targets < 0) | (targets >= hi)).any()):
-        raise ValueError(f"{fn}: 'targets' must lie in [0, {what}) = [0, {hi}); got values from "
-                         f"{int(targets.min())} to {int(targets.max())}")
+        raise ValueError(
+            f"{fn}: 'targets' must lie in [0, {what}) = [0, {hi}); got values from "
+            f"{int(targets.min())} to {int(targets.max())}"
+        )
 
 
 def launch_softmax(probs, logits, N: int, V: int, Vp: int, block: int) -> None:
     """softmax_forward_kernel over N rows with ``block`` threads per row (a power of two <= 32 or a
     multiple of 32 up to 1024; the tests use this to run the cooperative paths on the cpu backend too)."""
     _loader.kernel("softmax.cu", "softmax_forward_kernel")(
-        (N,), (block,), (probs, logits, np.int32(N), np.int32(V), np.int32(Vp), rows_vec(Vp, probs, logits)))
+        (N,), (block,), (probs, logits, np.int32(N), np.int32(V), np.int32(Vp), rows_vec(Vp, probs, logits))
+    )
 
 
 def softmax_forward(probs, logits, B, T, V, Vp):

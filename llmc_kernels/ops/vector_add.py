@@ -6,6 +6,7 @@ The same arithmetic as residual_forward, so it launches ``kernels/residual.cu``'
 blocks, grid-stride, one float4 per thread when every array is 16-byte aligned. Arrays: float32,
 C-contiguous, N elements, any shape.
 """
+
 from __future__ import annotations
 
 from . import _validate

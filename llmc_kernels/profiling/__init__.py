@@ -9,6 +9,7 @@
 them into Nsight Compute's counters. Deterministic: the same kernel and sizes give the same numbers on every
 machine, which is what lets a grader without a GPU judge how a kernel uses memory.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,7 +30,7 @@ class Profile:
 
     def __init__(self):
         self.kernels: list[KernelCounters] = []
-        self.minimum: int = 0          # bytes of the arrays fn received: each must be read or written once
+        self.minimum: int = 0  # bytes of the arrays fn received: each must be read or written once
 
     def add(self, counters: KernelCounters) -> None:
         self.kernels.append(counters)
@@ -62,12 +63,15 @@ def _into(prof: Profile):
 def profile(fn, *args, **kwargs) -> Profile:
     """Call ``fn(*args, **kwargs)`` on the CPU backend and return the memory counters of its launches."""
     from .. import runtime
+
     if not callable(fn):
         raise TypeError(f"profile(fn, *args): fn must be a function that launches kernels, got {type(fn).__name__}")
     for i, a in enumerate(list(args) + list(kwargs.values())):
         if hasattr(a, "__cuda_array_interface__"):
-            raise ValueError(f"profile(fn, *args): argument {i} is a GPU array; the counters are computed on the "
-                             "CPU backend, so pass NumPy arrays (cupy.asnumpy(x))")
+            raise ValueError(
+                f"profile(fn, *args): argument {i} is a GPU array; the counters are computed on the "
+                "CPU backend, so pass NumPy arrays (cupy.asnumpy(x))"
+            )
     prof = Profile()
     prof.minimum = sum(a.nbytes for a in list(args) + list(kwargs.values()) if isinstance(a, np.ndarray))
     with runtime.use_backend("cpu"), _into(prof):
@@ -81,7 +85,10 @@ def op_arguments(fname: str, sizes: dict, seed: int = 0) -> list:
     ``profile(fn, *op_arguments(...))`` profiles a chapter's function at sizes of the chapter's choosing."""
     from .. import opspec
     from ..check_cases import CaseSpec, Tensor, build, complete_sizes
+
     op = opspec.function(fname)[0].op
     case = build(fname, CaseSpec.of(complete_sizes(op, dict(sizes))), seed)
-    return [(None if v.initial is None else np.array(v.initial, copy=True)) if isinstance(v, Tensor) else v
-            for v in case.values]
+    return [
+        (None if v.initial is None else np.array(v.initial, copy=True)) if isinstance(v, Tensor) else v
+        for v in case.values
+    ]

@@ -30,27 +30,29 @@ with the same definitions, deterministically:
 The counting itself happens in the CPU backend's runtime (``runtime/cpu/rt/counters.cpp``), as each block
 reaches a barrier or its end; this module holds the figures it hands back.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-GLOBAL, SHARED = 0, 1          # an access's memory space (rt/access.h)
+GLOBAL, SHARED = 0, 1  # an access's memory space (rt/access.h)
 LOAD, STORE, ATOMIC = 0, 1, 2  # a request's kind; an update (+=) is a load request and a store request
 
 
 @dataclass
 class SiteCounters:
     """One access of the source (a site), summed over every request it issued."""
-    line: int                  # the line in the kernel's source string, and its text
+
+    line: int  # the line in the kernel's source string, and its text
     source: str
     space: int
     kind: int
     region: int
-    size: int                  # bytes per lane
+    size: int  # bytes per lane
     requests: int = 0
-    units: int = 0             # sectors (global) or wavefronts (shared)
-    ideal: int = 0             # the fewest sectors/wavefronts that could deliver the same bytes
-    lane_stride: int | None = None   # elements between consecutive lanes in the fullest request, if constant
+    units: int = 0  # sectors (global) or wavefronts (shared)
+    ideal: int = 0  # the fewest sectors/wavefronts that could deliver the same bytes
+    lane_stride: int | None = None  # elements between consecutive lanes in the fullest request, if constant
 
     @property
     def per_request(self) -> float:
@@ -64,6 +66,7 @@ class SiteCounters:
 @dataclass
 class KernelCounters:
     """The counters of one launch (names and meanings as Nsight Compute's; see the module docstring)."""
+
     name: str
     grid: tuple
     block: tuple
@@ -76,7 +79,7 @@ class KernelCounters:
     shared_store_requests: int = 0
     shared_store_wavefronts: int = 0
     atomics: int = 0
-    barriers: int = 0          # __syncthreads() executed by a block, summed over the blocks
+    barriers: int = 0  # __syncthreads() executed by a block, summed over the blocks
     bytes_requested: int = 0
     unique_bytes: int = 0
     # derived from the same events, for the table and its hints
@@ -86,12 +89,26 @@ class KernelCounters:
     shared_store_ideal: int = 0
     global_load_bytes: int = 0
     global_store_bytes: int = 0
-    sites: list = field(default_factory=list)          # list[SiteCounters], worst first
-    regions: dict = field(default_factory=dict)        # region id -> name ('out', '__shared__ buf')
+    sites: list = field(default_factory=list)  # list[SiteCounters], worst first
+    regions: dict = field(default_factory=dict)  # region id -> name ('out', '__shared__ buf')
 
-    FIELDS = ("name", "grid", "block", "global_load_requests", "global_load_sectors", "global_store_requests",
-              "global_store_sectors", "shared_load_requests", "shared_load_wavefronts", "shared_store_requests",
-              "shared_store_wavefronts", "atomics", "barriers", "bytes_requested", "unique_bytes")
+    FIELDS = (
+        "name",
+        "grid",
+        "block",
+        "global_load_requests",
+        "global_load_sectors",
+        "global_store_requests",
+        "global_store_sectors",
+        "shared_load_requests",
+        "shared_load_wavefronts",
+        "shared_store_requests",
+        "shared_store_wavefronts",
+        "atomics",
+        "barriers",
+        "bytes_requested",
+        "unique_bytes",
+    )
 
     def as_dict(self) -> dict:
         """The contract's fields only."""
@@ -101,6 +118,7 @@ class KernelCounters:
 def from_runtime(total, sites, *, name, grid, block, signature, origin, code) -> KernelCounters:
     """KernelCounters from the runtime's records (launch.Counters and launch.SiteCounters)."""
     from ..runtime.cpu import launch as L
+
     k = KernelCounters(name, tuple(grid), tuple(block))
     for f, _ in total._fields_:
         setattr(k, f, int(getattr(total, f)))
@@ -114,7 +132,19 @@ def from_runtime(total, sites, *, name, grid, block, signature, origin, code) ->
             k.regions[s.region] = "dynamic shared memory (extern __shared__)"
         else:
             k.regions[s.region] = "a __shared__ array"
-        k.sites.append(SiteCounters(kernel_line or s.line, text, s.space, s.kind, s.region, s.size, s.requests, s.units, s.ideal,
-                                    s.stride or None))
+        k.sites.append(
+            SiteCounters(
+                kernel_line or s.line,
+                text,
+                s.space,
+                s.kind,
+                s.region,
+                s.size,
+                s.requests,
+                s.units,
+                s.ideal,
+                s.stride or None,
+            )
+        )
     k.sites.sort(key=lambda s: (-(s.units - s.ideal), s.line))
     return k

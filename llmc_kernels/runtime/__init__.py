@@ -4,6 +4,7 @@
 compiler, see :mod:`.cpu`). ``RawKernel(code, name)(grid, block, args, shared_mem=0)`` validates the launch
 (:mod:`.args`), compiles lazily once per backend and source, and launches.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,8 +26,21 @@ BACKENDS = ("cuda", "cpu")
 SCHEDULES = ("forward", "reverse", "shuffle")
 DEFAULT_TIMEOUT = 60.0
 
-__all__ = ["BACKENDS", "BackendUnavailable", "LaunchOptions", "RawKernel", "SourceOrigin", "backend", "clear_cache",
-           "current_launch_options", "gpu_available", "gpu_status", "launch_options", "use_backend", "xp"]
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailable",
+    "LaunchOptions",
+    "RawKernel",
+    "SourceOrigin",
+    "backend",
+    "clear_cache",
+    "current_launch_options",
+    "gpu_available",
+    "gpu_status",
+    "launch_options",
+    "use_backend",
+    "xp",
+]
 
 
 class BackendUnavailable(RuntimeError):
@@ -34,6 +48,7 @@ class BackendUnavailable(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------- backends
+
 
 @functools.lru_cache(maxsize=1)
 def gpu_status() -> tuple[bool, str]:
@@ -44,13 +59,12 @@ def gpu_status() -> tuple[bool, str]:
     try:
         import cupy
     except ImportError as e:
-        return False, ("CuPy is not installed" if getattr(e, "name", None) == "cupy"
-                       else f"CuPy failed to import: {e}")
+        return False, ("CuPy is not installed" if getattr(e, "name", None) == "cupy" else f"CuPy failed to import: {e}")
     except Exception as e:  # a broken CuPy install raises all sorts of things at import
         return False, f"CuPy failed to import: {type(e).__name__}: {e}"
     try:
         count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as e:   # no driver, driver too old for this CuPy wheel, no device visible
+    except Exception as e:  # no driver, driver too old for this CuPy wheel, no device visible
         return False, f"CuPy {cupy.__version__} found no usable CUDA device: {e}"
     if count < 1:
         return False, "no CUDA device is visible"
@@ -63,8 +77,10 @@ def gpu_available() -> bool:
 
 
 def _no_gpu(what: str) -> BackendUnavailable:
-    return BackendUnavailable(f"{what}, but there is no usable GPU here: {gpu_status()[1]}. Use the cpu backend "
-                              "(LLMC_BACKEND=cpu, or unset it), or run `llmc doctor` to see what is missing.")
+    return BackendUnavailable(
+        f"{what}, but there is no usable GPU here: {gpu_status()[1]}. Use the cpu backend "
+        "(LLMC_BACKEND=cpu, or unset it), or run `llmc doctor` to see what is missing."
+    )
 
 
 def _checked_name(name, what: str) -> str:
@@ -90,7 +106,7 @@ def backend() -> str:
     return "cuda" if gpu_available() else "cpu"
 
 
-_active_backend = backend      # for methods whose parameter is called ``backend``
+_active_backend = backend  # for methods whose parameter is called ``backend``
 
 
 @contextlib.contextmanager
@@ -113,12 +129,15 @@ def xp():
     """The array module of the active backend: ``cupy`` on cuda, ``numpy`` on cpu."""
     if backend() == "cuda":
         import cupy
+
         return cupy
     import numpy
+
     return numpy
 
 
 # ---------------------------------------------------------------------------------------- launch options
+
 
 @dataclass(frozen=True)
 class LaunchOptions:
@@ -129,6 +148,7 @@ class LaunchOptions:
     ``races``: True runs the race detector on every CPU launch (a race raises ``KernelRace``), False never;
     None (the default) runs it inside checks (``check.forward/backward``, hence grading) and nowhere else.
     ``LLMC_CPU_RACES=1`` or ``=0`` changes that default."""
+
     schedule: str = "forward"
     timeout: float = DEFAULT_TIMEOUT
     check: bool = False
@@ -164,8 +184,9 @@ def _default_races() -> bool | None:
 
 
 @contextlib.contextmanager
-def launch_options(schedule: str | None = None, timeout: float | None = None, check: bool | None = None,
-                   races: bool | None = None):
+def launch_options(
+    schedule: str | None = None, timeout: float | None = None, check: bool | None = None, races: bool | None = None
+):
     """Set launch options for the body; ``None`` keeps the enclosing (or default) value.
 
     ``races=False`` turns the CPU backend's race detector off (speed runs), also inside checks; ``races=True``
@@ -195,13 +216,16 @@ def launch_options(schedule: str | None = None, timeout: float | None = None, ch
 def current_launch_options() -> LaunchOptions:
     """The options in force here (defaults filled in; ``LLMC_CPU_TIMEOUT`` sets the default timeout)."""
     values = _launch.get()
-    return LaunchOptions(schedule=values.get("schedule", "forward"),
-                         timeout=values.get("timeout") or _default_timeout(),
-                         check=values.get("check", False),
-                         races=values["races"] if "races" in values else _default_races())
+    return LaunchOptions(
+        schedule=values.get("schedule", "forward"),
+        timeout=values.get("timeout") or _default_timeout(),
+        check=values.get("check", False),
+        races=values["races"] if "races" in values else _default_races(),
+    )
 
 
 # ------------------------------------------------------------------------------------------- RawKernel
+
 
 def _make_cpu(code: str, name: str, signature: KernelSignature, origin: SourceOrigin, options: tuple):
     try:
@@ -214,8 +238,9 @@ def _make_cpu(code: str, name: str, signature: KernelSignature, origin: SourceOr
     if "options" in inspect.signature(CpuKernel).parameters:
         return CpuKernel(code, name, signature, origin, options=options)
     if options:
-        raise KernelCompileError(f"compile options {options!r} are not supported by the cpu backend",
-                                 kernel=name, location=origin.display)
+        raise KernelCompileError(
+            f"compile options {options!r} are not supported by the cpu backend", kernel=name, location=origin.display
+        )
     return CpuKernel(code, name, signature, origin)
 
 
@@ -223,6 +248,7 @@ def _make_cuda(code: str, name: str, signature: KernelSignature, origin: SourceO
     if not gpu_available():
         raise _no_gpu(f"kernel '{name}' was asked to run on the cuda backend")
     from .cuda import CudaKernel
+
     return CudaKernel(code, name, signature, origin, options=options)
 
 
@@ -251,8 +277,16 @@ class RawKernel:
     run while a check calls the learner's function.
     """
 
-    def __init__(self, code: str, name: str, backend: str | None = None, *, options=(),
-                 origin: SourceOrigin | None = None, internal: bool = False):
+    def __init__(
+        self,
+        code: str,
+        name: str,
+        backend: str | None = None,
+        *,
+        options=(),
+        origin: SourceOrigin | None = None,
+        internal: bool = False,
+    ):
         if not isinstance(code, str):
             raise TypeError(f"RawKernel: code must be a str of CUDA C source, got {type(code).__name__}")
         if not isinstance(name, str) or not name.isidentifier():
@@ -272,7 +306,10 @@ class RawKernel:
             raise KernelCompileError(
                 f'declare it as extern "C" __global__ void {name}(...): without extern "C" the C++ compiler '
                 "renames (mangles) the function and it cannot be found by name after compiling",
-                kernel=name, location=self.origin.describe(line), kernel_line=line)
+                kernel=name,
+                location=self.origin.describe(line),
+                kernel_line=line,
+            )
         self._key = hashlib.sha256(code.encode()).hexdigest()
         self._impls: dict[str, object] = {}
 
@@ -289,12 +326,12 @@ class RawKernel:
             impl = _COMPILED.get(key)
             if impl is None:
                 impl = _FACTORIES[backend](self.code, self.name, self.signature, self.origin, self.options)
-                impl.compile()      # a failure raises before anything is cached
+                impl.compile()  # a failure raises before anything is cached
                 _COMPILED[key] = impl
         self._impls[backend] = impl
         return impl
 
-    def compile(self, backend: str | None = None) -> "RawKernel":
+    def compile(self, backend: str | None = None) -> RawKernel:
         """Compile now for ``backend`` (default: this kernel's backend, else the active one)."""
         name = _checked_name(backend, "backend") if backend is not None else (self.backend or _active_backend())
         self._impl(name)
@@ -322,9 +359,12 @@ class RawKernel:
         if len(found) > 1:
             params = self.signature.params
             desc = {k: (params[i].describe() if i < len(params) else f"argument {i}") for k, i in found.items()}
-            raise KernelArgumentError(f"{desc['cuda']} is a CuPy array but {desc['cpu']} is a NumPy array; all "
-                                      "arrays of one launch must be on the same backend (cupy.asarray(x) moves a "
-                                      "NumPy array to the GPU)", kernel=self.name)
+            raise KernelArgumentError(
+                f"{desc['cuda']} is a CuPy array but {desc['cpu']} is a NumPy array; all "
+                "arrays of one launch must be on the same backend (cupy.asarray(x) moves a "
+                "NumPy array to the GPU)",
+                kernel=self.name,
+            )
         if found:
             return next(iter(found))
         return backend()
@@ -338,6 +378,6 @@ class RawKernel:
         opts = current_launch_options()
         if kind == "cuda":
             impl.launch(grid3, block3, vargs, smem, check=opts.check, stream=stream)
-        else:   # CPU launches are synchronous, so a stream changes nothing there
-            extra = {"races": True} if opts.races else {}     # (a backend without the detector takes no flag)
+        else:  # CPU launches are synchronous, so a stream changes nothing there
+            extra = {"races": True} if opts.races else {}  # (a backend without the detector takes no flag)
             impl.launch(grid3, block3, vargs, smem, opts.schedule, opts.timeout, **extra)

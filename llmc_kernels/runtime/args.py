@@ -5,6 +5,7 @@ that names the kernel, the parameter and what was expected. The checks matter mo
 a Python float as an 8-byte double and a Python int as an 8-byte int64 whatever the kernel declares, so a
 ``float`` parameter silently receives garbage; a wrong-dtype array is reinterpreted bit by bit.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -18,13 +19,13 @@ from .signature import KernelSignature, Param
 MAX_THREADS_PER_BLOCK = 1024
 MAX_BLOCK = (1024, 1024, 64)
 MAX_GRID = (2**31 - 1, 65535, 65535)
-MAX_SHARED_MEM = 48 * 1024      # the most a kernel gets without an explicit opt-in attribute
+MAX_SHARED_MEM = 48 * 1024  # the most a kernel gets without an explicit opt-in attribute
 
 _ARRAY_TYPE_NAME = {"cpu": "numpy.ndarray", "cuda": "cupy.ndarray"}
 
 
 def _is_cupy_array(x) -> bool:
-    ndarray = getattr(sys.modules.get("cupy"), "ndarray", None)   # no CuPy array exists before cupy is imported
+    ndarray = getattr(sys.modules.get("cupy"), "ndarray", None)  # no CuPy array exists before cupy is imported
     return ndarray is not None and isinstance(x, ndarray)
 
 
@@ -68,10 +69,10 @@ def _fail(sig: KernelSignature, message: str, param: Param | None = None) -> Ker
 
 def _check_pointer(sig: KernelSignature, p: Param, x, kind: str):
     if x is None:
-        return None       # a null pointer, as CuPy passes it (e.g. an optional bias the kernel tests for)
+        return None  # a null pointer, as CuPy passes it (e.g. an optional bias the kernel tests for)
     got = array_backend(x)
     if got != kind:
-        where = ("a NumPy array (cpu backend)" if kind == "cpu" else "a CuPy array (cuda backend)")
+        where = "a NumPy array (cpu backend)" if kind == "cpu" else "a CuPy array (cuda backend)"
         hint = ""
         if got == "cpu":
             hint = "; move it to the GPU with cupy.asarray(x)"
@@ -81,43 +82,69 @@ def _check_pointer(sig: KernelSignature, p: Param, x, kind: str):
     want = p.dtype
     if want is not None and x.dtype != want:
         cast = f".astype(np.{want.name})"
-        return _fail(sig, f"{p.describe()} expects a {want.name} array, got {describe_value(x)} "
-                          f"(convert it with x{cast})", p)
+        return _fail(
+            sig, f"{p.describe()} expects a {want.name} array, got {describe_value(x)} (convert it with x{cast})", p
+        )
     if not x.flags.c_contiguous:
-        return _fail(sig, f"{p.describe()} expects a C-contiguous array, got a strided view "
-                          f"{describe_value(x)} with strides {tuple(x.strides)} (pass np.ascontiguousarray(x) "
-                          "or x.copy())", p)
+        return _fail(
+            sig,
+            f"{p.describe()} expects a C-contiguous array, got a strided view "
+            f"{describe_value(x)} with strides {tuple(x.strides)} (pass np.ascontiguousarray(x) "
+            "or x.copy())",
+            p,
+        )
     if p.components > 1:
         n = p.components
         if x.size % n:
-            return _fail(sig, f"{p.describe()} reads {p.ctype} ({n} x {want.name}), so the array's size must "
-                              f"be a multiple of {n}; got {x.size} elements", p)
+            return _fail(
+                sig,
+                f"{p.describe()} reads {p.ctype} ({n} x {want.name}), so the array's size must "
+                f"be a multiple of {n}; got {x.size} elements",
+                p,
+            )
         align = n * want.itemsize
         if _data_pointer(x) % align:
-            return _fail(sig, f"{p.describe()} reads {p.ctype}, which needs a {align}-byte aligned address; this "
-                              f"array (a slice?) starts at an address that is not (pass a copy: x.copy())", p)
+            return _fail(
+                sig,
+                f"{p.describe()} reads {p.ctype}, which needs a {align}-byte aligned address; this "
+                f"array (a slice?) starts at an address that is not (pass a copy: x.copy())",
+                p,
+            )
     if kind == "cpu" and not p.const and not x.flags.writeable:
         # the CPU backend would write straight into read-only memory and crash the Python process
-        return _fail(sig, f"{p.describe()} may be written by the kernel but the array is read-only; pass a "
-                          "writable copy (x.copy()) or declare the parameter const", p)
+        return _fail(
+            sig,
+            f"{p.describe()} may be written by the kernel but the array is read-only; pass a "
+            "writable copy (x.copy()) or declare the parameter const",
+            p,
+        )
     return x
 
 
 def _check_scalar(sig: KernelSignature, p: Param, x):
     want = p.dtype
     if want is None or p.components > 1:
-        return _fail(sig, f"{p.describe()}: a kernel parameter of type '{p.ctype}' cannot be passed from "
-                          "Python; pass scalars as int/float types or the data through a pointer", p)
+        return _fail(
+            sig,
+            f"{p.describe()}: a kernel parameter of type '{p.ctype}' cannot be passed from "
+            "Python; pass scalars as int/float types or the data through a pointer",
+            p,
+        )
     if array_backend(x) is not None or isinstance(x, np.ndarray):
-        return _fail(sig, f"{p.describe()} is a single value, got {describe_value(x)} (did you mean a "
-                          f"pointer '{p.ctype}* {p.name}'?)", p)
+        return _fail(
+            sig,
+            f"{p.describe()} is a single value, got {describe_value(x)} (did you mean a "
+            f"pointer '{p.ctype}* {p.name}'?)",
+            p,
+        )
     ctor = f"np.{want.name}"
     if isinstance(x, np.generic):
         if x.dtype == want:
             return x
         if want.kind == "f" and want.itemsize == 4:
-            return _fail(sig, f"{p.describe()} expects np.float32, got {describe_value(x)}: pass "
-                              f"np.float32(x) instead", p)
+            return _fail(
+                sig, f"{p.describe()} expects np.float32, got {describe_value(x)}: pass np.float32(x) instead", p
+            )
         return _fail(sig, f"{p.describe()} expects {ctor}, got {describe_value(x)}: pass {ctor}(x) instead", p)
     if want.kind == "b":
         if isinstance(x, bool):
@@ -127,20 +154,29 @@ def _check_scalar(sig: KernelSignature, p: Param, x):
         if isinstance(x, numbers.Integral) and not isinstance(x, bool):
             info = np.iinfo(want)
             if not info.min <= int(x) <= info.max:
-                return _fail(sig, f"{p.describe()}: the value {int(x)} does not fit in {p.ctype} "
-                                  f"({info.min}..{info.max})", p)
+                return _fail(
+                    sig, f"{p.describe()}: the value {int(x)} does not fit in {p.ctype} ({info.min}..{info.max})", p
+                )
             return want.type(int(x))
-        return _fail(sig, f"{p.describe()} expects a Python int or {ctor}, got {describe_value(x)}"
-                          + (" (use // for integer division)" if isinstance(x, float) else ""), p)
+        return _fail(
+            sig,
+            f"{p.describe()} expects a Python int or {ctor}, got {describe_value(x)}"
+            + (" (use // for integer division)" if isinstance(x, float) else ""),
+            p,
+        )
     if want.kind == "f":
         if want.itemsize == 8 and isinstance(x, numbers.Real) and not isinstance(x, bool):
-            return np.float64(x)       # a Python float is a C double: exactly right for a double parameter
+            return np.float64(x)  # a Python float is a C double: exactly right for a double parameter
         if isinstance(x, (int, float)) and not isinstance(x, bool):
             example = f"{ctor}({x!r})"
             if want.itemsize == 4:
-                return _fail(sig, f"{p.describe()} is a 4-byte float, got {describe_value(x)}; Python numbers "
-                                  f"reach the GPU as 8-byte values, so pass np.float32(x) instead "
-                                  f"(here: {example})", p)
+                return _fail(
+                    sig,
+                    f"{p.describe()} is a 4-byte float, got {describe_value(x)}; Python numbers "
+                    f"reach the GPU as 8-byte values, so pass np.float32(x) instead "
+                    f"(here: {example})",
+                    p,
+                )
             return _fail(sig, f"{p.describe()} expects {ctor}, got {describe_value(x)}: pass {example}", p)
     return _fail(sig, f"{p.describe()} expects {ctor}, got {describe_value(x)}", p)
 
@@ -154,13 +190,17 @@ def validate(signature: KernelSignature, args, kind: str) -> tuple:
     if kind not in _ARRAY_TYPE_NAME:
         raise ValueError(f"unknown backend {kind!r} (expected 'cpu' or 'cuda')")
     if not isinstance(args, (tuple, list)):
-        raise KernelArgumentError(f"args must be a tuple of the kernel's arguments, e.g. (out, inp, np.int32(N)); "
-                                  f"got {describe_value(args)}", kernel=signature.name)
+        raise KernelArgumentError(
+            f"args must be a tuple of the kernel's arguments, e.g. (out, inp, np.int32(N)); got {describe_value(args)}",
+            kernel=signature.name,
+        )
     params = signature.params
     if len(args) != len(params):
         names = ", ".join(p.name for p in params)
-        raise KernelArgumentError(f"the kernel takes {len(params)} argument{'s' if len(params) != 1 else ''} "
-                                  f"({names}), got {len(args)}", kernel=signature.name)
+        raise KernelArgumentError(
+            f"the kernel takes {len(params)} argument{'s' if len(params) != 1 else ''} ({names}), got {len(args)}",
+            kernel=signature.name,
+        )
     out = []
     for p, x in zip(params, args):
         value = _check_pointer(signature, p, x, kind) if p.pointer else _check_scalar(signature, p, x)
@@ -180,9 +220,11 @@ def _dims(value, what: str, kernel: str) -> tuple[int, int, int]:
             hint = " (use // instead of / to divide sizes)" if isinstance(v, (float, np.floating)) else ""
             raise KernelArgumentError(f"{what} must hold ints, got {value!r}{hint}", kernel=kernel)
         if int(v) < 1:
-            raise KernelArgumentError(f"{what} {value!r}: every dimension must be at least 1 (a grid of 0 "
-                                      "blocks launches nothing; round the block count up: (n + b - 1) // b)",
-                                      kernel=kernel)
+            raise KernelArgumentError(
+                f"{what} {value!r}: every dimension must be at least 1 (a grid of 0 "
+                "blocks launches nothing; round the block count up: (n + b - 1) // b)",
+                kernel=kernel,
+            )
         dims.append(int(v))
     return tuple(dims + [1] * (3 - len(dims)))
 
@@ -192,8 +234,9 @@ def normalize_grid(grid, kernel: str) -> tuple[int, int, int]:
     dims = _dims(grid, "grid", kernel)
     for axis, n, limit in zip("xyz", dims, MAX_GRID):
         if n > limit:
-            raise KernelArgumentError(f"grid {grid!r}: gridDim.{axis} = {n} exceeds CUDA's limit {limit}",
-                                      kernel=kernel)
+            raise KernelArgumentError(
+                f"grid {grid!r}: gridDim.{axis} = {n} exceeds CUDA's limit {limit}", kernel=kernel
+            )
     return dims
 
 
@@ -202,29 +245,39 @@ def normalize_block(block, kernel: str) -> tuple[int, int, int]:
     dims = _dims(block, "block", kernel)
     for axis, n, limit in zip("xyz", dims, MAX_BLOCK):
         if n > limit:
-            raise KernelArgumentError(f"block {block!r}: blockDim.{axis} = {n} exceeds CUDA's limit {limit}",
-                                      kernel=kernel)
+            raise KernelArgumentError(
+                f"block {block!r}: blockDim.{axis} = {n} exceeds CUDA's limit {limit}", kernel=kernel
+            )
     threads = dims[0] * dims[1] * dims[2]
     if threads > MAX_THREADS_PER_BLOCK:
-        raise KernelArgumentError(f"block {block!r} has {threads} threads; a block holds at most "
-                                  f"{MAX_THREADS_PER_BLOCK}", kernel=kernel)
+        raise KernelArgumentError(
+            f"block {block!r} has {threads} threads; a block holds at most {MAX_THREADS_PER_BLOCK}", kernel=kernel
+        )
     return dims
 
 
 def check_shared_mem(shared_mem, kernel: str) -> int:
     """Dynamic shared memory in bytes, 0..48 KiB."""
     if isinstance(shared_mem, bool) or not isinstance(shared_mem, numbers.Integral):
-        raise KernelArgumentError(f"shared_mem must be an int number of bytes, got {describe_value(shared_mem)}",
-                                  kernel=kernel)
+        raise KernelArgumentError(
+            f"shared_mem must be an int number of bytes, got {describe_value(shared_mem)}", kernel=kernel
+        )
     n = int(shared_mem)
     if n < 0 or n > MAX_SHARED_MEM:
-        raise KernelArgumentError(f"shared_mem={n} bytes is outside 0..{MAX_SHARED_MEM} (48 KiB, the most a "
-                                  "kernel gets without an opt-in); use smaller tiles", kernel=kernel)
+        raise KernelArgumentError(
+            f"shared_mem={n} bytes is outside 0..{MAX_SHARED_MEM} (48 KiB, the most a "
+            "kernel gets without an opt-in); use smaller tiles",
+            kernel=kernel,
+        )
     return n
 
 
 def validate_launch(signature: KernelSignature, grid, block, args, shared_mem, kind: str):
     """All of the above at once: ``(grid3, block3, args, shared_mem)`` ready for a backend's ``launch``."""
     name = signature.name
-    return (normalize_grid(grid, name), normalize_block(block, name), validate(signature, args, kind),
-            check_shared_mem(shared_mem, name))
+    return (
+        normalize_grid(grid, name),
+        normalize_block(block, name),
+        validate(signature, args, kind),
+        check_shared_mem(shared_mem, name),
+    )

@@ -9,6 +9,7 @@ and the fault surfaces at the next synchronizing call, after which the CUDA cont
 the process. ``launch_options(check=True)`` synchronizes after each launch so the fault is reported at its
 source, as a GPUFault that says the notebook kernel must be restarted.
 """
+
 from __future__ import annotations
 
 import io
@@ -32,10 +33,10 @@ _STICKY = {
     719: "an exception in the kernel (launch failure; a __trap() or an out-of-bounds shared-memory access)",
 }
 _OUT_OF_RESOURCES = 701
-_BAD_CONFIG = {1, 9}                 # invalid value / invalid configuration
-_PTX_TOO_NEW = {218, 222}            # the driver is older than the NVRTC that produced the PTX
+_BAD_CONFIG = {1, 9}  # invalid value / invalid configuration
+_PTX_TOO_NEW = {218, 222}  # the driver is older than the NVRTC that produced the PTX
 
-_context_lost: str | None = None     # set once a sticky error has been seen; every later launch refuses
+_context_lost: str | None = None  # set once a sticky error has been seen; every later launch refuses
 
 
 def context_lost() -> str | None:
@@ -44,16 +45,20 @@ def context_lost() -> str | None:
 
 
 def _restart_advice() -> str:
-    return ("The CUDA context of this process is lost: no GPU work can run in it any more. Restart the notebook "
-            "kernel (Kernel > Restart) and re-run the cells. To find the bad access, run the kernel on the cpu "
-            "backend, which names the array and the index: `with llmc_kernels.runtime.use_backend('cpu'): ...` "
-            "with NumPy arrays.")
+    return (
+        "The CUDA context of this process is lost: no GPU work can run in it any more. Restart the notebook "
+        "kernel (Kernel > Restart) and re-run the cells. To find the bad access, run the kernel on the cpu "
+        "backend, which names the array and the index: `with llmc_kernels.runtime.use_backend('cpu'): ...` "
+        "with NumPy arrays."
+    )
 
 
 def _ensure_alive(name: str) -> None:
     if _context_lost is not None:
-        raise GPUFault(f"cannot launch: an earlier GPU fault ({_context_lost}) killed the CUDA context. "
-                       + _restart_advice(), kernel=name)
+        raise GPUFault(
+            f"cannot launch: an earlier GPU fault ({_context_lost}) killed the CUDA context. " + _restart_advice(),
+            kernel=name,
+        )
 
 
 def _status(e: Exception) -> int | None:
@@ -67,22 +72,31 @@ def cuda_error(e: Exception, name: str, when: str, check: bool) -> KernelError:
     status = _status(e)
     if status in _STICKY:
         _context_lost = _STICKY[status]
-        source = ("this kernel" if check else
-                  "this kernel or an earlier launch (launches are asynchronous: run with "
-                  "llmc_kernels.runtime.launch_options(check=True) to catch a fault at its source)")
-        return GPUFault(f"GPU fault while {when}: {_STICKY[status]} in {source} [{e}]. " + _restart_advice(),
-                        kernel=name)
+        source = (
+            "this kernel"
+            if check
+            else "this kernel or an earlier launch (launches are asynchronous: run with "
+            "llmc_kernels.runtime.launch_options(check=True) to catch a fault at its source)"
+        )
+        return GPUFault(
+            f"GPU fault while {when}: {_STICKY[status]} in {source} [{e}]. " + _restart_advice(), kernel=name
+        )
     if status == _OUT_OF_RESOURCES:
-        return KernelError("too many resources requested for launch: the block needs more registers (or shared "
-                           "memory) than a multiprocessor has; use fewer threads per block", kernel=name)
+        return KernelError(
+            "too many resources requested for launch: the block needs more registers (or shared "
+            "memory) than a multiprocessor has; use fewer threads per block",
+            kernel=name,
+        )
     if status in _BAD_CONFIG:
-        return KernelError(f"the GPU refused the launch configuration (grid, block, shared memory): {e}",
-                           kernel=name)
+        return KernelError(f"the GPU refused the launch configuration (grid, block, shared memory): {e}", kernel=name)
     if status in _PTX_TOO_NEW:
-        return KernelError(f"the GPU driver cannot load code from this CuPy's compiler ({e}): the driver is older "
-                           "than the CUDA version of the installed CuPy wheel. Update the driver, or install the "
-                           "CuPy wheel matching the driver's CUDA major version (cupy-cuda12x or cupy-cuda13x); "
-                           "`llmc doctor` says which", kernel=name)
+        return KernelError(
+            f"the GPU driver cannot load code from this CuPy's compiler ({e}): the driver is older "
+            "than the CUDA version of the installed CuPy wheel. Update the driver, or install the "
+            "CuPy wheel matching the driver's CUDA major version (cupy-cuda12x or cupy-cuda13x); "
+            "`llmc doctor` says which",
+            kernel=name,
+        )
     return KernelError(f"CUDA error while {when}: {e}", kernel=name)
 
 
@@ -104,15 +118,16 @@ class CudaKernel:
 
         _ensure_alive(self.name)
         kernel = cupy.RawKernel(full_source(self.code, self.origin), self.name, options=self.options)
-        log = io.StringIO()     # NVRTC's log of a successful compile: the warnings (empty on a disk-cache hit)
+        log = io.StringIO()  # NVRTC's log of a successful compile: the warnings (empty on a disk-cache hit)
         try:
             try:
                 kernel.compile(log_stream=log)
-            except TypeError:   # a CuPy without log_stream: compile anyway, without warnings
+            except TypeError:  # a CuPy without log_stream: compile anyway, without warnings
                 kernel.compile()
         except CompileException as e:
-            raise compile_error(str(e), kernel=self.name, code=self.code, origin=self.origin,
-                                compiler="NVRTC") from None
+            raise compile_error(
+                str(e), kernel=self.name, code=self.code, origin=self.origin, compiler="NVRTC"
+            ) from None
         except (cupy.cuda.driver.CUDADriverError, cupy.cuda.runtime.CUDARuntimeError) as e:
             raise cuda_error(e, self.name, "loading the compiled kernel", check=True) from None
         self.warnings = warnings_of(log.getvalue(), self.origin)

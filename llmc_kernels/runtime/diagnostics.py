@@ -8,6 +8,7 @@ line, and drop everything else (include stacks, caret lines, CuPy's Python frame
 A missing ``;`` is reported by NVRTC (and often by g++) on the line *after* the one that lacks it, where the
 compiler first sees a token that cannot continue the statement; we then also name the previous line.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,10 +18,14 @@ from ..errors import KernelCompileError
 from .signature import strip_comments
 from .source import SourceOrigin
 
-_NVRTC = re.compile(r"^(?P<file>.*?)\((?P<line>\d+)\): (?P<kind>error|warning|catastrophic error)"
-                    r"(?: #[\w-]+)?: (?P<msg>.*)$")
-_GCC = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?:(?P<col>\d+):)? (?P<kind>fatal error|error|warning)"
-                  r": (?P<msg>.*)$")
+_NVRTC = re.compile(
+    r"^(?P<file>.*?)\((?P<line>\d+)\): (?P<kind>error|warning|catastrophic error)"
+    r"(?: #[\w-]+)?: (?P<msg>.*)$"
+)
+_GCC = re.compile(
+    r"^(?P<file>[^:\n]+):(?P<line>\d+):(?:(?P<col>\d+):)? (?P<kind>fatal error|error|warning)"
+    r": (?P<msg>.*)$"
+)
 # NVRTC: expected a ";"   g++: expected ';' before 'x' / expected ‘,’ or ‘;’ before ‘x’
 _EXPECTED_SEMI = re.compile(r"""expected (?:a )?(?:["'‘],["'’] or )?["'‘];["'’]""")
 _CONTROL = re.compile(r"(?:if|for|while|switch|else|do|case|default)\b")
@@ -28,11 +33,11 @@ _CONTROL = re.compile(r"(?:if|for|while|switch|else|do|case|default)\b")
 
 @dataclass(frozen=True)
 class Diagnostic:
-    kind: str          # 'error' or 'warning'
-    file_line: int     # line as the compiler reported it (the learner's file/cell line)
-    kernel_line: int   # line within the kernel string
+    kind: str  # 'error' or 'warning'
+    file_line: int  # line as the compiler reported it (the learner's file/cell line)
+    kernel_line: int  # line within the kernel string
     message: str
-    file: str = ""     # the file the compiler named; the learner's code is the origin's #line name
+    file: str = ""  # the file the compiler named; the learner's code is the origin's #line name
 
 
 def _origin_file(origin: SourceOrigin) -> str:
@@ -50,8 +55,7 @@ def parse_log(log: str, origin: SourceOrigin) -> list[Diagnostic]:
             continue
         kind = "error" if "error" in m.group("kind") else "warning"
         line = int(m.group("line"))
-        diags.append(Diagnostic(kind, line, origin.kernel_line(line), m.group("msg").strip(),
-                                m.group("file").strip()))
+        diags.append(Diagnostic(kind, line, origin.kernel_line(line), m.group("msg").strip(), m.group("file").strip()))
     return diags
 
 
@@ -61,9 +65,13 @@ def _in_learner_code(d: Diagnostic, origin: SourceOrigin) -> bool:
 
 def warnings_of(log: str, origin: SourceOrigin) -> list[str]:
     """The warnings of a successful compile, one line each, for ``result.report()``-style display."""
-    return [f"{origin.describe(d.kernel_line)}: warning: {d.message}" if _in_learner_code(d, origin)
-            else f"{d.file}({d.file_line}): warning: {d.message}"
-            for d in parse_log(log, origin) if d.kind == "warning"]
+    return [
+        f"{origin.describe(d.kernel_line)}: warning: {d.message}"
+        if _in_learner_code(d, origin)
+        else f"{d.file}({d.file_line}): warning: {d.message}"
+        for d in parse_log(log, origin)
+        if d.kind == "warning"
+    ]
 
 
 def missing_semicolon_line(code: str, kernel_line: int) -> int | None:
@@ -92,25 +100,34 @@ def compile_error(log: str, *, kernel: str, code: str, origin: SourceOrigin, com
     diags = [d for d in parse_log(log, origin) if d.kind == "error"]
     errors = [d for d in diags if _in_learner_code(d, origin)]
     if not errors:
-        if diags:        # errors only outside the learner's code (a header): show them as they are
+        if diags:  # errors only outside the learner's code (a header): show them as they are
             lines = "\n".join(f"  {d.file}({d.file_line}): {d.message}" for d in diags[:5])
-            return KernelCompileError(f"{compiler} compile error outside the kernel source:\n{lines}",
-                                      kernel=kernel, location=origin.display)
+            return KernelCompileError(
+                f"{compiler} compile error outside the kernel source:\n{lines}", kernel=kernel, location=origin.display
+            )
         # a log we could not parse: show it, trimmed, rather than nothing
         tail = "\n".join(log.strip().splitlines()[-15:])
-        return KernelCompileError(f"{compiler} failed to compile the kernel:\n{tail}", kernel=kernel,
-                                  location=origin.display)
+        return KernelCompileError(
+            f"{compiler} failed to compile the kernel:\n{tail}", kernel=kernel, location=origin.display
+        )
     parts = []
     for d in errors[:5]:
-        parts.append(f"  {origin.describe(d.kernel_line)} (kernel line {d.kernel_line}): {d.message}\n"
-                     + quote(d.kernel_line, d.file_line))
+        parts.append(
+            f"  {origin.describe(d.kernel_line)} (kernel line {d.kernel_line}): {d.message}\n"
+            + quote(d.kernel_line, d.file_line)
+        )
         prev = missing_semicolon_line(code, d.kernel_line) if _EXPECTED_SEMI.search(d.message) else None
         if prev is not None:
             file_line = d.file_line - (d.kernel_line - prev)
-            parts.append(f"    hint: a ';' is probably missing at the end of {origin.describe(prev)} "
-                         f"(kernel line {prev}):\n" + quote(prev, file_line))
+            parts.append(
+                f"    hint: a ';' is probably missing at the end of {origin.describe(prev)} "
+                f"(kernel line {prev}):\n" + quote(prev, file_line)
+            )
     more = f"\n  ... and {len(errors) - 5} more errors" if len(errors) > 5 else ""
     first = errors[0]
-    return KernelCompileError(f"{compiler} compile error{'s' if len(errors) > 1 else ''}:\n" + "\n".join(parts)
-                              + more, kernel=kernel, location=origin.describe(first.kernel_line),
-                              kernel_line=first.kernel_line)
+    return KernelCompileError(
+        f"{compiler} compile error{'s' if len(errors) > 1 else ''}:\n" + "\n".join(parts) + more,
+        kernel=kernel,
+        location=origin.describe(first.kernel_line),
+        kernel_line=first.kernel_line,
+    )

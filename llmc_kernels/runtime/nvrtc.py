@@ -6,6 +6,7 @@ CuPy imports, else from NVIDIA's ``cuda-bindings`` (``pip install "cuda-bindings
 nvidia-cuda-nvrtc-cu12``; the test extra installs them, and CUDA's headers for ``<cooperative_groups.h>``:
 ``nvidia-cuda-runtime-cu12 nvidia-cuda-cccl-cu12``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -17,7 +18,7 @@ from .diagnostics import compile_error, warnings_of
 from .signature import find_kernel
 from .source import SourceOrigin, find_origin
 
-DEFAULT_ARCH = "compute_75"      # Turing (T4): the oldest GPU the course supports
+DEFAULT_ARCH = "compute_75"  # Turing (T4): the oldest GPU the course supports
 PRELUDE = (Path(__file__).with_name("prelude.cuh")).read_text()
 PROGRAM_NAME = "llmc_prelude.cu"  # what NVRTC calls lines before the #line directive (the prelude's)
 
@@ -29,6 +30,7 @@ def full_source(code: str, origin: SourceOrigin) -> str:
 
 class _CupyNvrtc:
     """NVRTC through CuPy's thin wrapper (errors are exceptions, logs are str)."""
+
     source = "cupy"
 
     def __init__(self):
@@ -37,7 +39,7 @@ class _CupyNvrtc:
         except ImportError:
             from cupy_backends.cuda.libs import nvrtc
         self.m = nvrtc
-        self.m.getVersion()        # raises if libnvrtc cannot be loaded
+        self.m.getVersion()  # raises if libnvrtc cannot be loaded
 
     def version(self):
         return tuple(self.m.getVersion())
@@ -57,13 +59,14 @@ class _CupyNvrtc:
 
 class _BindingsNvrtc:
     """NVRTC through NVIDIA's cuda-bindings (every call returns ``(status, *results)``)."""
+
     source = "cuda-bindings"
 
     def __init__(self):
         try:
             from cuda.bindings import nvrtc
         except ImportError:
-            from cuda import nvrtc        # cuda-python < 12.6 spelled it this way
+            from cuda import nvrtc  # cuda-python < 12.6 spelled it this way
         self.m = nvrtc
         self.version()
 
@@ -123,8 +126,10 @@ def unavailable_reason() -> str:
 def _lib():
     lib = _nvrtc()
     if isinstance(lib, str):
-        raise RuntimeError("NVRTC is not available (install it with `pip install -e .[test]`, or "
-                           f"`pip install \"cuda-bindings<13\" nvidia-cuda-nvrtc-cu12`): {lib}")
+        raise RuntimeError(
+            "NVRTC is not available (install it with `pip install -e .[test]`, or "
+            f'`pip install "cuda-bindings<13" nvidia-cuda-nvrtc-cu12`): {lib}'
+        )
     return lib
 
 
@@ -134,8 +139,11 @@ def version() -> tuple[int, int]:
 
 
 def _toolkit_major(include: Path) -> int | None:
-    m = re.search(r"#define\s+CUDA_VERSION\s+(\d+)", (include / "cuda.h").read_text(errors="replace")) \
-        if (include / "cuda.h").is_file() else None
+    m = (
+        re.search(r"#define\s+CUDA_VERSION\s+(\d+)", (include / "cuda.h").read_text(errors="replace"))
+        if (include / "cuda.h").is_file()
+        else None
+    )
     return int(m.group(1)) // 1000 if m else None
 
 
@@ -151,10 +159,13 @@ def header_dirs() -> tuple[str, ...]:
     found = []
     try:
         import nvidia
+
         for root in map(Path, nvidia.__path__):
             # CUDA 12's wheels: nvidia/cuda_runtime/include + nvidia/cuda_cccl/include; 13's: nvidia/cu13/include
-            for runtime, cccl in ((root / "cuda_runtime" / "include", root / "cuda_cccl" / "include"),
-                                  (root / f"cu{major}" / "include", root / f"cu{major}" / "include" / "cccl")):
+            for runtime, cccl in (
+                (root / "cuda_runtime" / "include", root / "cuda_cccl" / "include"),
+                (root / f"cu{major}" / "include", root / f"cu{major}" / "include" / "cccl"),
+            ):
                 if not found and _toolkit_major(runtime) == major:
                     found = [str(runtime)] + ([str(cccl)] if cccl.is_dir() else [])
     except ImportError:
@@ -168,8 +179,9 @@ def header_dirs() -> tuple[str, ...]:
     return tuple(found)
 
 
-def check_compile(code: str, name: str | None = None, *, arch: str = DEFAULT_ARCH, options=(),
-                  origin: SourceOrigin | None = None) -> list[str]:
+def check_compile(
+    code: str, name: str | None = None, *, arch: str = DEFAULT_ARCH, options=(), origin: SourceOrigin | None = None
+) -> list[str]:
     """Compile ``code`` to PTX for ``arch`` and return its warnings; raise KernelCompileError on errors.
 
     ``name``, when given, must be a ``__global__`` function of ``code``. ``origin`` defaults to where the

@@ -4,6 +4,7 @@ Both backends use this to validate launch arguments before anything runs (a wron
 for a ``float`` parameter is the most common launch mistake), and the CPU backend uses it to generate the
 C++ launcher that unpacks the arguments.
 """
+
 from __future__ import annotations
 
 import re
@@ -15,16 +16,39 @@ from ..errors import KernelCompileError
 
 # C type (after dropping qualifiers) -> (numpy dtype of one scalar component, components per element)
 _CTYPES = {
-    "float": ("float32", 1), "double": ("float64", 1), "int": ("int32", 1), "signed int": ("int32", 1),
-    "unsigned int": ("uint32", 1), "unsigned": ("uint32", 1), "long long": ("int64", 1),
-    "long long int": ("int64", 1), "unsigned long long": ("uint64", 1), "size_t": ("uint64", 1),
-    "long": ("int64", 1), "unsigned long": ("uint64", 1),
-    "short": ("int16", 1), "unsigned short": ("uint16", 1), "char": ("int8", 1), "signed char": ("int8", 1),
-    "unsigned char": ("uint8", 1), "bool": ("bool", 1),
-    "int8_t": ("int8", 1), "uint8_t": ("uint8", 1), "int16_t": ("int16", 1), "uint16_t": ("uint16", 1),
-    "int32_t": ("int32", 1), "uint32_t": ("uint32", 1), "int64_t": ("int64", 1), "uint64_t": ("uint64", 1),
-    "float2": ("float32", 2), "float4": ("float32", 4), "int2": ("int32", 2), "int4": ("int32", 4),
-    "double2": ("float64", 2), "half": ("float16", 1), "__half": ("float16", 1),
+    "float": ("float32", 1),
+    "double": ("float64", 1),
+    "int": ("int32", 1),
+    "signed int": ("int32", 1),
+    "unsigned int": ("uint32", 1),
+    "unsigned": ("uint32", 1),
+    "long long": ("int64", 1),
+    "long long int": ("int64", 1),
+    "unsigned long long": ("uint64", 1),
+    "size_t": ("uint64", 1),
+    "long": ("int64", 1),
+    "unsigned long": ("uint64", 1),
+    "short": ("int16", 1),
+    "unsigned short": ("uint16", 1),
+    "char": ("int8", 1),
+    "signed char": ("int8", 1),
+    "unsigned char": ("uint8", 1),
+    "bool": ("bool", 1),
+    "int8_t": ("int8", 1),
+    "uint8_t": ("uint8", 1),
+    "int16_t": ("int16", 1),
+    "uint16_t": ("uint16", 1),
+    "int32_t": ("int32", 1),
+    "uint32_t": ("uint32", 1),
+    "int64_t": ("int64", 1),
+    "uint64_t": ("uint64", 1),
+    "float2": ("float32", 2),
+    "float4": ("float32", 4),
+    "int2": ("int32", 2),
+    "int4": ("int32", 4),
+    "double2": ("float64", 2),
+    "half": ("float16", 1),
+    "__half": ("float16", 1),
 }
 _QUALIFIERS = {"const", "volatile", "__restrict__", "__restrict", "restrict", "__grid_constant__"}
 
@@ -32,11 +56,12 @@ _QUALIFIERS = {"const", "volatile", "__restrict__", "__restrict", "restrict", "_
 @dataclass(frozen=True)
 class Param:
     """One kernel parameter: ``const float* __restrict__ inp`` -> ctype 'float', pointer, const."""
-    position: int          # 0-based
+
+    position: int  # 0-based
     name: str
-    ctype: str             # base type without qualifiers, e.g. 'float', 'unsigned short', 'float4'
+    ctype: str  # base type without qualifiers, e.g. 'float', 'unsigned short', 'float4'
     pointer: bool
-    const: bool            # the pointee (for pointers) or the value is const
+    const: bool  # the pointee (for pointers) or the value is const
 
     @property
     def dtype(self) -> np.dtype | None:
@@ -60,7 +85,7 @@ class Param:
 class KernelSignature:
     name: str
     params: tuple[Param, ...]
-    line: int              # 1-based line of the kernel string where the name appears
+    line: int  # 1-based line of the kernel string where the name appears
     extern_c: bool
 
 
@@ -92,8 +117,10 @@ def strip_comments(code: str) -> str:
     return "".join(out)
 
 
-_GLOBAL_RE = re.compile(r"__global__\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?void\s+"
-                        r"(?:__launch_bounds__\s*\([^)]*\)\s*)?([A-Za-z_]\w*)\s*\(")
+_GLOBAL_RE = re.compile(
+    r"__global__\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?void\s+"
+    r"(?:__launch_bounds__\s*\([^)]*\)\s*)?([A-Za-z_]\w*)\s*\("
+)
 
 
 def list_kernels(code: str) -> list[str]:
@@ -105,13 +132,17 @@ def _parse_param(position: int, text: str, kernel: str) -> Param:
     text = " ".join(text.replace("*", " * ").replace("&", " & ").split())
     tokens = text.split(" ")
     if len(tokens) < 2:
-        raise KernelCompileError(f"cannot read parameter {position} '{text}' (expected e.g. 'const float* inp')",
-                                 kernel=kernel)
+        raise KernelCompileError(
+            f"cannot read parameter {position} '{text}' (expected e.g. 'const float* inp')", kernel=kernel
+        )
     name = tokens[-1]
     stars = tokens.count("*")
     if "&" in tokens or stars > 1 or "[" in name:
-        raise KernelCompileError(f"parameter '{text}': kernel parameters must be plain values or one-level "
-                                 "pointers (e.g. 'float* out', 'int N')", kernel=kernel)
+        raise KernelCompileError(
+            f"parameter '{text}': kernel parameters must be plain values or one-level "
+            "pointers (e.g. 'float* out', 'int N')",
+            kernel=kernel,
+        )
     pointer = stars == 1
     star_at = tokens.index("*") if pointer else len(tokens) - 1
     before = tokens[:star_at]
@@ -130,13 +161,15 @@ def find_kernel(code: str, name: str) -> KernelSignature:
         while j < len(clean) and depth:
             depth += {"(": 1, ")": -1}.get(clean[j], 0)
             j += 1
-        arglist = clean[m.end():j - 1].strip()
+        arglist = clean[m.end() : j - 1].strip()
         parts = [p.strip() for p in arglist.split(",")] if arglist and arglist != "void" else []
         params = tuple(_parse_param(i, p, name) for i, p in enumerate(parts))
         line = clean.count("\n", 0, m.start(1)) + 1
-        head = clean[max(0, clean.rfind(";", 0, m.start()), clean.rfind("}", 0, m.start())):m.start()]
-        extern_c = re.search(r'extern\s+"', head) is not None or re.search(
-            r'extern\s+"C"\s*\{', clean[:m.start()]) is not None
+        head = clean[max(0, clean.rfind(";", 0, m.start()), clean.rfind("}", 0, m.start())) : m.start()]
+        extern_c = (
+            re.search(r'extern\s+"', head) is not None
+            or re.search(r'extern\s+"C"\s*\{', clean[: m.start()]) is not None
+        )
         return KernelSignature(name, params, line, extern_c)
     found = list_kernels(code)
     hint = f" (it defines: {', '.join(found)})" if found else " (it defines no __global__ function)"

@@ -5,6 +5,7 @@ the caller's source (``linecache`` also holds IPython cells) and remember the li
 line sits. Compilers are then told about it with a ``#line`` directive, so their messages already carry the
 learner's line, on NVRTC and on g++ alike.
 """
+
 from __future__ import annotations
 
 import linecache
@@ -20,6 +21,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class SourceOrigin:
     """``display`` names the file or cell ("cell In[5]", "solutions/02.py", "layernorm.cu"); line 1 of the
     kernel string is line ``first_line`` there."""
+
     display: str
     first_line: int = 1
 
@@ -68,12 +70,12 @@ def locate_in_file(code: str, filename: str) -> int | None:
         return None
     body = code_lines[1:]
     while body and body[-1].strip() == "":
-        body.pop()                              # the closing quotes may sit after trailing spaces
+        body.pop()  # the closing quotes may sit after trailing spaces
     first = code_lines[0]
     for i, line in enumerate(file_lines):
         if not line.endswith(first):
             continue
-        if file_lines[i + 1:i + 1 + len(body)] == body:
+        if file_lines[i + 1 : i + 1 + len(body)] == body:
             return i + 1
     return None
 

@@ -5,6 +5,7 @@
 ``data``    TinyShakespeare, GPT-2's tokenizer, llm.c's token files, the batch loader
 ``log``     OUT/log.csv, log.json, the loss plot, samples
 """
+
 from .loop import build_parser, checkpoints, evaluate, main, parse_args, train
 
 __all__ = ["main", "train", "parse_args", "build_parser", "checkpoints", "evaluate"]

@@ -12,6 +12,7 @@
   ``*_train.bin``/``*_val.bin`` files, or None for TinyShakespeare.
 - ``DataLoader(files, B, T)``: (inputs, targets) int32 [B,T] batches, sequential with wrap-around.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,9 +29,9 @@ TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/maste
 TINYSHAKESPEARE_NAME = "tinyshakespeare.txt"
 TINYSHAKESPEARE_BYTES = 1_115_394
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
-VAL_TOKENS = 32_768          # llm.c: "the first 32,768 tokens as the validation split (~10%)"
+VAL_TOKENS = 32_768  # llm.c: "the first 32,768 tokens as the validation split (~10%)"
 TOKENS_MAGIC, TOKENS_VERSION = 20240520, 1
-EOT = 50256                  # GPT-2's <|endoftext|>
+EOT = 50256  # GPT-2's <|endoftext|>
 
 
 class DataError(RuntimeError):
@@ -47,8 +48,10 @@ def _sha256(path: Path) -> str:
 
 
 def _how_to_get(dest: Path) -> str:
-    return (f"Download it yourself from {TINYSHAKESPEARE_URL} and save it as {dest} (the data folder is "
-            f"LLMC_DATA_DIR, else ~/.cache/llmc_kernels/data), or pass the file with --data PATH.")
+    return (
+        f"Download it yourself from {TINYSHAKESPEARE_URL} and save it as {dest} (the data folder is "
+        f"LLMC_DATA_DIR, else ~/.cache/llmc_kernels/data), or pass the file with --data PATH."
+    )
 
 
 def verify_tinyshakespeare(path) -> Path:
@@ -58,13 +61,14 @@ def verify_tinyshakespeare(path) -> Path:
     digest = _sha256(path) if size == TINYSHAKESPEARE_BYTES else None
     if digest != TINYSHAKESPEARE_SHA256:
         found = f"{size:,} bytes" + (f", sha256 {digest}" if digest else "")
-        raise DataError(f"{path} is not TinyShakespeare: {found}; expected {TINYSHAKESPEARE_BYTES:,} bytes with "
-                        f"sha256 {TINYSHAKESPEARE_SHA256}. Delete it and run again to download it, or "
-                        + _how_to_get(path))
+        raise DataError(
+            f"{path} is not TinyShakespeare: {found}; expected {TINYSHAKESPEARE_BYTES:,} bytes with "
+            f"sha256 {TINYSHAKESPEARE_SHA256}. Delete it and run again to download it, or " + _how_to_get(path)
+        )
     return path
 
 
-def _urlopen(url: str, timeout: float):   # a seam for the tests (no network in CI)
+def _urlopen(url: str, timeout: float):  # a seam for the tests (no network in CI)
     return urllib.request.urlopen(url, timeout=timeout)
 
 
@@ -102,12 +106,15 @@ def tinyshakespeare_path(download: bool = True) -> Path:
 def gpt2_encoding():
     """tiktoken's GPT-2 encoding (cached under TIKTOKEN_CACHE_DIR; the first use downloads it)."""
     import tiktoken
+
     try:
         return tiktoken.get_encoding("gpt2")
-    except Exception as e:   # tiktoken raises requests/OS errors when offline without a cache
-        raise DataError(f"tiktoken could not load GPT-2's vocabulary ({e}). It downloads it once into "
-                        "TIKTOKEN_CACHE_DIR; run once with network access or point TIKTOKEN_CACHE_DIR at a "
-                        "folder that holds it.") from e
+    except Exception as e:  # tiktoken raises requests/OS errors when offline without a cache
+        raise DataError(
+            f"tiktoken could not load GPT-2's vocabulary ({e}). It downloads it once into "
+            "TIKTOKEN_CACHE_DIR; run once with network access or point TIKTOKEN_CACHE_DIR at a "
+            "folder that holds it."
+        ) from e
 
 
 def tokenize_text(text: str) -> np.ndarray:
@@ -116,14 +123,14 @@ def tokenize_text(text: str) -> np.ndarray:
     enc = gpt2_encoding()
     marked = "<|endoftext|>" + text.replace("\n\n", "\n\n<|endoftext|>")
     tokens = np.array(enc.encode(marked, allowed_special={"<|endoftext|>"}), dtype=np.int64)
-    assert tokens.max(initial=0) < 2 ** 16, "GPT-2 token ids fit in uint16"
+    assert tokens.max(initial=0) < 2**16, "GPT-2 token ids fit in uint16"
     return tokens.astype(np.uint16)
 
 
 def write_tokens(path, tokens) -> Path:
     """llm.c's token file: int32[256] header [20240520, 1, ntok, 0...], then ntok uint16 tokens."""
     tokens = np.asarray(tokens)
-    if tokens.size and (tokens.min() < 0 or tokens.max() >= 2 ** 16):
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= 2**16):
         raise ValueError("token ids must fit in uint16")
     header = np.zeros(256, dtype=np.int32)
     header[:3] = [TOKENS_MAGIC, TOKENS_VERSION, tokens.size]
@@ -132,7 +139,7 @@ def write_tokens(path, tokens) -> Path:
     with open(tmp, "wb") as f:
         header.tofile(f)
         tokens.astype(np.uint16).tofile(f)
-    os.replace(tmp, path)   # atomic: a concurrent reader never sees half a file
+    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
     return path
 
 
@@ -143,15 +150,19 @@ def read_tokens(path) -> np.ndarray:
         raise DataError(f"no token file at {path}")
     header = np.fromfile(path, dtype=np.int32, count=256)
     if header.size < 256 or header[0] != TOKENS_MAGIC:
-        raise DataError(f"{path} is not an llm.c token file (magic {header[0] if header.size else 'missing'}, "
-                        f"expected {TOKENS_MAGIC}); make it with llm.c's dev/data scripts or pass a text file")
+        raise DataError(
+            f"{path} is not an llm.c token file (magic {header[0] if header.size else 'missing'}, "
+            f"expected {TOKENS_MAGIC}); make it with llm.c's dev/data scripts or pass a text file"
+        )
     if header[1] != TOKENS_VERSION:
         raise DataError(f"{path}: token file version {header[1]}, expected {TOKENS_VERSION} (uint16 GPT-2 tokens)")
     ntok = int(header[2])
     want = 256 * 4 + 2 * ntok
     if path.stat().st_size != want:
-        raise DataError(f"{path}: {path.stat().st_size} bytes but its header promises {ntok} tokens "
-                        f"({want} bytes): truncated or corrupt, delete it to rebuild it")
+        raise DataError(
+            f"{path}: {path.stat().st_size} bytes but its header promises {ntok} tokens "
+            f"({want} bytes): truncated or corrupt, delete it to rebuild it"
+        )
     return np.memmap(path, dtype=np.uint16, mode="r", offset=256 * 4, shape=(ntok,))
 
 
@@ -162,6 +173,7 @@ def _cache_folder(text_path: Path) -> Path:
     if os.access(folder, os.W_OK) and folder.stat().st_mode & 0o200:
         return folder
     from ..paths import cache_dir
+
     key = hashlib.sha256(str(text_path.resolve()).encode()).hexdigest()[:12]
     fallback = cache_dir() / "tokens" / key
     fallback.mkdir(parents=True, exist_ok=True)
@@ -182,11 +194,13 @@ def tokenize_file(text_path) -> tuple[Path, Path]:
             read_tokens(train), read_tokens(val)
             return train, val
         except DataError:
-            pass          # a corrupt cache: rebuild it
+            pass  # a corrupt cache: rebuild it
     tokens = tokenize_text(text_path.read_text(encoding="utf-8"))
     if tokens.size < 2 * VAL_TOKENS:
-        raise DataError(f"{text_path} has {tokens.size} tokens; need at least {2 * VAL_TOKENS} "
-                        f"({VAL_TOKENS} for validation and as many for training)")
+        raise DataError(
+            f"{text_path} has {tokens.size} tokens; need at least {2 * VAL_TOKENS} "
+            f"({VAL_TOKENS} for validation and as many for training)"
+        )
     write_tokens(val, tokens[:VAL_TOKENS])
     write_tokens(train, tokens[VAL_TOKENS:])
     return train, val
@@ -202,12 +216,16 @@ def prepare(data=None) -> tuple[list[Path], list[Path]]:
     if path.is_dir():
         train, val = sorted(path.glob("*_train*.bin")), sorted(path.glob("*_val*.bin"))
         if not train or not val:
-            raise DataError(f"{path} needs llm.c token files named *_train.bin and *_val.bin (found "
-                            f"{len(train)} and {len(val)}); or pass a text file with --data")
+            raise DataError(
+                f"{path} needs llm.c token files named *_train.bin and *_val.bin (found "
+                f"{len(train)} and {len(val)}); or pass a text file with --data"
+            )
         return train, val
     if not path.is_file():
-        raise DataError(f"--data {path}: no such file or folder. Pass a UTF-8 text file, a folder of llm.c "
-                        f"*_train.bin/*_val.bin files, or leave --data out for TinyShakespeare.")
+        raise DataError(
+            f"--data {path}: no such file or folder. Pass a UTF-8 text file, a folder of llm.c "
+            f"*_train.bin/*_val.bin files, or leave --data out for TinyShakespeare."
+        )
     if path.suffix == ".bin":
         raise DataError(f"--data {path}: pass the folder holding the *_train.bin and *_val.bin files")
     if path.name == TINYSHAKESPEARE_NAME and path.stat().st_size == TINYSHAKESPEARE_BYTES:
@@ -236,10 +254,12 @@ class DataLoader:
         need = self.B * self.T + 1
         small = [f"{f.name} ({s.size} tokens)" for f, s in zip(self.files, self.shards) if s.size < need]
         if small:
-            raise DataError(f"B*T+1 = {need} tokens do not fit in {', '.join(small)}: use a smaller "
-                            "--batch-size or --seq-len")
+            raise DataError(
+                f"B*T+1 = {need} tokens do not fit in {', '.join(small)}: use a smaller --batch-size or --seq-len"
+            )
         if xp is None:
             from ..runtime import xp as active_xp
+
             xp = active_xp()
         self.xp = xp
         self.num_tokens = sum(s.size for s in self.shards)
@@ -266,7 +286,7 @@ class DataLoader:
         n = self.B * self.T
         if self.position + n + 1 > self.shards[self.shard].size:
             self.shard, self.position = (self.shard + 1) % len(self.shards), 0
-        chunk = np.asarray(self.shards[self.shard][self.position:self.position + n + 1], dtype=np.int32)
+        chunk = np.asarray(self.shards[self.shard][self.position : self.position + n + 1], dtype=np.int32)
         self.position += n
         inputs, targets = chunk[:-1].reshape(self.B, self.T), chunk[1:].reshape(self.B, self.T)
         return self.xp.asarray(inputs), self.xp.asarray(targets)

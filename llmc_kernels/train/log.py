@@ -1,5 +1,6 @@
 """What ``llmc train`` writes beside its checkpoints: OUT/log.csv (one row per step), OUT/log.json (the
 run's options and summary), OUT/loss.png (the loss curve) and OUT/samples.txt."""
+
 from __future__ import annotations
 
 import csv
@@ -18,9 +19,15 @@ def read_log(path) -> list[dict]:
     rows = []
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
-            rows.append({"step": int(r["step"]), "loss": float(r["loss"]),
-                         "val_loss": float(r["val_loss"]) if r["val_loss"] else None,
-                         "tokens_per_s": float(r["tokens_per_s"]), "ms": float(r["ms"])})
+            rows.append(
+                {
+                    "step": int(r["step"]),
+                    "loss": float(r["loss"]),
+                    "val_loss": float(r["val_loss"]) if r["val_loss"] else None,
+                    "tokens_per_s": float(r["tokens_per_s"]),
+                    "ms": float(r["ms"]),
+                }
+            )
     return rows
 
 
@@ -61,9 +68,14 @@ class RunLog:
             return {"steps": 0}
         vals = [(r["step"], r["val_loss"]) for r in self.rows if r["val_loss"] is not None]
         timed = [r["tokens_per_s"] for r in self.rows[1:]] or [self.rows[0]["tokens_per_s"]]  # step 1 warms up
-        return {"steps": self.rows[-1]["step"], "first_loss": self.rows[0]["loss"], "last_loss": self.rows[-1]["loss"],
-                "last_val_loss": vals[-1][1] if vals else None, "val_losses": vals,
-                "mean_tokens_per_s": sum(timed) / len(timed)}
+        return {
+            "steps": self.rows[-1]["step"],
+            "first_loss": self.rows[0]["loss"],
+            "last_loss": self.rows[-1]["loss"],
+            "last_val_loss": vals[-1][1] if vals else None,
+            "val_losses": vals,
+            "mean_tokens_per_s": sum(timed) / len(timed),
+        }
 
     def write_json(self, options: dict, extra: dict | None = None) -> None:
         doc = {"options": options, "summary": self.summary(), **(extra or {})}
@@ -75,7 +87,8 @@ class RunLog:
         """The loss curve (train per step, validation where measured, and at step 0) as OUT/loss.png."""
         if not self.rows:
             return None
-        from matplotlib.figure import Figure   # no pyplot: no display needed, a notebook's backend untouched
+        from matplotlib.figure import Figure  # no pyplot: no display needed, a notebook's backend untouched
+
         fig = Figure(figsize=(7, 4))
         ax = fig.subplots()
         ax.plot([r["step"] for r in self.rows], [r["loss"] for r in self.rows], lw=1, label="train")
@@ -86,11 +99,11 @@ class RunLog:
             ax.plot(*zip(*vals), "o-", ms=4, label="validation")
         ax.set_xlabel("step")
         ax.set_ylabel("cross-entropy loss (nats)")
-        ax.axhline(math.log(50257), color="grey", lw=0.5, ls="--")   # a uniform guess over GPT-2's vocabulary
+        ax.axhline(math.log(50257), color="grey", lw=0.5, ls="--")  # a uniform guess over GPT-2's vocabulary
         ax.set_title(title)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(self.png_path, dpi=100)     # the Agg canvas, chosen from the file name
+        fig.savefig(self.png_path, dpi=100)  # the Agg canvas, chosen from the file name
         return self.png_path
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ The two newest checkpoints are kept.
 From Python: ``main(["--model", "tiny", ...])`` returns the exit status; ``train(parse_args([...]))``
 returns a summary dict; both take ``ops=`` (default ``llmc_kernels.ops``) to train with other kernels.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,45 +34,78 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model import checkpoint
 from .. import learner_ops, pretrained
-from . import data
-from ..model import ENGINES, Engine
+from ..model import ENGINES, Engine, checkpoint
 from ..model.config import GPT2Config, num_params
+from . import data
 from .log import RunLog
-from .setup import (SetupError, choose_engine, fit_batch_size, learning_rate,
-                          refuse_big_model_on_cpu, resolve_precision)
+from .setup import SetupError, choose_engine, fit_batch_size, learning_rate, refuse_big_model_on_cpu, resolve_precision
 
-BETA1, BETA2, EPS = 0.9, 0.999, 1e-8     # llm.c's AdamW constants
-VAL_BATCHES = 5                          # llm.c's val_num_batches
+BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # llm.c's AdamW constants
+VAL_BATCHES = 5  # llm.c's val_num_batches
 KEEP_CHECKPOINTS = 2
 # options a resumed run takes from its checkpoint unless the command line gives them again
-RESTORED = ("model", "batch_size", "seq_len", "steps", "lr", "weight_decay", "precision", "data",
-            "checkpoint_every", "val_every", "sample_every", "seed", "warmup", "lr_schedule", "sample_length")
+RESTORED = (
+    "model",
+    "batch_size",
+    "seq_len",
+    "steps",
+    "lr",
+    "weight_decay",
+    "precision",
+    "data",
+    "checkpoint_every",
+    "val_every",
+    "sample_every",
+    "seed",
+    "warmup",
+    "lr_schedule",
+    "sample_length",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmc train", description="Train GPT-2 with this package's kernels.")
     a = p.add_argument
-    a("--model", choices=("d12", "tiny"), help="d12: GPT-2 small, 124M (default on a GPU); tiny: 3.3M, for the "
-      "cpu backend (default there)")
+    a(
+        "--model",
+        choices=("d12", "tiny"),
+        help="d12: GPT-2 small, 124M (default on a GPU); tiny: 3.3M, for the cpu backend (default there)",
+    )
     a("--batch-size", type=int, help="B (default 8 on a GPU, reduced to fit its free memory; 4 on the cpu)")
     a("--seq-len", type=int, help="T (default: the model's max_seq_len, 1024 for d12, 64 for tiny)")
     a("--steps", type=int, help="number of AdamW updates (default 100)")
     a("--lr", type=float, help="peak learning rate (default 3e-4 as llm.c; 1e-3 for tiny)")
     a("--weight-decay", type=float, help="AdamW's decoupled weight decay, on every parameter (default 0.0)")
-    a("--precision", choices=("fp32", "tf32"), help="matmul precision (default fp32; tf32 needs an A100/H100-class "
-      "GPU and falls back to fp32 elsewhere)")
+    a(
+        "--precision",
+        choices=("fp32", "tf32"),
+        help="matmul precision (default fp32; tf32 needs an A100/H100-class GPU and falls back to fp32 elsewhere)",
+    )
     a("--backend", choices=("cpu", "cuda"), help="default: cuda when a GPU is usable, else cpu")
-    a("--engine", choices=("fast", "plain"), help="fast: fused kernels, flash attention, each step one CUDA graph "
-      "(default wherever it can run the model); plain: the chapters' kernels, one op at a time. Checkpoints are "
-      "the same: a run may resume on either")
-    a("--init", default="scratch", help="scratch (GPT-2's random init, seeded), gpt2 (OpenAI's GPT-2 124M weights, "
-      "llm.c's gpt2_124M.bin, downloaded once into the cache) or PATH to an llm.c checkpoint")
-    a("--ops", help="a Python file of ops to train with instead of the package's (what `llmc collect` writes: "
-      "your kernels); the run's start and log.json say which ops are yours")
-    a("--data", help="a text file (tokenised with GPT-2's tokenizer, cached beside it), or a folder of llm.c "
-      "*_train.bin/*_val.bin files (default: TinyShakespeare, downloaded once)")
+    a(
+        "--engine",
+        choices=("fast", "plain"),
+        help="fast: fused kernels, flash attention, each step one CUDA graph "
+        "(default wherever it can run the model); plain: the chapters' kernels, one op at a time. Checkpoints are "
+        "the same: a run may resume on either",
+    )
+    a(
+        "--init",
+        default="scratch",
+        help="scratch (GPT-2's random init, seeded), gpt2 (OpenAI's GPT-2 124M weights, "
+        "llm.c's gpt2_124M.bin, downloaded once into the cache) or PATH to an llm.c checkpoint",
+    )
+    a(
+        "--ops",
+        help="a Python file of ops to train with instead of the package's (what `llmc collect` writes: "
+        "your kernels); the run's start and log.json say which ops are yours",
+    )
+    a(
+        "--data",
+        help="a text file (tokenised with GPT-2's tokenizer, cached beside it), or a folder of llm.c "
+        "*_train.bin/*_val.bin files (default: TinyShakespeare, downloaded once)",
+    )
     a("--out", default="runs/train", help="folder for log.csv, loss.png, checkpoints (default runs/train)")
     a("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     a("--checkpoint-every", type=int, help="save a checkpoint every N steps (default 50; 0: only at the end)")
@@ -80,8 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--sample-length", type=int, help="tokens per sample (default 64)")
     a("--seed", type=int, help="seed of the initialisation and the samples (default 1337)")
     a("--warmup", type=int, help="linear warmup over the first N steps (default 0)")
-    a("--lr-schedule", choices=("constant", "cosine"), help="after warmup (default constant; cosine decays to "
-      "10%% of --lr at the last step)")
+    a(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        help="after warmup (default constant; cosine decays to 10%% of --lr at the last step)",
+    )
     return p
 
 
@@ -94,9 +131,9 @@ def checkpoints(out: Path) -> list[tuple[int, Path, Path]]:
     """(step, model file, state file) for every complete checkpoint in ``out``, oldest first."""
     found = []
     for model_path in Path(out).glob("model_*.bin"):
-        tag = model_path.stem[len("model_"):]
+        tag = model_path.stem[len("model_") :]
         state_path = model_path.with_name(f"state_{tag}.bin")
-        if tag.isdigit() and state_path.exists():   # the state is written second: both, or not a checkpoint
+        if tag.isdigit() and state_path.exists():  # the state is written second: both, or not a checkpoint
             found.append((int(tag), model_path, state_path))
     return sorted(found)
 
@@ -122,15 +159,18 @@ class _StopFlag:
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signal = signal.Signals(signum).name
-        print(f"\n{self.signal}: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)",
-              file=sys.stderr, flush=True)
+        print(
+            f"\n{self.signal}: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 @contextlib.contextmanager
 def _interrupts():
     flag = _StopFlag()
     if threading.current_thread() is not threading.main_thread():
-        yield flag               # signal handlers can only be installed from the main thread
+        yield flag  # signal handlers can only be installed from the main thread
         return
     old = {s: signal.signal(s, flag) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -149,6 +189,7 @@ def _sync(xp) -> None:
 
 def _active_backend() -> str:
     from ..runtime import backend
+
     return backend()
 
 
@@ -162,9 +203,19 @@ def _resolve_options(args: argparse.Namespace, saved: dict, backend: str, init_c
         o["model"] = "d12" if backend == "cuda" else "tiny"
         if backend == "cpu":
             print("cpu backend: training --model tiny (GPT-2 small, d12, needs a GPU)")
-    defaults = {"steps": 100, "weight_decay": 0.0, "precision": "fp32", "checkpoint_every": 50, "val_every": 20,
-                "sample_every": 20, "sample_length": 64, "seed": 1337, "warmup": 0, "lr_schedule": "constant",
-                "lr": 1e-3 if o["model"] == "tiny" else 3e-4}
+    defaults = {
+        "steps": 100,
+        "weight_decay": 0.0,
+        "precision": "fp32",
+        "checkpoint_every": 50,
+        "val_every": 20,
+        "sample_every": 20,
+        "sample_length": 64,
+        "seed": 1337,
+        "warmup": 0,
+        "lr_schedule": "constant",
+        "lr": 1e-3 if o["model"] == "tiny" else 3e-4,
+    }
     for k, v in defaults.items():
         if o[k] is None:
             o[k] = v
@@ -182,7 +233,8 @@ def _resolve_options(args: argparse.Namespace, saved: dict, backend: str, init_c
 def _set_precision(model: Engine, precision: str) -> None:
     try:
         from .. import ops as package_ops
-        setter = getattr(package_ops, "set_matmul_precision") if model.ops_name == "llmc_kernels.ops" else None
+
+        setter = package_ops.set_matmul_precision if model.ops_name == "llmc_kernels.ops" else None
     except (AttributeError, ImportError):
         setter = None
     if setter is not None:
@@ -217,8 +269,10 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     found = checkpoints(out)
     if found and not args.resume:
-        raise SetupError(f"{out} already holds a run (newest checkpoint: step {found[-1][0]}): pass --resume to "
-                         "continue it, or choose another --out")
+        raise SetupError(
+            f"{out} already holds a run (newest checkpoint: step {found[-1][0]}): pass --resume to "
+            "continue it, or choose another --out"
+        )
     if args.resume and not found:
         print(f"--resume: no checkpoint in {out}, starting from scratch")
     resume = found[-1] if (args.resume and found) else None
@@ -237,12 +291,12 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
         raise SetupError(f"--seq-len {T} exceeds the model's max_seq_len {cfg.max_seq_len}")
     B = o["batch_size"] or (8 if backend == "cuda" else 4)
     engine, why_not_fast = choose_engine(getattr(args, "engine", None), cfg, ops)
-    Model = ENGINES[engine]                                      # noqa: N806
+    Model = ENGINES[engine]  # noqa: N806
     estimate = Model.training_bytes
     if backend == "cuda":
         from .setup import gpu_free_bytes
-        B, note = fit_batch_size(cfg, B, T, gpu_free_bytes(), explicit=o["batch_size"] is not None,
-                                 estimate=estimate)
+
+        B, note = fit_batch_size(cfg, B, T, gpu_free_bytes(), explicit=o["batch_size"] is not None, estimate=estimate)
         if note:
             print(note)
     o["batch_size"], o["seq_len"] = B, T
@@ -267,23 +321,40 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
     if resume:
         train_loader.set_state(saved_extra["train_loader"])
     steps = o["steps"]
-    print(f"{name}: {num_params(cfg) / 1e6:.1f}M parameters, B={B}, T={T}, {backend} backend, {precision}, "
-          f"~{estimate(cfg, B, T) / 1e9:.2f} GB; {train_loader.num_tokens:,} training tokens "
-          f"({len(train_loader)} batches), steps {start + 1}..{steps} -> {out}")
-    print(model.describe() + ("" if why_not_fast in (None, "--engine plain") else f"; not the fast engine: {why_not_fast}"))
+    print(
+        f"{name}: {num_params(cfg) / 1e6:.1f}M parameters, B={B}, T={T}, {backend} backend, {precision}, "
+        f"~{estimate(cfg, B, T) / 1e9:.2f} GB; {train_loader.num_tokens:,} training tokens "
+        f"({len(train_loader)} batches), steps {start + 1}..{steps} -> {out}"
+    )
+    print(
+        model.describe()
+        + ("" if why_not_fast in (None, "--engine plain") else f"; not the fast engine: {why_not_fast}")
+    )
     if ops is not None:
         print(learner_ops.banner(ops))
 
     log = RunLog(out, keep_until=start)
     extra = {k: saved_extra[k] for k in ("initial_val_loss",) if k in saved_extra}
     # log.json only (the state file keeps what a resume needs; either engine may resume)
-    about = {"engine": engine, "memory_estimate_bytes": estimate(cfg, B, T), "ops": learner_ops.describe(ops),
-             "init": args.init if not resume else f"resumed from {resume[1].name}"}
+    about = {
+        "engine": engine,
+        "memory_estimate_bytes": estimate(cfg, B, T),
+        "ops": learner_ops.describe(ops),
+        "init": args.init if not resume else f"resumed from {resume[1].name}",
+    }
     if start == 0 and o["val_every"]:
         extra["initial_val_loss"] = evaluate(model, val_loader)
         print(f"step 0: val loss {extra['initial_val_loss']:.4f}")
-    summary = {"out": str(out), "batch_size": B, "seq_len": T, "precision": precision, "backend": backend,
-               "engine": engine, "interrupted": None, "checkpoint": str(resume[1]) if resume else None}
+    summary = {
+        "out": str(out),
+        "batch_size": B,
+        "seq_len": T,
+        "precision": precision,
+        "backend": backend,
+        "engine": engine,
+        "interrupted": None,
+        "checkpoint": str(resume[1]) if resume else None,
+    }
     saved_step = start
     bar = tqdm(total=steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
 
@@ -306,8 +377,10 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
                 _sync(model.xp)
                 dt = time.perf_counter() - t0
                 if not math.isfinite(loss):
-                    raise FloatingPointError(f"the loss is {loss} at step {step}: training diverged (try a "
-                                             f"lower --lr than {o['lr']}, or --warmup)")
+                    raise FloatingPointError(
+                        f"the loss is {loss} at step {step}: training diverged (try a "
+                        f"lower --lr than {o['lr']}, or --warmup)"
+                    )
                 val = None
                 if o["val_every"] and (step % o["val_every"] == 0 or step == steps):
                     val = evaluate(model, val_loader)
@@ -315,8 +388,10 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
                 bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{B * T / dt:,.0f}", refresh=False)
                 bar.update(1)
                 if val is not None:
-                    bar.write(f"step {step}/{steps}: train loss {loss:.4f}, val loss {val:.4f}, "
-                              f"{B * T / dt:,.0f} tok/s, {1000 * dt:.1f} ms")
+                    bar.write(
+                        f"step {step}/{steps}: train loss {loss:.4f}, val loss {val:.4f}, "
+                        f"{B * T / dt:,.0f} tok/s, {1000 * dt:.1f} ms"
+                    )
                 if o["sample_every"] and (step % o["sample_every"] == 0 or step == steps):
                     text = _sample_text(model, o["sample_length"], o["seed"] + step)
                     log.sample(step, text)
@@ -329,13 +404,15 @@ def train(args: argparse.Namespace, *, ops=None, on_step=None) -> dict:
                     if saved_step != step:
                         save(step)
                     summary["interrupted"] = stop.signal
-                    bar.write(f"stopped by {stop.signal} after step {step}: saved {summary['checkpoint']}; "
-                              f"continue with --out {out} --resume")
+                    bar.write(
+                        f"stopped by {stop.signal} after step {step}: saved {summary['checkpoint']}; "
+                        f"continue with --out {out} --resume"
+                    )
                     break
     finally:
         bar.close()
         log.close()
-    if model.graph_failure:          # slower, not wrong: say so (bench figures depend on it)
+    if model.graph_failure:  # slower, not wrong: say so (bench figures depend on it)
         print(f"note: the steps ran without a CUDA graph: {model.graph_failure}")
         about["graph_failure"] = summary["graph_failure"] = model.graph_failure
     log.write_json(o, {**extra, **about})
@@ -349,18 +426,28 @@ def main(argv=None, *, ops=None) -> int:
     """The ``llmc train`` command; returns the exit status (0 done, 130 interrupted, 2 bad setup)."""
     args = parse_args(argv)
     from ..runtime import BackendUnavailable, use_backend
+
     try:
         with use_backend(args.backend):
             summary = train(args, ops=ops)
-    except (SetupError, data.DataError, checkpoint.CheckpointError, BackendUnavailable, FloatingPointError,
-            FileNotFoundError, learner_ops.LearnerOpsError) as e:
+    except (
+        SetupError,
+        data.DataError,
+        checkpoint.CheckpointError,
+        BackendUnavailable,
+        FloatingPointError,
+        FileNotFoundError,
+        learner_ops.LearnerOpsError,
+    ) as e:
         print(f"llmc train: error: {e}", file=sys.stderr)
         return 2
     s = summary
     if s.get("steps"):
-        print(f"done: {s['steps_done']} steps, train loss {s['first_loss']:.4f} -> {s['last_loss']:.4f}"
-              + (f", val loss {s['last_val_loss']:.4f}" if s.get("last_val_loss") is not None else "")
-              + f", {s['mean_tokens_per_s']:,.0f} tok/s; log {s['out']}/log.csv, checkpoint {s['checkpoint']}")
+        print(
+            f"done: {s['steps_done']} steps, train loss {s['first_loss']:.4f} -> {s['last_loss']:.4f}"
+            + (f", val loss {s['last_val_loss']:.4f}" if s.get("last_val_loss") is not None else "")
+            + f", {s['mean_tokens_per_s']:,.0f} tok/s; log {s['out']}/log.csv, checkpoint {s['checkpoint']}"
+        )
     return 130 if s["interrupted"] else 0
 
 

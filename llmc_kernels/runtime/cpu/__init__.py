@@ -8,6 +8,7 @@ bounds-checked, shared memory is per block and poisoned. Every failure comes bac
 subclass naming the kernel, the learner's line, the thread and block (:mod:`.messages`); the Python process
 survives all of them.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -26,7 +27,7 @@ __all__ = ["CpuKernel"]
 # A list that collects the race detector's warnings of every launch in the current context (check sets one)
 RACE_WARNINGS: contextvars.ContextVar[list | None] = contextvars.ContextVar("llmc_race_warnings", default=None)
 
-_LIBRARIES: dict[str, launch.Library] = {}     # path -> loaded library (a library is loaded once)
+_LIBRARIES: dict[str, launch.Library] = {}  # path -> loaded library (a library is loaded once)
 _LOAD_LOCK = threading.Lock()
 
 
@@ -39,7 +40,7 @@ def _entry_kernels(code: str, signature: KernelSignature) -> list[tuple[str, int
             continue
         try:
             sig = find_kernel(code, name)
-        except KernelCompileError:      # a kernel we cannot read: it gets no entry points; the compiler judges it
+        except KernelCompileError:  # a kernel we cannot read: it gets no entry points; the compiler judges it
             continue
         if sig.extern_c:
             found[name] = len(sig.params)
@@ -47,8 +48,9 @@ def _entry_kernels(code: str, signature: KernelSignature) -> list[tuple[str, int
 
 
 class CpuKernel:
-    def __init__(self, code: str, name: str, signature: KernelSignature, origin: SourceOrigin | None = None,
-                 options=()):
+    def __init__(
+        self, code: str, name: str, signature: KernelSignature, origin: SourceOrigin | None = None, options=()
+    ):
         self.code = code
         self.name = name
         self.signature = signature
@@ -56,13 +58,13 @@ class CpuKernel:
         self.options = tuple(options)
         self.warnings: list[str] = []
         self.uses_fibers = True
-        self.cached = False                 # the library came from the on-disk cache
+        self.cached = False  # the library came from the on-disk cache
         self._lib: launch.Library | None = None
 
     def __repr__(self):
         return f"<CpuKernel '{self.name}' from {self.origin.display}>"
 
-    def compile(self) -> "CpuKernel":
+    def compile(self) -> CpuKernel:
         """Translate and compile (once; later calls return at once). Raises KernelCompileError."""
         if self._lib is not None:
             return self
@@ -72,8 +74,7 @@ class CpuKernel:
         log = build.readable_log(log)
         cxx = build.compiler()[0].rsplit("/", 1)[-1]
         if path is None:
-            err = diagnostics.compile_error(log, kernel=self.name, code=self.code, origin=self.origin,
-                                            compiler=cxx)
+            err = diagnostics.compile_error(log, kernel=self.name, code=self.code, origin=self.origin, compiler=cxx)
             raise fallback.explain(err, self.code, self.name, self.origin, flags) from None
         with _LOAD_LOCK:
             lib = _LIBRARIES.get(str(path))
@@ -87,8 +88,17 @@ class CpuKernel:
         self._lib = lib
         return self
 
-    def launch(self, grid, block, args, shared_mem: int = 0, schedule: str = "forward", timeout: float = 60.0,
-               seed: int = 0, races: bool = False) -> list[str]:
+    def launch(
+        self,
+        grid,
+        block,
+        args,
+        shared_mem: int = 0,
+        schedule: str = "forward",
+        timeout: float = 60.0,
+        seed: int = 0,
+        races: bool = False,
+    ) -> list[str]:
         """Run the kernel over ``grid`` x ``block`` with validated ``args`` (NumPy arrays and scalars).
 
         ``schedule`` orders the threads of each block and the blocks of the grid: "forward", "reverse" or
@@ -101,12 +111,25 @@ class CpuKernel:
             raise ValueError(f"schedule must be one of {', '.join(launch.SCHEDULES)}, got {schedule!r}")
         self.compile()
         grid, block = tuple(int(g) for g in grid), tuple(int(b) for b in block)
-        from ...profiling import recording     # a profile (llmc_kernels.profile) collecting this launch?
+        from ...profiling import recording  # a profile (llmc_kernels.profile) collecting this launch?
+
         prof = recording()
         trace = (launch.TRACE_RACES if races else 0) | (launch.TRACE_COUNTERS if prof is not None else 0)
         counted: list = []
-        err, out, cut = launch.run(self._entries, self._plan, args, grid, block, int(shared_mem), schedule,
-                                   timeout, int(seed), self.uses_fibers, trace, counted)
+        err, out, cut = launch.run(
+            self._entries,
+            self._plan,
+            args,
+            grid,
+            block,
+            int(shared_mem),
+            schedule,
+            timeout,
+            int(seed),
+            self.uses_fibers,
+            trace,
+            counted,
+        )
         if out:
             sys.stdout.write(out.decode("utf-8", errors="replace"))
         if cut:
@@ -115,18 +138,31 @@ class CpuKernel:
             sys.stdout.flush()
         ctx = None
         if err.kind != launch.E_OK:
-            ctx = messages.Context(self.name, self.origin, self.code, self.signature, args, grid, block,
-                                   int(shared_mem), timeout, schedule)
+            ctx = messages.Context(
+                self.name, self.origin, self.code, self.signature, args, grid, block, int(shared_mem), timeout, schedule
+            )
             raise messages.error_from_record(err, ctx)
         if counted:
             from ...profiling.counters import from_runtime
-            prof.add(from_runtime(*counted[0], name=self.name, grid=grid, block=block, signature=self.signature,
-                                  origin=self.origin, code=self.code))
+
+            prof.add(
+                from_runtime(
+                    *counted[0],
+                    name=self.name,
+                    grid=grid,
+                    block=block,
+                    signature=self.signature,
+                    origin=self.origin,
+                    code=self.code,
+                )
+            )
         warnings = []
         if err.warning.kind != launch.RACE_NONE:
             from . import races as _races
-            ctx = messages.Context(self.name, self.origin, self.code, self.signature, args, grid, block,
-                                   int(shared_mem), timeout, schedule)
+
+            ctx = messages.Context(
+                self.name, self.origin, self.code, self.signature, args, grid, block, int(shared_mem), timeout, schedule
+            )
             warnings.append(_races.warning(err.warning, ctx))
             sink = RACE_WARNINGS.get()
             if sink is not None:
@@ -134,4 +170,3 @@ class CpuKernel:
                     if w not in sink:
                         sink.append(w)
         return warnings
-

@@ -5,6 +5,7 @@ headers, flags, compiler version), so a kernel compiles once per machine, and a 
 process loads it in milliseconds. Writes go to a temporary name first and are renamed into place, so two
 processes compiling the same kernel never see a half-written file.
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,10 +26,12 @@ INCLUDE = HERE / "include"
 RT_DIR = HERE / "rt"
 
 # NVRTC options that mean nothing to the CPU backend (the architecture, GPU code generation, debug info)
-_IGNORED_OPTIONS = re.compile(r"^(-arch|--gpu-architecture|-lineinfo|--generate-line-info|--use_fast_math|"
-                              r"-use_fast_math|--fmad|-fmad|-std|--std|-G|--device-debug|-default-device|"
-                              r"--extra-device-vectorization|--ftz|--prec-div|--prec-sqrt|-ftz|-prec-div|"
-                              r"-prec-sqrt|--restrict|-restrict|-dopt|--dopt|-rdc|--relocatable-device-code)")
+_IGNORED_OPTIONS = re.compile(
+    r"^(-arch|--gpu-architecture|-lineinfo|--generate-line-info|--use_fast_math|"
+    r"-use_fast_math|--fmad|-fmad|-std|--std|-G|--device-debug|-default-device|"
+    r"--extra-device-vectorization|--ftz|--prec-div|--prec-sqrt|-ftz|-prec-div|"
+    r"-prec-sqrt|--restrict|-restrict|-dopt|--dopt|-rdc|--relocatable-device-code)"
+)
 
 
 class CompilerMissing(KernelCompileError):
@@ -51,8 +54,10 @@ def compiler() -> tuple[str, str, bool]:
             continue
         first = out.strip().splitlines()[0] if out.strip() else path
         return path, first, "clang" not in out.lower()
-    raise CompilerMissing("the cpu backend needs a C++ compiler and found none: install g++ (Debian/Ubuntu: "
-                          "sudo apt install g++; macOS: xcode-select --install), or set LLMC_CXX (or CXX)")
+    raise CompilerMissing(
+        "the cpu backend needs a C++ compiler and found none: install g++ (Debian/Ubuntu: "
+        "sudo apt install g++; macOS: xcode-select --install), or set LLMC_CXX (or CXX)"
+    )
 
 
 def _headers_digest() -> str:
@@ -64,18 +69,32 @@ def _headers_digest() -> str:
 
 def kernel_flags() -> list[str]:
     _, _, gcc = compiler()
-    flags = ["-std=c++17", "-O2", "-fPIC", "-shared", f"-I{INCLUDE}", "-fvisibility=hidden", "-fno-exceptions",
-             "-fno-rtti", "-fno-threadsafe-statics", "-fno-strict-aliasing", "-fno-math-errno",
-             # GPU-like arithmetic: no FMA contraction (the GPU contracts; results differ by ulps either way);
-             # signed overflow wraps as on the GPU (C++ calls it undefined, and g++ would then "optimise" an
-             # overflowing index instead of letting the bounds check see it)
-             "-ffp-contract=off", "-fwrapv",
-             # an accidental endless loop must stay endless so the time limit reports it (C++ lets the
-             # compiler assume loops terminate and delete them)
-             "-fno-finite-loops",
-             # a big frame touches each page on the way down, so it hits the fiber's guard page
-             "-fstack-clash-protection",
-             "-Wall", "-Wno-unknown-pragmas", "-Wno-unused-function"]
+    flags = [
+        "-std=c++17",
+        "-O2",
+        "-fPIC",
+        "-shared",
+        f"-I{INCLUDE}",
+        "-fvisibility=hidden",
+        "-fno-exceptions",
+        "-fno-rtti",
+        "-fno-threadsafe-statics",
+        "-fno-strict-aliasing",
+        "-fno-math-errno",
+        # GPU-like arithmetic: no FMA contraction (the GPU contracts; results differ by ulps either way);
+        # signed overflow wraps as on the GPU (C++ calls it undefined, and g++ would then "optimise" an
+        # overflowing index instead of letting the bounds check see it)
+        "-ffp-contract=off",
+        "-fwrapv",
+        # an accidental endless loop must stay endless so the time limit reports it (C++ lets the
+        # compiler assume loops terminate and delete them)
+        "-fno-finite-loops",
+        # a big frame touches each page on the way down, so it hits the fiber's guard page
+        "-fstack-clash-protection",
+        "-Wall",
+        "-Wno-unknown-pragmas",
+        "-Wno-unused-function",
+    ]
     if gcc:
         flags += ["-fdiagnostics-plain-output", "-fmax-errors=10"]
     else:
@@ -104,17 +123,25 @@ def split_options(options) -> tuple[list[str], list[str]]:
             passed.append(flag + str(items[i + 1]))
             i += 2
             continue
-        for prefix, flag in (("--define-macro=", "-D"), ("--undefine-macro=", "-U"), ("--include-path=", "-I"),
-                             ("-D", "-D"), ("-U", "-U"), ("-I", "-I")):
+        for prefix, flag in (
+            ("--define-macro=", "-D"),
+            ("--undefine-macro=", "-U"),
+            ("--include-path=", "-I"),
+            ("-D", "-D"),
+            ("-U", "-U"),
+            ("-I", "-I"),
+        ):
             if opt.startswith(prefix) and len(opt) > len(prefix):
-                passed.append(flag + opt[len(prefix):])
+                passed.append(flag + opt[len(prefix) :])
                 break
         else:
             if _IGNORED_OPTIONS.match(opt):
                 notes.append(f"option {opt!r} has no effect on the cpu backend")
             else:
-                raise KernelCompileError(f"compile option {opt!r} is not supported by the cpu backend (it "
-                                         "understands -D, -U and -I; GPU code-generation options are ignored)")
+                raise KernelCompileError(
+                    f"compile option {opt!r} is not supported by the cpu backend (it "
+                    "understands -D, -U and -I; GPU code-generation options are ignored)"
+                )
         i += 1
     return passed, notes
 
@@ -126,7 +153,7 @@ def _cache_root() -> Path:
 
 
 def _run(cmd: list[str], cwd: str) -> tuple[int, str]:
-    env = dict(os.environ, LC_ALL="C", LANG="C")    # plain ASCII quotes in the log
+    env = dict(os.environ, LC_ALL="C", LANG="C")  # plain ASCII quotes in the log
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
     return proc.returncode, (proc.stdout + proc.stderr)
 
@@ -169,7 +196,7 @@ def build_kernel(cpp: str, extra_flags: list[str]) -> tuple[Path | None, str, bo
         src.write_text(cpp)
         out = Path(tmp) / "kernel.so"
         pch = precompiled_header()
-        search = [f"-I{pch}"] if pch else []     # before -I<include>: GCC looks for the .gch first
+        search = [f"-I{pch}"] if pch else []  # before -I<include>: GCC looks for the .gch first
         rc, log = _run([cxx, *search, *flags, str(src), "-o", str(out), *_link_libs()], tmp)
         if rc != 0:
             return None, log, False
@@ -198,8 +225,17 @@ def runtime_library() -> Path:
     h = hashlib.sha256(version.encode())
     for p in sorted(RT_DIR.glob("*")) + [INCLUDE / "llmc_abi.h"]:
         h.update(p.name.encode() + b"\0" + p.read_bytes())
-    flags = ["-std=c++17", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-fno-exceptions", "-fno-rtti",
-             "-U_FORTIFY_SOURCE", "-D_FORTIFY_SOURCE=0"]     # fortify's longjmp check rejects our stack switches
+    flags = [
+        "-std=c++17",
+        "-O2",
+        "-fPIC",
+        "-shared",
+        "-fvisibility=hidden",
+        "-fno-exceptions",
+        "-fno-rtti",
+        "-U_FORTIFY_SOURCE",
+        "-D_FORTIFY_SOURCE=0",
+    ]  # fortify's longjmp check rejects our stack switches
     h.update(" ".join(flags).encode())
     lib = _cache_root() / f"rt-{h.hexdigest()[:40]}.so"
     if lib.exists():
@@ -222,7 +258,7 @@ _TYPE_NAMES = [
 
 def readable_log(log: str) -> str:
     """The compiler's words with our types spelled as the learner wrote them (llmc::ptr<float> -> float*)."""
-    for _ in range(4):      # nested types unwrap from the inside out
+    for _ in range(4):  # nested types unwrap from the inside out
         for pattern, repl in _TYPE_NAMES:
             log = pattern.sub(repl, log)
     return log.replace("llmc::", "")

@@ -5,6 +5,7 @@ One launch at a time per process: the runtime owns process-wide state (signal ha
 the fibers' stacks, shared memory), so a lock serialises launches from several Python threads. ctypes
 releases the GIL during the call, so other Python threads keep running meanwhile.
 """
+
 from __future__ import annotations
 
 import ctypes as C
@@ -24,55 +25,144 @@ REGION_READONLY = 4
 A_LOAD, A_STORE, A_UPDATE, A_ATOMIC = 1, 2, 3, 4
 RACE_NONE, RACE_WW, RACE_RAW, RACE_WAR, RACE_UNINIT = range(5)
 R_UNCHECKED, R_DYN_SHARED, R_NULL, R_STATIC_SHARED = -1, -2, -3, -4
-(T_DIV_ZERO, T_DIV_OVERFLOW, T_STACK_OVERFLOW, T_BAD_ADDRESS, T_TRAP, T_ASSERT, T_BAD_MASK, T_SHARED_LIMIT,
- T_MISALIGNED, T_ILLEGAL, T_INTERNAL) = range(1, 12)
+(
+    T_DIV_ZERO,
+    T_DIV_OVERFLOW,
+    T_STACK_OVERFLOW,
+    T_BAD_ADDRESS,
+    T_TRAP,
+    T_ASSERT,
+    T_BAD_MASK,
+    T_SHARED_LIMIT,
+    T_MISALIGNED,
+    T_ILLEGAL,
+    T_INTERNAL,
+) = range(1, 12)
 
 
 class Region(C.Structure):
-    _fields_ = [("lo", C.c_void_p), ("span", C.c_uint64), ("id", C.c_int32), ("elem_size", C.c_int32),
-                ("flags", C.c_int32), ("base_offset", C.c_int32)]
+    _fields_ = [
+        ("lo", C.c_void_p),
+        ("span", C.c_uint64),
+        ("id", C.c_int32),
+        ("elem_size", C.c_int32),
+        ("flags", C.c_int32),
+        ("base_offset", C.c_int32),
+    ]
 
 
 class LaunchDesc(C.Structure):
-    _fields_ = [("thread_entry", C.c_void_p), ("fast_block", C.c_void_p), ("args", C.c_void_p),
-                ("regions", C.c_void_p), ("nregions", C.c_int32), ("use_fibers", C.c_int32),
-                ("grid", C.c_uint32 * 3), ("block", C.c_uint32 * 3), ("shared_bytes", C.c_uint64),
-                ("schedule", C.c_int32), ("pad_", C.c_int32), ("seed", C.c_uint64), ("timeout_s", C.c_double),
-                ("trace", C.c_uint32), ("pad2_", C.c_uint32)]
+    _fields_ = [
+        ("thread_entry", C.c_void_p),
+        ("fast_block", C.c_void_p),
+        ("args", C.c_void_p),
+        ("regions", C.c_void_p),
+        ("nregions", C.c_int32),
+        ("use_fibers", C.c_int32),
+        ("grid", C.c_uint32 * 3),
+        ("block", C.c_uint32 * 3),
+        ("shared_bytes", C.c_uint64),
+        ("schedule", C.c_int32),
+        ("pad_", C.c_int32),
+        ("seed", C.c_uint64),
+        ("timeout_s", C.c_double),
+        ("trace", C.c_uint32),
+        ("pad2_", C.c_uint32),
+    ]
 
 
 class RaceAccess(C.Structure):
-    _fields_ = [("thread", C.c_int32 * 3), ("block", C.c_int32 * 3), ("lane", C.c_int32), ("warp", C.c_int32),
-                ("line", C.c_int32), ("op", C.c_int32)]
+    _fields_ = [
+        ("thread", C.c_int32 * 3),
+        ("block", C.c_int32 * 3),
+        ("lane", C.c_int32),
+        ("warp", C.c_int32),
+        ("line", C.c_int32),
+        ("op", C.c_int32),
+    ]
 
 
 class Race(C.Structure):
-    _fields_ = [("kind", C.c_int32), ("shared", C.c_int32), ("region", C.c_int32), ("same_value", C.c_int32),
-                ("offset", C.c_int64), ("size", C.c_int64), ("elem_size", C.c_int64), ("pairs", C.c_int64),
-                ("nthreads", C.c_int32), ("pad_", C.c_int32), ("a", RaceAccess), ("b", RaceAccess),
-                ("name", C.c_char * 64)]
+    _fields_ = [
+        ("kind", C.c_int32),
+        ("shared", C.c_int32),
+        ("region", C.c_int32),
+        ("same_value", C.c_int32),
+        ("offset", C.c_int64),
+        ("size", C.c_int64),
+        ("elem_size", C.c_int64),
+        ("pairs", C.c_int64),
+        ("nthreads", C.c_int32),
+        ("pad_", C.c_int32),
+        ("a", RaceAccess),
+        ("b", RaceAccess),
+        ("name", C.c_char * 64),
+    ]
 
 
 class ErrorRecord(C.Structure):
-    _fields_ = [("kind", C.c_int32), ("sub", C.c_int32), ("line", C.c_int32), ("has_thread", C.c_int32),
-                ("thread", C.c_int32 * 3), ("block", C.c_int32 * 3), ("region", C.c_int32),
-                ("is_const", C.c_int32), ("offset", C.c_int64), ("size", C.c_int64), ("align", C.c_int64),
-                ("index", C.c_int64), ("extent", C.c_int64), ("addr", C.c_uint64), ("blocks_done", C.c_int64),
-                ("blocks_total", C.c_int64), ("text", C.c_char * 4096), ("race", Race), ("warning", Race)]
+    _fields_ = [
+        ("kind", C.c_int32),
+        ("sub", C.c_int32),
+        ("line", C.c_int32),
+        ("has_thread", C.c_int32),
+        ("thread", C.c_int32 * 3),
+        ("block", C.c_int32 * 3),
+        ("region", C.c_int32),
+        ("is_const", C.c_int32),
+        ("offset", C.c_int64),
+        ("size", C.c_int64),
+        ("align", C.c_int64),
+        ("index", C.c_int64),
+        ("extent", C.c_int64),
+        ("addr", C.c_uint64),
+        ("blocks_done", C.c_int64),
+        ("blocks_total", C.c_int64),
+        ("text", C.c_char * 4096),
+        ("race", Race),
+        ("warning", Race),
+    ]
 
 
 class Counters(C.Structure):
-    _fields_ = [(name, C.c_uint64) for name in (
-        "global_load_requests", "global_load_sectors", "global_store_requests", "global_store_sectors",
-        "shared_load_requests", "shared_load_wavefronts", "shared_store_requests", "shared_store_wavefronts",
-        "atomics", "barriers", "bytes_requested", "unique_bytes", "global_load_ideal", "global_store_ideal",
-        "shared_load_ideal", "shared_store_ideal", "global_load_bytes", "global_store_bytes")]
+    _fields_ = [
+        (name, C.c_uint64)
+        for name in (
+            "global_load_requests",
+            "global_load_sectors",
+            "global_store_requests",
+            "global_store_sectors",
+            "shared_load_requests",
+            "shared_load_wavefronts",
+            "shared_store_requests",
+            "shared_store_wavefronts",
+            "atomics",
+            "barriers",
+            "bytes_requested",
+            "unique_bytes",
+            "global_load_ideal",
+            "global_store_ideal",
+            "shared_load_ideal",
+            "shared_store_ideal",
+            "global_load_bytes",
+            "global_store_bytes",
+        )
+    ]
 
 
 class SiteCounters(C.Structure):
-    _fields_ = [("line", C.c_int32), ("region", C.c_int32), ("space", C.c_int32), ("kind", C.c_int32),
-                ("size", C.c_int64), ("requests", C.c_int64), ("units", C.c_int64), ("ideal", C.c_int64),
-                ("stride", C.c_int64), ("lanes", C.c_int64)]
+    _fields_ = [
+        ("line", C.c_int32),
+        ("region", C.c_int32),
+        ("space", C.c_int32),
+        ("kind", C.c_int32),
+        ("size", C.c_int64),
+        ("requests", C.c_int64),
+        ("units", C.c_int64),
+        ("ideal", C.c_int64),
+        ("stride", C.c_int64),
+        ("lanes", C.c_int64),
+    ]
 
 
 MAX_SITES = 4096
@@ -107,8 +197,10 @@ class Library:
 
     def entries(self, kernel: str) -> tuple[int, int]:
         """(thread entry, fast-path block entry) of ``kernel``."""
-        return (C.cast(getattr(self.dll, f"llmc_thread_entry_{kernel}"), C.c_void_p).value,
-                C.cast(getattr(self.dll, f"llmc_fast_block_{kernel}"), C.c_void_p).value)
+        return (
+            C.cast(getattr(self.dll, f"llmc_thread_entry_{kernel}"), C.c_void_p).value,
+            C.cast(getattr(self.dll, f"llmc_fast_block_{kernel}"), C.c_void_p).value,
+        )
 
 
 def _allocation_offset(a: np.ndarray) -> int:
@@ -124,22 +216,46 @@ def plan(signature) -> list[tuple[int, bool, object, int, bool]]:
     out = []
     for p in signature.params:
         dtype = p.dtype
-        out.append((p.position, p.pointer, dtype, dtype.itemsize * p.components if dtype is not None else 1,
-                    p.pointer and p.const))
+        out.append(
+            (
+                p.position,
+                p.pointer,
+                dtype,
+                dtype.itemsize * p.components if dtype is not None else 1,
+                p.pointer and p.const,
+            )
+        )
     return out
 
 
 def _readonly(params, args) -> set:
     """Positions of const pointer arguments whose memory no non-const pointer argument overlaps."""
-    spans = [(position, const, a.ctypes.data, a.ctypes.data + a.nbytes)
-             for (position, pointer, _, _, const), a in zip(params, args) if pointer and a is not None]
-    return {p for p, const, lo, hi in spans if const and
-            not any(not c2 and lo2 < hi and lo < hi2 for _, c2, lo2, hi2 in spans)}
+    spans = [
+        (position, const, a.ctypes.data, a.ctypes.data + a.nbytes)
+        for (position, pointer, _, _, const), a in zip(params, args)
+        if pointer and a is not None
+    ]
+    return {
+        p
+        for p, const, lo, hi in spans
+        if const and not any(not c2 and lo2 < hi and lo < hi2 for _, c2, lo2, hi2 in spans)
+    }
 
 
-def run(entries: tuple[int, int], params: list, args, grid, block, shared_mem: int, schedule: str,
-        timeout: float, seed: int, use_fibers: bool, trace: int = 0,
-        counters: list | None = None) -> tuple[ErrorRecord, bytes, bool]:
+def run(
+    entries: tuple[int, int],
+    params: list,
+    args,
+    grid,
+    block,
+    shared_mem: int,
+    schedule: str,
+    timeout: float,
+    seed: int,
+    use_fibers: bool,
+    trace: int = 0,
+    counters: list | None = None,
+) -> tuple[ErrorRecord, bytes, bool]:
     """Run one launch (``params`` from :func:`plan`): ``(error record, printf output, output truncated)``.
 
     ``trace`` (TRACE_* bits) turns on the access-event layer and its consumers (the race detector, the memory
@@ -148,7 +264,7 @@ def run(entries: tuple[int, int], params: list, args, grid, block, shared_mem: i
     n = max(1, len(params))
     regions = (Region * n)()
     argv = (C.c_void_p * n)()
-    keep = []                     # scalars' buffers must outlive the call
+    keep = []  # scalars' buffers must outlive the call
     nreg = 0
     # the memory counters count every load: no array is skipped when they trace
     readonly = _readonly(params, args) if trace and not trace & TRACE_COUNTERS else set()
@@ -191,6 +307,6 @@ def run(entries: tuple[int, int], params: list, args, grid, block, shared_mem: i
         if counters is not None and trace & TRACE_COUNTERS and err.kind == E_OK:
             total, sites = Counters(), (SiteCounters * MAX_SITES)()
             n = rt.llmc_counters_result(C.byref(total), sites, MAX_SITES)
-            counters.append((total, list(sites[:min(n, MAX_SITES)])))
+            counters.append((total, list(sites[: min(n, MAX_SITES)])))
     del keep
     return err, out, bool(cut.value)

@@ -5,14 +5,29 @@ with several declarators, then the remaining pointer types, then unary ``*``, ``
 A pass marks what it rewrote in ``seq.consumed`` so later passes leave it alone. Every rewrite edits token
 texts only, so lines never move.
 """
+
 from __future__ import annotations
 
 from . import typescan
 from .translate import CASTS, CONTROL, PREFIX_OPS, UNARY_PREV, Seq
 
-STORAGE = frozenset({"static", "extern", "inline", "register", "constexpr", "__device__", "__host__",
-                     "__forceinline__", "__noinline__", "__constant__", "__managed__", "thread_local",
-                     "__global__"})
+STORAGE = frozenset(
+    {
+        "static",
+        "extern",
+        "inline",
+        "register",
+        "constexpr",
+        "__device__",
+        "__host__",
+        "__forceinline__",
+        "__noinline__",
+        "__constant__",
+        "__managed__",
+        "thread_local",
+        "__global__",
+    }
+)
 KEYWORDS = frozenset({"return", "sizeof", "new", "delete", "operator", "case", "goto", "throw", "this"})
 
 
@@ -56,8 +71,11 @@ def _in_function(seq: Seq) -> list[bool]:
         out.append(any(stack))
         if x == "{":
             p = seq.t(i - 1)
-            linkage = (seq.kind(i - 1) == "string" and seq.t(i - 2) == "extern") or p == "namespace" or \
-                seq.t(i - 2) == "namespace"
+            linkage = (
+                (seq.kind(i - 1) == "string" and seq.t(i - 2) == "extern")
+                or p == "namespace"
+                or seq.t(i - 2) == "namespace"
+            )
             stack.append(not linkage)
         elif x == "}" and stack:
             stack.pop()
@@ -105,7 +123,7 @@ def _parse_shared(seq: Seq, a: int, b: int):
         if seq.t(i) == ",":
             i += 1
         elif i != b:
-            return None          # an initializer (not allowed in CUDA either) or something we do not know
+            return None  # an initializer (not allowed in CUDA either) or something we do not know
     return extern, " ".join(types), decls
 
 
@@ -138,7 +156,7 @@ def shared_declarations(seq: Seq) -> None:
                 kind, call = f"{t} &", f'llmc::shared_static<{t}, {ident}>("{name}")'
             if inside[i]:
                 out.append(f"{kind} {name} = {call};")
-            else:   # file scope: an accessor, and later uses of the name call it
+            else:  # file scope: an accessor, and later uses of the name call it
                 out.append(f"static inline {kind} llmc_shared_{name}() {{ return {call}; }}")
                 renames[name] = f"llmc_shared_{name}()"
         _blank(seq, a, b)
@@ -185,8 +203,7 @@ def declarations(seq: Seq) -> None:
             while seq.t(k) == "*":
                 stars.append(k)
                 k += 1
-            if seq.kind(k) != "ident" or seq.is_typeword(k) or seq.t(k) in KEYWORDS \
-                    or seq.t(k) in typescan.CV:
+            if seq.kind(k) != "ident" or seq.is_typeword(k) or seq.t(k) in KEYWORDS or seq.t(k) in typescan.CV:
                 decls = None
                 break
             k += 1
@@ -194,7 +211,7 @@ def declarations(seq: Seq) -> None:
                 m = seq.match(k)
                 k = m + 1 if m is not None else len(seq)
             if seq.t(k) == "(":
-                decls = None      # a function, or constructor-style initialisation: not ours
+                decls = None  # a function, or constructor-style initialisation: not ours
                 break
             if seq.t(k) == "=":
                 k = _skip_initializer(seq, k + 1)
@@ -226,7 +243,7 @@ def declarations(seq: Seq) -> None:
             for s in stars:
                 seq.set(s, "")
                 seq.consumed.add(s)
-            if n and len(counts) > 1:      # mixed: split into one declaration per declarator
+            if n and len(counts) > 1:  # mixed: split into one declaration per declarator
                 seq.set(commas[n - 1], "; " + " ".join(storage + [_wrap(base, len(stars))]))
 
 
@@ -238,10 +255,9 @@ def pointer_types(seq: Seq) -> None:
         if seq.t(k) != "*" or k in seq.consumed:
             k += 1
             continue
-        first = seq.type_start(k - 1)     # the type spelled right before the star (scopes.py)
-        after = _after_stars(seq, k)      # `half * 2`, `half * (x)`: `half` is a variable out of sight
-        if first is None or first in seq.consumed or seq.kind(after) in ("number", "string") or \
-                seq.t(after) == "(":
+        first = seq.type_start(k - 1)  # the type spelled right before the star (scopes.py)
+        after = _after_stars(seq, k)  # `half * 2`, `half * (x)`: `half` is a variable out of sight
+        if first is None or first in seq.consumed or seq.kind(after) in ("number", "string") or seq.t(after) == "(":
             k += 1
             continue
         # as rewritten so far: `Box<float*>*` -> llmc::ptr<Box<llmc::ptr<float>>>
@@ -368,9 +384,8 @@ def dereferences(seq: Seq) -> None:
     for k in range(len(seq) - 1, -1, -1):
         if seq.t(k) != "*" or k in seq.consumed or seq.t(k - 1) == "operator" or not _is_unary(seq, k):
             continue
-        if seq.t(k - 1) == "(" and seq.kind(k + 1) == "ident" and seq.t(k + 2) == ")" and \
-                seq.t(k + 3) in ("(", "["):
-            continue        # a function-pointer declarator `float (*f)(float)`, or a call through one
+        if seq.t(k - 1) == "(" and seq.kind(k + 1) == "ident" and seq.t(k + 2) == ")" and seq.t(k + 3) in ("(", "["):
+            continue  # a function-pointer declarator `float (*f)(float)`, or a call through one
         end = _operand(seq, k + 1)
         if end is None:
             continue
@@ -441,9 +456,9 @@ def access_kind(seq: Seq, start: int, end: int) -> str:
     before = seq.t(start - 1)
     prefix = before in ("++", "--", "&", "*") and _is_unary(seq, start - 1)
     if prefix and before in ("&", "*"):
-        return "addr" if before == "&" else "load"     # `&p[i]`; `*p[i] = v` stores through the loaded pointer
+        return "addr" if before == "&" else "load"  # `&p[i]`; `*p[i] = v` stores through the loaded pointer
     j = end
-    while seq.t(j + 1) == "." and seq.kind(j + 2) == "ident":     # a member of the element: p[i].x = v
+    while seq.t(j + 1) == "." and seq.kind(j + 2) == "ident":  # a member of the element: p[i].x = v
         j += 2
     nxt = seq.t(j + 1)
     if nxt == "=" and seq.t(j + 2) != "{":
@@ -468,7 +483,7 @@ def accesses(seq: Seq) -> None:
             continue
         close = seq.match(k)
         if close is None or close == k + 1 or seq.t(k + 1) == "[" or seq.t(close + 1) == "[":
-            continue      # `[]`, an attribute `[[...]]`, or `s[i]` of `s[i][j]` (a row, or a loaded pointer)
+            continue  # `[]`, an attribute `[[...]]`, or `s[i]` of `s[i][j]` (a row, or a loaded pointer)
         prev = seq.t(k - 1)
         if prev in (")", "]"):
             pass

@@ -15,6 +15,7 @@ ending just before a ``*`` and never guess from names alone.
 
 Macro bodies have no scopes: there only file-wide knowledge applies (``unscoped``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -22,41 +23,130 @@ from dataclasses import dataclass, field
 from . import typescan
 
 # words that combine into one built-in type (`unsigned long long int`)
-MULTIWORD = frozenset({"signed", "unsigned", "short", "long", "int", "char", "float", "double", "bool", "void",
-                       "wchar_t", "char16_t", "char32_t", "auto"})
+MULTIWORD = frozenset(
+    {
+        "signed",
+        "unsigned",
+        "short",
+        "long",
+        "int",
+        "char",
+        "float",
+        "double",
+        "bool",
+        "void",
+        "wchar_t",
+        "char16_t",
+        "char32_t",
+        "auto",
+    }
+)
 # may come before the type of a declaration and say nothing about it
-SPECIFIERS = frozenset({"static", "extern", "inline", "register", "constexpr", "__device__", "__host__",
-                        "__global__", "__forceinline__", "__noinline__", "__constant__", "__managed__",
-                        "__shared__", "thread_local", "typedef", "friend", "mutable", "virtual", "explicit",
-                        "__inline__", "__grid_constant__"})
+SPECIFIERS = frozenset(
+    {
+        "static",
+        "extern",
+        "inline",
+        "register",
+        "constexpr",
+        "__device__",
+        "__host__",
+        "__global__",
+        "__forceinline__",
+        "__noinline__",
+        "__constant__",
+        "__managed__",
+        "__shared__",
+        "thread_local",
+        "typedef",
+        "friend",
+        "mutable",
+        "virtual",
+        "explicit",
+        "__inline__",
+        "__grid_constant__",
+    }
+)
 SPECIFIER_CALLS = frozenset({"__align__", "alignas", "__attribute__", "__launch_bounds__", "__declspec"})
-NOT_NAMES = frozenset({"return", "sizeof", "new", "delete", "operator", "case", "goto", "throw", "this", "default",
-                       "if", "else", "for", "while", "do", "switch", "break", "continue", "template", "typename",
-                       "using", "namespace", "true", "false", "nullptr", "alignof", "decltype", "static_assert",
-                       "static_cast", "reinterpret_cast", "const_cast", "dynamic_cast", "public", "private",
-                       "protected"}) | typescan.CV | MULTIWORD | SPECIFIERS
+NOT_NAMES = (
+    frozenset(
+        {
+            "return",
+            "sizeof",
+            "new",
+            "delete",
+            "operator",
+            "case",
+            "goto",
+            "throw",
+            "this",
+            "default",
+            "if",
+            "else",
+            "for",
+            "while",
+            "do",
+            "switch",
+            "break",
+            "continue",
+            "template",
+            "typename",
+            "using",
+            "namespace",
+            "true",
+            "false",
+            "nullptr",
+            "alignof",
+            "decltype",
+            "static_assert",
+            "static_cast",
+            "reinterpret_cast",
+            "const_cast",
+            "dynamic_cast",
+            "public",
+            "private",
+            "protected",
+        }
+    )
+    | typescan.CV
+    | MULTIWORD
+    | SPECIFIERS
+)
 CONTROL = frozenset({"for", "if", "while", "switch"})
-STRUCTURE = frozenset({"{", "}", "(", ")", ";", ",", ":"})     # the punctuation the walk acts on
+STRUCTURE = frozenset({"{", "}", "(", ")", ";", ",", ":"})  # the punctuation the walk acts on
 # cooperative groups' classes (llmc_cg.h): types after any qualifier (cg::, cooperative_groups::), and
 # unqualified after `using namespace cooperative_groups;`
-CG_TYPES = frozenset({"thread_block", "thread_block_tile", "thread_group", "grid_group", "coalesced_group",
-                      "plus", "less", "greater", "bit_and", "bit_or", "bit_xor"})
+CG_TYPES = frozenset(
+    {
+        "thread_block",
+        "thread_block_tile",
+        "thread_group",
+        "grid_group",
+        "coalesced_group",
+        "plus",
+        "less",
+        "greater",
+        "bit_and",
+        "bit_or",
+        "bit_xor",
+    }
+)
 
 
 @dataclass
 class Scope:
-    kind: str                       # file, brace, paren, control, carry
-    opener: int = -1                # position of its '{' or '(' (brace, paren, control)
-    names: dict[str, bool] = field(default_factory=dict)    # name -> is a type
-    owner: int | None = None        # carry: the '{' whose block it belongs to
+    kind: str  # file, brace, paren, control, carry
+    opener: int = -1  # position of its '{' or '(' (brace, paren, control)
+    names: dict[str, bool] = field(default_factory=dict)  # name -> is a type
+    owner: int | None = None  # carry: the '{' whose block it belongs to
 
 
 @dataclass
 class _Decl:
-    depth: int          # len(stack) where its names go
-    params: bool        # a parameter: a ',' ends it (elsewhere a ',' starts the next declarator)
+    depth: int  # len(stack) where its names go
+    params: bool  # a parameter: a ',' ends it (elsewhere a ',' starts the next declarator)
     typedef: bool
-    end: int            # position of the type span's last token
+    end: int  # position of the type span's last token
 
 
 class Analysis:
@@ -65,23 +155,22 @@ class Analysis:
     def __init__(self, n: int):
         self.typeish = [False] * n
         self.typeword = [False] * n
-        self.start_of: dict[int, int] = {}     # last position of a span -> its first position
-        self.values: set[str] = set()          # names the region declares as variables, parameters, functions
+        self.start_of: dict[int, int] = {}  # last position of a span -> its first position
+        self.values: set[str] = set()  # names the region declares as variables, parameters, functions
 
     def mark(self, a: int, b: int, words: list[int]) -> None:
         for k in range(a, b + 1):
             self.typeish[k] = True
         for k in words:
             self.typeword[k] = True
-        if b not in self.start_of or self.start_of[b] > a:      # `Box<Box<float>>`: the outer span wins
+        if b not in self.start_of or self.start_of[b] > a:  # `Box<Box<float>>`: the outer span wins
             self.start_of[b] = a
 
 
 class _Walker:
     """One forward pass over a region: the scope stack, the declaration being read, the spans found."""
 
-    def __init__(self, seq, known: typescan.Types, scoped: bool, macro_params: frozenset[str],
-                 hidden: frozenset[str]):
+    def __init__(self, seq, known: typescan.Types, scoped: bool, macro_params: frozenset[str], hidden: frozenset[str]):
         self.seq = seq
         self.n = len(seq)
         self.t = seq.t
@@ -92,10 +181,10 @@ class _Walker:
         self.decl: _Decl | None = None
         self.using_cg = known.using_cg
         self.out = Analysis(self.n)
-        self.declared_at: set[int] = set()      # positions of declared names (never a type there)
-        self.start_ok = {0}                    # positions where a statement (a declaration) may start
-        self.macro_params = macro_params        # a #define's parameters
-        self.hidden = hidden                    # in a #define: names the code declares as variables
+        self.declared_at: set[int] = set()  # positions of declared names (never a type there)
+        self.start_ok = {0}  # positions where a statement (a declaration) may start
+        self.macro_params = macro_params  # a #define's parameters
+        self.hidden = hidden  # in a #define: names the code declares as variables
 
     # ------------------------------------------------------------------------------------------ lookup
     def is_type_name(self, name: str) -> bool:
@@ -103,10 +192,9 @@ class _Walker:
             for scope in reversed(self.stack):
                 if name in scope.names:
                     return scope.names[name]
-        elif name in self.hidden:       # a #define body: a name the code uses as a variable is one here too
+        elif name in self.hidden:  # a #define body: a name the code uses as a variable is one here too
             return False
-        return (name in typescan.BUILTIN or name in self.known.user
-                or (self.using_cg and name in CG_TYPES))
+        return name in typescan.BUILTIN or name in self.known.user or (self.using_cg and name in CG_TYPES)
 
     def member_type(self, name: str) -> bool:
         """The last name of `A::B::name`: a type if any declaration in the file makes such a name a type."""
@@ -172,7 +260,7 @@ class _Walker:
                 close = self.closing_angle(j + 1)
                 if close is not None:
                     j = close
-                    if self.t(j + 1) == "::" and self.kind(j + 2) == "ident":   # Box<float>::value_type
+                    if self.t(j + 1) == "::" and self.kind(j + 2) == "ident":  # Box<float>::value_type
                         j += 2
                         qualified = True
                         continue
@@ -215,7 +303,7 @@ class _Walker:
         elif x in self.macro_params and self.macro_param_is_type(j, cv=j > i):
             words, j = [j], j + 1
         elif x == "::" or self.kind(j) == "ident":
-            if self.t(j - 1) == "::" and j == i:      # the middle of a chain that started earlier
+            if self.t(j - 1) == "::" and j == i:  # the middle of a chain that started earlier
                 return None
             chain = self.name_chain(j, forced=False)
             if chain is None:
@@ -259,7 +347,7 @@ class _Walker:
         """The declared name's position after a type (`* const __restrict__ name`), or None."""
         while self.t(k) in ("*", "&", "&&") or self.t(k) in typescan.CV:
             k += 1
-        if self.t(k) == "(" and self.t(k + 1) in ("*", "&") and self.kind(k + 2) == "ident":    # (*fp)(...)
+        if self.t(k) == "(" and self.t(k + 1) in ("*", "&") and self.kind(k + 2) == "ident":  # (*fp)(...)
             k += 2
         if self.kind(k) == "ident" and self.t(k) not in NOT_NAMES:
             nxt = self.t(k + 1)
@@ -288,7 +376,7 @@ class _Walker:
         self.declared_at.add(k)
         self.declare(self.t(k), self.decl.typedef, self.decl.depth)
         if self.t(k + 1) == "(" and not self.decl.params:
-            self.decl = None        # a function (its parameters open a scope) or `V v(1.f)`
+            self.decl = None  # a function (its parameters open a scope) or `V v(1.f)`
 
     def inner_spans(self, a: int, b: int) -> None:
         """Spans inside a span's template arguments or decltype (`Box<float*>`: the float)."""
@@ -342,7 +430,7 @@ class _Walker:
         while i < self.n:
             x = texts[i]
             prev = texts[i - 1] if i else ""
-            if kinds[i] != "ident" and x not in STRUCTURE:     # numbers, strings, operators: nothing to do
+            if kinds[i] != "ident" and x not in STRUCTURE:  # numbers, strings, operators: nothing to do
                 i += 1
                 continue
             if x == "template" and self.t(i + 1) == "<":
@@ -416,9 +504,9 @@ class _Walker:
             if x in typescan.ELABORATED and self.kind(i + 1) == "ident" and prev != "enum":
                 k = i + 2 if (x == "enum" and self.t(i + 1) in ("class", "struct")) else i + 1
                 while self.t(k) in typescan.ATTRIBUTES and self.t(k + 1) == "(" and self.seq.match(k + 1):
-                    k = self.seq.match(k + 1) + 1           # struct __align__(16) S {
+                    k = self.seq.match(k + 1) + 1  # struct __align__(16) S {
                 if self.kind(k) == "ident" and self.t(k + 1) in ("{", ";", ":"):
-                    self.declare_type_here(self.t(k))       # struct S { ... }: S is a type from here on
+                    self.declare_type_here(self.t(k))  # struct S { ... }: S is a type from here on
             if kinds[i] != "ident":
                 i += 1
                 continue
@@ -456,7 +544,7 @@ class _Walker:
         if self.kind(i + 1) == "ident" and self.t(i + 2) == "=":
             self.declare(self.t(i + 1), True)
             self.declared_at.add(i + 1)
-            self.start_ok.add(i + 3)        # the aliased type is a span like any other
+            self.start_ok.add(i + 3)  # the aliased type is a span like any other
             return i + 3
         j = i + 1
         while self.kind(j) == "ident" and self.t(j + 1) == "::":
@@ -466,8 +554,13 @@ class _Walker:
         return i + 1
 
 
-def analyze(seq, known: typescan.Types, scoped: bool = True, macro_params: frozenset[str] = frozenset(),
-            hidden: frozenset[str] = frozenset()) -> Analysis:
+def analyze(
+    seq,
+    known: typescan.Types,
+    scoped: bool = True,
+    macro_params: frozenset[str] = frozenset(),
+    hidden: frozenset[str] = frozenset(),
+) -> Analysis:
     """Type spans of one region (see the module's docstring). ``scoped=False`` for a #define body: its
     parameters are types where only a type can stand (``macro_params``), and names that the code declares
     as variables somewhere (``hidden``, the code's ``Analysis.values``) are not types there."""

@@ -4,12 +4,14 @@ Each token can be rewritten in place (``out``, plus text inserted before/after i
 them back. Rewrites never add or remove newlines: whitespace and comments are tokens too and stay as they
 are, so line N of the kernel string is line N of what the compiler sees.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<nl>\n)
   | (?P<ws>(?:[ \t\r\f\v]|\\\r?\n)+)
   | (?P<comment>//(?:[^\n\\]|\\.)*|/\*.*?(?:\*/|\Z))
@@ -18,18 +20,20 @@ _TOKEN = re.compile(r"""
   | (?P<ident>[A-Za-z_$][\w$]*)
   | (?P<punct>->\*|\.\.\.|<<=|>>=|->|\+\+|--|<<|>>|<=|>=|==|!=|&&|\|\||::|[-+*/%&|^!=<>]=|\#\#|[{}()\[\];,.?:~!%^&*+\-/<>=\#])
   | (?P<other>.)
-""", re.S | re.X)
+""",
+    re.S | re.X,
+)
 
 
 @dataclass
 class Token:
-    kind: str           # nl ws comment string number ident punct other
+    kind: str  # nl ws comment string number ident punct other
     text: str
-    line: int           # 1-based line of the token's first character
-    out: str | None = None              # replacement text (None: unchanged)
+    line: int  # 1-based line of the token's first character
+    out: str | None = None  # replacement text (None: unchanged)
     before: list[str] = field(default_factory=list)
     after: list[str] = field(default_factory=list)
-    directive: str | None = None        # for tokens of a preprocessor line: its name ('define', 'pragma', ...)
+    directive: str | None = None  # for tokens of a preprocessor line: its name ('define', 'pragma', ...)
 
     @property
     def code(self) -> bool:

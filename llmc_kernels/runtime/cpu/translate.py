@@ -16,6 +16,7 @@ a ``#line`` directive, so compiler messages and runtime errors name the learner'
 
 Everything else (keywords, intrinsics, math, atomics, warp functions) is defined by ``include/cuda_cpu.h``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,30 +24,120 @@ from dataclasses import dataclass
 from . import scopes, typescan
 from .tokens import Token, render, tokenize
 
-SYNC_FUNCTIONS = frozenset({
-    "__syncthreads", "__syncthreads_count", "__syncthreads_and", "__syncthreads_or", "__syncwarp",
-    "__shfl_sync", "__shfl_up_sync", "__shfl_down_sync", "__shfl_xor_sync", "__ballot_sync", "__any_sync",
-    "__all_sync", "__activemask"})
+SYNC_FUNCTIONS = frozenset(
+    {
+        "__syncthreads",
+        "__syncthreads_count",
+        "__syncthreads_and",
+        "__syncthreads_or",
+        "__syncwarp",
+        "__shfl_sync",
+        "__shfl_up_sync",
+        "__shfl_down_sync",
+        "__shfl_xor_sync",
+        "__ballot_sync",
+        "__any_sync",
+        "__all_sync",
+        "__activemask",
+    }
+)
 
 # cooperative groups synchronise and shuffle inside llmc_cg.h, where the scan for these names cannot look
 NEEDS_FIBERS = SYNC_FUNCTIONS | {"cooperative_groups"}
 
 # headers whose content the prelude provides (NVRTC needs none of them, but learners write them)
-PROVIDED_HEADERS = frozenset({
-    "cuda_runtime.h", "cuda.h", "cuda_runtime_api.h", "device_launch_parameters.h", "device_functions.h",
-    "vector_types.h", "stdio.h", "cstdio", "math.h", "cmath", "float.h", "cfloat", "stdint.h", "cstdint",
-    "limits.h", "climits", "assert.h", "cassert", "string.h", "cstring", "stddef.h", "cstddef", "stdlib.h",
-    "cstdlib", "sm_30_intrinsics.h", "sm_32_intrinsics.h", "math_functions.h"})
+PROVIDED_HEADERS = frozenset(
+    {
+        "cuda_runtime.h",
+        "cuda.h",
+        "cuda_runtime_api.h",
+        "device_launch_parameters.h",
+        "device_functions.h",
+        "vector_types.h",
+        "stdio.h",
+        "cstdio",
+        "math.h",
+        "cmath",
+        "float.h",
+        "cfloat",
+        "stdint.h",
+        "cstdint",
+        "limits.h",
+        "climits",
+        "assert.h",
+        "cassert",
+        "string.h",
+        "cstring",
+        "stddef.h",
+        "cstddef",
+        "stdlib.h",
+        "cstdlib",
+        "sm_30_intrinsics.h",
+        "sm_32_intrinsics.h",
+        "math_functions.h",
+    }
+)
 
 # headers we provide ourselves: the learner's #include names our file instead (same line)
 MAPPED_HEADERS = {
-    "cooperative_groups.h": "llmc_cg.h", "cooperative_groups/reduce.h": "llmc_cg.h",
-    "cooperative_groups/scan.h": "llmc_cg.h", "cuda_fp16.h": "llmc_fp16.h", "cuda_bf16.h": "llmc_fp16.h"}
+    "cooperative_groups.h": "llmc_cg.h",
+    "cooperative_groups/reduce.h": "llmc_cg.h",
+    "cooperative_groups/scan.h": "llmc_cg.h",
+    "cuda_fp16.h": "llmc_fp16.h",
+    "cuda_bf16.h": "llmc_fp16.h",
+}
 
-UNARY_PREV = frozenset({
-    "(", "[", "{", "}", ";", ",", "=", "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "<<=", ">>=", "?", ":",
-    "!", "~", "&&", "||", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "&", "|", "^", "<<", ">>",
-    "return", "case", "sizeof", "else", "do", "throw", "#", "##"})
+UNARY_PREV = frozenset(
+    {
+        "(",
+        "[",
+        "{",
+        "}",
+        ";",
+        ",",
+        "=",
+        "+=",
+        "-=",
+        "*=",
+        "/=",
+        "%=",
+        "&=",
+        "|=",
+        "^=",
+        "<<=",
+        ">>=",
+        "?",
+        ":",
+        "!",
+        "~",
+        "&&",
+        "||",
+        "==",
+        "!=",
+        "<",
+        "<=",
+        ">",
+        ">=",
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "&",
+        "|",
+        "^",
+        "<<",
+        ">>",
+        "return",
+        "case",
+        "sizeof",
+        "else",
+        "do",
+        "throw",
+        "#",
+        "##",
+    }
+)
 PREFIX_OPS = frozenset({"*", "&", "-", "+", "!", "~", "++", "--"})
 CONTROL = frozenset({"if", "while", "for", "switch"})
 CASTS = frozenset({"static_cast", "reinterpret_cast", "const_cast", "dynamic_cast"})
@@ -54,20 +145,27 @@ CASTS = frozenset({"static_cast", "reinterpret_cast", "const_cast", "dynamic_cas
 
 @dataclass
 class Translation:
-    text: str              # the C++ the compiler sees (prelude, #line, learner's code, entry points)
-    uses_sync: bool        # barriers or warp operations: each thread needs its own fiber
+    text: str  # the C++ the compiler sees (prelude, #line, learner's code, entry points)
+    uses_sync: bool  # barriers or warp operations: each thread needs its own fiber
 
 
 class Seq:
     """The significant tokens of one region (the code, or one #define body), with parsing helpers."""
 
-    def __init__(self, tokens: list[Token], idx: list[int], types: typescan.Types, scoped: bool = True,
-                 macro_params: frozenset[str] = frozenset(), hidden: frozenset[str] = frozenset()):
+    def __init__(
+        self,
+        tokens: list[Token],
+        idx: list[int],
+        types: typescan.Types,
+        scoped: bool = True,
+        macro_params: frozenset[str] = frozenset(),
+        hidden: frozenset[str] = frozenset(),
+    ):
         self.toks = tokens
         self.idx = idx
         self.types = types
-        self.consumed: set[int] = set()     # positions whose token a rewrite already handled
-        self._texts = [tokens[i].text for i in idx]       # the original texts: the parser's hot path
+        self.consumed: set[int] = set()  # positions whose token a rewrite already handled
+        self._texts = [tokens[i].text for i in idx]  # the original texts: the parser's hot path
         self._kinds = [tokens[i].kind for i in idx]
         self._match = self._brackets()
         self.spans = scopes.analyze(self, types, scoped, macro_params, hidden)
@@ -141,9 +239,9 @@ def _blank_directives(tokens: list[Token]) -> None:
             if tok.directive == "pragma":
                 drop = len(words) > 2 and words[2] == "unroll"
             else:
-                name = "".join(words[2:]).strip("<>\"")
+                name = "".join(words[2:]).strip('<>"')
                 drop = name in PROVIDED_HEADERS or name in MAPPED_HEADERS
-            if drop:    # keep the newlines of backslash continuations: the lines below must not move
+            if drop:  # keep the newlines of backslash continuations: the lines below must not move
                 for k in range(i, j):
                     tokens[k].out = "\n" * tokens[k].text.count("\n")
                 if name in MAPPED_HEADERS:
@@ -175,7 +273,7 @@ def _regions(tokens: list[Token]) -> tuple[list[list[int]], list[frozenset[str]]
                     depth += {"(": 1, ")": -1}.get(tokens[sig[k]].text, 0)
                     if depth == 0:
                         break
-                body = sig[k + 1:]
+                body = sig[k + 1 :]
                 names = frozenset(tokens[p].text for p in sig[4:k] if tokens[p].kind == "ident")
             regions.append(body)
             params.append(names)
@@ -186,7 +284,7 @@ def _regions(tokens: list[Token]) -> tuple[list[list[int]], list[frozenset[str]]
 
 def translate(code: str, kernels: list[tuple[str, int]], line_directive: str) -> Translation:
     """The C++ for ``code``, with entry points for each ``(kernel name, parameter count)``."""
-    from . import rewrite      # the passes (split out to keep this file readable)
+    from . import rewrite  # the passes (split out to keep this file readable)
 
     tokens = tokenize(code)
     _blank_directives(tokens)
@@ -196,7 +294,7 @@ def translate(code: str, kernels: list[tuple[str, int]], line_directive: str) ->
     variables: frozenset[str] = frozenset()
     for n, region in enumerate(regions):
         seq = Seq(tokens, region, types, scoped=n == 0, macro_params=macro_params[n], hidden=variables)
-        if n == 0:      # #define bodies have no scopes: what the code calls a variable is one there too
+        if n == 0:  # #define bodies have no scopes: what the code calls a variable is one there too
             variables = frozenset(seq.spans.values - types.user)
         if n == 0:
             rewrite.shared_declarations(seq)

@@ -6,18 +6,68 @@ the fallback of :mod:`.scopes`, which knows better where a declaration is in sig
 and variables that hide a type name, such as ``float half``, exist only there). Also noted: whether the
 source says ``using namespace cooperative_groups`` and which names alias that namespace.
 """
+
 from __future__ import annotations
 
 from .tokens import Token
 
-BUILTIN = frozenset({
-    "void", "bool", "char", "short", "int", "long", "float", "double", "signed", "unsigned", "auto",
-    "wchar_t", "char16_t", "char32_t", "size_t", "ptrdiff_t", "intptr_t", "uintptr_t",
-    "int8_t", "uint8_t", "int16_t", "uint16_t", "int32_t", "uint32_t", "int64_t", "uint64_t",
-    "half", "__half", "half2", "__half2", "__nv_bfloat16", "nv_bfloat16", "__nv_bfloat162", "nv_bfloat162",
-    "dim3"}
-    | {f"{base}{n}" for base in ("float", "int", "uint", "char", "uchar", "short", "ushort", "long", "ulong",
-                                 "longlong", "ulonglong", "double") for n in (1, 2, 3, 4)})
+BUILTIN = frozenset(
+    {
+        "void",
+        "bool",
+        "char",
+        "short",
+        "int",
+        "long",
+        "float",
+        "double",
+        "signed",
+        "unsigned",
+        "auto",
+        "wchar_t",
+        "char16_t",
+        "char32_t",
+        "size_t",
+        "ptrdiff_t",
+        "intptr_t",
+        "uintptr_t",
+        "int8_t",
+        "uint8_t",
+        "int16_t",
+        "uint16_t",
+        "int32_t",
+        "uint32_t",
+        "int64_t",
+        "uint64_t",
+        "half",
+        "__half",
+        "half2",
+        "__half2",
+        "__nv_bfloat16",
+        "nv_bfloat16",
+        "__nv_bfloat162",
+        "nv_bfloat162",
+        "dim3",
+    }
+    | {
+        f"{base}{n}"
+        for base in (
+            "float",
+            "int",
+            "uint",
+            "char",
+            "uchar",
+            "short",
+            "ushort",
+            "long",
+            "ulong",
+            "longlong",
+            "ulonglong",
+            "double",
+        )
+        for n in (1, 2, 3, 4)
+    }
+)
 CV = frozenset({"const", "volatile", "__restrict__", "__restrict"})
 ELABORATED = frozenset({"struct", "class", "union", "enum"})
 
@@ -25,8 +75,8 @@ ELABORATED = frozenset({"struct", "class", "union", "enum"})
 class Types:
     def __init__(self):
         self.user: set[str] = set()
-        self.using_cg = False               # `using namespace cooperative_groups;` at file scope
-        self.cg_aliases: set[str] = set()   # `namespace cg = cooperative_groups;`
+        self.using_cg = False  # `using namespace cooperative_groups;` at file scope
+        self.cg_aliases: set[str] = set()  # `namespace cg = cooperative_groups;`
 
     def is_type(self, name: str) -> bool:
         return name in BUILTIN or name in self.user
@@ -52,11 +102,11 @@ def scan(tokens: list[Token], regions: list[list[int]]) -> Types:
     n = len(code)
     for i, x in enumerate(code):
         nxt = code[i + 1] if i + 1 < n else ""
-        if x in ELABORATED and not (x == "class" and i and code[i - 1] in ("<", ",")):   # not template <class T>
+        if x in ELABORATED and not (x == "class" and i and code[i - 1] in ("<", ",")):  # not template <class T>
             j = i + 1
-            if nxt == "class":      # enum class X
+            if nxt == "class":  # enum class X
                 j += 1
-            j = _skip_attributes(code, j)       # struct __align__(16) X, struct alignas(8) X
+            j = _skip_attributes(code, j)  # struct __align__(16) X, struct alignas(8) X
             if j < n and code[j].isidentifier():
                 types.user.add(code[j])
         elif x == "using" and i + 2 < n and code[i + 2] == "=":
@@ -69,7 +119,7 @@ def scan(tokens: list[Token], regions: list[list[int]]) -> Types:
                 depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(code[j], 0)
                 j += 1
             k = j - 1
-            while k > i and code[k] == "]":       # typedef float vec[4];
+            while k > i and code[k] == "]":  # typedef float vec[4];
                 while k > i and code[k] != "[":
                     k -= 1
                 k -= 1
@@ -86,8 +136,11 @@ def scan(tokens: list[Token], regions: list[list[int]]) -> Types:
                 j += 1
             if len(words) == 4 and types.is_type(words[3]):
                 types.user.add(words[2])
-    types.using_cg = any(code[i] == "using" and code[i + 1] == "namespace" and
-                         (code[i + 2] == "cooperative_groups" or code[i + 2] in types.cg_aliases)
-                         for i in range(n - 2))
+    types.using_cg = any(
+        code[i] == "using"
+        and code[i + 1] == "namespace"
+        and (code[i + 2] == "cooperative_groups" or code[i + 2] in types.cg_aliases)
+        for i in range(n - 2)
+    )
     types.user -= {"auto"}
     return types
