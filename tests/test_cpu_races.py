@@ -203,3 +203,17 @@ def test_package_kernels_in_a_training_step_are_clean():
         ops.matmul_forward_kernel(out, a, w, np.zeros(7, np.float32), 2, 5, 12, 7)
         dinp, dw, db = np.zeros_like(a), np.zeros_like(w), np.zeros(7, np.float32)
         ops.matmul_backward_kernel(dinp, dw, db, out, a, w, 2, 5, 12, 7)
+
+
+def test_an_endless_loop_under_the_detector_ends_with_a_clear_error_not_out_of_memory():
+    # the detector records every access of an epoch; a loop that never ends must not fill the machine's memory
+    from llmc_kernels.errors import KernelTrap
+
+    spin = RawKernel(
+        'extern "C" __global__ void spin(float* o) { int i = 0; while (o[0] >= 0) { o[i & 7] += 1; i++; } }',
+        "spin",
+        backend="cpu",
+    )
+    with pytest.raises(KernelTrap, match="a loop that never ends"):
+        with launch_options(races=True, timeout=120):
+            spin((1,), (1,), (np.zeros(8, np.float32),))

@@ -10,6 +10,9 @@ namespace rt {
 bool g_tracing;
 
 static std::vector<Access> g_ev;       // this epoch's accesses
+// At most this many accesses between two barriers of a block (~1.5 GB of records): past it a loop that never
+// ends would exhaust the machine's memory before its time limit; the launch stops with a clear error instead.
+static const size_t EPOCH_ACCESSES = (size_t)1 << 25;
 static std::vector<uint32_t> g_vct;    // warp-clock snapshots, 32 per snapshot
 static uint32_t g_seq[MAX_THREADS];    // per thread: accesses so far in this epoch
 static uint32_t g_lane_vc[MAX_THREADS];
@@ -67,6 +70,12 @@ void h_access(const void *addr, uint32_t size, int kind, int line) {
   a.thread = (uint16_t)t;
   a.seq = g_seq[t]++;
   a.vc = g_lane_vc[t];
+  if (g_ev.size() >= EPOCH_ACCESSES)
+    escape(LLMC_E_TRAP, LLMC_T_TRAP, line,
+           "more than %zu memory accesses of one block between two barriers, more than the race detector and "
+           "the memory counters can record: a loop that never ends? If the work is real, run it with "
+           "runtime.launch_options(races=False) (not under llmc_kernels.profile), or at smaller sizes",
+           EPOCH_ACCESSES);
   g_ev.push_back(a);
   if (kind == LLMC_A_STORE) g_pending = (int64_t)g_ev.size() - 1;
   if (kind == LLMC_A_ATOMIC)
