@@ -32,7 +32,7 @@ from pathlib import Path
 
 from . import opspec
 from .collect_source import free_names, imports_for, indented
-from .grade_notebook import Exercise, NotCourseNotebook, defined_functions, read_notebook, student_sources
+from .grade.notebook import Exercise, NotCourseNotebook, defined_functions, read_notebook, student_sources
 from .learner_ops import MODEL_OPS
 
 DEFAULT_OUT = "my_ops.py"

@@ -5,7 +5,7 @@ softmax, crossentropy, adamw, vector_add). It names the forward and backward fun
 their arguments in order, an :class:`Arg`: its role, its shape in terms of size names, its dtype and what
 its values must be. The same row holds what the checks need to know about the op: each function's
 tolerance (``FnSpec.tolerance``), the cases a check runs (``OpSpec.cases``, ``OpSpec.fd_case``), the
-distributions its inputs are drawn from (``OpSpec.values``, from :mod:`.check_draw`) and the regions of its
+distributions its inputs are drawn from (``OpSpec.values``, from :mod:`.draw`) and the regions of its
 outputs. ``ops/_validate.py`` derives the wrappers' argument checks from it; the tests prove it against
 ``llmc_kernels.reference`` and tests/test_opspec_complete.py that every row has a reference, a wrapper, a
 tolerance and cases. Adding an op: a row here, a reference function, ``kernels/<op>.cu`` and a launcher.
@@ -55,7 +55,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from . import check_draw as draw
+from . import draw
 
 OUTPUT, INPUT, ACCUMULATE, INOUT, SIZE, HYPER, STEP = (
     "output",
@@ -146,7 +146,7 @@ class CaseSpec:
         return f"{text} ({_KIND_LABEL[self.kind]})" if _KIND_LABEL[self.kind] else text
 
 
-Draw = Callable  # (pool, shape) -> ndarray: see check_draw
+Draw = Callable  # (pool, shape) -> ndarray: see draw.py
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def section(stdout: str, name: str) -> str:
 def namespaces_reason() -> str | None:
     """None when this machine gives learner processes namespaces (as llmc grade's probe finds), else why not."""
     code = (
-        "from llmc_kernels.grade_sandbox import Sandbox, Limits\n"
+        "from llmc_kernels.grade.sandbox import Sandbox, Limits\n"
         "s = Sandbox(backend='cpu', limits=Limits(30.0))\n"
         "print('OK' if s.isolation.namespaces else s.isolation.describe())\ns.close()\n"
     )

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from mutants import numpy_ops as n
 
-from llmc_kernels import check, check_result, opspec
+from llmc_kernels import check, opspec
 from llmc_kernels import reference as ref
-from llmc_kernels.check_cases import POISON_BITS
+from llmc_kernels.check import result as check_result
+from llmc_kernels.check.cases import POISON_BITS
 from llmc_kernels.errors import CheckFailed
 
 ALL = [(op, "forward", f) for op, f in n.FORWARD.items()] + [(op, "backward", f) for op, f in n.BACKWARD.items()]
@@ -282,7 +283,7 @@ def test_result_is_not_echoed_twice_in_the_same_cell(capsys, monkeypatch):
 
 
 def test_every_op_function_has_a_tolerance_and_cases():
-    from llmc_kernels.check_cases import DEFAULT_CASES, FD_CASES
+    from llmc_kernels.check.cases import DEFAULT_CASES, FD_CASES
 
     for spec in opspec.OPS.values():
         assert spec.op in DEFAULT_CASES

@@ -1,4 +1,4 @@
-"""The cases the checks draw (llmc_kernels.check_cases) and their finite differences (llmc_kernels.check_fd):
+"""The cases the checks draw (llmc_kernels.check.cases) and their finite differences (llmc_kernels.check.fd):
 awkward sizes, poison, pre-fill, special inputs, and expected values that agree with the reference."""
 
 from __future__ import annotations
@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llmc_kernels import check_cases as cc
-from llmc_kernels import check_fd, opspec
+from llmc_kernels import opspec
 from llmc_kernels import reference as ref
-from llmc_kernels.check_compare import is_poison
+from llmc_kernels.check import cases as cc
+from llmc_kernels.check import fd as check_fd
+from llmc_kernels.check.compare import is_poison
 
 FUNCTIONS = [
     (spec.op, fn.name, d) for spec in opspec.OPS.values() for fn, d in zip(spec.functions, ("forward", "backward"))

@@ -1,4 +1,4 @@
-"""The whole-model checks of chapters 09 and 10 (llmc_kernels.check_model): correct block functions pass, wrong
+"""The whole-model checks of chapters 09 and 10 (llmc_kernels.check.model): correct block functions pass, wrong
 ones fail with a message naming the first wrong tensor and a useful hint, the end-to-end check rejects a broken
 ops namespace, and loss_falls tells a run that learned from one that did not. The blocks are this file's own,
 not the chapter's solution, so these tests mean something beside the notebooks."""
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from _model_helpers import ops_under_test
 
-from llmc_kernels import check_model, reference
+from llmc_kernels import reference
+from llmc_kernels.check import model as check_model
 from llmc_kernels.errors import CheckFailed
 from llmc_kernels.model import GPT2, REQUIRED_OPS
 from llmc_kernels.train.log import RunLog

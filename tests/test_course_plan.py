@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from llmc_kernels.grade_notebook import load_canonical
+from llmc_kernels.grade.notebook import load_canonical
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))

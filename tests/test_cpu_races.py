@@ -11,7 +11,7 @@ import pytest
 from race_kernels import CLEAN, RACY
 
 from llmc_kernels import check, ops
-from llmc_kernels.check_cases import build, default_specs
+from llmc_kernels.check.cases import build, default_specs
 from llmc_kernels.errors import CheckFailed, KernelError, KernelRace
 from llmc_kernels.opspec import OPS
 from llmc_kernels.runtime import RawKernel, launch_options, use_backend

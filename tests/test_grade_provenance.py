@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmc_kernels import grade_fingerprint as gf
-from llmc_kernels import grade_secret
-from llmc_kernels import grade_wire as wire
-from llmc_kernels.check_cases import default_specs
-from llmc_kernels.check_compare import compare
-from llmc_kernels.grade_cases import Plan, cases_for
-from llmc_kernels.grade_trace import TraceError, Tracer, replay
+from llmc_kernels.check.cases import default_specs
+from llmc_kernels.check.compare import compare
+from llmc_kernels.grade import fingerprint as gf
+from llmc_kernels.grade import secret as grade_secret
+from llmc_kernels.grade import wire
+from llmc_kernels.grade.cases import Plan, cases_for
+from llmc_kernels.grade.trace import TraceError, Tracer, replay
 from llmc_kernels.runtime import RawKernel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +93,7 @@ def _trace_and_replay(fn, seed=5):
     made = {k: v.copy() for k, v in trace_case.arrays.items()}
     args = [made[d["array"]] if "array" in d else d["int"] for d in trace_case.args]
     tracer = Tracer(made)
-    from llmc_kernels import grade_worker
+    from llmc_kernels.grade import worker as grade_worker
 
     grade_worker.install_launch_hook()
     grade_worker._TRACER = tracer

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from _grade_helpers import ROOT, namespaces_reason
 
-from llmc_kernels import grade_package
-from llmc_kernels.grade_sandbox import Limits, Sandbox
+from llmc_kernels.grade import package as grade_package
+from llmc_kernels.grade.sandbox import Limits, Sandbox
 
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
@@ -47,7 +47,7 @@ def test_a_daemon_that_forked_twice_is_found_only_by_a_subreaper(tmp_path, subre
     beat = tmp_path / "beat"
     script = textwrap.dedent(f"""
         import subprocess, sys, time
-        from llmc_kernels.grade_sandbox import become_subreaper, kill_tree
+        from llmc_kernels.grade.sandbox import become_subreaper, kill_tree
         if {subreaper}:
             become_subreaper()
         subprocess.run([sys.executable, "-c", {DAEMON!r}, {str(beat)!r}])     # returns once the parent is gone
@@ -86,7 +86,7 @@ def test_learner_processes_get_a_scrubbed_environment(tmp_path, monkeypatch):
 
 NS_PROBE = """
 import ctypes, json, os, sys
-import llmc_kernels.grade_box as box
+import llmc_kernels.grade.box as box
 cfg = box._read_config()
 found = box.enter_namespaces(cfg)
 libc = ctypes.CDLL(None, use_errno=True)

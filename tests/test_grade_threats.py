@@ -78,7 +78,7 @@ def in_function(prefix: str, body: str) -> str:
 
 # ------------------------------------------------------------------------------------------- 1. the checker
 PATCH = """
-import numpy, llmc_kernels.check as _c, llmc_kernels.check_compare as _cc
+import numpy, llmc_kernels.check as _c, llmc_kernels.check.compare as _cc
 class _Ok:
     def __init__(self, t, *a, **k):
         self.name, self.ok, self.max_abs, self.max_rel, self.worst, self.hints = t.name, True, 0.0, 0.0, 0.0, []
@@ -104,7 +104,7 @@ MODULES = """
 import sys, types
 _fake = types.ModuleType("llmc_kernels.check")
 _fake.forward = _fake.backward = lambda op, fn, *a, **k: print("PASS gelu_forward")
-for _name in ("llmc_kernels.check", "llmc_kernels.check_compare", "llmc_kernels.check_cases"):
+for _name in ("llmc_kernels.check", "llmc_kernels.check.compare", "llmc_kernels.check.cases"):
     sys.modules[_name] = _fake
 sys.modules["numpy"].allclose = lambda *a, **k: True
 """
@@ -114,7 +114,7 @@ FORGE = (
     GELU
     + """
 import inspect, os
-from llmc_kernels import grade_wire as _w
+from llmc_kernels.grade import wire as _w
 _main = next(f.frame for f in inspect.stack() if {"req", "arrays", "frames"} <= set(f.frame.f_locals))
 _req, _arrays, _out = (_main.f_locals[k] for k in ("req", "arrays", "frames"))
 for _run in _req["runs"]:
@@ -142,7 +142,7 @@ os._exit(0)
 
 def default_seed_cheat() -> str:
     """Answers for the check's default cases (seed 0), computed here and pasted in, replayed through a kernel."""
-    from llmc_kernels.check_cases import build, default_specs
+    from llmc_kernels.check.cases import build, default_specs
 
     buf, n = io.BytesIO(), 0
     arrays = {}
@@ -317,7 +317,7 @@ def graded(tmp_path_factory):
     add(
         "builder_05_gelu.ipynb",
         with_forward(
-            "from llmc_kernels import check_cases as cc\n"
+            "from llmc_kernels.check import cases as cc\n"
             "_cases = [cc.build('gelu_forward', s, 0) for s in cc.default_specs('gelu', 'forward')]\n"
             + default_seed_cheat()
         ),

@@ -17,11 +17,12 @@ import nbformat
 import numpy as np
 import pytest
 
-from llmc_kernels import grade, grade_report
-from llmc_kernels import grade_exercise as gx
-from llmc_kernels import grade_judge as gj
-from llmc_kernels import grade_notebook as gn
-from llmc_kernels.grade_cases import Plan, cases_for, plan_of
+from llmc_kernels import grade
+from llmc_kernels.grade import exercise as gx
+from llmc_kernels.grade import judge as gj
+from llmc_kernels.grade import notebook as gn
+from llmc_kernels.grade import report as grade_report
+from llmc_kernels.grade.cases import Plan, cases_for, plan_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
@@ -242,7 +243,7 @@ class _FakeBox:
 
 
 def test_verdicts_when_the_learner_process_misbehaves():
-    from llmc_kernels.grade_sandbox import Limits
+    from llmc_kernels.grade.sandbox import Limits
 
     plan = Plan("op", "gelu_forward", "gelu", "forward")
     cases = cases_for(plan, 3)
@@ -356,7 +357,8 @@ def test_no_canonical_notebooks_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(gn.GradingSetupError, match="no such folder"):
         grade.find_solutions(str(tmp_path / "missing"))
     assert grade.find_solutions(None) == SOLUTIONS  # the checkout's, found beside the package
-    monkeypatch.setattr(grade, "__file__", str(tmp_path / "site-packages" / "llmc_kernels" / "grade.py"))
+    installed = tmp_path / "site-packages" / "llmc_kernels" / "grade" / "command.py"
+    monkeypatch.setattr(grade.command, "__file__", str(installed))
     with pytest.raises(gn.GradingSetupError, match="pass --solutions DIR"):
         grade.find_solutions(None)
     (tmp_path / "solutions").mkdir()
@@ -368,7 +370,7 @@ def test_notebooks_read_without_nbformat(tmp_path):
     """The GPU machine may have no Jupyter packages: llmc grade reads nbformat-4 files without nbformat."""
     code = (
         "import sys; sys.modules['nbformat'] = None\n"
-        "from llmc_kernels import grade_notebook as gn\n"
+        "from llmc_kernels.grade import notebook as gn\n"
         f"nb = gn.read_notebook({str(SOLUTIONS / '05_gelu.ipynb')!r})\n"
         "assert nb.metadata.llmc['chapter'] == '05_gelu' and nb.cells[0].metadata is not None\n"
         f"chapters, broken = gn.load_canonical({str(SOLUTIONS)!r})\n"

@@ -9,7 +9,8 @@ import inspect
 import numpy as np
 import pytest
 
-from llmc_kernels import check, check_cases, ops, opspec, reference
+from llmc_kernels import check, ops, opspec, reference
+from llmc_kernels.check import cases as check_cases
 from llmc_kernels.ops import _validate
 
 ROWS = list(opspec.OPS.values())

@@ -13,9 +13,10 @@ import math
 import numpy as np
 import pytest
 
-from llmc_kernels import ForbiddenCall, check_fd, opspec
+from llmc_kernels import ForbiddenCall, opspec
 from llmc_kernels import reference as ref
 from llmc_kernels._honesty import learner_scope
+from llmc_kernels.check import fd as check_fd
 
 FD_TOL = 1e-6
 

@@ -50,7 +50,7 @@ REQUIRED_OPS = (
 def _resolve_ops(ops) -> tuple[dict, str]:
     """The callables of ``ops`` (a module, namespace or dict) by name, and its name for messages."""
     if ops is None:
-        from .. import ops as ops  # noqa: PLW0127 (the package's kernels, loaded lazily per op)
+        from .. import ops as ops  # noqa: PLW0127 (the package's kernels, loaded lazily per op
     if isinstance(ops, dict):
         ops = types.SimpleNamespace(**ops)
     found, missing = {}, []

@@ -84,7 +84,7 @@ def op_arguments(fname: str, sizes: dict, seed: int = 0) -> list:
     them: NumPy arrays (outputs poisoned with NaN, accumulators pre-filled) and the sizes, so that
     ``profile(fn, *op_arguments(...))`` profiles a chapter's function at sizes of the chapter's choosing."""
     from .. import opspec
-    from ..check_cases import CaseSpec, Tensor, build, complete_sizes
+    from ..check.cases import CaseSpec, Tensor, build, complete_sizes
 
     op = opspec.function(fname)[0].op
     case = build(fname, CaseSpec.of(complete_sizes(op, dict(sizes))), seed)

@@ -3,7 +3,7 @@
 The learner's process hands back, for each call of the learner's function, the buffers it left (or the name
 and text of the exception it raised). Here each buffer is checked to have the dtype and shape it was given,
 inputs to be unchanged, and outputs to match the grader's own float64 reference
-(:func:`llmc_kernels.check_compare.compare`, the checks' tolerances); a result that depends on the CPU thread
+(:func:`llmc_kernels.check.compare.compare`, the checks' tolerances); a result that depends on the CPU thread
 order is a race. What the learner's process printed is never read for a verdict: an exception's class name
 only chooses which failure it was (so a forged one can only cost its own points), and its text is shown back.
 """
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import grade_wire as wire
-from .check_compare import coords, differs
+from ..check.compare import coords, differs
+from . import wire
 
 # the class names an error carries (its MRO) -> the verdict; the first match wins. KernelRace is the CPU
 # backend's race detector (it may not exist in this version: matched by name)
@@ -139,8 +139,8 @@ def unchanged_inputs(case, got: dict, where: str) -> None:
 
 def compare_case(case, got: dict) -> list:
     """TensorResults of every compared buffer."""
-    from .check import _annotator
-    from .check_compare import compare
+    from ..check import _annotator
+    from ..check.compare import compare
 
     results = []
     for key, t in case.checked:

@@ -1,6 +1,6 @@
-"""The replay process of ``llmc grade`` (``python -m llmc_kernels.grade_replay``, started by :mod:`.grade_box`).
+"""The replay process of ``llmc grade`` (``python -m llmc_kernels.grade.replay``, started by :mod:`.box`).
 
-It runs no learner Python. It reads a trace recorded in the learner's process (:mod:`.grade_trace`) and fresh
+It runs no learner Python. It reads a trace recorded in the learner's process (:mod:`.trace`) and fresh
 inputs the learner's process never saw, runs the recorded kernel launches on the CPU backend (or the recorded
 op calls with the package's float64 references, for chapter 09), and sends back what the buffers hold. It is
 fenced in like the worker, because the learner's kernels are native code.
@@ -12,8 +12,8 @@ import os
 import sys
 import types
 
-from . import grade_wire as wire
-from .grade_worker import _nondumpable, describe
+from . import wire
+from .worker import _nondumpable, describe
 
 
 def main() -> int:
@@ -21,14 +21,14 @@ def main() -> int:
     frames = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     req, arrays = next(wire.read(sys.stdin.buffer))
-    from .grade_trace import replay
+    from .trace import replay
 
     grader = {k[2:]: v.copy() for k, v in arrays.items() if k.startswith("c.")}
     blobs = {k[6:]: v for k, v in arrays.items() if k.startswith("trace.")}
     ops = None
     if req["kind"] == "block":
-        from . import reference
-        from .model import REQUIRED_OPS
+        from .. import reference
+        from ..model import REQUIRED_OPS
 
         ops = types.SimpleNamespace(**{n: getattr(reference, n) for n in REQUIRED_OPS})
     try:

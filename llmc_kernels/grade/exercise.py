@@ -3,13 +3,13 @@
 For each canonical check cell of the exercise (:func:`grade_exercise`):
 
 1. :func:`.grade_cases.cases_for` draws the secret cases;
-2. a worker (:mod:`.grade_worker`) runs the course's set-up cells and the learner's cells, and calls the
+2. a worker (:mod:`.worker`) runs the course's set-up cells and the learner's cells, and calls the
    learner's function on each case (both CPU thread orders; on a GPU, a CPU pre-flight first), then once more
    on the CPU backend with its launches recorded. Time limits: the set-up has its own (a slow machine is the
    grader's problem), the learner's code and calls ``--timeout`` seconds together;
-3. the worker and everything it started are killed; its arrays are judged (:mod:`.grade_judge`);
-4. if they are right: the recorded kernels must not be the package's (:mod:`.grade_fingerprint`), and a replay
-   process (:mod:`.grade_replay`) runs the recorded launches on fresh inputs, whose outputs must match the
+3. the worker and everything it started are killed; its arrays are judged (:mod:`.judge`);
+4. if they are right: the recorded kernels must not be the package's (:mod:`.fingerprint`), and a replay
+   process (:mod:`.replay`) runs the recorded launches on fresh inputs, whose outputs must match the
    reference too -- the outputs were written by the learner's kernels, not by host code.
 """
 
@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import time
 
-from . import grade_wire as wire
-from .grade_cases import NotGradable, cases_for, plan_of, request_arrays
-from .grade_fingerprint import package_match
-from .grade_judge import (
+from . import wire
+from .cases import NotGradable, cases_for, plan_of, request_arrays
+from .fingerprint import package_match
+from .judge import (
     ExerciseResult,
     Verdict,
     compare_case,
@@ -30,7 +30,7 @@ from .grade_judge import (
     unchanged_inputs,
     wrong_results,
 )
-from .grade_trace import TraceError, launches
+from .trace import TraceError, launches
 
 POLL = 0.05
 MAX_KERNELS = 64  # distinct kernels one exercise may launch

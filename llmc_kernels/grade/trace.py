@@ -237,8 +237,8 @@ def replay(meta: dict, blobs: dict, grader: dict, *, ops=None, timeout: float = 
     Kernels run on the CPU backend (forward thread order, ``timeout`` seconds per launch); op calls go to ``ops``
     (the package's reference for chapter 09). Raises TraceError for a malformed trace, KernelError from a launch.
     """
-    from . import runtime
-    from .runtime.source import SourceOrigin
+    from .. import runtime
+    from ..runtime.source import SourceOrigin
 
     buffers = meta.get("buffers")
     events = meta.get("events")

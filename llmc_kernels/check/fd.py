@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import opspec
-from .opspec import ACCUMULATE, INPUT, OUTPUT
+from .. import opspec
+from ..opspec import ACCUMULATE, INPUT, OUTPUT
 
 STEP = 1e-6  # float64: truncation error ~h^2, rounding ~1e-16/h -- both far below the float32 tolerances
 

@@ -6,8 +6,8 @@
 
 ``fn`` has the op's SPEC signature and receives arrays of the active backend (NumPy on cpu, CuPy on cuda),
 sizes as Python ``int`` and hyperparameters as Python ``float``; what it returns is ignored. Each call draws
-seeded random cases (:mod:`.check_cases`): awkward sizes, a tiny one, inputs of large magnitude and, for a
-backward, a tiny case whose expected gradients are central finite differences (:mod:`.check_fd`). Outputs are
+seeded random cases (:mod:`.cases`): awkward sizes, a tiny one, inputs of large magnitude and, for a
+backward, a tiny case whose expected gradients are central finite differences (:mod:`.fd`). Outputs are
 poisoned with NaN, accumulators pre-filled. On the CPU backend every case runs under two thread orders
 (``forward`` and ``reverse``) so a missing barrier cannot pass by luck; on a GPU a pre-flight on the CPU
 backend comes first (an out-of-bounds access is named there instead of killing the CUDA context), then each
@@ -32,12 +32,9 @@ import time
 
 import numpy as np
 
-from . import opspec
-from ._honesty import learner_scope
-from .check_cases import Case, CaseSpec, build, complete_sizes, default_specs
-from .check_compare import compare, coords, differs
-from .check_result import CaseRecord, CheckResult, warnings_of
-from .errors import (
+from .. import opspec
+from .._honesty import learner_scope
+from ..errors import (
     CheckFailed,
     ForbiddenCall,
     GPUFault,
@@ -47,7 +44,10 @@ from .errors import (
     KernelRace,
     KernelTimeout,
 )
-from .opspec import INPUT
+from ..opspec import INPUT
+from .cases import Case, CaseSpec, build, complete_sizes, default_specs
+from .compare import compare, coords, differs
+from .result import CaseRecord, CheckResult, warnings_of
 
 __all__ = ["forward", "backward", "CheckResult", "TOLERANCES", "DEFAULT_SEED", "function_name"]
 
@@ -167,14 +167,14 @@ def _check(op: str, direction: str, fn, sizes, seed):
 
 
 def _race_sink():
-    from .runtime.cpu import RACE_WARNINGS
+    from ..runtime.cpu import RACE_WARNINGS
 
     return RACE_WARNINGS
 
 
 class _Runner:
     def __init__(self, fname: str, fn, seed: int, n_cases: int):
-        from . import runtime
+        from .. import runtime
 
         self.runtime = runtime
         self.fname, self.fn, self.seed, self.n = fname, fn, seed, n_cases

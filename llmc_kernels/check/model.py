@@ -1,6 +1,6 @@
 """Whole-model checks: chapter 09 (a transformer block, forward and backward) and chapter 10 (a run learned).
 
-    from llmc_kernels import check_model
+    from llmc_kernels.check import model as check_model
     check_model.block_forward(block_forward)       # prints "PASS block_forward"
     check_model.block_backward(block_backward)     # prints "PASS block_backward"
     check_model.end_to_end(ops)                    # prints "PASS gpt2_end_to_end"
@@ -36,13 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .check import _fail
-from .check_fd import numgrad
-from .check_result import Report
-from .check_values import rms
-from .model import GPT2, REQUIRED_OPS
-from .model.config import GPT2Config, param_shapes
-from .model.state import host as _host
+from ..model import GPT2, REQUIRED_OPS
+from ..model.config import GPT2Config, param_shapes
+from ..model.state import host as _host
+from . import _fail
+from .fd import numgrad
+from .result import Report
+from .values import rms
 
 __all__ = [
     "block_forward",
@@ -211,7 +211,7 @@ NP64 = _Float64NumPy()
 
 
 def _reference():
-    from . import reference
+    from .. import reference
 
     return reference
 
@@ -554,7 +554,7 @@ def end_to_end(ops=None, block_forward=None, block_backward=None, seed=None) -> 
         if fn is not None:
             _learner_call(fn, what)
     if ops is None:
-        from . import ops as ops  # noqa: PLW0127
+        from .. import ops as ops  # noqa: PLW0127
     seed = _seed(seed)
     cfg, params, inputs, targets, rng = _case(seed)
     result = ModelCheckResult("gpt2_end_to_end")
@@ -625,7 +625,7 @@ def loss_falls(run, min_drop: float = 0.5) -> ModelCheckResult:
     folder of its log.csv and log.json. The validation loss must end ``min_drop`` nats below the validation
     loss before the first step, and the mean training loss of the last five steps be below that of the
     first five."""
-    from .train.log import read_log
+    from ..train.log import read_log
 
     out = Path(run["out"] if isinstance(run, dict) else run)
     result = ModelCheckResult("training_loss_falls")

@@ -7,18 +7,18 @@ input gradient and every parameter gradient (backward) with :func:`reference_blo
 :func:`reference_block_backward`, llm.c's sequence of op calls (the same as ``llmc_kernels.model.GPT2``'s).
 
 A block function is glue: it must compute nothing itself. Its op calls are recorded and replayed with the
-package's references on fresh inputs (:mod:`.grade_trace`), so host code that writes a buffer directly fails.
+package's references on fresh inputs (:mod:`.trace`), so host code that writes a buffer directly fails.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import grade_secret
-from .check_cases import Tensor
-from .check_model import BLOCK_ACTS, BLOCK_GRADS, EXACT, LAYER_PARAMS, SCRATCH_ACTS
-from .grade_cases import CaseSet, GradedCase
-from .opspec import ACCUMULATE, OUTPUT, Arg
+from ..check.cases import Tensor
+from ..check.model import BLOCK_ACTS, BLOCK_GRADS, EXACT, LAYER_PARAMS, SCRATCH_ACTS
+from ..opspec import ACCUMULATE, OUTPUT, Arg
+from . import secret as grade_secret
+from .cases import CaseSet, GradedCase
 
 _DIMS = {1: ("i",), 2: ("r", "c"), 3: ("b", "t", "c"), 4: ("b", "h", "t", "t2")}
 
@@ -138,7 +138,7 @@ def _tensor(key: str, role: str, initial, expected) -> Tensor:
 
 
 def _forward(rng, sizes: dict, label: str) -> GradedCase:
-    from . import reference
+    from .. import reference
 
     B, T, C, NH = (sizes[k] for k in ("B", "T", "C", "NH"))
     x = rng.standard_normal((B, T, C))
@@ -163,7 +163,7 @@ def _forward(rng, sizes: dict, label: str) -> GradedCase:
 
 
 def _backward(rng, sizes: dict, label: str) -> GradedCase:
-    from . import reference
+    from .. import reference
 
     B, T, C, NH = (sizes[k] for k in ("B", "T", "C", "NH"))
     x = rng.standard_normal((B, T, C))

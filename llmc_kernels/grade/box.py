@@ -1,8 +1,8 @@
-"""The first code of every learner process of ``llmc grade`` (``python -m llmc_kernels.grade_box``).
+"""The first code of every learner process of ``llmc grade`` (``python -m llmc_kernels.grade.box``).
 
-It runs before any learner code, reads its configuration from stdin (one frame, see :mod:`.grade_sandbox`),
-fences the process in, and then executes the learner process proper (:mod:`.grade_worker` or
-:mod:`.grade_replay`) in its place. It imports only the standard library: Linux refuses a new user namespace to
+It runs before any learner code, reads its configuration from stdin (one frame, see :mod:`.sandbox`),
+fences the process in, and then executes the learner process proper (:mod:`.worker` or
+:mod:`.replay`) in its place. It imports only the standard library: Linux refuses a new user namespace to
 a process with threads, and NumPy starts some.
 
 The fence, from the outside in:
@@ -203,7 +203,7 @@ def main() -> None:
     if role == "probe":
         probe(found, bool(cfg.get("cuda")))
         os._exit(0)
-    os.execv(sys.executable, [sys.executable, "-m", f"llmc_kernels.grade_{role}"])
+    os.execv(sys.executable, [sys.executable, "-m", f"llmc_kernels.grade.{role}"])
 
 
 if __name__ == "__main__":

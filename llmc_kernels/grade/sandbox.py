@@ -3,7 +3,7 @@
 :class:`Sandbox` owns a private working folder (mode 0700) with one folder per learner process (its HOME,
 working folder, temporary folder and a private compile cache seeded with the CPU backend's runtime library and
 precompiled header, so that no submission can plant a compiled kernel another one loads). It starts
-``python -m llmc_kernels.grade_box`` (:mod:`.grade_box`) with a scrubbed environment -- no ``--solutions`` path,
+``python -m llmc_kernels.grade.box`` (:mod:`.box`) with a scrubbed environment -- no ``--solutions`` path,
 no variables of the grader's user but the few that locate Python, the compiler and the course's data -- and
 hands it its configuration and the request on stdin.
 
@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import grade_wire as wire
+from . import wire
 
 PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE = 36, 4
 KEEP_ENV = (
@@ -286,7 +286,7 @@ class Sandbox:
 
     @staticmethod
     def _python_path(env: dict) -> dict:
-        parent = Path(__file__).resolve().parent.parent
+        parent = Path(__file__).resolve().parents[2]
         if parent.name not in ("site-packages", "dist-packages"):
             entries = [str(parent)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
             env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(os.path.abspath(p) for p in entries))
@@ -350,7 +350,7 @@ class Sandbox:
         head = json.dumps(config).encode()
         with self.lock:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "llmc_kernels.grade_box"],
+                [sys.executable, "-m", "llmc_kernels.grade.box"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -429,7 +429,7 @@ def probe(sandbox: Sandbox) -> Isolation:
     head = json.dumps(config).encode()
     with sandbox.lock:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llmc_kernels.grade_box"],
+            [sys.executable, "-m", "llmc_kernels.grade.box"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -1,15 +1,15 @@
-"""The learner's process of ``llmc grade`` (``python -m llmc_kernels.grade_worker``, started by :mod:`.grade_box`).
+"""The learner's process of ``llmc grade`` (``python -m llmc_kernels.grade.worker``, started by :mod:`.box`).
 
 It runs one exercise of one submission and believes nothing it does: it only produces arrays for the grader.
 
-1. reads the request (:mod:`.grade_wire`) from stdin: the course's set-up cells, the learner's cells, the case
+1. reads the request (:mod:`.wire`) from stdin: the course's set-up cells, the learner's cells, the case
    inputs as plain arrays, and the list of calls to make. The secret seed is not in it;
 2. runs the set-up cells, then the learner's cells, in one namespace (IPython's ``InteractiveShell`` in this
    process when IPython is installed, so magics work; plain ``exec`` otherwise), with the checks' case builder
    refused;
 3. calls the learner's function once per requested run, each time on fresh copies of the inputs (outputs
    poisoned, accumulators pre-filled, as the grader built them), in the requested backend and CPU thread
-   order, and once more on the CPU backend with its kernel launches (or op calls) recorded (:mod:`.grade_trace`);
+   order, and once more on the CPU backend with its kernel launches (or op calls) recorded (:mod:`.trace`);
 4. writes one frame per step to its original stdout; what the learner's code prints goes to stderr.
 
 The grader compares the arrays with its own reference, replays the trace elsewhere, and kills this process and
@@ -29,7 +29,7 @@ import traceback
 
 import numpy as np
 
-from . import grade_wire as wire
+from . import wire
 
 TRACEBACK_CHARS = 6000
 
@@ -100,7 +100,8 @@ def cell_runner():
 
 def refuse_case_builder() -> None:
     """The checks' case builder is off limits while grading (the grader's cases are secret anyway)."""
-    from . import check, check_cases
+    from .. import check
+    from ..check import cases as check_cases
 
     def refused(*args, **kwargs):
         raise RuntimeError(
@@ -118,7 +119,7 @@ _TRACER = None
 
 def install_launch_hook() -> None:
     """Route every RawKernel launch through the active tracer, if any (set only during the traced call)."""
-    from . import runtime
+    from .. import runtime
 
     original = runtime.RawKernel.__call__
     if getattr(original, "llmc_grade_hook", False):
@@ -141,15 +142,15 @@ class BlockOps:
     recorded while a tracer is active."""
 
     def __init__(self):
-        from . import reference
-        from .model import REQUIRED_OPS
+        from .. import reference
+        from ..model import REQUIRED_OPS
 
         for name in REQUIRED_OPS:
             setattr(self, name, self._op(name, getattr(reference, name)))
 
     @staticmethod
     def _op(name, fn):
-        from ._honesty import package_scope
+        from .._honesty import package_scope
 
         def call(*args):
             def run():
@@ -193,7 +194,7 @@ def _build_args(case: dict, arrays: dict, prefix: str, xp, ops) -> tuple[list, d
 def _race_sink():
     """The CPU backend's list for same-value race warnings (None in a version without the race detector)."""
     try:
-        from .runtime import cpu
+        from ..runtime import cpu
     except ImportError:
         return None
     return getattr(cpu, "RACE_WARNINGS", None)
@@ -202,8 +203,8 @@ def _race_sink():
 def call(fn, req: dict, arrays: dict, run: dict, ops) -> tuple[dict, dict]:
     """One call of the learner's function: (frame meta, frame arrays)."""
     global _TRACER
-    from . import runtime
-    from ._honesty import learner_scope
+    from .. import runtime
+    from .._honesty import learner_scope
 
     backend = run["backend"]
     xp = np
@@ -223,7 +224,7 @@ def call(fn, req: dict, arrays: dict, run: dict, ops) -> tuple[dict, dict]:
     out = {}
     tracer = None
     if run.get("trace"):
-        from .grade_trace import Tracer
+        from .trace import Tracer
 
         tracer = Tracer(made)
     race_warnings: list = []  # same-value races: warnings, not failures (as in the checks)

@@ -13,7 +13,7 @@ import hashlib
 import os
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]
 
 
 def digest(root: Path = PACKAGE) -> dict[str, str]:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from .runtime.cpu.tokens import tokenize
+from ..runtime.cpu.tokens import tokenize
 
-KERNELS_DIR = Path(__file__).resolve().parent / "kernels"
+KERNELS_DIR = Path(__file__).resolve().parents[1] / "kernels"
 MIN_TOKENS = 100
 
 # identifiers kept as they are: renaming them could make different code look the same

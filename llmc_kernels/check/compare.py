@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .check_cases import POISON_BITS, Tensor
-from .check_values import rms
-from .opspec import ACCUMULATE, INOUT, OUTPUT
+from ..opspec import ACCUMULATE, INOUT, OUTPUT
+from .cases import POISON_BITS, Tensor
+from .values import rms
 
 
 @dataclass

@@ -4,7 +4,7 @@ The learner-facing checks use fixed sizes and a default seed, so that a notebook
 run. A grader cannot: a function could recognise those inputs and replay answers computed in advance. So every
 grading run draws a secret seed (:func:`new_seed`, from ``os.urandom``), and from it, per exercise, the sizes of
 its cases (:func:`secret_specs`: the same kinds of case as the check's, at awkward sizes drawn from ranges that
-keep the CPU backend fast) and their values (:func:`llmc_kernels.check_cases.build`). ``llmc grade --seed S``
+keep the CPU backend fast) and their values (:func:`llmc_kernels.check.cases.build`). ``llmc grade --seed S``
 reproduces a run. The seed never reaches a learner's process: only the arrays built from it do.
 
 Three independent draws serve each exercise (:func:`derive`): the cases the learner's function is called with,
@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from .check_cases import CaseSpec, complete_sizes
+from ..check.cases import CaseSpec, complete_sizes
 
 SEED_BITS = 63
 

@@ -1,5 +1,5 @@
 """The values a check feeds a function: every array an op names, drawn from the distribution its opspec row
-names (``OpSpec.values``, :mod:`.check_draw`), and the arrays a backward takes from a forward
+names (``OpSpec.values``, :mod:`.draw`), and the arrays a backward takes from a forward
 (``mean``/``rstd``, ``att``, ``probs``), computed by the float64 reference.
 """
 
@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import check_draw as draw
-from . import opspec
-from .opspec import OUTPUT, SIZE
+from .. import draw, opspec
+from ..opspec import OUTPUT, SIZE
 
 
 def rms(a: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -40,7 +39,7 @@ class Pool:
         """Run the reference ``fname`` in float64 on this pool's inputs (``override``: name -> float64 array,
         e.g. a perturbed input); returns its outputs by name. Sources are recomputed from the overridden
         inputs, so a finite difference goes through them (logits -> probs -> losses)."""
-        from . import reference
+        from .. import reference
 
         _, fn = opspec.function(fname)
         override = dict(override or {})
@@ -68,7 +67,7 @@ class Pool:
         return self.forward64(fname)[name].astype(np.float32)
 
     def _draw(self, arg: opspec.Arg) -> np.ndarray:
-        """The op row's distribution for this argument (OpSpec.values), else check_draw's default."""
+        """The op row's distribution for this argument (OpSpec.values), else draw.py's default."""
         default = draw.token_ids if arg.dtype == "int32" else draw.standard
         x = opspec.OPS[self.op].values.get(arg.name, default)(self, opspec.shape(arg, self.sizes))
         return np.ascontiguousarray(x, dtype=arg.dtype)

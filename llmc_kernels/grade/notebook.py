@@ -368,7 +368,10 @@ _FLAGS = [
         r"\b(check|reference|ops|llmc_kernels(\.\w+)*)\s*\.\s*\w+(\s*\[[^\]]*\])?\s*=(?!=)",
         "assigns into the course's modules",
     ),
-    (r"\b(_honesty|grade_guard|check_\w+)\b", "uses the checker's internals"),
+    (
+        r"\b(_honesty|grade_guard|check_\w+)\b|\bllmc_kernels\.(check|grade)\.\w+|\bfrom\s+llmc_kernels\.(check|grade)\s+import\b",
+        "uses the checker's internals",
+    ),
     (r"""(["'])[^"'\n]*\bPASS\b""", "prints a PASS line of its own"),
     (r"\bos\s*\.\s*(_exit|kill)\b|\bsignal\s*\.\s*signal\b", "kills the process or changes its signals"),
     (r"\bctypes\b", "uses ctypes"),

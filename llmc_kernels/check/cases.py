@@ -11,7 +11,7 @@ scalar per argument of the function, in the SPEC order. Kinds:
 ``nearconst``  layernorm rows whose variance is far below eps (one exactly constant)
 ``nobias``     matmul with ``bias=None`` / ``dbias=None``
 ``fd``         a tiny case whose expected gradients come from central finite differences of the float64
-               reference forward (see :mod:`llmc_kernels.check_fd`)
+               reference forward (see :mod:`llmc_kernels.check.fd`)
 
 Outputs are poisoned with a NaN of a recognisable bit pattern (:data:`POISON`), so an element that was never
 written can be told from a NaN the kernel computed. Accumulators are pre-filled with non-zero values of the
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import opspec
-from .check_values import Pool, rms
-from .opspec import ACCUMULATE, CAUSAL, COLS_LT_V, HYPER, INOUT, INPUT, KINDS, OUTPUT, SIZE, STEP, CaseSpec
+from .. import opspec
+from ..opspec import ACCUMULATE, CAUSAL, COLS_LT_V, HYPER, INOUT, INPUT, KINDS, OUTPUT, SIZE, STEP, CaseSpec
+from .values import Pool, rms
 
 __all__ = ["build", "default_specs", "complete_sizes", "CaseSpec", "Case", "Tensor", "KINDS", "POISON"]
 
@@ -157,7 +157,7 @@ def seed_for(fname: str, spec: CaseSpec, seed: int) -> np.random.Generator:
 
 def build(fname: str, spec: CaseSpec, seed: int) -> Case:
     """Draw the inputs of one case of ``fname`` and compute what every output must hold."""
-    from . import reference
+    from .. import reference
 
     opsp, fn = opspec.function(fname)
     sizes = complete_sizes(opsp.op, spec.size_dict)
@@ -232,7 +232,7 @@ def build(fname: str, spec: CaseSpec, seed: int) -> Case:
             t.outside = ~region_mask(t.arg.zero_outside, t.initial.shape, sizes)
             t.expected = np.where(t.outside, 0.0, t.expected)
     if spec.kind == "fd":
-        from .check_fd import fd_expected
+        from .fd import fd_expected
 
         fd_expected(case, pool)
         case.expected_from = "finite differences"

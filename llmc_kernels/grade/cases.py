@@ -9,11 +9,11 @@ they are replayed on. A graded case is independent of where it runs:
 - ``args``: one JSON descriptor per argument -- ``{"array": key}``, ``{"dict": {name: key}}``, ``{"int": n}``,
   ``{"float": x}``, ``{"none": true}``, ``{"ops": true}`` (chapter 09's ops namespace) -- and ``arrays``, the
   initial contents of each key. That is all the learner's process receives.
-- ``checked``: (key, :class:`~llmc_kernels.check_cases.Tensor`) pairs compared afterwards with
-  :func:`llmc_kernels.check_compare.compare`; ``inputs``: keys that must come back unchanged.
+- ``checked``: (key, :class:`~llmc_kernels.check.cases.Tensor`) pairs compared afterwards with
+  :func:`llmc_kernels.check.compare.compare`; ``inputs``: keys that must come back unchanged.
 
-Op exercises reuse the checks' own case builder (:func:`llmc_kernels.check_cases.build`) at secret sizes
-(:mod:`.grade_secret`); block exercises are built by :mod:`.grade_blocks`.
+Op exercises reuse the checks' own case builder (:func:`llmc_kernels.check.cases.build`) at secret sizes
+(:mod:`.secret`); block exercises are built by :mod:`.blocks`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import grade_secret
-from .check_cases import Case, Tensor, build
-from .opspec import INPUT
+from ..check.cases import Case, Tensor, build
+from ..opspec import INPUT
+from . import secret as grade_secret
 
 _OP_CHECK = re.compile(r"\bcheck\s*\.\s*(forward|backward)\s*\(\s*[\"'](\w+)[\"']\s*,\s*([A-Za-z_]\w*)")
 _BLOCK_CHECK = re.compile(r"\bcheck_model\s*\.\s*(block_forward|block_backward)\s*\(\s*([A-Za-z_]\w*)")
@@ -49,7 +49,7 @@ class Plan:
         """The name the check reports (``PASS <name>``)."""
         if self.kind == "block":
             return f"block_{self.direction}"
-        from .check import function_name
+        from ..check import function_name
 
         return function_name(self.op, self.direction)
 
@@ -128,10 +128,10 @@ def from_check_case(case: Case, tol: tuple) -> GradedCase:
 def cases_for(plan: Plan, seed: int) -> CaseSet:
     """The graded, provenance and replay cases of ``plan`` for this grading run's secret ``seed``."""
     if plan.kind == "block":
-        from .grade_blocks import block_cases
+        from .blocks import block_cases
 
         return block_cases(plan.direction, seed)
-    from .check import TOLERANCES
+    from ..check import TOLERANCES
 
     fname = plan.checked_name
     tol = TOLERANCES[fname]

@@ -5,13 +5,13 @@
 
 Every submitted cell is untrusted code. For each submission the grader finds the chapter (``--chapter``, else
 the notebook's metadata, else its file name; a notebook that claims another chapter is flagged), takes only the
-learner's exercise cells (:mod:`.grade_notebook`) and grades each exercise on its own (:mod:`.grade_exercise`):
-a fenced-in learner process (:mod:`.grade_sandbox`, :mod:`.grade_box`) runs the course's set-up cells and the
-learner's cells and calls the learner's function on secret cases (:mod:`.grade_secret`); the grader compares
-the arrays it returns with its own float64 reference (:mod:`.grade_judge`) and replays its recorded kernel
-launches on fresh inputs (:mod:`.grade_trace`), so the outputs must come from the learner's own kernels.
+learner's exercise cells (:mod:`.notebook`) and grades each exercise on its own (:mod:`.exercise`):
+a fenced-in learner process (:mod:`.sandbox`, :mod:`.box`) runs the course's set-up cells and the
+learner's cells and calls the learner's function on secret cases (:mod:`.secret`); the grader compares
+the arrays it returns with its own float64 reference (:mod:`.judge`) and replays its recorded kernel
+launches on fresh inputs (:mod:`.trace`), so the outputs must come from the learner's own kernels.
 
-The package is verified before and after each submission (:mod:`.grade_package`). Results -- a table on
+The package is verified before and after each submission (:mod:`.package`). Results -- a table on
 stdout, a CSV (``submission``, points per exercise, ``total``, ``max``, ``note``) or Gradescope's
 ``results.json``, and a Markdown feedback file per submission -- are written once, after every learner process
 is gone. Exit status: 0 when every submission could be graded (whatever its score); 1 when grading itself failed
@@ -31,9 +31,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import grade_report as report
-from .grade_judge import ExerciseResult
-from .grade_notebook import (
+from . import report
+from .judge import ExerciseResult
+from .notebook import (
     Chapter,
     Exercise,
     GradingSetupError,
@@ -85,7 +85,7 @@ def find_solutions(given: str | None) -> Path:
         if not path.is_dir():
             raise GradingSetupError(f"--solutions {given}: no such folder")
         return path
-    checkout = Path(__file__).resolve().parent.parent / "solutions"
+    checkout = Path(__file__).resolve().parents[2] / "solutions"
     for candidate in (checkout, Path.cwd() / "solutions"):
         if candidate.is_dir() and any(candidate.glob("*.ipynb")):
             return candidate
@@ -97,7 +97,7 @@ def find_solutions(given: str | None) -> Path:
 
 
 def resolve_backend(name: str | None) -> str:
-    from . import runtime
+    from .. import runtime
 
     name = name or os.environ.get("LLMC_BACKEND", "").strip().lower() or None
     if name is None:
@@ -189,7 +189,7 @@ class PackageGuard:
     """The package's digest before grading, checked after each task; remembers which tasks ran meanwhile."""
 
     def __init__(self):
-        from .grade_package import digest
+        from .package import digest
 
         self.digest = digest
         self.before = digest()
@@ -204,7 +204,7 @@ class PackageGuard:
             self.since.add(who)
 
     def finished(self, who: str) -> None:
-        from .grade_package import changes
+        from .package import changes
 
         with self.lock:
             self.running.discard(who)
@@ -220,7 +220,7 @@ def grade(
     subs: list[Submission], *, sandbox, seed: int, jobs: int, limits, progress=None, guard: PackageGuard | None = None
 ) -> None:
     """Grade every prepared submission in place (PackageChanged if one of them wrote into the package)."""
-    from .grade_exercise import grade_exercise
+    from .exercise import grade_exercise
 
     tasks: dict[tuple, Task] = {}
     for sub in subs:
@@ -365,7 +365,7 @@ def _harden_grader() -> None:
     """Before any learner code runs: this process's memory closed to other processes of the user, orphans of
     learner processes re-parented here (to be killed), and no bytecode read from or written to the package
     while it is being verified."""
-    from .grade_sandbox import become_subreaper, make_nondumpable
+    from .sandbox import become_subreaper, make_nondumpable
 
     make_nondumpable()
     become_subreaper()
@@ -380,8 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         print("llmc grade: --timeout and --memory must be positive and --jobs at least 1", file=err)
         return 2
     _harden_grader()
-    from . import grade_secret
-    from .grade_sandbox import Limits, Sandbox
+    from . import secret as grade_secret
+    from .sandbox import Limits, Sandbox
 
     try:
         solutions = find_solutions(args.solutions)
@@ -459,4 +459,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _package_dir() -> str:
-    return str(Path(__file__).resolve().parent)
+    return str(Path(__file__).resolve().parents[1])
