@@ -549,7 +549,7 @@ def test_writing_into_the_package_stops_grading(tmp_path):
         FWD,
         DOC,
         DOC + "\n    import llmc_kernels, pathlib\n"
-        "    p = pathlib.Path(llmc_kernels.__file__).parent / 'check_compare.py'\n"
+        "    p = pathlib.Path(llmc_kernels.__file__).parent / 'check' / 'compare.py'\n"
         "    p.write_text(p.read_text() + '\\n# nothing to see here\\n')",
     )
     subs = [
@@ -568,7 +568,7 @@ def test_writing_into_the_package_stops_grading(tmp_path):
         pythonpath=copy,
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "STOPPED" in proc.stderr and "writer_05_gelu.ipynb" in proc.stderr and "check_compare.py" in proc.stderr
+    assert "STOPPED" in proc.stderr and "writer_05_gelu.ipynb" in proc.stderr and "compare.py" in proc.stderr
     assert "later_06_residual.ipynb" not in proc.stderr.split("STOPPED", 1)[1].split(":")[1]
     assert not (tmp_path / "g.csv").exists()
 
