@@ -84,6 +84,9 @@ class Arg:
     values: str | None = None  # integer contents, e.g. "[0,V)"
     example: float | None = None  # a typical value for a hyperparameter (the checks' default)
     zero_outside: str | None = None  # an output that is exactly 0 outside this region
+    # the absolute tolerance scales with this other array's rms too (when larger): for a gradient computed by
+    # cancellation from it, whose own rms can be far smaller than the rounding of the terms that cancel
+    tol_scale: str | None = None
     note: str = ""
 
     @property
@@ -403,7 +406,9 @@ _add(
         _fn(
             "attention_backward",
             _acc("dinp", "B", "T", "3*C", grad_of="inp"),
-            _acc("dpreatt", "B", "NH", "T", "T", region=CAUSAL, grad_of="preatt"),
+            # dpreatt = att * (datt - sum(att * datt)): with inputs of large magnitude the softmax is nearly one-hot,
+            # dpreatt's own rms tiny, and float32's rounding of the terms that cancel is of datt's size
+            _acc("dpreatt", "B", "NH", "T", "T", region=CAUSAL, grad_of="preatt", tol_scale="datt"),
             _acc("datt", "B", "NH", "T", "T", region=CAUSAL, grad_of="att"),
             _in("dout", "B", "T", "C", grad_of="out"),
             _in("inp", "B", "T", "3*C"),

@@ -55,6 +55,7 @@ class Tensor:
     compare: np.ndarray | None = None
     outside: np.ndarray | None = None
     dims: tuple = ()  # coordinate names, e.g. ("b", "t", "c")
+    scale: float | None = None  # another array's rms that the absolute tolerance also scales with (Arg.tol_scale)
 
     @property
     def name(self) -> str:
@@ -231,6 +232,9 @@ def build(fname: str, spec: CaseSpec, seed: int) -> Case:
         if t.arg.zero_outside:  # att where t2 > t, probs in columns >= V: exactly 0
             t.outside = ~region_mask(t.arg.zero_outside, t.initial.shape, sizes)
             t.expected = np.where(t.outside, 0.0, t.expected)
+        if t.arg.tol_scale:
+            other = next(v for v in tensors if v.name == t.arg.tol_scale)
+            t.scale = rms(results[other.name], region_mask(other.arg.region, other.initial.shape, sizes))
     if spec.kind == "fd":
         from .fd import fd_expected
 

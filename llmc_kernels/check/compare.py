@@ -100,7 +100,7 @@ def compare(t: Tensor, got: np.ndarray, tol: tuple, annotate=None) -> TensorResu
     init = t.initial.astype(np.float64)
     mask = np.ones(exp.shape, dtype=bool) if t.compare is None else np.asarray(t.compare)
     g = got.astype(np.float64)
-    scale = rms(exp, mask) or 1.0
+    scale = max(rms(exp, mask), t.scale or 0.0) or 1.0
     atol = atol_rel * scale
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.abs(g - exp)
