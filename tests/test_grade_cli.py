@@ -10,85 +10,23 @@ nothing else; editing or deleting check cells, saving PASS outputs or patching t
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _grade_helpers import (
+    cell,
+    llmc_grade,
+    mutate,
+    read_csv,
+    set_source,
+    solved,
+    source,
+    student,
+    write,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-SOLUTIONS = ROOT / "solutions"
-CHAPTERS = ROOT / "chapters"
 TIMEOUT = 60  # seconds per exercise (its kernel launches: 15 s each on the CPU backend; a loaded machine)
-
-pytestmark = pytest.mark.slow
-
-
-# ------------------------------------------------------------------------------------- building submissions
-def load(folder: Path, chapter: str) -> dict:
-    return json.loads((folder / f"{chapter}.ipynb").read_text(encoding="utf-8"))
-
-
-def cell(nb: dict, cell_id: str) -> dict:
-    return next(c for c in nb["cells"] if c.get("id") == cell_id)
-
-
-def source(nb: dict, cell_id: str) -> str:
-    src = cell(nb, cell_id)["source"]
-    return "".join(src) if isinstance(src, list) else src
-
-
-def set_source(nb: dict, cell_id: str, text: str) -> dict:
-    cell(nb, cell_id)["source"] = text
-    return nb
-
-
-def mutate(nb: dict, cell_id: str, old: str, new: str) -> dict:
-    """Replace ``old`` (which must occur exactly once, so a changed solution is noticed) in one cell."""
-    text = source(nb, cell_id)
-    assert text.count(old) == 1, f"{cell_id}: expected {old!r} exactly once"
-    return set_source(nb, cell_id, text.replace(old, new))
-
-
-def solved(chapter: str) -> dict:
-    return load(SOLUTIONS, chapter)
-
-
-def student(chapter: str) -> dict:
-    return load(CHAPTERS, chapter)
-
-
-def write(folder: Path, name: str, nb) -> Path:
-    path = folder / name
-    path.write_text(nb if isinstance(nb, str) else json.dumps(nb, indent=1), encoding="utf-8")
-    return path
-
-
-def llmc_grade(*args, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ,
-        LLMC_BACKEND="cpu",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "llmc_kernels", "grade", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def read_csv(path: Path) -> tuple[list[str], dict[str, dict]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    header = rows[0]
-    return header, {row[0]: dict(zip(header, row)) for row in rows[1:]}
 
 
 def class_of_submissions(folder: Path) -> list[Path]:
