@@ -58,8 +58,9 @@ def _delegate(name: str) -> property:
 
 
 class Engine:
-    """What a GPT-2 engine does; subclasses implement ``forward``, ``backward``, ``update`` and say their
-    ``name``. ``acts["logits"]`` after ``forward(inputs)`` (no targets) is what ``generate`` samples from."""
+    """What a GPT-2 engine does; subclasses implement ``forward``, ``backward``, give ``update`` their
+    ``_adamw_update`` op and say their ``name``. ``acts["logits"]`` after ``forward(inputs)`` (no targets) is
+    what ``generate`` samples from."""
 
     name = "engine"
     state: ParameterState
@@ -112,7 +113,22 @@ class Engine:
         raise NotImplementedError
 
     def update(self, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, t: int) -> None:
-        raise NotImplementedError
+        """One AdamW step on every parameter (t counts from 1), decoupled weight decay as llm.c:
+        p -= lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * p), through the engine's ``_adamw_update``."""
+        m, v = self.state.moments()
+        self._adamw_update(
+            self.params_memory,
+            self.grads_memory,
+            m,
+            v,
+            self.num_parameters,
+            float(lr),
+            float(beta1),
+            float(beta2),
+            float(eps),
+            float(weight_decay),
+            int(t),
+        )
 
     def zero_grad(self) -> None:
         """Zero the parameter gradients (the backward ops accumulate into them)."""

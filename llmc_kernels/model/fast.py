@@ -432,22 +432,9 @@ class FastGPT2(Engine):
         self._backward_pass()
         self.mean_loss = None
 
-    def update(self, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, t: int) -> None:
-        """One AdamW step on every parameter, as GPT2.update (the package's adamw_update)."""
-        m, v = self.state.moments()
-        self._f["adamw_update"](
-            self.params_memory,
-            self.grads_memory,
-            m,
-            v,
-            self.num_parameters,
-            float(lr),
-            float(beta1),
-            float(beta2),
-            float(eps),
-            float(weight_decay),
-            int(t),
-        )
+    @property
+    def _adamw_update(self):  # Engine.update's op: the package's
+        return self._f["adamw_update"]
 
     def step(
         self, inputs, targets, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, t: int

@@ -287,20 +287,6 @@ class GPT2(Engine):
         )
 
     # ------------------------------------------------------------------ optimizer
-    def update(self, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, t: int) -> None:
-        """One AdamW step on every parameter (t counts from 1), decoupled weight decay as llm.c:
-        p -= lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * p)."""
-        m, v = self.state.moments()
-        self._op["adamw_update"](
-            self.params_memory,
-            self.grads_memory,
-            m,
-            v,
-            self.num_parameters,
-            float(lr),
-            float(beta1),
-            float(beta2),
-            float(eps),
-            float(weight_decay),
-            int(t),
-        )
+    @property
+    def _adamw_update(self):  # Engine.update's op: the namespace's
+        return self._op["adamw_update"]
