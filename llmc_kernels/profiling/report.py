@@ -127,10 +127,8 @@ def render(kernels: list, minimum: int | None = None) -> str:
             "arrays passed in (reading and writing each needed byte once is the least any implementation "
             "moves)"
         )
-    for k in kernels:
-        notes += [f"{k.name}: {h}" for h in hints(k)]
-    if not notes or all(not hints(k) for k in kernels):
-        notes.append("every access is as coalesced as its data allows and no shared-memory access conflicts")
+    advice = [f"{k.name}: {h}" for k in kernels for h in hints(k)]
+    notes += advice or ["every access is as coalesced as its data allows and no shared-memory access conflicts"]
     legend = (
         "ld/st req: warp-level global loads/stores; sect/req: 32-byte sectors per request (in brackets "
         "the ideal, the fewest that hold the bytes asked for); eff: bytes used / bytes moved; wf/req: "

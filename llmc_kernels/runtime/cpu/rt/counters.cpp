@@ -42,36 +42,27 @@ struct SiteHash {
 llmc_counters g_tot, g_last;
 std::unordered_map<SiteKey, llmc_site_counters, SiteHash> g_sites;
 std::vector<llmc_site_counters> g_last_sites;
-// unique_bytes: one bit per byte of each argument's array, set by every global access
-struct Touched {
-  int32_t id;
-  uintptr_t lo;
-  uint64_t span;
+// Per argument (indexed by its position, the region id of its accesses): where its array would start on a
+// GPU -- an allocation of its own, 256-byte aligned as cudaMalloc's are, plus the array's offset in its NumPy
+// allocation -- and one bit per byte it touched (unique_bytes).
+struct ArgMemory {
+  uintptr_t base = 0;
+  uint64_t span = 0;
   std::vector<uint64_t> bits;
 };
-std::vector<Touched> g_touched;
+std::vector<ArgMemory> g_args;
 
 void touch(const Access &a) {
-  for (Touched &t : g_touched) {
-    if (t.id != a.region) continue;
-    if (t.bits.empty()) t.bits.assign(t.span / 64 + 1, 0);
-    uint64_t off = a.addr - t.lo;
-    for (uint64_t b = off; b < off + a.size && b < t.span; b++) t.bits[b >> 6] |= 1ull << (b & 63);
-    return;
-  }
+  ArgMemory &m = g_args[(size_t)a.region];
+  if (m.bits.empty()) m.bits.assign(m.span / 64 + 1, 0);
+  for (uint64_t b = a.offset; b < a.offset + a.size && b < m.span; b++) m.bits[b >> 6] |= 1ull << (b & 63);
 }
 std::vector<std::pair<uint64_t, uint32_t>> g_order;    // (request key, access index)
 std::vector<Access> g_gpu;                             // the epoch's accesses at GPU-like addresses
 
-// Where an access would be on a GPU: each argument's array in an allocation of its own, 256-byte aligned
-// (as cudaMalloc's are) plus the array's offset in its NumPy allocation; shared memory: its offset.
+// Where an access would be on a GPU: shared memory at its offset, an argument's array at its GPU-like base.
 uintptr_t gpu_address(const Access &a) {
-  if (a.space == SP_SHARED) return (uintptr_t)shared_offset((const void *)a.addr);
-  for (int i = 0; i < g.d->nregions; i++) {
-    const llmc_region &r = g.d->regions[i];
-    if (r.id == a.region) return ((uintptr_t)(r.id + 1) << 40) + (uint32_t)r.base_offset + (a.addr - (uintptr_t)r.lo);
-  }
-  return a.addr;
+  return a.space == SP_SHARED ? (uintptr_t)a.offset : g_args[(size_t)a.region].base + a.offset;
 }
 
 // Lanes' steps within a request, in elements, when they are all the same (else 0).
@@ -168,10 +159,13 @@ void request(const Access *const *lanes, int n, int cls) {
 void launch_begin() {
   memset(&g_tot, 0, sizeof g_tot);
   g_sites.clear();
-  g_touched.clear();
+  g_args.clear();
   for (int i = 0; i < g.d->nregions; i++) {
     const llmc_region &r = g.d->regions[i];
-    if (r.lo && r.id >= 0) g_touched.push_back({r.id, (uintptr_t)r.lo, r.span, {}});
+    if (!r.lo || r.id < 0) continue;
+    if ((size_t)r.id >= g_args.size()) g_args.resize((size_t)r.id + 1);
+    g_args[(size_t)r.id].base = ((uintptr_t)(r.id + 1) << 40) + (uint32_t)r.base_offset;
+    g_args[(size_t)r.id].span = r.span;
   }
 }
 
@@ -228,8 +222,8 @@ void on_atomic(const Access &, uint64_t, uint32_t, bool) {}
 
 void launch_end() {
   uint64_t total = 0;
-  for (const Touched &t : g_touched)
-    for (uint64_t w : t.bits) total += (uint64_t)__builtin_popcountll(w);
+  for (const ArgMemory &m : g_args)
+    for (uint64_t w : m.bits) total += (uint64_t)__builtin_popcountll(w);
   g_tot.unique_bytes = total;
   g_last = g_tot;
   g_last_sites.clear();
@@ -238,7 +232,7 @@ void launch_end() {
 
 void release() {
   g_sites.clear();
-  std::vector<Touched>().swap(g_touched);
+  std::vector<ArgMemory>().swap(g_args);
   std::vector<std::pair<uint64_t, uint32_t>>().swap(g_order);
   std::vector<Access>().swap(g_gpu);
 }
