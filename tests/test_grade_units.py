@@ -391,3 +391,22 @@ def test_a_chapter_without_exercises_has_nothing_to_grade(tmp_path):
     assert (sub.error, sub.results, sub.total, sub.max) == (None, [], 0, 0)
     assert "nothing to grade" in grade_report.table(sub)
     assert grade_report.csv_text([sub]).splitlines() == ["submission,total,max,note", "10_training.ipynb,0,0,"]
+
+
+def test_cpu_runs_of_a_gpu_session_see_numpy_for_cupy(monkeypatch):
+    """On a GPU the notebook's ``xp`` is CuPy; the pre-flight and the recorded run call the learner's function on
+    the CPU backend, where ``xp.zeros`` must make a NumPy scratch buffer (as the same notebook would on a CPU)."""
+    import types
+
+    from llmc_kernels.grade.worker import array_module_for
+
+    fake_cupy = types.ModuleType("cupy")
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    ns = {"xp": fake_cupy, "cp": fake_cupy, "np": np}
+    exec("def scratch(n):\n    return xp.zeros(n), cp", ns)
+    with array_module_for(ns["scratch"], "cpu"):
+        buf, cp = ns["scratch"](3)
+        assert isinstance(buf, np.ndarray) and cp is np
+    assert ns["xp"] is fake_cupy and ns["cp"] is fake_cupy  # the learner's names come back after the run
+    with array_module_for(ns["scratch"], "cuda"):
+        assert ns["xp"] is fake_cupy  # GPU runs keep CuPy

@@ -206,6 +206,7 @@ def test_both_engines_offer_one_interface_over_one_state():
     for name, cls in ENGINES.items():
         model = cls.from_config(cfg, seed=0)
         assert isinstance(model, Engine) and isinstance(model.state, ParameterState) and model.name == name
+        assert model.ops_name == "llmc_kernels.ops"  # what `llmc train --precision` asks of either engine
         assert isinstance(model.step(x, y, *hyper, 1), float) and model.graph_failure is None
         assert model.training_bytes(cfg, B, T) > 4 * 4 * model.num_parameters - 1
     plain, twin = ENGINES["plain"].from_config(cfg, seed=0), ENGINES["plain"].from_config(cfg, seed=0)

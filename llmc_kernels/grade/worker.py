@@ -19,6 +19,7 @@ only spoil its own result by doing so.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import linecache
 import os
@@ -200,6 +201,24 @@ def _race_sink():
     return getattr(cpu, "RACE_WARNINGS", None)
 
 
+@contextlib.contextmanager
+def array_module_for(fn, backend: str):
+    """The learner's names for CuPy (``xp = runtime.xp()``, ``import cupy as cp``) as the CPU backend would
+    bind them -- NumPy -- while a run on the CPU backend (the pre-flight, the recorded run) calls a function
+    written in a GPU session; a scratch buffer from ``xp.zeros`` then lives where the backend's arrays live."""
+    names = getattr(fn, "__globals__", None)
+    cupy = sys.modules.get("cupy")
+    swapped = [k for k, v in names.items() if v is cupy] if backend == "cpu" and cupy and names is not None else []
+    for k in swapped:
+        names[k] = np
+    try:
+        yield
+    finally:
+        for k in swapped:
+            if names.get(k) is np:
+                names[k] = cupy
+
+
 def call(fn, req: dict, arrays: dict, run: dict, ops) -> tuple[dict, dict]:
     """One call of the learner's function: (frame meta, frame arrays)."""
     global _TRACER
@@ -232,7 +251,12 @@ def call(fn, req: dict, arrays: dict, run: dict, ops) -> tuple[dict, dict]:
     token = sink.set(race_warnings) if sink is not None else None
     start = time.perf_counter()
     try:
-        with runtime.use_backend(backend), runtime.launch_options(**opts), learner_scope(req["checked"]):
+        with (
+            runtime.use_backend(backend),
+            runtime.launch_options(**opts),
+            array_module_for(fn, backend),
+            learner_scope(req["checked"]),
+        ):
             _TRACER = tracer
             try:
                 returned = fn(*args)

@@ -63,6 +63,7 @@ class Engine:
     what ``generate`` samples from."""
 
     name = "engine"
+    ops_name: str  # the ops namespace's name, for messages and `--precision`: each engine sets it
     state: ParameterState
 
     # ------------------------------------------------------------------ construction

@@ -188,6 +188,7 @@ class FastGPT2(Engine):
         if ops is None:
             ops = package_ops
         self._f = {name: getattr(ops, name) for name in FAST_OPS}
+        self.ops_name = getattr(ops, "__name__", type(ops).__name__)
         if ops is package_ops:
             for name in READS_TOKEN_IDS:
                 self._f[name] = functools.partial(self._f[name], check_ids=False)
