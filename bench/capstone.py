@@ -94,6 +94,7 @@ def run(key: str, args, folder: Path, ops_path: Path | None) -> dict:
     wall = time.perf_counter() - started
     rows = read_log(out / "log.csv")
     by_step = {r["step"]: r for r in rows}
+    done = rows[-1]["step"]  # fewer than --steps when a signal (or a time limit) stopped the run
     ms = statistics.median(r["ms"] for r in rows[1:]) if len(rows) > 1 else rows[0]["ms"]
     samples = (out / "samples.txt").read_text(encoding="utf-8") if (out / "samples.txt").exists() else ""
     return {
@@ -103,14 +104,16 @@ def run(key: str, args, folder: Path, ops_path: Path | None) -> dict:
         "tok_s": args.B * args.T / ms * 1e3,
         "pool_gb": summary.get("gpu_pool_gb", float("nan")),
         "wall_s": wall,
-        "losses": {k: (by_step[k]["loss"], by_step[k]["val_loss"]) for k in MILESTONES + (args.steps,) if k in by_step},
+        "done": done,
+        "losses": {k: (by_step[k]["loss"], by_step[k]["val_loss"]) for k in by_step if k in MILESTONES or k == done},
         "initial_val": summary.get("initial_val_loss"),
         "sample": samples.rsplit("---\n", 1)[-1].strip() if samples else "",
     }
 
 
-def table(r: dict, steps: int) -> list[str]:
-    marks = [k for k in MILESTONES if k <= steps] + ([steps] if steps not in MILESTONES else [])
+def table(r: dict) -> list[str]:
+    last = r["done"]
+    marks = [k for k in MILESTONES if k <= last] + ([last] if last not in MILESTONES else [])
     head = [
         "| run | engine | ms/step (median) | tok/s | GPU memory (pool) GB | val loss at step 0 |"
         + "".join(f" loss at {k} (train / val) |" for k in marks)
@@ -161,14 +164,12 @@ def main(argv=None) -> int:
                 lines = [f"| {ROWS[key][0]} | failed: {type(e).__name__}: {str(e)[:200]} |"]
                 r = None
             else:
-                lines = table(r, args.steps) + [
-                    "",
-                    f"Sample after step {args.steps} ({SAMPLE_LENGTH} tokens):",
-                    "",
-                    "```",
-                    r["sample"],
-                    "```",
-                ]
+                lines = table(r) + [""]
+                if r["done"] < args.steps:
+                    lines.append(f"The run stopped after step {r['done']} of {args.steps} (a signal): no sample.")
+                else:
+                    lines += [f"Sample after step {args.steps} ({SAMPLE_LENGTH} tokens):", ""]
+                    lines += ["```", r["sample"], "```"]
             print("\n".join(lines), flush=True)
             header = (
                 f"{provenance(cp)}\n\nChapter 10's guided run: GPT-2 {args.model} from scratch on "

@@ -56,6 +56,16 @@ def test_commit_prefers_llmc_commit(bench_path, monkeypatch):
     assert results.git_commit() not in ("abc1234", "")
 
 
+def test_capstone_row_of_a_stopped_run_shows_its_last_step(bench_path):
+    """A run stopped early (SIGTERM, a time limit) is reported at the step it reached, not as '-' at --steps."""
+    capstone = importlib.import_module("capstone")
+    r = {"title": "t", "engine": "plain", "ms": 4566.7, "tok_s": 1794.0, "pool_gb": 16.7, "wall_s": 321.0,
+         "done": 70, "losses": {70: (6.1392, None)}, "initial_val": 11.057}  # fmt: skip
+    head, _, row = capstone.table(r)
+    assert "loss at 70 (train / val)" in head and "loss at 100" not in head
+    assert "| 6.139 / - |" in row and "| 11.057 |" in row
+
+
 def test_torch_gpt2_computes_our_loss(bench_path):
     """Same llm.c weights, same batch: the benchmark's PyTorch model and ours agree (tiny config, float32
     on both sides: 1e-4 relative on the loss)."""
