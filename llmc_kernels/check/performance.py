@@ -100,6 +100,24 @@ METRICS = {
 }
 
 
+# the counters (KernelCounters fields) the metrics read: what llmc grade's replay process sends back
+METRIC_FIELDS = (
+    "global_load_requests",
+    "global_load_sectors",
+    "global_load_ideal",
+    "global_load_bytes",
+    "global_store_sectors",
+    "global_store_ideal",
+    "shared_load_requests",
+    "shared_load_wavefronts",
+    "shared_load_ideal",
+    "shared_store_wavefronts",
+    "shared_store_ideal",
+    "barriers",
+    "unique_bytes",
+)
+
+
 @dataclass(frozen=True)
 class Target:
     metric: str  # a key of METRICS

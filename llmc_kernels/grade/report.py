@@ -50,17 +50,34 @@ def table(sub) -> str:
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
+def columns_of(ex) -> list[str]:
+    """The CSV columns of one exercise: its name, or for an optimisation exercise (``llmc.kind =
+    "performance"``) two, ``<name>:correctness`` and ``<name>:performance``."""
+    if ex.kind == "performance":
+        return [f"{ex.name}:correctness", f"{ex.name}:performance"]
+    return [ex.name]
+
+
+def earned_by_column(r) -> dict:
+    if r.kind == "performance":
+        return {f"{r.name}:correctness": fmt(r.correctness_earned), f"{r.name}:performance": fmt(r.performance_earned)}
+    return {r.name: fmt(r.earned)}
+
+
 def csv_text(subs) -> str:
     """One row per submission: its label, the points of each exercise (columns in chapter order, empty where the
-    submission's chapter has no such exercise), total, max and a note (a flag for the instructor, e.g. a notebook
-    of another chapter); an ungraded submission's points are empty."""
+    submission's chapter has no such exercise; an optimisation exercise has a correctness and a performance
+    column), total, max and a note (a flag for the instructor, e.g. a notebook of another chapter); an ungraded
+    submission's points are empty."""
     chapters = dict(sorted((s.chapter.name, s.chapter) for s in subs if s.chapter))
-    columns = list(dict.fromkeys(ex.name for chapter in chapters.values() for ex in chapter.exercises))
+    columns = list(
+        dict.fromkeys(c for chapter in chapters.values() for ex in chapter.exercises for c in columns_of(ex))
+    )
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["submission", *columns, "total", "max", "note"])
     for sub in subs:
-        earned = {r.name: fmt(r.earned) for r in sub.results}
+        earned = {k: v for r in sub.results for k, v in earned_by_column(r).items()}
         totals = [fmt(sub.total), fmt(sub.max)] if sub.chapter else ["", ""]
         note = "; ".join(sub.notes) if sub.chapter else (sub.error or "")
         writer.writerow([sub.label, *[earned.get(c, "") for c in columns], *totals, note])
