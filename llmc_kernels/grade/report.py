@@ -127,6 +127,13 @@ def feedback(sub, *, backend: str, timeout: float, seed: int) -> str:
     ]
     for r in sub.results:
         lines += [f"## {r.name}: {r.verdict} ({fmt(r.earned)} / {fmt(r.points)})", ""]
+        if r.kind == "performance":
+            lines += [
+                f"An optimisation exercise: correctness {fmt(r.correctness_earned)} / {fmt(r.correctness_points)}, "
+                f"performance {fmt(r.performance_earned)} / {fmt(r.performance_points)} (the memory counters of "
+                "your launches, replayed by the grader; judged only when the results are right).",
+                "",
+            ]
         lines += [r.reason, ""] if r.reason else []
         if r.details and r.verdict != "pass" and " ".join(r.details.split()) != r.reason:
             lines += ["~~~text", r.details.rstrip(), "~~~", ""]
@@ -161,16 +168,25 @@ def gradescope(subs, *, backend: str, seed: int) -> str:
                 text += "\n\n" + r.details.rstrip()
             if r.notes:
                 text += "\n\n" + "\n".join(f"note: {n}" for n in r.notes)
-            tests.append(
-                {
-                    "name": f"{name}{r.name}",
-                    "score": r.earned,
-                    "max_score": r.points,
-                    "status": "passed" if r.verdict == "pass" else "failed",
-                    "output": text,
-                    "visibility": "visible",
-                }
-            )
+            if r.kind == "performance":  # two tests: correctness, and performance (judged only when right)
+                right = r.correctness_earned >= r.correctness_points
+                parts = [
+                    (":correctness", r.correctness_earned, r.correctness_points, right),
+                    (":performance", r.performance_earned, r.performance_points, r.verdict == "pass"),
+                ]
+            else:
+                parts = [("", r.earned, r.points, r.verdict == "pass")]
+            for suffix, earned, points, passed in parts:
+                tests.append(
+                    {
+                        "name": f"{name}{r.name}{suffix}",
+                        "score": earned,
+                        "max_score": points,
+                        "status": "passed" if passed else "failed",
+                        "output": "passed" if passed and r.verdict != "pass" else text,
+                        "visibility": "visible",
+                    }
+                )
     head = f"graded by llmc grade (llmc_kernels {__version__}) on the {backend} backend, seed {seed}"
     return (
         json.dumps(
