@@ -74,15 +74,23 @@ def assert_exercises_follow_the_contract(chapter: str, checks: dict[str, str]) -
         # points weight the exercise by difficulty: a positive integer, the same on its check cell
         assert {k: meta[k] for k in ("role", "exercise")} == {"role": "exercise", "exercise": name}, name
         assert isinstance(meta["points"], int) and meta["points"] >= 1, name
-        assert set(meta) <= {"role", "exercise", "points", "kind", "implements"}, name
+        assert set(meta) <= {"role", "exercise", "points", "kind", "implements", "performance_points"}, name
+        if meta.get("kind") == "performance":
+            # an optimisation exercise: the signature of the op it implements, points split between
+            # correctness and performance (both earnable)
+            assert meta["implements"] in {fn.name for spec in opspec.OPS.values() for fn in spec.functions}, name
+            assert isinstance(meta["performance_points"], int) and 1 <= meta["performance_points"] < meta["points"]
+        else:
+            assert "performance_points" not in meta, name
         assert "exercise" in cell["metadata"].get("tags", []), name
         fn = next(
             node for node in ast.parse(text(cell)).body if isinstance(node, ast.FunctionDef) and node.name == name
         )
-        assert tuple(a.arg for a in fn.args.args) == opspec.function(name)[1].arg_names, name
+        assert tuple(a.arg for a in fn.args.args) == opspec.function(meta.get("implements", name))[1].arg_names, name
     check_cells = {c["metadata"]["llmc"]["exercise"]: text(c) for c in cells if role(c) == "check"}
     assert set(check_cells) == set(checks)
-    points = {c["metadata"]["llmc"]["exercise"]: c["metadata"]["llmc"]["points"] for c in cells if role(c) == "check"}
-    assert points == {c["metadata"]["llmc"]["exercise"]: c["metadata"]["llmc"]["points"] for c in exercises}
+    split = lambda c: (c["metadata"]["llmc"]["points"], c["metadata"]["llmc"].get("performance_points"))  # noqa: E731
+    points = {c["metadata"]["llmc"]["exercise"]: split(c) for c in cells if role(c) == "check"}
+    assert points == {c["metadata"]["llmc"]["exercise"]: split(c) for c in exercises}
     for name, call in checks.items():
         assert call in check_cells[name], name

@@ -57,6 +57,7 @@ def test_exercises_follow_the_contract():
         {
             "layernorm_forward": 'check.forward("layernorm", layernorm_forward)',
             "layernorm_backward": 'check.backward("layernorm", layernorm_backward)',
+            "layernorm_forward_warp": 'check.performance("layernorm_forward", layernorm_forward_warp)',
         },
     )
 

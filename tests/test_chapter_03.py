@@ -50,6 +50,7 @@ def test_exercises_follow_the_contract():
         {
             "matmul_forward": 'check.forward("matmul", matmul_forward)',
             "matmul_backward": 'check.backward("matmul", matmul_backward)',
+            "matmul_forward_blocked": 'check.performance("matmul_forward", matmul_forward_blocked)',
         },
     )
 

@@ -49,7 +49,16 @@ from .cases import Case, CaseSpec, build, complete_sizes, default_specs
 from .compare import compare, coords, differs
 from .result import CaseRecord, CheckResult, warnings_of
 
-__all__ = ["forward", "backward", "CheckResult", "TOLERANCES", "DEFAULT_SEED", "function_name"]
+__all__ = [
+    "forward",
+    "backward",
+    "performance",
+    "PerformanceFailed",
+    "CheckResult",
+    "TOLERANCES",
+    "DEFAULT_SEED",
+    "function_name",
+]
 
 DEFAULT_SEED = 0
 SCHEDULES = ("forward", "reverse")
@@ -391,3 +400,6 @@ def _annotator(fname: str, t, sizes: dict):
         return f"{'qkv'[c // C]} of head {(c % C) // hs}, i={c % hs}"
 
     return annotate
+
+
+from .performance import PerformanceFailed, performance  # noqa: E402 -- it reuses _check above

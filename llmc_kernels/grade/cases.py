@@ -28,6 +28,7 @@ from ..opspec import INPUT
 from . import secret as grade_secret
 
 _OP_CHECK = re.compile(r"\bcheck\s*\.\s*(forward|backward)\s*\(\s*[\"'](\w+)[\"']\s*,\s*([A-Za-z_]\w*)")
+_PERF_CHECK = re.compile(r"\bcheck\s*\.\s*performance\s*\(\s*[\"'](\w+)[\"']\s*,\s*([A-Za-z_]\w*)")
 _BLOCK_CHECK = re.compile(r"\bcheck_model\s*\.\s*(block_forward|block_backward)\s*\(\s*([A-Za-z_]\w*)")
 
 
@@ -43,6 +44,7 @@ class Plan:
     function: str  # the learner's function the check calls (its name in the notebook)
     op: str = ""  # op: the op name; block: "block"
     direction: str = ""  # forward | backward
+    performance: str = ""  # check.performance(fname, fn): the optimised op function (its targets' key)
 
     @property
     def checked_name(self) -> str:
@@ -56,6 +58,19 @@ class Plan:
 
 def plan_of(source: str) -> Plan:
     """The check a canonical check cell runs (NotGradable if it is none ``llmc grade`` knows)."""
+    m = _PERF_CHECK.search(source)
+    if m:
+        from .. import opspec
+        from ..check.performance import TARGETS
+
+        fname, fn = m.groups()
+        if fname not in TARGETS:
+            raise NotGradable(f"check.performance({fname!r}, ...): no performance targets for {fname!r}")
+        spec, fspec = opspec.function(fname)
+        direction = "forward" if fspec is spec.forward else "backward"
+        if spec.op not in grade_secret.SECRET_CASES:
+            raise NotGradable(f"check.performance({fname!r}, ...): no secret cases for op {spec.op!r}")
+        return Plan("op", fn, spec.op, direction, fname)
     m = _OP_CHECK.search(source)
     if m:
         direction, op, fn = m.groups()
@@ -91,6 +106,10 @@ class CaseSet:
     graded: list  # the cases the learner's function is judged on, in order
     provenance: GradedCase  # called once more with its launches recorded
     replay: GradedCase  # fresh inputs of the same sizes: the recorded launches are replayed on them
+    # a performance check: the case recorded at the targets' sizes, and the fresh inputs its launches are
+    # replayed on with the memory counters on (None otherwise)
+    performance: GradedCase | None = None
+    performance_replay: GradedCase | None = None
 
 
 def from_check_case(case: Case, tol: tuple) -> GradedCase:
@@ -141,7 +160,17 @@ def cases_for(plan: Plan, seed: int) -> CaseSet:
     spec = grade_secret.provenance_spec(plan.op, plan.direction, seed)
     provenance = from_check_case(build(fname, spec, grade_secret.derive(seed, fname, "provenance")), tol)
     replay = from_check_case(build(fname, spec, grade_secret.derive(seed, fname, "replay")), tol)
-    return CaseSet(graded, provenance, replay)
+    result = CaseSet(graded, provenance, replay)
+    if plan.performance:
+        from ..check.cases import CaseSpec, complete_sizes
+        from ..check.performance import TARGETS
+
+        perf = CaseSpec.of(complete_sizes(plan.op, dict(TARGETS[plan.performance].sizes)))
+        result.performance = from_check_case(build(fname, perf, grade_secret.derive(seed, fname, "perf")), tol)
+        result.performance_replay = from_check_case(
+            build(fname, perf, grade_secret.derive(seed, fname, "perf-replay")), tol
+        )
+    return result
 
 
 def request_arrays(prefix: str, case: GradedCase) -> dict:

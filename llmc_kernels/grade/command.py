@@ -182,6 +182,8 @@ def _missing(ex) -> ExerciseResult:
         0.0,
         "missing",
         f"no cell for {ex.name} in the submission (its exercise cell was deleted or renamed)",
+        kind=ex.kind,
+        performance_points=ex.performance_points,
     )
 
 

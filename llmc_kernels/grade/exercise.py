@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from . import wire
 from .cases import NotGradable, cases_for, plan_of, request_arrays
 from .fingerprint import package_match
@@ -61,6 +63,8 @@ def runs_for(plan, n_cases: int, backend: str) -> list[dict]:
         for s in CPU_SCHEDULES:  # the pre-flight: faults named on the CPU, not fatal on the GPU
             add(0, "cpu", s, -1, preflight=True, races=s == CPU_SCHEDULES[-1])
     add(n_cases, "cpu", "forward", None, trace=True)
+    if getattr(plan, "performance", ""):  # recorded at the targets' sizes, replayed with the counters on
+        add(n_cases + 1, "cpu", "forward", "performance", trace=True)
     if plan.kind != "block" and backend == "cuda":
         for i in range(n_cases):
             add(i, "cuda", "gpu", i)
@@ -160,6 +164,8 @@ def judge_worker(plan, cases, runs: list, box, outcome: str, limits) -> tuple[Ve
     for run in runs:
         groups.setdefault(run["group"], []).append(run)
     for group, members in groups.items():
+        if group == "performance":  # judged after provenance, by grade_performance
+            continue
         if group is None:  # the provenance run
             trace_frame = by_run.get(members[0]["index"])
             if trace_frame is None:
@@ -202,11 +208,14 @@ def judge_worker(plan, cases, runs: list, box, outcome: str, limits) -> tuple[Ve
     return None, trace_frame, notes
 
 
-def provenance(plan, cases, trace_frame, sandbox, limits, folder_name: str) -> None:
+def provenance(
+    plan, cases, trace_frame, sandbox, limits, folder_name: str, *, replay=None, profile: bool = False, where=None
+):
     """Raise a Verdict unless the recorded launches are the learner's own kernels and, replayed on fresh inputs
-    without the learner's Python, write the right outputs."""
+    (``replay``, else ``cases.replay``) without the learner's Python, write the right outputs. With ``profile``
+    the replay process also measures the launches' memory counters, which are returned (a list of dicts)."""
     meta, arrays = trace_frame
-    where = "in the provenance run (your function called once more on the cpu backend, its launches recorded)"
+    where = where or "in the provenance run (your function called once more on the cpu backend, its launches recorded)"
     if not meta.get("ok"):
         raise error_verdict(meta.get("error") or {}, where)
     trace = meta.get("trace")
@@ -254,9 +263,9 @@ def provenance(plan, cases, trace_frame, sandbox, limits, folder_name: str) -> N
             f"{plan.function} called no op of the ops namespace it was given: a block must "
             "compute by calling ops (its Python must not compute outputs itself)",
         )
-    replay = cases.replay
+    replay = replay or cases.replay
     request = wire.encode(
-        {"trace": trace, "kind": plan.kind, "launch_timeout": limits.launch},
+        {"trace": trace, "kind": plan.kind, "launch_timeout": limits.launch, "profile": bool(profile)},
         {
             **{f"c.{k}": v for k, v in replay.arrays.items()},
             **{k: v for k, v in arrays.items() if k.startswith("trace.")},
@@ -284,7 +293,7 @@ def provenance(plan, cases, trace_frame, sandbox, limits, folder_name: str) -> N
         raise Verdict("no kernel", f"the replay returned malformed results: {e}") from e
     results = compare_case(replay, got)
     if all(r.ok for r in results):
-        return
+        return frames["replayed"][0].get("counters") if profile else None
     writes = sorted(
         {
             b["grader"]
@@ -311,9 +320,10 @@ def provenance(plan, cases, trace_frame, sandbox, limits, folder_name: str) -> N
 
 
 def grade_check(chapter, plan, sources: list, *, sandbox, seed: int, limits, name: str):
-    """(verdict or None, notes) of one canonical check cell."""
+    """(verdict or None, notes, performance) of one canonical check cell; ``performance`` is None for a check
+    that has none, else True (every target met) or the Verdict of the targets (judged only when right)."""
     cases = cases_for(plan, seed)
-    all_cases = cases.graded + [cases.provenance]
+    all_cases = cases.graded + [cases.provenance] + ([cases.performance] if cases.performance else [])
     runs = runs_for(plan, len(cases.graded), sandbox.backend)
     meta = {
         "function": plan.function,
@@ -336,20 +346,111 @@ def grade_check(chapter, plan, sources: list, *, sandbox, seed: int, limits, nam
         _, trace_frame, notes = judge_worker(plan, cases, runs, box, outcome, limits)
         provenance(plan, cases, trace_frame, sandbox, limits, name)
     except Verdict as v:
-        return v, notes
+        return v, notes, None
     except Exception as e:  # noqa: BLE001 -- results the grader could not use: never a crash of the grader
-        return Verdict(
-            "grading error",
-            f"the grader could not judge the learner process's results ({type(e).__name__}: "
-            f"{e}); read this submission by hand",
-            grader_error=True,
-        ), notes
-    return None, notes
+        return (
+            Verdict(
+                "grading error",
+                f"the grader could not judge the learner process's results ({type(e).__name__}: "
+                f"{e}); read this submission by hand",
+                grader_error=True,
+            ),
+            notes,
+            None,
+        )
+    if not plan.performance:
+        return None, notes, None
+    try:
+        grade_performance(plan, cases, runs, box, outcome, sandbox, limits, name)
+    except Verdict as v:
+        return None, notes, v
+    except Exception as e:  # noqa: BLE001
+        return (
+            None,
+            notes,
+            Verdict(
+                "grading error",
+                f"the grader could not judge the performance targets ({type(e).__name__}: {e})",
+                grader_error=True,
+            ),
+        )
+    return None, notes, True
+
+
+def _profile_of(counters, case):
+    """A Profile-like object from the replay's counters, with the arrays' size computed here."""
+    from types import SimpleNamespace
+
+    from ..check.performance import METRIC_FIELDS
+
+    if not isinstance(counters, list) or not counters:
+        raise Verdict("no kernel", "the performance replay recorded no kernel launch")
+    kernels = []
+    for k in counters:
+        if not isinstance(k, dict) or not all(
+            isinstance(k.get(f), int) and not isinstance(k.get(f), bool) and k[f] >= 0 for f in METRIC_FIELDS
+        ):
+            raise Verdict("grading error", "the performance replay sent malformed counters", grader_error=True)
+        kernels.append(SimpleNamespace(**{f: k[f] for f in METRIC_FIELDS}))
+    minimum = sum(int(np.asarray(a).nbytes) for a in case.arrays.values())
+    return SimpleNamespace(kernels=kernels, minimum=minimum)
+
+
+def grade_performance(plan, cases, runs, box, outcome, sandbox, limits, name: str) -> None:
+    """Raise a Verdict unless the launches recorded at the targets' sizes, replayed on fresh inputs in the
+    replay process with the memory counters on, are right and meet every target of ``plan.performance``."""
+    from ..check.performance import METRICS, TARGETS, TargetResult
+
+    run = next(r for r in runs if r["group"] == "performance")
+    frame = next(((m, a) for _, m, a in box.frames if m.get("event") == "run" and m.get("run") == run["index"]), None)
+    sizes = ", ".join(f"{k}={v}" for k, v in TARGETS[plan.performance].sizes.items())
+    where = f"in the performance run (your function called at {sizes} on the cpu backend, its launches recorded)"
+    if frame is None:
+        raise _lost(outcome, box, limits, where)
+    counters = provenance(
+        plan,
+        cases,
+        frame,
+        sandbox,
+        limits,
+        name + "-perf",
+        replay=cases.performance_replay,
+        profile=True,
+        where=where,
+    )
+    prof = _profile_of(counters, cases.performance_replay)
+    table = TARGETS[plan.performance]
+    sizes_full = dict(cases.performance_replay.sizes)
+    results = [
+        TargetResult(
+            t.metric,
+            METRICS[t.metric][0],
+            METRICS[t.metric][1],
+            float(METRICS[t.metric][2](prof, sizes_full)),
+            t.limit,
+            t.at_least,
+            t.why,
+        )
+        for t in table.targets
+    ]
+    missed = [t for t in results if not t.ok]
+    if missed:
+        raise Verdict(
+            "not optimised",
+            f"correct, but {len(missed)} of {len(results)} performance targets missed: "
+            + "; ".join(t.row()[5:] for t in missed),
+            f"memory counters of your launches replayed at {sizes} (cpu backend):\n"
+            + "\n".join("  " + t.row() for t in results)
+            + "\nwhat the targets expect:\n"
+            + "\n".join(f"  {t.what}: {t.why}" for t in missed),
+        )
 
 
 def grade_exercise(chapter, exercise, sources: list, *, sandbox, seed: int, limits, name: str) -> ExerciseResult:
     """The verdict on one exercise: the sum of its check cells' points that pass."""
-    result = ExerciseResult(exercise.name, exercise.points)
+    result = ExerciseResult(
+        exercise.name, exercise.points, kind=exercise.kind, performance_points=exercise.performance_points
+    )
     started = time.monotonic()
     verdicts, reasons, details = [], [], []
     for i, check in enumerate(exercise.checks):
@@ -365,12 +466,16 @@ def grade_exercise(chapter, exercise, sources: list, *, sandbox, seed: int, limi
                 [],
             )
         else:
-            v, notes = grade_check(
+            v, notes, perf = grade_check(
                 chapter, plan, sources, sandbox=sandbox, seed=seed, limits=limits, name=f"{name}-{i}"
             )
         result.notes += [n for n in notes if n not in result.notes]
-        if v is None:
+        if v is None and perf is not None and perf is not True:  # right, but missed a performance target
+            result.earned += check.points - check.performance_points
+            v = perf
+        elif v is None:
             result.earned += check.points
+            result.performance_earned += check.performance_points
             verdicts.append("pass")
             continue
         verdicts.append(v.verdict)

@@ -59,6 +59,17 @@ class ExerciseResult:
     notes: list = field(default_factory=list)
     grader_error: bool = False  # the grader, not the learner, failed
     seconds: float = 0.0
+    kind: str = ""  # "performance" for an optimisation exercise: correctness and performance points apart
+    performance_points: float = 0.0  # of ``points``, what meeting the performance targets is worth
+    performance_earned: float = 0.0  # of ``earned``
+
+    @property
+    def correctness_points(self) -> float:
+        return self.points - self.performance_points
+
+    @property
+    def correctness_earned(self) -> float:
+        return self.earned - self.performance_earned
 
 
 class Verdict(Exception):

@@ -75,6 +75,7 @@ def defined_functions(source: str) -> set[str]:
 class Check:
     cell: dict  # the canonical check cell, with its reference outputs
     points: float
+    performance_points: float = 0.0  # of ``points``, for meeting the targets (a performance check)
 
 
 @dataclass
@@ -86,6 +87,19 @@ class Exercise:
     @property
     def points(self) -> float:
         return sum(c.points for c in self.checks)
+
+    @property
+    def performance_points(self) -> float:
+        return sum(c.performance_points for c in self.checks)
+
+    @property
+    def kind(self) -> str:
+        """ "performance" for an optimisation exercise (its check cells carry ``llmc.kind``), else ""."""
+        return (
+            "performance"
+            if any(_llmc(c.cell.get("metadata", {})).get("kind") == "performance" for c in self.checks)
+            else ""
+        )
 
     @property
     def cell_ids(self) -> list[str]:
@@ -149,7 +163,11 @@ def parse_canonical(nb, path: Path) -> Chapter:
                 f"--nbval-lax {path}` must pass, and save them with their outputs"
             )
         pts = _points(meta.get("points"))
-        ex.checks.append(Check(cell, 1.0 if pts is None else pts))
+        pts = 1.0 if pts is None else pts
+        perf = _points(meta.get("performance_points")) if meta.get("kind") == "performance" else None
+        if perf is not None and not 0 <= perf <= pts:
+            raise GradingSetupError(f"{where}: llmc.performance_points must lie between 0 and llmc.points")
+        ex.checks.append(Check(cell, pts, perf or 0.0))
     for ex in exercises.values():
         if not ex.checks:
             raise GradingSetupError(f"{path.name}: exercise {ex.name} has no check cell: nothing to grade it with")

@@ -2,7 +2,10 @@
 
 It runs no learner Python. It reads a trace recorded in the learner's process (:mod:`.trace`) and fresh
 inputs the learner's process never saw, runs the recorded kernel launches on the CPU backend (or the recorded
-op calls with the package's float64 references, for chapter 09), and sends back what the buffers hold. It is
+op calls with the package's float64 references, for chapter 09), and sends back what the buffers hold. For a
+performance check (``"profile"`` in the request) it also sends the memory counters of those launches
+(:mod:`llmc_kernels.profiling`), measured here, so that the grader judges the targets from a run of the
+learner's kernels that no learner Python took part in. It is
 fenced in like the worker, because the learner's kernels are native code.
 """
 
@@ -11,9 +14,15 @@ from __future__ import annotations
 import os
 import sys
 import types
+from dataclasses import fields
 
 from . import wire
 from .worker import _nondumpable, describe
+
+
+def counters(k) -> dict:
+    """One launch's counters as plain integers (the per-site details stay here)."""
+    return {f.name: getattr(k, f.name) for f in fields(k) if isinstance(getattr(k, f.name), int)}
 
 
 def main() -> int:
@@ -31,12 +40,23 @@ def main() -> int:
         from ..model import REQUIRED_OPS
 
         ops = types.SimpleNamespace(**{n: getattr(reference, n) for n in REQUIRED_OPS})
+    prof = None
     try:
-        replay(req["trace"], blobs, grader, ops=ops, timeout=req["launch_timeout"])
+        if req.get("profile"):  # a performance check: the memory counters of the replayed launches
+            from ..profiling import Profile, _into
+
+            prof = Profile()
+            with _into(prof):
+                replay(req["trace"], blobs, grader, ops=ops, timeout=req["launch_timeout"])
+        else:
+            replay(req["trace"], blobs, grader, ops=ops, timeout=req["launch_timeout"])
     except BaseException as e:  # noqa: BLE001 -- a kernel error or a malformed trace
         wire.write(frames, {"event": "replay_error", "error": describe(e)})
         return 0
-    wire.write(frames, {"event": "replayed"}, {f"out.{k}": v for k, v in grader.items()})
+    meta = {"event": "replayed"}
+    if prof is not None:
+        meta["counters"] = [counters(k) for k in prof.kernels]
+    wire.write(frames, meta, {f"out.{k}": v for k, v in grader.items()})
     frames.close()
     return 0
 

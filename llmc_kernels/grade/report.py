@@ -50,17 +50,34 @@ def table(sub) -> str:
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
+def columns_of(ex) -> list[str]:
+    """The CSV columns of one exercise: its name, or for an optimisation exercise (``llmc.kind =
+    "performance"``) two, ``<name>:correctness`` and ``<name>:performance``."""
+    if ex.kind == "performance":
+        return [f"{ex.name}:correctness", f"{ex.name}:performance"]
+    return [ex.name]
+
+
+def earned_by_column(r) -> dict:
+    if r.kind == "performance":
+        return {f"{r.name}:correctness": fmt(r.correctness_earned), f"{r.name}:performance": fmt(r.performance_earned)}
+    return {r.name: fmt(r.earned)}
+
+
 def csv_text(subs) -> str:
     """One row per submission: its label, the points of each exercise (columns in chapter order, empty where the
-    submission's chapter has no such exercise), total, max and a note (a flag for the instructor, e.g. a notebook
-    of another chapter); an ungraded submission's points are empty."""
+    submission's chapter has no such exercise; an optimisation exercise has a correctness and a performance
+    column), total, max and a note (a flag for the instructor, e.g. a notebook of another chapter); an ungraded
+    submission's points are empty."""
     chapters = dict(sorted((s.chapter.name, s.chapter) for s in subs if s.chapter))
-    columns = list(dict.fromkeys(ex.name for chapter in chapters.values() for ex in chapter.exercises))
+    columns = list(
+        dict.fromkeys(c for chapter in chapters.values() for ex in chapter.exercises for c in columns_of(ex))
+    )
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["submission", *columns, "total", "max", "note"])
     for sub in subs:
-        earned = {r.name: fmt(r.earned) for r in sub.results}
+        earned = {k: v for r in sub.results for k, v in earned_by_column(r).items()}
         totals = [fmt(sub.total), fmt(sub.max)] if sub.chapter else ["", ""]
         note = "; ".join(sub.notes) if sub.chapter else (sub.error or "")
         writer.writerow([sub.label, *[earned.get(c, "") for c in columns], *totals, note])
@@ -110,6 +127,13 @@ def feedback(sub, *, backend: str, timeout: float, seed: int) -> str:
     ]
     for r in sub.results:
         lines += [f"## {r.name}: {r.verdict} ({fmt(r.earned)} / {fmt(r.points)})", ""]
+        if r.kind == "performance":
+            lines += [
+                f"An optimisation exercise: correctness {fmt(r.correctness_earned)} / {fmt(r.correctness_points)}, "
+                f"performance {fmt(r.performance_earned)} / {fmt(r.performance_points)} (the memory counters of "
+                "your launches, replayed by the grader; judged only when the results are right).",
+                "",
+            ]
         lines += [r.reason, ""] if r.reason else []
         if r.details and r.verdict != "pass" and " ".join(r.details.split()) != r.reason:
             lines += ["~~~text", r.details.rstrip(), "~~~", ""]
@@ -144,16 +168,25 @@ def gradescope(subs, *, backend: str, seed: int) -> str:
                 text += "\n\n" + r.details.rstrip()
             if r.notes:
                 text += "\n\n" + "\n".join(f"note: {n}" for n in r.notes)
-            tests.append(
-                {
-                    "name": f"{name}{r.name}",
-                    "score": r.earned,
-                    "max_score": r.points,
-                    "status": "passed" if r.verdict == "pass" else "failed",
-                    "output": text,
-                    "visibility": "visible",
-                }
-            )
+            if r.kind == "performance":  # two tests: correctness, and performance (judged only when right)
+                right = r.correctness_earned >= r.correctness_points
+                parts = [
+                    (":correctness", r.correctness_earned, r.correctness_points, right),
+                    (":performance", r.performance_earned, r.performance_points, r.verdict == "pass"),
+                ]
+            else:
+                parts = [("", r.earned, r.points, r.verdict == "pass")]
+            for suffix, earned, points, passed in parts:
+                tests.append(
+                    {
+                        "name": f"{name}{r.name}{suffix}",
+                        "score": earned,
+                        "max_score": points,
+                        "status": "passed" if passed else "failed",
+                        "output": "passed" if passed and r.verdict != "pass" else text,
+                        "visibility": "visible",
+                    }
+                )
     head = f"graded by llmc grade (llmc_kernels {__version__}) on the {backend} backend, seed {seed}"
     return (
         json.dumps(

@@ -1,0 +1,406 @@
+"""``check.performance(op, fn)``: is an optimised kernel right, *and* does it use memory as its design should?
+
+    from llmc_kernels import check
+    check.performance("layernorm_forward", layernorm_forward_warp)   # PASS layernorm_forward
+                                                                      # PASS layernorm_forward performance ...
+
+``op`` names the contract function being optimised (``"layernorm_forward"``, ``"matmul_forward"``) and ``fn``
+has its signature. Two checks, in order:
+
+1. **correctness**: exactly :func:`llmc_kernels.check.forward`'s (or ``backward``'s) check of ``op``; a wrong
+   kernel fails here with its usual message and :class:`~llmc_kernels.errors.CheckFailed`, however fast it is;
+2. **performance**: ``fn`` is profiled once on the CPU backend (:func:`llmc_kernels.profile`) at the op's
+   awkward sizes in :data:`TARGETS`, its outputs compared with the reference there too, and the memory
+   counters of its launches compared with the op's targets (deterministic: the same numbers on every machine
+   and every run). On a GPU (``runtime.backend() == "cuda"``) its time is also compared with the package's
+   kernel for the op, both timed in this process (CUDA events, median of several launches after a warm-up).
+
+A correct kernel that misses a target raises :class:`PerformanceFailed` (a ``CheckFailed`` whose ``correct``
+is True, so that "right but not fast yet" and "wrong" are told apart, as ``llmc grade`` needs). On success
+the check prints the correctness PASS line, then ``PASS <op> performance`` with one line per target, and
+returns a :class:`PerformanceResult`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import CheckFailed
+
+__all__ = ["performance", "PerformanceResult", "PerformanceFailed", "TargetResult", "TARGETS", "measure"]
+
+
+# ------------------------------------------------------------------------------------------ metrics
+def _sum(prof, name: str) -> int:
+    return sum(getattr(k, name) for k in prof.kernels)
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else 1.0  # nothing of that kind asked for: as good as ideal
+
+
+def _fmas(sizes: dict) -> int:
+    return sizes["B"] * sizes["T"] * sizes["C"] * sizes["OC"]
+
+
+def _rows(sizes: dict) -> int:
+    return sizes["B"] * sizes["T"]
+
+
+# name -> (what it is, unit, how it is computed from a Profile and the sizes)
+METRICS = {
+    "load_sectors": (
+        "global load sectors per request",
+        "x ideal",
+        lambda p, s: _ratio(_sum(p, "global_load_sectors"), _sum(p, "global_load_ideal")),
+    ),
+    "store_sectors": (
+        "global store sectors per request",
+        "x ideal",
+        lambda p, s: _ratio(_sum(p, "global_store_sectors"), _sum(p, "global_store_ideal")),
+    ),
+    "shared_load_conflicts": (
+        "shared-memory load wavefronts (bank conflicts)",
+        "x ideal",
+        lambda p, s: _ratio(_sum(p, "shared_load_wavefronts"), _sum(p, "shared_load_ideal")),
+    ),
+    "shared_store_conflicts": (
+        "shared-memory store wavefronts (bank conflicts)",
+        "x ideal",
+        lambda p, s: _ratio(_sum(p, "shared_store_wavefronts"), _sum(p, "shared_store_ideal")),
+    ),
+    "unique_bytes": (
+        "unique bytes touched",
+        "x the arrays' size",
+        lambda p, s: _ratio(_sum(p, "unique_bytes"), p.minimum),
+    ),
+    "load_bytes_per_request": (
+        "global load bytes per request",
+        "bytes",
+        lambda p, s: _ratio(_sum(p, "global_load_bytes"), _sum(p, "global_load_requests")),
+    ),
+    "barriers_per_row": (
+        "__syncthreads() per row",
+        "",
+        lambda p, s: _sum(p, "barriers") / _rows(s),
+    ),
+    "global_load_bytes_per_fma": (
+        "global load bytes per multiply-add",
+        "bytes",
+        lambda p, s: _sum(p, "global_load_bytes") / _fmas(s),
+    ),
+    "shared_loads_per_fma": (
+        "shared-memory loads per multiply-add",
+        "",
+        lambda p, s: 32 * _sum(p, "shared_load_requests") / _fmas(s),
+    ),
+}
+
+
+# the counters (KernelCounters fields) the metrics read: what llmc grade's replay process sends back
+METRIC_FIELDS = (
+    "global_load_requests",
+    "global_load_sectors",
+    "global_load_ideal",
+    "global_load_bytes",
+    "global_store_sectors",
+    "global_store_ideal",
+    "shared_load_requests",
+    "shared_load_wavefronts",
+    "shared_load_ideal",
+    "shared_store_wavefronts",
+    "shared_store_ideal",
+    "barriers",
+    "unique_bytes",
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    metric: str  # a key of METRICS
+    limit: float
+    why: str
+    at_least: bool = False  # the measured value must be >= limit (else <=)
+
+
+@dataclass(frozen=True)
+class OpTargets:
+    sizes: dict  # the CPU sizes: awkward (no multiple of a block or tile size) but quick to profile
+    targets: tuple
+    baseline: str  # the package's function the GPU time is compared with (llmc_kernels.ops.<baseline>)
+    gpu_sizes: dict
+    time_ratio: float = 1.5  # on a GPU: at most this many times the baseline's median time
+
+
+# The targets of each optimised op, in ONE place. A correct kernel of the design the chapter asks for meets
+# each with room to spare at these sizes; the chapter's previous kernel (and the naive one) misses at least one.
+TARGETS = {
+    "layernorm_forward": OpTargets(
+        # 111 rows (not a multiple of 8 rows per block), C = 200: 50 float4s per row, so a warp's second pass
+        # over a row has 18 active lanes (the tail of the vector loop)
+        sizes={"B": 3, "T": 37, "C": 200},
+        targets=(
+            Target("load_sectors", 1.10, "lanes of a warp read consecutive addresses (coalesced): 1.00 measured"),
+            Target("store_sectors", 1.10, "lanes write consecutive addresses; lane 0 alone writes mean and rstd"),
+            Target(
+                "load_bytes_per_request",
+                256.0,
+                "float4 loads move 16 bytes per lane, 512 per full warp (400 measured with the row's tail); "
+                "scalar loads move at most 128",
+                at_least=True,
+            ),
+            Target("barriers_per_row", 0.0, "a warp reduces with shuffles: no __syncthreads() and no shared tree"),
+            Target("shared_load_conflicts", 1.10, "no bank conflicts, if shared memory is used at all"),
+            Target("unique_bytes", 1.25, "each array read or written once: no scratch buffers, no second copy"),
+        ),
+        baseline="layernorm_forward",
+        gpu_sizes={"B": 8, "T": 1024, "C": 768},
+    ),
+    "matmul_forward": OpTargets(
+        # M = 122, OC = 120, C = 72: no size a multiple of 64 (or of 16 along C), so every edge tile is partial
+        sizes={"B": 2, "T": 61, "C": 72, "OC": 120},
+        targets=(
+            Target("load_sectors", 1.10, "tiles loaded with consecutive threads along C (coalesced)"),
+            Target("store_sectors", 1.10, "consecutive threads store consecutive columns of out"),
+            Target(
+                "global_load_bytes_per_fma",
+                0.2,
+                "a 64x64 block tile loads each float once per 64 outputs: 8/64 = 0.125 bytes per FMA plus the "
+                "edges (0.16 measured); 16x16 tiles need 0.56",
+            ),
+            Target(
+                "shared_loads_per_fma",
+                1.0,
+                "4x4 outputs per thread: 8 shared loads per 16 FMAs (0.5, 0.62 with the padded edge tiles); "
+                "one output per thread needs 2",
+            ),
+            Target("shared_load_conflicts", 1.10, "the inner loop reads its tiles without bank conflicts"),
+            Target("unique_bytes", 1.25, "each array read or written once: no scratch buffers"),
+        ),
+        baseline="matmul_forward_kernel",
+        gpu_sizes={"B": 8, "T": 1024, "C": 768, "OC": 3072},
+    ),
+}
+
+
+# ------------------------------------------------------------------------------------------ results
+class PerformanceFailed(CheckFailed):
+    """A correct kernel that missed a performance target (``correct`` is True; a wrong one raises CheckFailed)."""
+
+    correct = True
+
+    def __init__(self, message: str, targets: list):
+        super().__init__(message)
+        self.targets = targets
+
+
+def _num(x: float) -> str:
+    if x == 0:
+        return "0"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    return f"{x:.3f}".rstrip("0").rstrip(".") if abs(x) < 1 else f"{x:.2f}"
+
+
+@dataclass
+class TargetResult:
+    """One target: what was measured against the limit."""
+
+    metric: str
+    what: str
+    unit: str
+    measured: float
+    limit: float
+    at_least: bool
+    why: str
+
+    @property
+    def ok(self) -> bool:
+        m = round(self.measured, 6)  # no float noise at the boundary: the counters are integers
+        return m >= self.limit if self.at_least else m <= self.limit
+
+    def row(self) -> str:
+        unit = ("" if self.unit.startswith("x") else " ") + self.unit if self.unit else ""
+        cmp = ">=" if self.at_least else "<="
+        return (
+            f"{'ok  ' if self.ok else 'MISS'} {self.what}: {_num(self.measured)}{unit} "
+            f"(target {cmp} {_num(self.limit)}{unit})"
+        )
+
+
+@dataclass
+class PerformanceResult:
+    """What a passing ``check.performance`` returns: repr is ``PASS <op> performance``."""
+
+    name: str
+    correctness: object  # the CheckResult of the correctness check
+    sizes: dict
+    targets: list  # list[TargetResult]
+    gpu: dict = field(default_factory=dict)  # on cuda: name, sizes, ms (yours, the package's), ratio, limit
+
+    @property
+    def passed(self) -> bool:
+        return all(t.ok for t in self.targets) and (not self.gpu or self.gpu["ok"])
+
+    def __bool__(self):
+        return self.passed
+
+    def __repr__(self):
+        return f"{'PASS' if self.passed else 'FAIL'} {self.name} performance"
+
+    __str__ = __repr__
+
+    def lines(self) -> list[str]:
+        sizes = ", ".join(f"{k}={v}" for k, v in self.sizes.items())
+        out = [f"  memory counters (cpu backend, {sizes}):"]
+        out += [f"    {t.row()}" for t in self.targets]
+        if self.gpu:
+            g = self.gpu
+            out.append(
+                f"  time on {g['name']} ({', '.join(f'{k}={v}' for k, v in g['sizes'].items())}): "
+                f"{'ok  ' if g['ok'] else 'MISS'} {g['ms']:.3f} ms, {g['ratio']:.2f}x the package's "
+                f"{g['baseline']} ({g['baseline_ms']:.3f} ms; target <= {g['limit']:.2f}x)"
+            )
+        return out
+
+    def report(self) -> str:
+        text = [repr(self), *self.lines()]
+        for t in self.targets:
+            text.append(f"  {t.what}: {t.why}")
+        return "\n".join(text)
+
+    def _ipython_display_(self):
+        pass  # the check printed its lines already
+
+
+# ------------------------------------------------------------------------------------------ measuring
+def _direction(fname: str) -> tuple[str, str]:
+    from .. import opspec
+
+    spec, fn = opspec.function(fname)
+    return spec.op, ("forward" if fn is spec.forward else "backward")
+
+
+def measure(op: str, fn, seed: int = 0):
+    """(sizes, [TargetResult]) of ``fn`` for ``op`` on the CPU backend; raises CheckFailed if its outputs are
+    wrong at those sizes. Deterministic: the same kernel gives the same numbers every time."""
+    from .. import profile
+    from .._honesty import learner_scope
+    from ..runtime import use_backend
+    from . import TOLERANCES
+    from .cases import CaseSpec, Tensor, build, complete_sizes
+    from .compare import compare
+
+    table = TARGETS[op]
+    op_name, _ = _direction(op)
+    sizes = complete_sizes(op_name, dict(table.sizes))
+    case = build(op, CaseSpec.of(sizes), seed)
+    args = [
+        (None if v.initial is None else np.array(v.initial, copy=True)) if isinstance(v, Tensor) else v
+        for v in case.values
+    ]
+    with use_backend("cpu"), learner_scope(op):
+        prof = profile(fn, *args)
+    got = {v.name: a for v, a in zip(case.values, args) if isinstance(v, Tensor) and a is not None}
+    wrong = [r for r in (compare(t, got[t.name], TOLERANCES[op]) for t in case.checked()) if not r.ok]
+    if wrong:
+        raise CheckFailed(
+            f"wrong results at the performance check's sizes ({case.label}):\n"
+            + "\n".join("  " + r.summary() for r in wrong)
+        )
+    if not prof.kernels:
+        raise CheckFailed(f"{op}: your function launched no kernel, so there is nothing to measure")
+    results = []
+    for t in table.targets:
+        what, unit, f = METRICS[t.metric]
+        results.append(TargetResult(t.metric, what, unit, float(f(prof, sizes)), t.limit, t.at_least, t.why))
+    return dict(table.sizes), results
+
+
+def _gpu_time(op: str, fn, repeats: int = 20) -> dict:
+    """Median times of ``fn`` and of the package's kernel for ``op`` on the GPU, measured here, now."""
+    import cupy as cp
+
+    from .. import ops
+    from .._honesty import learner_scope
+    from ..profiling import op_arguments
+
+    table = TARGETS[op]
+    host = op_arguments(op, table.gpu_sizes)
+    baseline = getattr(ops, table.baseline)
+
+    def timed(f, guard):
+        args = [cp.asarray(a) if isinstance(a, np.ndarray) else a for a in host]
+        start, end = cp.cuda.Event(), cp.cuda.Event()
+        times = []
+        for i in range(repeats + 3):  # 3 warm-up launches (compilation, caches)
+            start.record()
+            if guard:
+                with learner_scope(op):
+                    f(*args)
+            else:
+                f(*args)
+            end.record()
+            end.synchronize()
+            if i >= 3:
+                times.append(cp.cuda.get_elapsed_time(start, end))
+        return float(np.median(times))
+
+    mine = timed(fn, True)
+    theirs = timed(baseline, False)
+    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    ratio = mine / theirs if theirs > 0 else math.inf
+    return {
+        "name": name,
+        "sizes": dict(table.gpu_sizes),
+        "ms": mine,
+        "baseline": table.baseline,
+        "baseline_ms": theirs,
+        "ratio": ratio,
+        "limit": table.time_ratio,
+        "ok": ratio <= table.time_ratio,
+    }
+
+
+def performance(op: str, fn, seed=None) -> PerformanceResult:
+    """Check ``fn`` as an optimised ``op`` ('layernorm_forward', 'matmul_forward'): its results first (as
+    ``check.forward``/``check.backward``), then its memory counters against the op's targets (and, on a GPU,
+    its time against the package's kernel). Raises CheckFailed (wrong) or PerformanceFailed (right, slow)."""
+    from .. import runtime
+    from . import _check, _fail
+
+    if not isinstance(op, str) or op not in TARGETS:
+        raise ValueError(f"check.performance: no performance targets for {op!r} (known: {', '.join(TARGETS)})")
+    if not callable(fn):
+        raise TypeError(f"check.performance({op!r}, fn): fn must be your function, got {type(fn).__name__}")
+    op_name, direction = _direction(op)
+    correctness = _check(op_name, direction, fn, None, seed)  # prints PASS <op>, or raises CheckFailed
+    try:
+        sizes, targets = measure(op, fn, 0 if seed is None else int(seed))
+    except CheckFailed as e:
+        _fail(op, str(e), None)
+    result = PerformanceResult(op, correctness, sizes, targets)
+    if runtime.backend() == "cuda":
+        result.gpu = _gpu_time(op, fn)
+    if result.passed:
+        print(repr(result))
+        print("\n".join(result.lines()))
+        return result
+    missed = [t for t in targets if not t.ok] + ([result.gpu] if result.gpu and not result.gpu["ok"] else [])
+    message = (
+        f"FAIL {op} performance: your kernel is correct, but not fast yet "
+        f"({len(missed)} of {len(targets) + bool(result.gpu)} targets missed)"
+    )
+    print(message)
+    print("\n".join(result.lines()))
+    hints = [f"  {t.what}: {t.why}" for t in targets if not t.ok]
+    if hints:
+        print("what the targets expect:\n" + "\n".join(hints))
+    exc = PerformanceFailed(message, targets)
+    exc.result = result
+    exc._render_traceback_ = lambda: [f"PerformanceFailed: {op} is correct but missed a performance target"]
+    raise exc from None

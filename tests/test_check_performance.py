@@ -1,0 +1,150 @@
+"""check.performance(op, fn): correctness first (check.forward's own check), then memory-counter targets.
+
+On the CPU backend, with the chapters' own kernels: the solutions of chapter 02's and 03's optimisation exercises
+pass; the chapters' earlier kernels (a block per row, 16x16 tiles) and the naive ones are correct but miss
+targets, which fails with PerformanceFailed (correct=True) and says which; a fast kernel with a wrong result
+fails the correctness part with a plain CheckFailed. The numbers are deterministic. The time target needs a
+GPU (marked gpu).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import pytest
+from _chapter_cells import load as load_nb
+from _chapter_cells import mutate, run, source
+
+from llmc_kernels import check
+from llmc_kernels.check.performance import TARGETS, measure
+from llmc_kernels.errors import CheckFailed
+
+
+def _cells(chapter: str, *ids) -> dict:
+    return run(chapter, ["imports", *ids])[0]
+
+
+@pytest.fixture(scope="module")
+def ln():
+    text = source(load_nb("02_layernorm"), "memory-counters")
+    naive = ("memory-counters", text[: text.index("from llmc_kernels import profile")])  # its definitions only
+    return _cells("02_layernorm", "ex-layernorm_forward", naive, "ex-layernorm_forward_warp")
+
+
+@pytest.fixture(scope="module")
+def mm():
+    return _cells("03_matmul", "naive-kernel", "ex-matmul_forward", "ex-matmul_forward_blocked")
+
+
+def _quiet(fn, *args):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            return fn(*args), out.getvalue()
+        except BaseException as e:
+            e.printed = out.getvalue()
+            raise
+
+
+def test_the_solutions_pass(ln, mm):
+    for op, fn in (
+        ("layernorm_forward", ln["layernorm_forward_warp"]),
+        ("matmul_forward", mm["matmul_forward_blocked"]),
+    ):
+        result, printed = _quiet(check.performance, op, fn)
+        assert result.passed and repr(result) == f"PASS {op} performance"
+        lines = printed.splitlines()
+        assert lines[0] == f"PASS {op}"  # the correctness check's own line
+        assert lines[1] == f"PASS {op} performance"
+        assert all(line.strip().startswith("ok") for line in lines[3:]), printed
+        assert len(lines) == 3 + len(TARGETS[op].targets)
+
+
+@pytest.mark.parametrize(
+    "chapter_fn, op, missed",
+    [
+        ("layernorm_forward_naive", "layernorm_forward", {"load_sectors", "store_sectors", "load_bytes_per_request"}),
+        ("layernorm_forward", "layernorm_forward", {"load_bytes_per_request", "barriers_per_row"}),
+        ("matmul_forward_naive_launch", "matmul_forward", {"load_sectors", "global_load_bytes_per_fma"}),
+        ("matmul_forward", "matmul_forward", {"global_load_bytes_per_fma", "shared_loads_per_fma"}),
+    ],
+)
+def test_correct_but_slow_kernels_fail_on_performance_only(ln, mm, chapter_fn, op, missed):
+    fn = (ln if op.startswith("layernorm") else mm)[chapter_fn]
+    with pytest.raises(check.PerformanceFailed) as info:
+        _quiet(check.performance, op, fn)
+    e = info.value
+    assert isinstance(e, CheckFailed) and e.correct
+    assert {t.metric for t in e.targets if not t.ok} == missed
+    printed = e.printed
+    assert printed.splitlines()[0] == f"PASS {op}"  # correct ...
+    assert f"FAIL {op} performance: your kernel is correct, but not fast yet" in printed  # ... but slow
+    for t in e.targets:
+        assert t.row() in printed
+
+
+def test_a_fast_wrong_kernel_fails_on_correctness(ln):
+    cells = [
+        (
+            "ex-layernorm_forward_warp",
+            mutate(
+                source(load_nb("02_layernorm"), "ex-layernorm_forward_warp"),
+                "float m = warp_sum(sum) / C;",
+                "float m = warp_sum(sum) / (C + 1);",
+            ),
+        )
+    ]
+    wrong = run("02_layernorm", ["imports", *cells])[0]["layernorm_forward_warp"]
+    with pytest.raises(CheckFailed) as info:
+        _quiet(check.performance, "layernorm_forward", wrong)
+    assert not isinstance(info.value, check.PerformanceFailed)
+    assert not getattr(info.value, "correct", False)
+    assert "performance" not in info.value.printed
+
+
+def test_the_numbers_are_deterministic(ln, mm):
+    for op, fn in (("layernorm_forward", ln["layernorm_forward_naive"]), ("matmul_forward", mm["matmul_forward"])):
+        first, second = measure(op, fn), measure(op, fn)
+        assert [(t.metric, t.measured) for t in first[1]] == [(t.metric, t.measured) for t in second[1]]
+
+
+def test_the_solutions_measured(ln, mm):
+    """The numbers the targets' comments quote."""
+    got = {t.metric: round(t.measured, 3) for t in measure("layernorm_forward", ln["layernorm_forward_warp"])[1]}
+    assert got == {
+        "load_sectors": 1.0,
+        "store_sectors": 1.0,
+        "load_bytes_per_request": 400.0,
+        "barriers_per_row": 0.0,
+        "shared_load_conflicts": 1.0,
+        "unique_bytes": 1.0,
+    }
+    got = {t.metric: round(t.measured, 3) for t in measure("matmul_forward", mm["matmul_forward_blocked"])[1]}
+    assert got == {
+        "load_sectors": 1.0,
+        "store_sectors": 1.0,
+        "global_load_bytes_per_fma": 0.16,
+        "shared_loads_per_fma": 0.622,
+        "shared_load_conflicts": 1.0,
+        "unique_bytes": 1.0,
+    }
+
+
+def test_unknown_op_and_bad_fn():
+    with pytest.raises(ValueError, match="no performance targets"):
+        check.performance("gelu_forward", print)
+    with pytest.raises(TypeError):
+        check.performance("layernorm_forward", 3)
+
+
+@pytest.mark.gpu
+def test_time_target_on_a_gpu(ln):
+    from llmc_kernels import runtime
+
+    if runtime.backend() != "cuda":
+        pytest.skip("needs the cuda backend")
+    result, printed = _quiet(check.performance, "layernorm_forward", ln["layernorm_forward_warp"])
+    assert result.gpu["name"] and result.gpu["ms"] > 0 and result.gpu["baseline_ms"] > 0
+    assert f"time on {result.gpu['name']}" in printed
+    assert result.gpu["ok"], printed
