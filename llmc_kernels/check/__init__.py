@@ -49,7 +49,7 @@ from .cases import Case, CaseSpec, build, complete_sizes, default_specs
 from .compare import compare, coords, differs
 from .result import CaseRecord, CheckResult, warnings_of
 
-__all__ = ["forward", "backward", "CheckResult", "TOLERANCES", "DEFAULT_SEED", "function_name"]
+__all__ = ["forward", "backward", "memory", "CheckResult", "TOLERANCES", "DEFAULT_SEED", "function_name"]
 
 DEFAULT_SEED = 0
 SCHEDULES = ("forward", "reverse")
@@ -81,6 +81,17 @@ def forward(op: str, fn, sizes=None, seed=None) -> CheckResult:
     Judges results only: non-kernel code (NumPy on the host) passes if its numbers are right. ``llmc grade``
     accepts only outputs written by kernels the submission compiles and launches."""
     return _check(op, "forward", fn, sizes, seed)
+
+
+def memory(op: str, fn, sizes=None, seed=None) -> CheckResult:
+    """Check ``fn`` (the forward of ``op``) for right results, then its memory counters against the op's
+    targets (``check.targets.TARGETS``: coalescing, bank conflicts); prints ``PASS <op>_memory``.
+
+    The counters are :func:`llmc_kernels.profile`'s, computed on the CPU backend whatever the active one, so
+    the verdict is the same on every machine and ``llmc grade`` reaches the same one."""
+    from .targets import memory as _memory
+
+    return _memory(op, fn, sizes, seed)
 
 
 def backward(op: str, fn, sizes=None, seed=None) -> CheckResult:
