@@ -28,6 +28,7 @@ from ..opspec import INPUT
 from . import secret as grade_secret
 
 _OP_CHECK = re.compile(r"\bcheck\s*\.\s*(forward|backward)\s*\(\s*[\"'](\w+)[\"']\s*,\s*([A-Za-z_]\w*)")
+_MEMORY_CHECK = re.compile(r"\bcheck\s*\.\s*memory\s*\(\s*[\"'](\w+)[\"']\s*,\s*([A-Za-z_]\w*)")
 _BLOCK_CHECK = re.compile(r"\bcheck_model\s*\.\s*(block_forward|block_backward)\s*\(\s*([A-Za-z_]\w*)")
 
 
@@ -37,12 +38,14 @@ class NotGradable(Exception):
 
 @dataclass(frozen=True)
 class Plan:
-    """One canonical check: ``kind`` "op" (``check.forward/backward``) or "block" (``check_model``)."""
+    """One canonical check: ``kind`` "op" (``check.forward/backward``, and ``check.memory`` with ``memory``
+    set) or "block" (``check_model``)."""
 
     kind: str
     function: str  # the learner's function the check calls (its name in the notebook)
     op: str = ""  # op: the op name; block: "block"
     direction: str = ""  # forward | backward
+    memory: bool = False  # check.memory: right results, then the replayed launches' counters against targets
 
     @property
     def checked_name(self) -> str:
@@ -56,6 +59,14 @@ class Plan:
 
 def plan_of(source: str) -> Plan:
     """The check a canonical check cell runs (NotGradable if it is none ``llmc grade`` knows)."""
+    m = _MEMORY_CHECK.search(source)
+    if m:
+        from ..check.targets import TARGETS
+
+        op, fn = m.groups()
+        if op not in TARGETS or op not in grade_secret.SECRET_MEMORY:
+            raise NotGradable(f"check.memory({op!r}, ...): no memory targets or secret sizes for op {op!r}")
+        return Plan("op", fn, op, "forward", memory=True)
     m = _OP_CHECK.search(source)
     if m:
         direction, op, fn = m.groups()
@@ -67,7 +78,7 @@ def plan_of(source: str) -> Plan:
         which, fn = m.groups()
         return Plan("block", fn, "block", which.split("_")[1])
     raise NotGradable(
-        "the check cell calls neither check.forward/backward(op, fn) nor check_model.block_forward/backward(fn)"
+        "the check cell calls none of check.forward/backward/memory(op, fn), check_model.block_forward/backward(fn)"
     )
 
 
@@ -138,7 +149,10 @@ def cases_for(plan: Plan, seed: int) -> CaseSet:
     specs = grade_secret.secret_specs(plan.op, plan.direction, seed)
     main = grade_secret.derive(seed, fname, "cases")
     graded = [from_check_case(build(fname, spec, main), tol) for spec in specs]
-    spec = grade_secret.provenance_spec(plan.op, plan.direction, seed)
+    if plan.memory:  # recorded and replayed where the counters are judged
+        spec = grade_secret.memory_spec(plan.op, seed)
+    else:
+        spec = grade_secret.provenance_spec(plan.op, plan.direction, seed)
     provenance = from_check_case(build(fname, spec, grade_secret.derive(seed, fname, "provenance")), tol)
     replay = from_check_case(build(fname, spec, grade_secret.derive(seed, fname, "replay")), tol)
     return CaseSet(graded, provenance, replay)

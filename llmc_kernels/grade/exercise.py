@@ -10,7 +10,10 @@ For each canonical check cell of the exercise (:func:`grade_exercise`):
 3. the worker and everything it started are killed; its arrays are judged (:mod:`.judge`);
 4. if they are right: the recorded kernels must not be the package's (:mod:`.fingerprint`), and a replay
    process (:mod:`.replay`) runs the recorded launches on fresh inputs, whose outputs must match the
-   reference too -- the outputs were written by the learner's kernels, not by host code.
+   reference too -- the outputs were written by the learner's kernels, not by host code;
+5. for a ``check.memory`` check cell, the launches are recorded at secret aligned sizes and the replay also
+   counts their memory traffic, judged against the op's targets (:func:`llmc_kernels.check.targets.judge`):
+   verdict ``slow`` when one is missed.
 """
 
 from __future__ import annotations
@@ -256,7 +259,7 @@ def provenance(plan, cases, trace_frame, sandbox, limits, folder_name: str) -> N
         )
     replay = cases.replay
     request = wire.encode(
-        {"trace": trace, "kind": plan.kind, "launch_timeout": limits.launch},
+        {"trace": trace, "kind": plan.kind, "launch_timeout": limits.launch, "counters": plan.memory},
         {
             **{f"c.{k}": v for k, v in replay.arrays.items()},
             **{k: v for k, v in arrays.items() if k.startswith("trace.")},
@@ -284,6 +287,8 @@ def provenance(plan, cases, trace_frame, sandbox, limits, folder_name: str) -> N
         raise Verdict("no kernel", f"the replay returned malformed results: {e}") from e
     results = compare_case(replay, got)
     if all(r.ok for r in results):
+        if plan.memory:
+            memory_targets(plan, replay, frames["replayed"][0].get("counters"))
         return
     writes = sorted(
         {
@@ -308,6 +313,26 @@ def provenance(plan, cases, trace_frame, sandbox, limits, folder_name: str) -> N
     raise Verdict(
         "no kernel", f"outputs not written by your kernels: replayed on fresh inputs, {wrong[0].name} is wrong", text
     )
+
+
+def memory_targets(plan, replay, counters) -> None:
+    """Raise a Verdict ('slow') unless the replayed launches' counters meet ``check.memory``'s targets."""
+    from ..check.targets import TARGETS, check_name, judge
+
+    if not isinstance(counters, list) or not all(isinstance(k, dict) for k in counters):
+        raise Verdict("grading error", "the replay sent no memory counters", grader_error=True)
+    try:
+        missed = judge(plan.op, counters)
+    except (KeyError, TypeError, ValueError) as e:
+        raise Verdict("grading error", f"the replay's memory counters are unreadable: {e}", grader_error=True) from e
+    if missed:
+        raise Verdict(
+            "slow",
+            f"{check_name(plan.op)}: right results, but memory targets missed at {replay.label}: " + "; ".join(missed),
+            f"FAIL {check_name(plan.op)}: your launches, replayed at {replay.label}, miss these targets:\n"
+            + "\n".join(f"  {m}" for m in missed)
+            + f"\nhint: {TARGETS[plan.op].why}",
+        )
 
 
 def grade_check(chapter, plan, sources: list, *, sandbox, seed: int, limits, name: str):

@@ -2,7 +2,8 @@
 
 It runs no learner Python. It reads a trace recorded in the learner's process (:mod:`.trace`) and fresh
 inputs the learner's process never saw, runs the recorded kernel launches on the CPU backend (or the recorded
-op calls with the package's float64 references, for chapter 09), and sends back what the buffers hold. It is
+op calls with the package's float64 references, for chapter 09), and sends back what the buffers hold and,
+for a ``check.memory`` check, the launches' memory counters. It is
 fenced in like the worker, because the learner's kernels are native code.
 """
 
@@ -31,12 +32,24 @@ def main() -> int:
         from ..model import REQUIRED_OPS
 
         ops = types.SimpleNamespace(**{n: getattr(reference, n) for n in REQUIRED_OPS})
+    prof = None
     try:
-        replay(req["trace"], blobs, grader, ops=ops, timeout=req["launch_timeout"])
+        if req.get("counters"):  # check.memory: the replayed launches' memory counters (llmc_kernels.profile)
+            from ..profiling import Profile, _into
+
+            with _into(Profile()) as prof:
+                replay(req["trace"], blobs, grader, ops=ops, timeout=req["launch_timeout"])
+        else:
+            replay(req["trace"], blobs, grader, ops=ops, timeout=req["launch_timeout"])
     except BaseException as e:  # noqa: BLE001 -- a kernel error or a malformed trace
         wire.write(frames, {"event": "replay_error", "error": describe(e)})
         return 0
-    wire.write(frames, {"event": "replayed"}, {f"out.{k}": v for k, v in grader.items()})
+    meta = {"event": "replayed"}
+    if prof is not None:
+        from ..check.targets import totals
+
+        meta["counters"] = [dict(totals([k]), name=k.name) for k in prof.kernels]
+    wire.write(frames, meta, {f"out.{k}": v for k, v in grader.items()})
     frames.close()
     return 0
 

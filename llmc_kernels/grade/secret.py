@@ -118,6 +118,12 @@ SECRET_CASES: dict[str, list[tuple[str, object]]] = {
         ("random", lambda r: _elementwise(r, 3000, 5000)),
         ("large", lambda r: _elementwise(r, 200, 400)),
     ],
+    "transpose": [
+        ("random", lambda r: {"T": awkward(r, 20, 70), "C": awkward(r, 20, 90)}),
+        ("random", lambda r: {"T": int(r.integers(1, 4)), "C": int(r.integers(1, 4))}),
+        ("random", lambda r: {"T": awkward(r, 100, 160), "C": awkward(r, 3, 12)}),
+        ("large", lambda r: {"T": awkward(r, 5, 15), "C": awkward(r, 60, 120)}),
+    ],
     "encoder": [
         ("random", _encoder),
         ("random", _tiny(("B", "T", "C", "V", "maxT"))),
@@ -218,3 +224,23 @@ def provenance_spec(op: str, direction: str, seed: int) -> CaseSpec:
     (awkward sizes), drawn apart from the graded cases."""
     kind, draw = SECRET_CASES[op][0]
     return _spec(op, kind, draw, rng_for(seed, op, direction, "provenance"))
+
+
+def _aligned(r, lo: int, hi: int) -> int:
+    """A multiple of 8 in [lo, hi] that is no multiple of 32: rows stay 32-byte aligned, edge tiles partial."""
+    return 8 * int(r.choice([k for k in range(-(-lo // 8), hi // 8 + 1) if k % 4]))
+
+
+# the sizes at which check.memory's targets are judged when grading (llmc_kernels.check.targets: aligned rows,
+# where a good kernel reaches the ideal exactly), drawn per grading run like the rest
+SECRET_MEMORY: dict[str, object] = {
+    "transpose": lambda r: {"T": _aligned(r, 100, 240), "C": _aligned(r, 100, 240)},
+}
+
+
+def memory_spec(op: str, seed: int) -> CaseSpec:
+    """The sizes of the case whose launches are recorded and replayed, their counters judged, for a
+    ``check.memory`` check cell."""
+    if op not in SECRET_MEMORY:
+        raise KeyError(f"no secret memory sizes for op {op!r}")
+    return CaseSpec.of(complete_sizes(op, SECRET_MEMORY[op](rng_for(seed, op, "memory"))))
