@@ -54,7 +54,7 @@ def table(folder: Path = ROOT / "solutions") -> str:
     rows = [chapter_hours(p) for p in sorted(folder.glob("*.ipynb"))]
     lines = ["| chapter | words | code cells | points | estimated hours |", "|---|---|---|---|---|"]
     lines += [
-        f"| {r['chapter'][:2]} {r['chapter'][3:].replace('_', ' ')} | {r['words']:,} | {r['cells']} | "
+        f"| {r['chapter'].replace('_', ' ', 1).replace('_', ' ')} | {r['words']:,} | {r['cells']} | "
         f"{r['points']:g} | {r['hours']:.1f} |"
         for r in rows
     ]

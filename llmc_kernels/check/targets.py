@@ -1,4 +1,4 @@
-"""``check.memory(op, fn)`` (this module: ``check.targets``): right results *and* a GPU's memory counters within targets.
+"""``check.memory(op, fn)`` (module ``check.targets``): right results *and* memory counters within targets.
 
     from llmc_kernels import check
     check.memory("transpose", transpose)       # prints "PASS transpose_memory"
@@ -137,10 +137,10 @@ def memory(op: str, fn, sizes: dict | None = None, seed: int | None = None) -> M
     """Check ``fn`` (the op's forward signature) for right results, then its memory counters against
     ``TARGETS[op]``; prints ``PASS <op>_memory`` or the FAIL line naming each missed target and raises
     :class:`~llmc_kernels.errors.CheckFailed`."""
-    from . import DEFAULT_SEED, _Failure, _fail, _Runner, function_name
-    from .cases import CaseSpec, build, complete_sizes
     from ..profiling import profile
     from ..profiling.report import render
+    from . import DEFAULT_SEED, _fail, _Failure, _Runner, function_name
+    from .cases import CaseSpec, build, complete_sizes
 
     if op not in TARGETS:
         raise ValueError(f"check.memory: no memory targets for op {op!r}; ops with targets: {', '.join(TARGETS)}")
