@@ -174,3 +174,24 @@ def test_grading_solved_full_untouched_nothing_slow_nothing(tmp_path):
     }, proc.stdout
     feedback = (tmp_path / "slow_04b_where_the_time_goes.feedback.md").read_text(encoding="utf-8")
     assert "slow" in feedback and LOADS in feedback and BANKS in feedback
+
+
+def test_grading_plans_the_memory_check_at_secret_aligned_sizes():
+    from llmc_kernels.grade import secret
+    from llmc_kernels.grade.cases import cases_for, plan_of
+
+    plan = plan_of(source(load_chapter(CHAPTER), "check-transpose"))
+    assert (plan.kind, plan.function, plan.op, plan.direction, plan.memory) == (
+        "op",
+        "transpose",
+        "transpose",
+        "forward",
+        True,
+    )
+    assert plan_of('check.forward("transpose", transpose)').memory is False
+    for seed in range(20):
+        sizes = secret.memory_spec("transpose", seed).size_dict
+        assert all(v % 8 == 0 and v % 32 and 100 <= v <= 240 for v in sizes.values()), sizes
+    cases = cases_for(plan, 3)
+    assert cases.provenance.sizes == cases.replay.sizes == secret.memory_spec("transpose", 3).size_dict
+    assert any(c.sizes["T"] % 8 for c in cases.graded)  # correctness still on awkward sizes

@@ -78,7 +78,7 @@ def plan_of(source: str) -> Plan:
         which, fn = m.groups()
         return Plan("block", fn, "block", which.split("_")[1])
     raise NotGradable(
-        "the check cell calls none of check.forward/backward/memory(op, fn), check_model.block_forward/backward(fn)"
+        "the check cell calls neither check.forward/backward/memory(op, fn) nor check_model.block_forward/backward(fn)"
     )
 
 

@@ -121,8 +121,9 @@ SECRET_CASES: dict[str, list[tuple[str, object]]] = {
     "transpose": [
         ("random", lambda r: {"T": awkward(r, 20, 70), "C": awkward(r, 20, 90)}),
         ("random", lambda r: {"T": int(r.integers(1, 4)), "C": int(r.integers(1, 4))}),
-        ("random", lambda r: {"T": awkward(r, 100, 160), "C": awkward(r, 3, 12)}),
-        ("large", lambda r: {"T": awkward(r, 5, 15), "C": awkward(r, 60, 120)}),
+        ("random", lambda r: {"T": awkward(r, 100, 160), "C": awkward(r, 60, 90)}),
+        ("random", lambda r: {"T": awkward(r, 5, 15), "C": awkward(r, 150, 220)}),
+        ("large", lambda r: {"T": awkward(r, 20, 40), "C": awkward(r, 3, 9)}),
     ],
     "encoder": [
         ("random", _encoder),
