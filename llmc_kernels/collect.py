@@ -63,7 +63,7 @@ def expand_ops(names) -> list[str]:
     out = []
     for name in names:
         spec = opspec.OPS.get(name)
-        found = [f.name for f in spec.functions] if spec and name != "vector_add" else [name]
+        found = [f.name for f in spec.functions] if spec and name not in opspec.CHAPTER_ONLY else [name]
         unknown = [f for f in found if f not in MODEL_OPS]
         if unknown:
             raise ValueError(

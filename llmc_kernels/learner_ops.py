@@ -23,8 +23,10 @@ from pathlib import Path
 
 from . import opspec
 
-# the ops of SPEC's table that GPT-2 calls, in the table's order (chapter 00's vector_add is not one)
-MODEL_OPS = tuple(fn.name for spec in opspec.OPS.values() if spec.op != "vector_add" for fn in spec.functions)
+# the ops of SPEC's table that GPT-2 calls, in the table's order (the chapter-only vector_add and transpose are not)
+MODEL_OPS = tuple(
+    fn.name for spec in opspec.OPS.values() if spec.op not in opspec.CHAPTER_ONLY for fn in spec.functions
+)
 
 
 class LearnerOpsError(ValueError):

@@ -1,7 +1,7 @@
 """One home per op: what every op of the contract (book/contract.md) takes and how the checks judge it.
 
 ``OPS[op]`` is an :class:`OpSpec` for each op name (encoder, layernorm, matmul, attention, gelu, residual,
-softmax, crossentropy, adamw, vector_add). It names the forward and backward functions and, for each of
+softmax, crossentropy, adamw, vector_add, transpose). It names the forward and backward functions and, for each of
 their arguments in order, an :class:`Arg`: its role, its shape in terms of size names, its dtype and what
 its values must be. The same row holds what the checks need to know about the op: each function's
 tolerance (``FnSpec.tolerance``), the cases a check runs (``OpSpec.cases``, ``OpSpec.fd_case``), the
@@ -253,6 +253,22 @@ _add(
         example_sizes={"N": 1000},
         cases=ELEMENTWISE_CASES,
         notes="out = a + b (chapter 00's first exercise).",
+    )
+)
+
+_add(
+    OpSpec(
+        "transpose",
+        # a copy: every element moves unchanged, so any tolerance above zero is exact
+        _fn("transpose", _out("out", "C", "T"), _in("inp", "T", "C"), _sizes("T", "C"), tol=(1e-6, 1e-6)),
+        None,
+        dims=("T", "C"),
+        example_sizes={"T": 5, "C": 7},
+        cases=(_c(T=37, C=67), _c(T=1, C=1), _c(T=130, C=75), _c(T=9, C=200), _c("large", T=33, C=5)),
+        no_backward="transpose has no backward here (it would be another transpose): check it with "
+        "check.forward('transpose', fn)",
+        notes="out[c, t] = inp[t, c] (chapter 04b's exercise: a [T, C] matrix turned into [C, T], as the "
+        "attention's K^T or the matmul backward's dout^T). Its check.performance targets live in check/performance.py.",
     )
 )
 
@@ -753,10 +769,13 @@ def function(name: str) -> tuple[OpSpec, FnSpec]:
 
 
 FUNCTIONS: tuple[str, ...] = tuple(fn.name for spec in OPS.values() for fn in spec.functions)
+# ops that are a chapter's exercise only, not a step of GPT-2 (no ops namespace of the model needs them)
+CHAPTER_ONLY: tuple[str, ...] = ("vector_add", "transpose")
 
 __all__ = [
     "OPS",
     "FUNCTIONS",
+    "CHAPTER_ONLY",
     "EXTENSIONS",
     "OpSpec",
     "FnSpec",

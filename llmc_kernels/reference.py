@@ -30,6 +30,7 @@ GELU_CUBIC = 0.044715
 
 __all__ = [
     "vector_add",
+    "transpose",
     "encoder_forward",
     "encoder_backward",
     "layernorm_forward",
@@ -73,6 +74,17 @@ def vector_add(out, a, b, N):
     """
     refuse_if_learner("llmc_kernels.reference.vector_add")
     _v(out, N)[...] = _v(a, N) + _v(b, N)
+
+
+# ================================================================================================ 04b
+def transpose(out, inp, T, C):
+    """out[c, t] = inp[t, c].   inp: [T, C], out: [C, T]
+
+    Chapter 04b's exercise: a copy whose reads and writes cannot both run along rows, the classic kernel for
+    coalescing and shared-memory bank conflicts.
+    """
+    refuse_if_learner("llmc_kernels.reference.transpose")
+    _v(out, C, T)[...] = _v(inp, T, C).T
 
 
 # ================================================================================================ encoder

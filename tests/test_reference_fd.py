@@ -417,7 +417,9 @@ def test_registry_covers_every_op():
         "crossentropy",
         "adamw",
         "vector_add",
+        "transpose",
     }
+    assert set(opspec.CHAPTER_ONLY) == {"vector_add", "transpose"} <= set(opspec.OPS)
     for fn in opspec.FUNCTIONS:
         assert fn in ref.__all__
 

@@ -7,7 +7,9 @@ A learner's time on a chapter is estimated as
     reading     the Markdown words at 50 words a minute (technical prose with derivations, read closely),
     running     3 minutes per code cell that is not an exercise or check (run it, read its output, vary it),
     exercises   45 minutes per point (points are weighted by difficulty; the time includes debugging with
-                the check's messages), and
+                the check's messages; an optimisation exercise that follows a chapter's correctness
+                exercises, 02's and 03's, is stretch work assigned apart and not counted, while 04b's
+                transpose, its chapter's only exercise, is), and
     set-up      30 minutes for chapter 00 (installing the package, or opening Colab).
 These are estimates, not measurements: calibrate them with your own class (ask for time logs).
 """
@@ -29,7 +31,8 @@ SETUP_MINUTES = {"00_first_kernel": 30}
 def chapter_hours(path: Path) -> dict:
     nb = nbformat.read(path, as_version=4)
     chapter = nb.metadata["llmc"]["chapter"]
-    words = cells = points = 0
+    words = cells = 0
+    points = {"": 0, "performance": 0}  # correctness exercises, optimisation exercises
     for cell in nb.cells:
         info = cell.metadata.get("llmc", {})
         role = info.get("role")
@@ -38,9 +41,11 @@ def chapter_hours(path: Path) -> dict:
         if cell.cell_type == "markdown":
             words += len(cell.source.split())
         elif role == "check":
-            points += info.get("points", 1)
+            points["performance" if info.get("kind") == "performance" else ""] += info.get("points", 1)
         elif role != "exercise":
             cells += 1
+    # stretch work where the chapter has correctness exercises; the exercise of a chapter about performance
+    points = points[""] or points["performance"]
     minutes = (
         words / WORDS_PER_MINUTE
         + MINUTES_PER_CODE_CELL * cells
@@ -54,7 +59,7 @@ def table(folder: Path = ROOT / "solutions") -> str:
     rows = [chapter_hours(p) for p in sorted(folder.glob("*.ipynb"))]
     lines = ["| chapter | words | code cells | points | estimated hours |", "|---|---|---|---|---|"]
     lines += [
-        f"| {r['chapter'][:2]} {r['chapter'][3:].replace('_', ' ')} | {r['words']:,} | {r['cells']} | "
+        f"| {r['chapter'].replace('_', ' ', 1).replace('_', ' ')} | {r['words']:,} | {r['cells']} | "
         f"{r['points']:g} | {r['hours']:.1f} |"
         for r in rows
     ]

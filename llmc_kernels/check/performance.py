@@ -4,8 +4,8 @@
     check.performance("layernorm_forward", layernorm_forward_warp)   # PASS layernorm_forward
                                                                       # PASS layernorm_forward performance ...
 
-``op`` names the contract function being optimised (``"layernorm_forward"``, ``"matmul_forward"``) and ``fn``
-has its signature. Two checks, in order:
+``op`` names the contract function being optimised (``"layernorm_forward"``, ``"matmul_forward"``, chapter 04b's
+``"transpose"``) and ``fn`` has its signature. Two checks, in order:
 
 1. **correctness**: exactly :func:`llmc_kernels.check.forward`'s (or ``backward``'s) check of ``op``; a wrong
    kernel fails here with its usual message and :class:`~llmc_kernels.errors.CheckFailed`, however fast it is;
@@ -182,6 +182,41 @@ TARGETS = {
         ),
         baseline="matmul_forward_kernel",
         gpu_sizes={"B": 8, "T": 1024, "C": 768, "OC": 3072},
+    ),
+    "transpose": OpTargets(
+        # Chapter 04b's exercise. T = 200, C = 136: multiples of 8 (every row of inp and of out starts on a
+        # 32-byte sector) but not of 32, so the edge tiles stay partial. At unaligned sizes (C = 67, say) a row
+        # starts mid-sector and even a perfect tiled transpose measures ~1.2x the ideal sectors, which would
+        # blur the line between a good kernel and a slightly wasteful one; aligned, a good kernel reaches the
+        # ideal exactly (1.00). Correctness is still checked on the op's awkward sizes (37 x 67, 1 x 1, ...).
+        sizes={"T": 200, "C": 136},
+        targets=(
+            Target(
+                "load_sectors",
+                1.10,
+                "the lanes of a warp read consecutive floats of a row of inp (threadIdx.x the fastest-moving "
+                "index): 1.00 measured; lanes a column apart move 8x the ideal",
+            ),
+            Target(
+                "store_sectors",
+                1.10,
+                "the lanes write consecutive floats of a row of out too: the thread that reads an element "
+                "need not be the one that writes it, that is what a shared-memory tile is for",
+            ),
+            Target(
+                "shared_load_conflicts",
+                1.0,
+                "the 32 lanes of a warp reading a column of the tile hit 32 different banks: wavefronts at "
+                "the ideal (no bank conflict)",
+            ),
+            Target(
+                "shared_store_conflicts",
+                1.0,
+                "the writes into the tile are conflict-free too: wavefronts at the ideal",
+            ),
+        ),
+        baseline="transpose",
+        gpu_sizes={"T": 8192, "C": 768},
     ),
 }
 
@@ -367,7 +402,7 @@ def _gpu_time(op: str, fn, repeats: int = 20) -> dict:
 
 
 def performance(op: str, fn, seed=None) -> PerformanceResult:
-    """Check ``fn`` as an optimised ``op`` ('layernorm_forward', 'matmul_forward'): its results first (as
+    """Check ``fn`` as an optimised ``op`` ('layernorm_forward', 'matmul_forward', 'transpose'): its results first (as
     ``check.forward``/``check.backward``), then its memory counters against the op's targets (and, on a GPU,
     its time against the package's kernel). Raises CheckFailed (wrong) or PerformanceFailed (right, slow)."""
     from .. import runtime

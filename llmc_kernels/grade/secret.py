@@ -118,6 +118,13 @@ SECRET_CASES: dict[str, list[tuple[str, object]]] = {
         ("random", lambda r: _elementwise(r, 3000, 5000)),
         ("large", lambda r: _elementwise(r, 200, 400)),
     ],
+    "transpose": [
+        ("random", lambda r: {"T": awkward(r, 20, 70), "C": awkward(r, 20, 90)}),
+        ("random", lambda r: {"T": int(r.integers(1, 4)), "C": int(r.integers(1, 4))}),
+        ("random", lambda r: {"T": awkward(r, 100, 160), "C": awkward(r, 60, 90)}),
+        ("random", lambda r: {"T": awkward(r, 5, 15), "C": awkward(r, 150, 220)}),
+        ("large", lambda r: {"T": awkward(r, 20, 40), "C": awkward(r, 3, 9)}),
+    ],
     "encoder": [
         ("random", _encoder),
         ("random", _tiny(("B", "T", "C", "V", "maxT"))),

@@ -12,6 +12,7 @@ import importlib
 # public name -> module that defines it
 _WHERE = {
     "vector_add": "vector_add",
+    "transpose": "transpose",
     "encoder_forward": "encoder",
     "encoder_backward": "encoder",
     "layernorm_forward": "layernorm",
