@@ -259,8 +259,7 @@ def attention_pattern() -> Figure:
     out_p, pre_p, att_p = np.empty((Bp, Tp, Cp)), np.empty((Bp, NHp, Tp, Tp)), np.empty((Bp, NHp, Tp, Tp))
     reference.attention_forward(out_p, pre_p, att_p, inp_p, Bp, Tp, Cp, NHp)
 
-    cmap = _cmap("Blues").copy()
-    cmap.set_bad("0.85")  # masked entries in grey
+    cmap = _cmap("Blues").with_extremes(bad="0.85")  # masked entries in grey
     fig, axes = _subplots(1, NHp, figsize=(7.2, 3.3), dpi=70)
     for h, ax in enumerate(axes):
         a = np.where(np.tri(Tp, dtype=bool), att_p[0, h], np.nan)
