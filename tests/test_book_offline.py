@@ -57,7 +57,8 @@ def test_the_bundled_mathjax_is_the_one_its_readme_names_with_its_licence():
 
 def test_figure_addresses_are_mapped_to_the_local_files():
     doc = new_document("page")
-    url = "https://raw.githubusercontent.com/llmc-course/gpt2-from-the-kernels-up/main/figures/roofline.svg"
+    owner, repo = book_offline._repository(str(ROOT))  # from _config.yml
+    url = f"https://raw.githubusercontent.com/{owner}/{repo}/main/figures/roofline.svg"
     doc += nodes.image(uri=url, candidates={"?": url})
     doc += nodes.image(uri="https://example.org/figures/x.svg")
 

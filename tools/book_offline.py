@@ -12,6 +12,7 @@ Math is offline through `_config.yml` alone (`mathjax_path` names the copy of Ma
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from docutils import nodes
@@ -28,8 +29,10 @@ def local_figure(uri: str, owner_repo: tuple[str, str] | None = None) -> str | N
 
 
 def _repository(srcdir: str) -> tuple[str, str] | None:
+    if str(Path(__file__).resolve().parent) not in sys.path:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))  # local_extensions does it; a test may not
     try:
-        from colab_setup_cell import repository  # tools/ is on sys.path: local_extensions put it there
+        from colab_setup_cell import repository
 
         url, _ = repository(Path(srcdir) / "_config.yml")
     except (ImportError, OSError, ValueError):
