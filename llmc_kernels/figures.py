@@ -12,6 +12,7 @@ To redraw one (and change it) in a notebook: `from llmc_kernels import figures; 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,9 +26,18 @@ from llmc_kernels import reference
 __all__ = ["PICTURES", "Picture", "picture"]
 
 
+class _Shown(Figure):
+    """A Figure that a notebook shows when it is a cell's value, with or without pyplot."""
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", bbox_inches="tight")
+        return buf.getvalue()
+
+
 def _subplots(nrows: int = 1, ncols: int = 1, *, figsize, dpi: float = 70, **kwargs):
     """`plt.subplots` without pyplot."""
-    fig = Figure(figsize=figsize, dpi=dpi)
+    fig = _Shown(figsize=figsize, dpi=dpi)
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
