@@ -6,7 +6,7 @@ Colab and in Jupyter, where a relative path does not). A book opened without int
 before Sphinx collects a page's images, every such address is replaced by the local file `figures/<name>.svg`,
 which Sphinx then copies into the book's `_images/` (a missing file is a warning, so the strict build fails).
 
-Math is offline through `_config.yml` alone (`mathjax_path` names the copy of MathJax in `_static/mathjax/`).
+Math is offline through `_config.yml` alone: `mathjax_path` names the copy of MathJax in `vendor/mathjax/`.
 """
 
 from __future__ import annotations
