@@ -81,14 +81,14 @@ def test_hard_coding_the_mean_instead_of_reading_dlosses_fails():
 
 
 def test_the_gradient_picture_agrees_with_finite_differences():
-    _, printed = run(CHAPTER, ["imports", "fig-temperature", "fig-gradcheck"])
+    _, printed = run(CHAPTER, ["imports", "fig-gradcheck"])
     line = printed.strip().splitlines()[-1]
     assert float(re.search(r"finite differences\| = ([0-9.e+-]+);", line).group(1)) < 1e-8
     assert line.endswith("padding untouched: True")
 
 
 def test_the_online_softmax_demo_matches_two_passes():
-    _, printed = run(CHAPTER, ["imports", "fig-temperature", "fig-online"])
+    _, printed = run(CHAPTER, ["imports", "online-demo"])
     sums = re.findall(r"s = ([0-9.]+)", printed)
     assert len(sums) == 3 and len(set(sums)) == 1
 

@@ -364,7 +364,7 @@ def test_config_has_repository_and_colab_button():
 
 
 def test_repository_url_lives_in_one_place():
-    """_config.yml holds the address; notebooks carry it only in their generated set-up cell."""
+    """_config.yml holds the address; notebooks carry it only in their generated set-up and figure cells."""
     yaml = pytest.importorskip("yaml")
     url = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["repository"]["url"]
     owner_repo = url.split("github.com/", 1)[1]
