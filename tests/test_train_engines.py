@@ -197,6 +197,7 @@ def test_both_engines_offer_one_interface_over_one_state():
     """model.ENGINES: the same calls on either engine (step() included); FastGPT2.on(state) trains the
     parameters of another engine in place, and the plain engine's step is its four calls."""
     from llmc_kernels.model import ENGINES, Engine, ParameterState
+    from llmc_kernels.train.loop import _set_precision as set_precision
 
     cfg, B, T = GPT2Config.tiny(), 2, 5
     rng = np.random.default_rng(0)
@@ -207,6 +208,8 @@ def test_both_engines_offer_one_interface_over_one_state():
         model = cls.from_config(cfg, seed=0)
         assert isinstance(model, Engine) and isinstance(model.state, ParameterState) and model.name == name
         assert model.ops_name == "llmc_kernels.ops"  # what `llmc train --precision` asks of either engine
+        set_precision(model, "tf32")  # the package's ops: the setter, not the "has no set_matmul_precision" note
+        set_precision(model, "fp32")
         assert isinstance(model.step(x, y, *hyper, 1), float) and model.graph_failure is None
         assert model.training_bytes(cfg, B, T) > 4 * 4 * model.num_parameters - 1
     plain, twin = ENGINES["plain"].from_config(cfg, seed=0), ENGINES["plain"].from_config(cfg, seed=0)
