@@ -340,6 +340,73 @@ def attention_backward_map() -> Figure:
     return fig
 
 
+def coalescing() -> Figure:
+    """Chapter 04b: Coalescing: the floats a warp's 32 lanes ask for and the 32-byte sectors moved, for strides 1,
+    2 and 8.
+    """
+    # Memory drawn as 128-byte lines (rows of 32 floats), each split into four 32-byte sectors.
+    patterns = {"stride 1: inp[lane]": 1, "stride 2: inp[2 * lane]": 2, "stride 8 or more: inp[8 * lane]": 8}
+    fig, axes = _subplots(1, 3, figsize=(11, 3.3), dpi=70)
+    for ax, (title, stride) in zip(axes, patterns.items()):
+        elements = [lane * stride for lane in range(32)]  # the float each lane asks for
+        sectors = {e // 8 for e in elements}  # 8 floats = 32 bytes per sector
+        for line in range(8):  # 8 lines = 1 KiB drawn
+            for s in range(4):
+                touched = line * 4 + s in sectors
+                ax.add_patch(
+                    Rectangle(
+                        (s * 8, line),
+                        8,
+                        1,
+                        fc="tab:orange" if touched else "0.96",
+                        ec="0.4",
+                        lw=0.6,
+                        alpha=0.55 if touched else 1,
+                    )
+                )
+        for e in elements:  # the 4 bytes each lane uses
+            ax.add_patch(Rectangle((e % 32 + 0.15, e // 32 + 0.2), 0.7, 0.6, fc="tab:blue", ec="none"))
+        for lane in (0, 1, 31):
+            e = elements[lane]
+            ax.text(e % 32 + 0.5, e // 32 + 0.5, str(lane), color="white", fontsize=6, ha="center", va="center")
+        ax.set_xlim(0, 32)
+        ax.set_ylim(8, 0)
+        ax.set_xticks([0, 8, 16, 24, 32])
+        ax.set_yticks(range(0, 9, 2))
+        ax.set_xlabel("float within a 128-byte line", fontsize=8)
+        ax.set_ylabel("line", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_title(f"{title}\n{len(sectors)} sectors moved for 128 bytes used", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def bank_conflicts() -> Figure:
+    """Chapter 04b: Shared-memory banks: a warp reading a column of a 32 x 32 tile, without padding (one bank,
+    32-way conflict) and with one float of padding per row (32 banks).
+    """
+    fig, axes = _subplots(1, 2, figsize=(9.5, 3.6), dpi=70)
+    col = 5  # the column the warp reads: lane l reads tile[l][col]
+    for ax, width in zip(axes, (32, 33)):
+        banks = [(lane * width + col) % 32 for lane in range(32)]  # word l * width + col, bank word % 32
+        ways = max(banks.count(b) for b in set(banks))
+        for lane, bank in enumerate(banks):
+            ax.plot([0, 1], [lane, bank], color="tab:red" if ways > 1 else "tab:green", lw=0.7, alpha=0.8)
+        ax.scatter([0] * 32, range(32), s=6, color="tab:blue")
+        ax.scatter([1] * 32, range(32), s=6, color="0.4")
+        ax.set_xticks([0, 1], ["lane", "bank"])
+        ax.set_yticks([0, 8, 16, 24, 31])
+        ax.invert_yaxis()
+        ax.set_title(
+            f"float tile[32][{width}], lane l reads tile[l][{col}]:\n"
+            f"{len(set(banks))} bank(s): "
+            + (f"{ways}-way conflict, {ways} wavefronts" if ways > 1 else "no conflict, 1 wavefront"),
+            fontsize=9,
+        )
+    fig.tight_layout()
+    return fig
+
+
 def gelu_curves() -> Figure:
     """Chapter 05: GELU and its derivative next to ReLU, with finite differences on the derivative."""
     s, k = np.sqrt(2 / np.pi), 0.044715
@@ -728,6 +795,24 @@ PICTURES: tuple[Picture, ...] = (
         "04_attention",
         attention_backward_map,
         "Who writes what in the attention backward: one thread per row, atomics down the columns.",
+    ),
+    Picture(
+        "coalescing",
+        "04b_where_the_time_goes",
+        coalescing,
+        (
+            "Coalescing: the floats the 32 lanes of a warp ask for (blue) and the 32-byte sectors moved to deliver "
+            "them (orange), for strides of 1, 2 and 8 floats."
+        ),
+    ),
+    Picture(
+        "bank_conflicts",
+        "04b_where_the_time_goes",
+        bank_conflicts,
+        (
+            "Shared-memory banks: the 32 lanes of a warp reading a column of a 32 x 32 float tile all hit one bank "
+            "(a 32-way conflict); with rows padded to 33 floats they hit 32 different banks."
+        ),
     ),
     Picture(
         "gelu_curves",

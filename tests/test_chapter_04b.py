@@ -7,6 +7,7 @@
   other target; a wrong transpose fails on correctness, its counters not judged;
 - the targets are measured at the aligned sizes the prose names, correctness on the op's awkward sizes;
 - the numbers the prose quotes (sectors per request, wavefronts, occupancy) are what the cells print;
+- the pictures in the prose (`figures.coalescing`, `figures.bank_conflicts`) give the counts `profile` counts;
 - the GPU-only cells say why they skip on the CPU backend;
 - `llmc grade` gives the solution every point, an untouched student copy none and the slow kernel the
   correctness point only (verdict `not optimised`).
@@ -182,12 +183,47 @@ def test_gpu_only_cells_skip_on_the_cpu_backend():
     assert "Timing skipped on the CPU backend" in printed
 
 
-def test_the_bank_picture_and_the_formula_agree():
-    # lane l reading tile[l][c]: bank (l * width + c) % 32, as the figure draws it
-    for width, banks in ((32, 1), (33, 32)):
-        assert len({(lane * width + 5) % 32 for lane in range(32)}) == banks
+STRIDED_SRC = r"""
+extern "C" __global__ void strided_load(float* out, const float* inp, int stride) {
+    out[threadIdx.x] = inp[threadIdx.x * stride];     // one warp: lane l reads float l * stride
+}
+"""
+
+
+def test_the_pictures_say_what_the_counters_count():
+    """The chapter's pictures (llmc_kernels.figures, shown as figures/*.svg in the prose) state sector and
+    wavefront counts in their titles: they are what llmc_kernels.profile counts for the same accesses."""
+    from llmc_kernels import figures, profile
+    from llmc_kernels.runtime import RawKernel, use_backend
+
+    nb = load_chapter(CHAPTER)
+    shown = [
+        c["metadata"]["llmc"]["figure"] for c in nb["cells"] if c["metadata"].get("llmc", {}).get("role") == "figure"
+    ]
+    assert shown == ["coalescing", "bank_conflicts"]
+    ids = [c.get("id") for c in nb["cells"]]
+    assert ids.index("coalescing-intro") < ids.index("figure-coalescing") < ids.index("coalescing-counters")
+    assert ids.index("banks-intro") < ids.index("figure-bank-conflicts") < ids.index("banks-counters-intro")
+
+    titles = [ax.get_title() for ax in figures.coalescing().axes]
+    kern = RawKernel(STRIDED_SRC, "strided_load")
+    with use_backend("cpu"):
+        for title, stride in zip(titles, (1, 2, 8)):
+            inp = np.arange(32 * stride, dtype=np.float32)
+            out = np.zeros(32, dtype=np.float32)
+            k = profile(kern, (1,), (32,), (out, inp, np.int32(stride))).kernels[0]
+            assert np.array_equal(out, inp[::stride])
+            assert k.global_load_requests == 1
+            assert f"stride {stride}" in title and f"\n{k.global_load_sectors} sectors moved" in title, title
+
+    # lane l reading tile[l][5]: bank (l * width + 5) % 32; the banks-counters cell counts the wavefronts
+    titles = [ax.get_title() for ax in figures.bank_conflicts().axes]
+    assert titles[0].endswith("1 bank(s): 32-way conflict, 32 wavefronts")
+    assert titles[1].endswith("32 bank(s): no conflict, 1 wavefront")
+    _, printed = run(CHAPTER, ["imports", "banks-counters"])
+    assert "tile[32][32]: shared stores  1.0 wavefronts/request, shared loads 32.0" in printed
+    assert "tile[32][33]: shared stores  1.0 wavefronts/request, shared loads  1.0" in printed
     assert len({(16 * lane + 3) % 32 for lane in range(32)}) == 2  # concept question 2 (width 48)
-    assert np.array_equal(np.arange(4).reshape(2, 2).T, [[0, 2], [1, 3]])
 
 
 @pytest.mark.slow
