@@ -503,9 +503,7 @@ def performance(op: str, fn, seed=None) -> PerformanceResult:
         sizes, targets = measure(op, fn, 0 if seed is None else int(seed))
     except CheckFailed as e:
         _fail(op, str(e), None)
-    result = PerformanceResult(
-        op, correctness, sizes, targets, skipped=skipped_outputs(op), judged=table.outputs or ()
-    )
+    result = PerformanceResult(op, correctness, sizes, targets, skipped=skipped_outputs(op), judged=table.outputs or ())
     if runtime.backend() == "cuda":
         result.gpu = _gpu_time(op, fn)
     if result.passed:

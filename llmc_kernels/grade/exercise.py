@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from . import wire
 from .cases import NotGradable, cases_for, plan_of, request_arrays
 from .fingerprint import package_match
