@@ -4,8 +4,8 @@
     check.performance("layernorm_forward", layernorm_forward_warp)   # PASS layernorm_forward
                                                                       # PASS layernorm_forward performance ...
 
-``op`` names the contract function being optimised (``"layernorm_forward"``, ``"matmul_forward"``, chapter 04b's
-``"transpose"``) and ``fn`` has its signature. Two checks, in order:
+``op`` names the contract function being optimised (``"layernorm_forward"``, ``"matmul_forward"``,
+``"attention_forward"``, chapter 04b's ``"transpose"``) and ``fn`` has its signature. Two checks, in order:
 
 1. **correctness**: exactly :func:`llmc_kernels.check.forward`'s (or ``backward``'s) check of ``op``; a wrong
    kernel fails here with its usual message and :class:`~llmc_kernels.errors.CheckFailed`, however fast it is;
@@ -14,6 +14,10 @@
    counters of its launches compared with the op's targets (deterministic: the same numbers on every machine
    and every run). On a GPU (``runtime.backend() == "cuda"``) its time is also compared with the package's
    kernel for the op, both timed in this process (CUDA events, median of several launches after a warm-up).
+
+An op's targets may judge only some of its outputs (``OpTargets.outputs``: chapter 04's flash forward writes
+``out``, never ``preatt``/``att``); the others are then compared nowhere, and the bytes a kernel must touch are
+those of the other arrays (:func:`judged_bytes`).
 
 A correct kernel that misses a target raises :class:`PerformanceFailed` (a ``CheckFailed`` whose ``correct``
 is True, so that "right but not fast yet" and "wrong" are told apart, as ``llmc grade`` needs). On success
@@ -30,7 +34,15 @@ import numpy as np
 
 from ..errors import CheckFailed
 
-__all__ = ["performance", "PerformanceResult", "PerformanceFailed", "TargetResult", "TARGETS", "measure"]
+__all__ = [
+    "performance",
+    "PerformanceResult",
+    "PerformanceFailed",
+    "TargetResult",
+    "TARGETS",
+    "measure",
+    "judged_bytes",
+]
 
 
 # ------------------------------------------------------------------------------------------ metrics
@@ -486,7 +498,7 @@ def _gpu_time(op: str, fn, repeats: int = 20) -> dict:
 
 
 def performance(op: str, fn, seed=None) -> PerformanceResult:
-    """Check ``fn`` as an optimised ``op`` ('layernorm_forward', 'matmul_forward', 'transpose'): its results first (as
+    """Check ``fn`` as an optimised ``op`` (a key of TARGETS): its results first (as
     ``check.forward``/``check.backward``), then its memory counters against the op's targets (and, on a GPU,
     its time against the package's kernel). Raises CheckFailed (wrong) or PerformanceFailed (right, slow)."""
     from .. import runtime
