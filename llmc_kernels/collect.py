@@ -7,7 +7,8 @@ For each op GPT-2 calls (SPEC's table: encoder_forward ... adamw_update), collec
 1. finds the learner's cells in the notebooks given, as ``llmc grade`` does (``grade_notebook.student_sources``:
    the exercise cells marked with the op's name, else the cell that defines it). An exercise cell whose
    metadata says ``llmc.implements = "<op>"`` (an optimisation exercise) provides that op too, and is preferred
-   when it passes;
+   when it passes; unless that exercise is judged on part of the op's outputs only (:func:`substitutes`:
+   chapter 04's flash attention never writes ``att``), which can never stand in for the op;
 2. runs the course's check (``check.forward`` / ``check.backward``) on them, in a process of its own with a
    time limit, so that a crash or a hang costs that op only;
 3. writes one module with every op: the learner's where the check passed, the package's
@@ -103,6 +104,16 @@ class Candidate:
         return "\n".join(lines)
 
 
+def substitutes(op) -> bool:
+    """Can an optimisation exercise that ``implements`` ``op`` stand in for it in the model? Not when its
+    exercise is judged on some of the op's outputs only (check.performance's ``OpTargets.outputs``): chapter
+    04's attention_forward_flash writes ``out`` but never ``att``, which the model's backward reads."""
+    from .check.performance import TARGETS
+
+    table = TARGETS.get(op) if isinstance(op, str) else None
+    return table is None or table.outputs is None
+
+
 def _exercise_cells(nb) -> dict[str, tuple[str, bool]]:
     """{exercise name: (op it provides, preferred)} for the exercise cells of ``nb`` that provide an op, plus
     every op a cell defines by name (notebooks whose editor dropped the metadata)."""
@@ -112,6 +123,8 @@ def _exercise_cells(nb) -> dict[str, tuple[str, bool]]:
         if not isinstance(meta, dict) or meta.get("role") != "exercise":
             continue
         exercise, provides = meta.get("exercise"), meta.get("implements") or meta.get("exercise")
+        if meta.get("implements") and not substitutes(provides):
+            continue  # an optimisation exercise of part of the op (flash attention: out, not att)
         if isinstance(exercise, str) and provides in MODEL_OPS:
             found[exercise] = (provides, exercise != provides)
     defined = set().union(

@@ -5,7 +5,9 @@
   what the checks cannot see (they start the causal parts of datt/dpreatt at zero): the softmax step
   reads the whole datt after its +=, the q.k step the whole dpreatt after its +=, and masked entries are
   neither read (NaN there changes nothing) nor written;
-- the forward leaves preatt's masked entries unwritten and writes 0 into att's.
+- the forward leaves preatt's masked entries unwritten and writes 0 into att's;
+- exercise 3's flash forward matches the reference at GPT-2's head size (64, which the checks' cases do not
+  reach) over several key tiles, never touches preatt or att, and refuses head sizes above 64.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def test_exercises_follow_the_contract():
         {
             "attention_forward": 'check.forward("attention", attention_forward)',
             "attention_backward": 'check.backward("attention", attention_backward)',
+            "attention_forward_flash": 'check.performance("attention_forward", attention_forward_flash)',
         },
     )
 
@@ -81,3 +84,24 @@ def test_backward_uses_the_whole_buffers_and_never_touches_masked_entries():
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, equal_nan=True, err_msg=name)
     for got in (dpreatt, datt):
         assert np.all(np.isnan(got[:, :, ~causal]))
+
+
+def test_flash_forward_at_head_size_64_never_touches_preatt_or_att():
+    ns, _ = run(CHAPTER, ["imports", "ex-attention_forward_flash"])
+    flash = ns["attention_forward_flash"]
+    B, T, C, NH = 2, 70, 128, 2  # hs = 64; three tiles of queries and of keys, the last partial
+    rng = np.random.default_rng(4)
+    inp = rng.standard_normal((B, T, 3 * C)).astype(np.float32)
+    out = np.full((B, T, C), np.nan, dtype=np.float32)
+    preatt = np.full((B, NH, T, T), 7.0, dtype=np.float32)
+    att = np.full((B, NH, T, T), -3.0, dtype=np.float32)
+    with runtime.use_backend("cpu"):
+        flash(out, preatt, att, inp, B, T, C, NH)
+    expected = np.empty((B, T, C))
+    reference.attention_forward(
+        expected, np.empty((B, NH, T, T)), np.empty((B, NH, T, T)), inp.astype(np.float64), B, T, C, NH
+    )
+    assert np.abs(out - expected).max() < 1e-5
+    assert (preatt == 7.0).all() and (att == -3.0).all()
+    with pytest.raises(ValueError, match="up to 64"), runtime.use_backend("cpu"):
+        flash(out, preatt, att, np.zeros((1, 2, 3 * 130), dtype=np.float32), 1, 2, 130, 2)

@@ -148,3 +148,66 @@ def test_time_target_on_a_gpu(ln):
     assert result.gpu["name"] and result.gpu["ms"] > 0 and result.gpu["baseline_ms"] > 0
     assert f"time on {result.gpu['name']}" in printed
     assert result.gpu["ok"], printed
+
+
+# ------------------------------------------------------------------------------------------ chapter 04: flash
+@pytest.fixture(scope="module")
+def att():
+    return _cells("04_attention", "ex-attention_forward", "ex-attention_forward_flash")
+
+
+def test_flash_attention_passes_judged_on_out_only(att):
+    result, printed = _quiet(check.performance, "attention_forward", att["attention_forward_flash"])
+    assert result.passed and result.skipped == ["preatt", "att"] and result.judged == ("out",)
+    lines = printed.splitlines()
+    assert lines[:3] == [
+        "PASS attention_forward",
+        "PASS attention_forward performance",
+        "  judged on out only (preatt, att: not compared)",
+    ]
+    assert all(line.strip().startswith("ok") for line in lines[4:]), printed
+    assert len(lines) == 4 + len(TARGETS["attention_forward"].targets)
+    got = {t.metric: round(t.measured, 3) for t in measure("attention_forward", att["attention_forward_flash"])[1]}
+    assert got == {  # the numbers the targets' comments quote
+        "extra_bytes": 0.0,
+        "unique_bytes": 1.0,
+        "load_sectors": 1.0,
+        "store_sectors": 1.0,
+        "shared_load_conflicts": 1.005,  # the write-back of out through q_tile: 2-way at row ends
+    }
+
+
+def test_flash_attention_leaves_preatt_and_att_alone(att):
+    """check.forward judges every output: the flash kernel fails it on preatt and att (never written), which
+    is also why llmc collect can never take it for attention_forward."""
+    with pytest.raises(CheckFailed) as info:
+        _quiet(check.forward, "attention", att["attention_forward_flash"])
+    printed = info.value.printed
+    assert "preatt:" in printed and "att:" in printed and "never written" in printed
+    assert "out:" not in printed  # out is right
+
+
+def test_the_thread_per_row_attention_fails_on_the_tt_matrices(att):
+    with pytest.raises(check.PerformanceFailed) as info:
+        _quiet(check.performance, "attention_forward", att["attention_forward"])
+    e = info.value
+    assert e.correct
+    missed = {t.metric: t.measured for t in e.targets if not t.ok}
+    assert set(missed) == {"extra_bytes", "unique_bytes", "load_sectors", "store_sectors"}
+    # preatt's causal part and all of att, at B=2, T=67, NH=3
+    assert missed["extra_bytes"] == 4 * 2 * 3 * (67 * 68 // 2 + 67 * 67)
+    assert "MISS bytes touched beyond the judged arrays: 162408 bytes" in e.printed
+    assert "no T x T matrix" in e.printed  # what the target expects
+
+
+def test_a_fast_wrong_flash_kernel_fails_on_correctness():
+    """Forgetting to rescale the running sums when the maximum grows: right on one tile of keys, wrong once a
+    query sees several (T = 37 and 33)."""
+    cell = source(load_nb("04_attention"), "ex-attention_forward_flash")
+    wrong_src = mutate(cell, "float corr = expf(m - m_new);", "float corr = 1.0f;")
+    wrong = run("04_attention", ["imports", ("ex-attention_forward_flash", wrong_src)])[0]
+    with pytest.raises(CheckFailed) as info:
+        _quiet(check.performance, "attention_forward", wrong["attention_forward_flash"])
+    assert not isinstance(info.value, check.PerformanceFailed)
+    assert "out:" in info.value.printed and "preatt" not in info.value.printed
+    assert "performance" not in info.value.printed

@@ -38,6 +38,22 @@ def test_collect_from_the_solutions_gives_every_op(from_solutions):
     assert "encoder_backward                01_encoder.ipynb               PASS" in table
 
 
+def test_flash_attention_never_stands_in_for_attention_forward(from_solutions):
+    """Chapter 04's attention_forward_flash implements attention_forward but writes out only (never att, which
+    the model's backward reads): collect does not even try it; the chapter's plain kernel is the op."""
+    assert collect.substitutes("matmul_forward") and collect.substitutes("layernorm_forward")
+    assert not collect.substitutes("attention_forward")
+    found, _ = collect.candidates([ROOT / "solutions" / "04_attention.ipynb"])
+    assert [c.exercise for c in found["attention_forward"]] == ["attention_forward"]
+    assert not any(c.exercise == "attention_forward_flash" for cands in found.values() for c in cands)
+    row = next(r for r in from_solutions.rows if r.function == "attention_forward")
+    assert row.used.exercise == "attention_forward" and row.check == "PASS"
+    # preferred optimisation exercises that do write every output are still used
+    assert next(r for r in from_solutions.rows if r.function == "matmul_forward").used.exercise == (
+        "matmul_forward_blocked"
+    )
+
+
 def test_the_collected_module_is_self_contained_and_says_whose_ops(from_solutions):
     text = from_solutions.out.read_text()
     assert "import numpy as np" in text and "from llmc_kernels.runtime import RawKernel" in text

@@ -45,7 +45,7 @@ from ..errors import (
     KernelTimeout,
 )
 from ..opspec import INPUT
-from .cases import Case, CaseSpec, build, complete_sizes, default_specs
+from .cases import Case, CaseSpec, build, complete_sizes, default_specs, judged_only
 from .compare import compare, coords, differs
 from .result import CaseRecord, CheckResult, warnings_of
 
@@ -139,7 +139,9 @@ def _specs(op: str, direction: str, sizes) -> list[CaseSpec]:
     return [CaseSpec.of(complete_sizes(op, s)) for s in sizes]
 
 
-def _check(op: str, direction: str, fn, sizes, seed):
+def _check(op: str, direction: str, fn, sizes, seed, outputs=None):
+    """The check of ``fn`` as ``op``'s ``direction``; ``outputs``: compare only these (check.performance of an
+    exercise judged on some of the op's outputs, see OpTargets.outputs), None: all."""
     fname = function_name(op, direction)
     if not callable(fn):
         raise TypeError(
@@ -151,7 +153,7 @@ def _check(op: str, direction: str, fn, sizes, seed):
         raise TypeError(f"seed must be an int or None, got {seed!r}")
     specs = _specs(op, direction, sizes)
     started = time.perf_counter()
-    runner = _Runner(fname, fn, int(seed), len(specs))
+    runner = _Runner(fname, fn, int(seed), len(specs), outputs)
     race_warnings: list = []
     token = _race_sink().set(race_warnings)  # same-value races: warnings on the result, not failures
     try:
@@ -182,11 +184,12 @@ def _race_sink():
 
 
 class _Runner:
-    def __init__(self, fname: str, fn, seed: int, n_cases: int):
+    def __init__(self, fname: str, fn, seed: int, n_cases: int, outputs=None):
         from .. import runtime
 
         self.runtime = runtime
         self.fname, self.fn, self.seed, self.n = fname, fn, seed, n_cases
+        self.outputs = outputs  # the outputs compared (None: all)
         self.tol = TOLERANCES[fname]
         self.backend = runtime.backend()
         self.schedules = SCHEDULES if self.backend == "cpu" else ("gpu",)
@@ -197,12 +200,12 @@ class _Runner:
     def run(self, specs: list[CaseSpec]) -> None:
         if self.backend == "cuda":  # the op's first default case: small, awkward sizes
             spec = default_specs(opspec.function(self.fname)[0].op, "forward")[0]
-            case = _case(self.fname, spec, self.seed)
+            case = judged_only(_case(self.fname, spec, self.seed), self.outputs)
             with self.runtime.use_backend("cpu"):
                 self._run(case, 1, "cpu", SCHEDULES, preflight=True)
             self.preflight = f"{case.label} on the cpu backend under thread orders {', '.join(SCHEDULES)}: passed"
         for i, spec in enumerate(specs, 1):
-            case = _case(self.fname, spec, self.seed)
+            case = judged_only(_case(self.fname, spec, self.seed), self.outputs)
             self.records.append(self._run(case, i, self.backend, self.schedules))
 
     # -- one case

@@ -31,7 +31,7 @@ from .. import opspec
 from ..opspec import ACCUMULATE, CAUSAL, COLS_LT_V, HYPER, INOUT, INPUT, KINDS, OUTPUT, SIZE, STEP, CaseSpec
 from .values import Pool, rms
 
-__all__ = ["build", "default_specs", "complete_sizes", "CaseSpec", "Case", "Tensor", "KINDS", "POISON"]
+__all__ = ["build", "judged_only", "default_specs", "complete_sizes", "CaseSpec", "Case", "Tensor", "KINDS", "POISON"]
 
 POISON_BITS = 0x7FC5A5A5  # a quiet NaN with a payload: "this element was never written"
 POISON = np.uint32(POISON_BITS).view(np.float32)
@@ -74,6 +74,7 @@ class Case:
     sizes: dict
     expected_from: str = "reference"  # or "finite differences"
     magnitude: float = 0.0  # largest |input| (for the "large inputs" hint)
+    judged: tuple | None = None  # the outputs compared (None: all); see judged_only
 
     @property
     def label(self) -> str:
@@ -85,7 +86,24 @@ class Case:
 
     def checked(self) -> list[Tensor]:
         """The tensors whose contents are compared afterwards (outputs, accumulators, in-out), present ones."""
-        return [t for t in self.tensors if t.role in (OUTPUT, ACCUMULATE, INOUT) and t.initial is not None]
+        return [
+            t
+            for t in self.tensors
+            if t.role in (OUTPUT, ACCUMULATE, INOUT)
+            and t.initial is not None
+            and (self.judged is None or t.name in self.judged)
+        ]
+
+
+def judged_only(case: Case, outputs) -> Case:
+    """``case`` with only ``outputs`` compared (None: ``case`` itself): an optimisation exercise that implements
+    part of an op (chapter 04's flash attention writes ``out``, never ``preatt``/``att``; check.performance's
+    ``OpTargets.outputs``). The other outputs are not compared, whatever they hold."""
+    if outputs is None:
+        return case
+    from dataclasses import replace
+
+    return replace(case, judged=tuple(outputs))
 
 
 # ------------------------------------------------------------------------------------------ coordinates

@@ -4,8 +4,8 @@
     check.performance("layernorm_forward", layernorm_forward_warp)   # PASS layernorm_forward
                                                                       # PASS layernorm_forward performance ...
 
-``op`` names the contract function being optimised (``"layernorm_forward"``, ``"matmul_forward"``, chapter 04b's
-``"transpose"``) and ``fn`` has its signature. Two checks, in order:
+``op`` names the contract function being optimised (``"layernorm_forward"``, ``"matmul_forward"``,
+``"attention_forward"``, chapter 04b's ``"transpose"``) and ``fn`` has its signature. Two checks, in order:
 
 1. **correctness**: exactly :func:`llmc_kernels.check.forward`'s (or ``backward``'s) check of ``op``; a wrong
    kernel fails here with its usual message and :class:`~llmc_kernels.errors.CheckFailed`, however fast it is;
@@ -14,6 +14,10 @@
    counters of its launches compared with the op's targets (deterministic: the same numbers on every machine
    and every run). On a GPU (``runtime.backend() == "cuda"``) its time is also compared with the package's
    kernel for the op, both timed in this process (CUDA events, median of several launches after a warm-up).
+
+An op's targets may judge only some of its outputs (``OpTargets.outputs``: chapter 04's flash forward writes
+``out``, never ``preatt``/``att``); the others are then compared nowhere, and the bytes a kernel must touch are
+those of the other arrays (:func:`judged_bytes`).
 
 A correct kernel that misses a target raises :class:`PerformanceFailed` (a ``CheckFailed`` whose ``correct``
 is True, so that "right but not fast yet" and "wrong" are told apart, as ``llmc grade`` needs). On success
@@ -30,7 +34,15 @@ import numpy as np
 
 from ..errors import CheckFailed
 
-__all__ = ["performance", "PerformanceResult", "PerformanceFailed", "TargetResult", "TARGETS", "measure"]
+__all__ = [
+    "performance",
+    "PerformanceResult",
+    "PerformanceFailed",
+    "TargetResult",
+    "TARGETS",
+    "measure",
+    "judged_bytes",
+]
 
 
 # ------------------------------------------------------------------------------------------ metrics
@@ -48,6 +60,12 @@ def _fmas(sizes: dict) -> int:
 
 def _rows(sizes: dict) -> int:
     return sizes["B"] * sizes["T"]
+
+
+def _extra_bytes(p) -> float:
+    # distinct bytes touched beyond the judged arrays (p.minimum): a correct kernel reads all of them and writes
+    # all of its judged outputs, so anything above is a buffer it had no need of (attention's T x T matrices)
+    return max(0, _sum(p, "unique_bytes") - p.minimum)
 
 
 # name -> (what it is, unit, how it is computed from a Profile and the sizes)
@@ -76,6 +94,11 @@ METRICS = {
         "unique bytes touched",
         "x the arrays' size",
         lambda p, s: _ratio(_sum(p, "unique_bytes"), p.minimum),
+    ),
+    "extra_bytes": (
+        "bytes touched beyond the judged arrays",
+        "bytes",
+        lambda p, s: _extra_bytes(p),
     ),
     "load_bytes_per_request": (
         "global load bytes per request",
@@ -133,6 +156,28 @@ class OpTargets:
     baseline: str  # the package's function the GPU time is compared with (llmc_kernels.ops.<baseline>)
     gpu_sizes: dict
     time_ratio: float = 1.5  # on a GPU: at most this many times the baseline's median time
+    # the op's outputs the exercise is judged on (None: all). The others are not compared, and their bytes are
+    # not among those the kernel must touch (see judged_bytes): chapter 04's flash attention writes out only
+    outputs: tuple | None = None
+
+
+def skipped_outputs(op: str) -> list[str]:
+    """The outputs of ``op`` (an op function, a key of TARGETS) that its exercise is not judged on."""
+    from .. import opspec
+    from ..opspec import ACCUMULATE, INOUT, OUTPUT
+
+    keep = TARGETS[op].outputs
+    if keep is None:
+        return []
+    _, fn = opspec.function(op)
+    return [a.name for a in fn.args if a.role in (OUTPUT, ACCUMULATE, INOUT) and a.name not in keep]
+
+
+def judged_bytes(op: str, arrays: dict) -> int:
+    """The bytes of the arrays (name -> array) a kernel for ``op`` must touch: all of them but the skipped
+    outputs (the minimum the unique-bytes targets compare with)."""
+    skip = set(skipped_outputs(op))
+    return sum(int(np.asarray(a).nbytes) for k, a in arrays.items() if a is not None and k not in skip)
 
 
 # The targets of each optimised op, in ONE place. A correct kernel of the design the chapter asks for meets
@@ -218,6 +263,51 @@ TARGETS = {
         baseline="transpose",
         gpu_sizes={"T": 8192, "C": 768},
     ),
+    "attention_forward": OpTargets(
+        # Chapter 04's attention_forward_flash: out only, never the T x T matrices (so it is judged on out, and
+        # llmc collect never puts it in the model, whose backward reads att). T = 67: three tiles of 32
+        # queries, the last with 3; hs = 24: no multiple of 32 (tile loads straddle rows), but of 8, so each
+        # head's 24 floats start on a 32-byte sector and a coalesced kernel reaches the ideal exactly (as
+        # transpose's sizes). Correctness is still checked on the op's awkward sizes (hs 1 to 16, T = 1, ...).
+        sizes={"B": 2, "T": 67, "C": 72, "NH": 3},
+        targets=(
+            Target(
+                "extra_bytes",
+                0.0,
+                "no T x T matrix: preatt and att are never touched, nor any scratch buffer in global memory "
+                "(the scores live in registers, the keys and values in shared memory); the thread-per-row "
+                "kernel writes 162,408 bytes of them",
+            ),
+            Target(
+                "unique_bytes",
+                1.25,
+                "inp read and out written, each once: 1.00 measured; the thread-per-row kernel, which also "
+                "writes preatt and att, 2.05",
+            ),
+            Target(
+                "load_sectors",
+                1.10,
+                "q, k and v tiles staged with consecutive threads on consecutive channels (coalesced): 1.00 "
+                "measured; threads reading rows 3C floats apart (a thread per query) 5.9",
+            ),
+            Target(
+                "store_sectors",
+                1.10,
+                "out written with consecutive threads on consecutive channels, through shared memory: 1.00 "
+                "measured; a thread per query writing its own row of out 7.1",
+            ),
+            Target(
+                "shared_load_conflicts",
+                1.10,
+                "the inner loops read the key and value tiles without bank conflicts (a row read by all "
+                "lanes at once is a broadcast; a column of a tile with an odd row stride hits 32 banks)",
+            ),
+        ),
+        # the package's attention_forward (on a GPU: cuBLAS + a softmax kernel, preatt and att materialised)
+        baseline="attention_forward",
+        gpu_sizes={"B": 8, "T": 1024, "C": 768, "NH": 12},
+        outputs=("out",),
+    ),
 }
 
 
@@ -275,6 +365,8 @@ class PerformanceResult:
     sizes: dict
     targets: list  # list[TargetResult]
     gpu: dict = field(default_factory=dict)  # on cuda: name, sizes, ms (yours, the package's), ratio, limit
+    skipped: list = field(default_factory=list)  # outputs of the op not judged (OpTargets.outputs) ...
+    judged: tuple = ()  # ... and those judged
 
     @property
     def passed(self) -> bool:
@@ -290,7 +382,10 @@ class PerformanceResult:
 
     def lines(self) -> list[str]:
         sizes = ", ".join(f"{k}={v}" for k, v in self.sizes.items())
-        out = [f"  memory counters (cpu backend, {sizes}):"]
+        out = []
+        if self.skipped:
+            out.append(f"  judged on {', '.join(self.judged)} only ({', '.join(self.skipped)}: not compared)")
+        out.append(f"  memory counters (cpu backend, {sizes}):")
         out += [f"    {t.row()}" for t in self.targets]
         if self.gpu:
             g = self.gpu
@@ -326,19 +421,20 @@ def measure(op: str, fn, seed: int = 0):
     from .._honesty import learner_scope
     from ..runtime import use_backend
     from . import TOLERANCES
-    from .cases import CaseSpec, Tensor, build, complete_sizes
+    from .cases import CaseSpec, Tensor, build, complete_sizes, judged_only
     from .compare import compare
 
     table = TARGETS[op]
     op_name, _ = _direction(op)
     sizes = complete_sizes(op_name, dict(table.sizes))
-    case = build(op, CaseSpec.of(sizes), seed)
+    case = judged_only(build(op, CaseSpec.of(sizes), seed), table.outputs)
     args = [
         (None if v.initial is None else np.array(v.initial, copy=True)) if isinstance(v, Tensor) else v
         for v in case.values
     ]
     with use_backend("cpu"), learner_scope(op):
         prof = profile(fn, *args)
+    prof.minimum = judged_bytes(op, {v.name: a for v, a in zip(case.values, args) if isinstance(v, Tensor)})
     got = {v.name: a for v, a in zip(case.values, args) if isinstance(v, Tensor) and a is not None}
     wrong = [r for r in (compare(t, got[t.name], TOLERANCES[op]) for t in case.checked()) if not r.ok]
     if wrong:
@@ -402,7 +498,7 @@ def _gpu_time(op: str, fn, repeats: int = 20) -> dict:
 
 
 def performance(op: str, fn, seed=None) -> PerformanceResult:
-    """Check ``fn`` as an optimised ``op`` ('layernorm_forward', 'matmul_forward', 'transpose'): its results first (as
+    """Check ``fn`` as an optimised ``op`` (a key of TARGETS): its results first (as
     ``check.forward``/``check.backward``), then its memory counters against the op's targets (and, on a GPU,
     its time against the package's kernel). Raises CheckFailed (wrong) or PerformanceFailed (right, slow)."""
     from .. import runtime
@@ -413,12 +509,13 @@ def performance(op: str, fn, seed=None) -> PerformanceResult:
     if not callable(fn):
         raise TypeError(f"check.performance({op!r}, fn): fn must be your function, got {type(fn).__name__}")
     op_name, direction = _direction(op)
-    correctness = _check(op_name, direction, fn, None, seed)  # prints PASS <op>, or raises CheckFailed
+    table = TARGETS[op]
+    correctness = _check(op_name, direction, fn, None, seed, table.outputs)  # PASS <op>, or raises CheckFailed
     try:
         sizes, targets = measure(op, fn, 0 if seed is None else int(seed))
     except CheckFailed as e:
         _fail(op, str(e), None)
-    result = PerformanceResult(op, correctness, sizes, targets)
+    result = PerformanceResult(op, correctness, sizes, targets, skipped=skipped_outputs(op), judged=table.outputs or ())
     if runtime.backend() == "cuda":
         result.gpu = _gpu_time(op, fn)
     if result.passed:

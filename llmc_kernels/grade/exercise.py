@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from . import wire
 from .cases import NotGradable, cases_for, plan_of, request_arrays
 from .fingerprint import package_match
@@ -377,11 +375,12 @@ def grade_check(chapter, plan, sources: list, *, sandbox, seed: int, limits, nam
     return None, notes, True
 
 
-def _profile_of(counters, case):
-    """A Profile-like object from the replay's counters, with the arrays' size computed here."""
+def _profile_of(counters, case, op: str):
+    """A Profile-like object from the replay's counters, with the arrays' size computed here (the bytes the
+    kernel must touch: every array but the outputs ``op``'s exercise is not judged on)."""
     from types import SimpleNamespace
 
-    from ..check.performance import METRIC_FIELDS
+    from ..check.performance import METRIC_FIELDS, judged_bytes
 
     if not isinstance(counters, list) or not counters:
         raise Verdict("no kernel", "the performance replay recorded no kernel launch")
@@ -392,7 +391,7 @@ def _profile_of(counters, case):
         ):
             raise Verdict("grading error", "the performance replay sent malformed counters", grader_error=True)
         kernels.append(SimpleNamespace(**{f: k[f] for f in METRIC_FIELDS}))
-    minimum = sum(int(np.asarray(a).nbytes) for a in case.arrays.values())
+    minimum = judged_bytes(op, case.arrays)
     return SimpleNamespace(kernels=kernels, minimum=minimum)
 
 
@@ -418,7 +417,7 @@ def grade_performance(plan, cases, runs, box, outcome, sandbox, limits, name: st
         profile=True,
         where=where,
     )
-    prof = _profile_of(counters, cases.performance_replay)
+    prof = _profile_of(counters, cases.performance_replay, plan.performance)
     table = TARGETS[plan.performance]
     sizes_full = dict(cases.performance_replay.sizes)
     results = [
