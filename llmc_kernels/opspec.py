@@ -3,12 +3,13 @@
 ``OPS[op]`` is an :class:`OpSpec` for each op name (encoder, layernorm, matmul, attention, gelu, residual,
 softmax, crossentropy, fused_classifier, adamw, vector_add, transpose). It names the forward and backward
 functions and, for each of their arguments in order, an :class:`Arg`: its role, its shape in terms of size
-names, its dtype and what its values must be. The same row holds what the checks need to know about the op: each function's
-tolerance (``FnSpec.tolerance``), the cases a check runs (``OpSpec.cases``, ``OpSpec.fd_case``), the
-distributions its inputs are drawn from (``OpSpec.values``, from :mod:`.draw`) and the regions of its
-outputs. ``ops/_validate.py`` derives the wrappers' argument checks from it; the tests prove it against
-``llmc_kernels.reference`` and tests/test_opspec_complete.py that every row has a reference, a wrapper, a
-tolerance and cases. Adding an op: a row here, a reference function, ``kernels/<op>.cu`` and a launcher.
+names, its dtype and what its values must be. The same row holds what the checks need to know about the
+op: each function's tolerance (``FnSpec.tolerance``), the cases a check runs (``OpSpec.cases``,
+``OpSpec.fd_case``), the distributions its inputs are drawn from (``OpSpec.values``, from :mod:`.draw`) and
+the regions of its outputs. ``ops/_validate.py`` derives the wrappers' argument checks from it; the tests
+prove it against ``llmc_kernels.reference`` and tests/test_opspec_complete.py that every row has a
+reference, a wrapper, a tolerance and cases. Adding an op: a row here, a reference function,
+``kernels/<op>.cu`` and a launcher.
 
 ``CHAPTER_ONLY`` ops are exercises that GPT-2 never calls; ``OPTIONAL`` ones (the fused classifier) it calls
 when an ops namespace has them and does without otherwise.

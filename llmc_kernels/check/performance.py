@@ -453,7 +453,8 @@ def _gpu_time(op: str, fn, repeats: int = 20) -> dict:
 def performance(op: str, fn, seed=None) -> PerformanceResult:
     """Check ``fn`` as an optimised ``op`` ('layernorm_forward', 'matmul_forward', 'transpose',
     'fused_classifier'): its results first (as ``check.forward``/``check.backward``), then its memory counters
-    against the op's targets (and, on a GPU, its time against the package's kernel). Raises CheckFailed (wrong) or PerformanceFailed (right, slow)."""
+    against the op's targets (and, on a GPU, its time against the package's kernel). Raises CheckFailed (wrong)
+    or PerformanceFailed (right, slow)."""
     from .. import runtime
     from . import _check, _fail
 
