@@ -25,7 +25,10 @@ from . import opspec
 
 # the ops of SPEC's table that GPT-2 calls, in the table's order (the chapter-only vector_add and transpose are not)
 MODEL_OPS = tuple(
-    fn.name for spec in opspec.OPS.values() if spec.op not in opspec.CHAPTER_ONLY for fn in spec.functions
+    fn.name
+    for spec in opspec.OPS.values()
+    if spec.op not in opspec.CHAPTER_ONLY + opspec.OPTIONAL
+    for fn in spec.functions
 )
 
 

@@ -1,14 +1,18 @@
 """One home per op: what every op of the contract (book/contract.md) takes and how the checks judge it.
 
 ``OPS[op]`` is an :class:`OpSpec` for each op name (encoder, layernorm, matmul, attention, gelu, residual,
-softmax, crossentropy, adamw, vector_add, transpose). It names the forward and backward functions and, for each of
-their arguments in order, an :class:`Arg`: its role, its shape in terms of size names, its dtype and what
-its values must be. The same row holds what the checks need to know about the op: each function's
-tolerance (``FnSpec.tolerance``), the cases a check runs (``OpSpec.cases``, ``OpSpec.fd_case``), the
-distributions its inputs are drawn from (``OpSpec.values``, from :mod:`.draw`) and the regions of its
-outputs. ``ops/_validate.py`` derives the wrappers' argument checks from it; the tests prove it against
-``llmc_kernels.reference`` and tests/test_opspec_complete.py that every row has a reference, a wrapper, a
-tolerance and cases. Adding an op: a row here, a reference function, ``kernels/<op>.cu`` and a launcher.
+softmax, crossentropy, fused_classifier, adamw, vector_add, transpose). It names the forward and backward
+functions and, for each of their arguments in order, an :class:`Arg`: its role, its shape in terms of size
+names, its dtype and what its values must be. The same row holds what the checks need to know about the
+op: each function's tolerance (``FnSpec.tolerance``), the cases a check runs (``OpSpec.cases``,
+``OpSpec.fd_case``), the distributions its inputs are drawn from (``OpSpec.values``, from :mod:`.draw`) and
+the regions of its outputs. ``ops/_validate.py`` derives the wrappers' argument checks from it; the tests
+prove it against ``llmc_kernels.reference`` and tests/test_opspec_complete.py that every row has a
+reference, a wrapper, a tolerance and cases. Adding an op: a row here, a reference function,
+``kernels/<op>.cu`` and a launcher.
+
+``CHAPTER_ONLY`` ops are exercises that GPT-2 never calls; ``OPTIONAL`` ones (the fused classifier) it calls
+when an ops namespace has them and does without otherwise.
 
 ``EXTENSIONS`` holds the signatures of the package's functions beyond the contract's table (fused ops,
 flash attention, the linear layers of the fast engine): no check runs them, but their wrappers validate
@@ -590,6 +594,48 @@ _add(
 
 _add(
     OpSpec(
+        "fused_classifier",
+        # softmax statistics over V <= 1000 columns, a logf for the loss, one multiply-add per gradient entry
+        _fn(
+            "fused_classifier",
+            Arg(
+                "logits",
+                INOUT,
+                ("B", "T", "Vp"),
+                zero_outside=COLS_LT_V,
+                note="in: the logits (columns < V read); out: dlogits written over them, exactly 0 in columns >= V",
+            ),
+            _out("losses", "B", "T"),
+            _in("dlosses", "B", "T", optional=True, note="None: 1/(B*T) everywhere (the mean loss)"),
+            _in("targets", "B", "T", dtype="int32", values="[0,V)"),
+            _sizes("B", "T", "V", "Vp"),
+            tol=(1e-5, 1e-5),
+        ),
+        None,
+        dims=("B", "T", "V", "Vp"),
+        constraints=("Vp >= V",),
+        example_sizes={"B": 2, "T": 3, "V": 7, "Vp": 10},
+        explain=_frozen(**{"Vp >= V": VOCAB}),
+        cases=(
+            _c(B=2, T=37, V=100, Vp=128),
+            _c(B=1, T=1, V=1, Vp=1),
+            _c(B=3, T=5, V=50, Vp=61),
+            _c("large", B=2, T=9, V=257, Vp=300),
+            _c(B=2, T=3, V=1000, Vp=1024),
+        ),
+        values=_frozen(logits=draw.logits(None, 10.0), dlosses=draw.mean_loss_weights, targets=draw.reachable_targets),
+        no_backward="fused_classifier is forward and backward in one: check it with "
+        "check.forward('fused_classifier', fn) (or check.performance)",
+        notes="llm.c's fused_classifier, chapter 07's optimisation exercise: losses[b,t] = -log p_y with "
+        "p = softmax(logits[b,t,:V]) and y = targets[b,t], and the logits OVERWRITTEN by the gradient "
+        "(p_c - [c == y]) * dlosses[b,t] for c < V, 0 for V <= c < Vp. The same as softmax_forward + "
+        "crossentropy_forward + crossentropy_softmax_backward into a zeroed dlogits, with no probs buffer. "
+        "Its check.performance targets live in check/performance.py.",
+    )
+)
+
+_add(
+    OpSpec(
         "adamw",
         # a few multiply-adds, sqrtf, powf for the bias corrections. The reference uses the float32 values of the
         # hyperparameters that the kernel sees (1 - 0.999f differs from 1 - 0.999 by 1.3e-5, more than this rtol)
@@ -645,17 +691,6 @@ def _extend(fn: FnSpec, like: str | None = None) -> None:
 _mm = OPS["matmul"]
 _extend(FnSpec("matmul_forward_kernel", _mm.forward.args), "matmul")
 _extend(FnSpec("matmul_backward_kernel", _mm.backward.args), "matmul")
-_extend(
-    _fn(
-        "fused_classifier",
-        Arg("logits", INOUT, ("B", "T", "Vp")),
-        _out("losses", "B", "T"),
-        _in("dlosses", "B", "T", optional=True),
-        _in("targets", "B", "T", dtype="int32", values="[0,V)"),
-        _sizes("B", "T", "V", "Vp"),
-    ),
-    "softmax",
-)
 _extend(
     _fn(
         "flash_attention_forward",
@@ -771,11 +806,15 @@ def function(name: str) -> tuple[OpSpec, FnSpec]:
 FUNCTIONS: tuple[str, ...] = tuple(fn.name for spec in OPS.values() for fn in spec.functions)
 # ops that are a chapter's exercise only, not a step of GPT-2 (no ops namespace of the model needs them)
 CHAPTER_ONLY: tuple[str, ...] = ("vector_add", "transpose")
+# ops that GPT-2 uses when an ops namespace has them, and does without otherwise (the model falls back on the
+# unfused functions): no namespace must provide them
+OPTIONAL: tuple[str, ...] = ("fused_classifier",)
 
 __all__ = [
     "OPS",
     "FUNCTIONS",
     "CHAPTER_ONLY",
+    "OPTIONAL",
     "EXTENSIONS",
     "OpSpec",
     "FnSpec",

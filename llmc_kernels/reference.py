@@ -46,6 +46,7 @@ __all__ = [
     "softmax_forward",
     "crossentropy_forward",
     "crossentropy_softmax_backward",
+    "fused_classifier",
     "adamw_update",
     "LAYERNORM_EPS",
     "GELU_SCALING_FACTOR",
@@ -391,6 +392,37 @@ def crossentropy_softmax_backward(dlogits, dlosses, probs, targets, B, T, V, Vp)
     bi, ti = np.indices((B, T))
     g[bi, ti, _v(targets, B, T)] -= _v(dlosses, B, T)
     _v(dlogits, B, T, Vp)[..., :V] += g
+
+
+def fused_classifier(logits, losses, dlosses, targets, B, T, V, Vp):
+    """softmax_forward, crossentropy_forward and crossentropy_softmax_backward in one, as llm.c's
+    fused_classifier: the loss of each position, and the gradient written OVER the logits.
+
+    logits [B,T,Vp] (read, then overwritten); losses [B,T] (output); dlosses [B,T], or None for 1/(B*T)
+    everywhere (the mean loss); targets [B,T] int32 in [0, V). With p = softmax(logits[b,t,:V]) and
+    y = targets[b,t]::
+
+        losses[b,t]    = -log p_y = (m + log s) - logits[b,t,y]     (m the row's max, s = sum exp(z - m))
+        logits[b,t,i] <- (p_i - [i == y]) * dlosses[b,t]            i < V
+        logits[b,t,i] <- 0                                           V <= i < Vp
+
+    No [B,T,Vp] probabilities are stored: that is the point of fusing (chapter 07's optimisation exercise).
+    """
+    refuse_if_learner("llmc_kernels.reference.fused_classifier")
+    x = _v(logits, B, T, Vp)
+    z = x[..., :V]
+    m = z.max(axis=-1, keepdims=True)
+    e = np.exp(z - m)
+    s = e.sum(axis=-1, keepdims=True)
+    y = _v(targets, B, T).astype(np.intp)
+    zy = np.take_along_axis(z, y[..., None], axis=-1)[..., 0]
+    _v(losses, B, T)[...] = (m[..., 0] + np.log(s[..., 0])) - zy
+    d = np.full((B, T), 1.0 / (B * T)) if dlosses is None else _v(dlosses, B, T)
+    g = e / s
+    bi, ti = np.indices((B, T))
+    g[bi, ti, y] -= 1.0
+    x[..., :V] = g * d[..., None]
+    x[..., V:] = 0
 
 
 # ================================================================================================ adamw

@@ -72,18 +72,35 @@ def test_the_trace_shows_what_the_prose_says():
     ns, printed = run(CHAPTER, ["imports", "trace-forward", "trace-backward"])
     calls = [line for line in printed.splitlines() if re.match(r"\w+\(", line)]
     L = GPT2Config.tiny().num_layers
-    forward, backward = calls[: 1 + 10 * L + 4], calls[1 + 10 * L + 4 :]
+    forward, backward = calls[: 1 + L + 4], calls[1 + L + 4 :]
     assert forward[0].startswith("encoder_forward(") and forward[-1].startswith("crossentropy_forward(")
-    assert len(backward) == 3 + 10 * L + 1 and backward[-1].startswith("encoder_backward(dwte:")
-    # the three scratch buffers have no [l]; layer 0's ln1 is a view named ln1[0]
-    for name in ("preatt", "attproj", "fcproj"):
-        assert f" {name}:" in " ".join(forward).replace("(", " ") and f"{name}[" not in printed
-    assert "layernorm_forward(ln1[0]:2x8x64" in printed
+    assert len(backward) == 3 + L + 1 and backward[-1].startswith("encoder_backward(dwte:")
+    # each block is one line: how many calls and which ops, never the calls themselves (the exercise)
+    uses = "attention_{d}, gelu_{d}, layernorm_{d} x2, matmul_{d} x4, residual_{d} x2"
+    for l in range(L):
+        line = f"block_forward(layer {l}): 10 calls, not shown (your exercise): " + uses.format(d="forward")
+        assert forward[1 + l] == line
+        line = f"block_backward(layer {L - 1 - l}): 10 calls, not shown (your exercise): " + uses.format(d="backward")
+        assert backward[3 + l] == line
+    for name in ("ln1", "qkv", "atty", "fch", "preatt", "attproj", "fcproj", "dqkv", "datty", "dfch"):
+        assert f"{name}:" not in printed and f"{name}[" not in printed, name  # no block buffer is shown
+    assert "residual3[1]:2x8x64" in printed  # layer 1's slice of the activation buffer (the prose's view)
     assert "matmul_forward(logits:2x8x50304, lnf:2x8x64, wte:50304x64, bias=None" in printed  # weight tying
     assert backward[0].startswith("crossentropy_softmax_backward(logits:")  # dlogits in logits
+    assert backward[2].startswith("layernorm_backward(dres_a:") and "dres_a:2x8x64" in backward[-1]
     d12 = GPT2Config.d12()
     per_layer_preatt = 4 * d12.num_layers * 8 * d12.num_heads * 1024 * 1024
     assert round(per_layer_preatt / 1e9, 1) == 4.8  # "4.8 GB"
+
+
+def test_the_prose_names_the_backward_ops_not_their_calls():
+    """The backward table says which op, which gradient it reads, what it reads from the forward and what it
+    adds into; it never writes a call with its arguments (that is block_backward, the exercise)."""
+    nb = load(CHAPTER)
+    prose = " ".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    for op in ("residual", "matmul", "gelu", "layernorm", "attention"):
+        assert f"`{op}_backward`" in prose
+        assert not re.search(rf"{op}_backward\(\s*d", prose), op
 
 
 def test_parameters_and_memory_are_what_the_prose_quotes():

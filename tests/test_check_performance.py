@@ -1,10 +1,10 @@
 """check.performance(op, fn): correctness first (check.forward's own check), then memory-counter targets.
 
-On the CPU backend, with the chapters' own kernels: the solutions of chapter 02's and 03's optimisation exercises
-pass; the chapters' earlier kernels (a block per row, 16x16 tiles) and the naive ones are correct but miss
-targets, which fails with PerformanceFailed (correct=True) and says which; a fast kernel with a wrong result
-fails the correctness part with a plain CheckFailed. The numbers are deterministic. The time target needs a
-GPU (marked gpu).
+On the CPU backend, with the chapters' own kernels: the solutions of chapter 02's, 03's and 07's optimisation
+exercises pass; the chapters' earlier kernels (a block per row, 16x16 tiles, 07's three unfused kernels behind
+the fused signature) and the naive ones are correct but miss targets, which fails with PerformanceFailed
+(correct=True) and says which; a fast kernel with a wrong result fails the correctness part with a plain
+CheckFailed. The numbers are deterministic. The time target needs a GPU (marked gpu).
 """
 
 from __future__ import annotations
@@ -37,6 +37,19 @@ def mm():
     return _cells("03_matmul", "naive-kernel", "ex-matmul_forward", "ex-matmul_forward_blocked")
 
 
+@pytest.fixture(scope="module")
+def fc():
+    """Chapter 07: its three kernels, the fused solution and the unfused path behind the fused signature."""
+    return _cells(
+        "07_softmax_crossentropy",
+        "ex-softmax_forward",
+        "ex-crossentropy_forward",
+        "ex-crossentropy_softmax_backward",
+        "ex-fused_classifier",
+        "unfused-fused_classifier",
+    )
+
+
 def _quiet(fn, *args):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -47,10 +60,11 @@ def _quiet(fn, *args):
             raise
 
 
-def test_the_solutions_pass(ln, mm):
+def test_the_solutions_pass(ln, mm, fc):
     for op, fn in (
         ("layernorm_forward", ln["layernorm_forward_warp"]),
         ("matmul_forward", mm["matmul_forward_blocked"]),
+        ("fused_classifier", fc["fused_classifier"]),
     ):
         result, printed = _quiet(check.performance, op, fn)
         assert result.passed and repr(result) == f"PASS {op} performance"
@@ -68,10 +82,16 @@ def test_the_solutions_pass(ln, mm):
         ("layernorm_forward", "layernorm_forward", {"load_bytes_per_request", "barriers_per_row"}),
         ("matmul_forward_naive_launch", "matmul_forward", {"load_sectors", "global_load_bytes_per_fma"}),
         ("matmul_forward", "matmul_forward", {"global_load_bytes_per_fma", "shared_loads_per_fma"}),
+        # 07's three kernels: a probs buffer written and read back, the row read five times, three launches
+        (
+            "fused_classifier_unfused",
+            "fused_classifier",
+            {"global_store_bytes_per_logit", "global_load_bytes_per_logit", "unique_bytes"},
+        ),
     ],
 )
-def test_correct_but_slow_kernels_fail_on_performance_only(ln, mm, chapter_fn, op, missed):
-    fn = (ln if op.startswith("layernorm") else mm)[chapter_fn]
+def test_correct_but_slow_kernels_fail_on_performance_only(ln, mm, fc, chapter_fn, op, missed):
+    fn = {"layernorm_forward": ln, "matmul_forward": mm, "fused_classifier": fc}[op][chapter_fn]
     with pytest.raises(check.PerformanceFailed) as info:
         _quiet(check.performance, op, fn)
     e = info.value
@@ -103,6 +123,23 @@ def test_a_fast_wrong_kernel_fails_on_correctness(ln):
     assert "performance" not in info.value.printed
 
 
+def test_a_wrong_fused_classifier_fails_on_correctness():
+    """The gradient without the one-hot term: one read for the statistics and one for the gradient, as fast as
+    the solution, and wrong."""
+    chapter = "07_softmax_crossentropy"
+    cell = mutate(
+        source(load_nb(chapter), "ex-fused_classifier"),
+        "(expf(x[i] - m) * inv - (i == y ? 1.0f : 0.0f)) * dloss",
+        "expf(x[i] - m) * inv * dloss",
+    )
+    wrong = run(chapter, ["imports", ("ex-fused_classifier", cell)])[0]["fused_classifier"]
+    with pytest.raises(CheckFailed) as info:
+        _quiet(check.performance, "fused_classifier", wrong)
+    assert not isinstance(info.value, check.PerformanceFailed)
+    assert not getattr(info.value, "correct", False)
+    assert info.value.printed.startswith("FAIL fused_classifier: ") and "performance" not in info.value.printed
+
+
 def test_the_numbers_are_deterministic(ln, mm):
     for op, fn in (("layernorm_forward", ln["layernorm_forward_naive"]), ("matmul_forward", mm["matmul_forward"])):
         first, second = measure(op, fn), measure(op, fn)
@@ -128,6 +165,26 @@ def test_the_solutions_measured(ln, mm):
         "shared_loads_per_fma": 0.622,
         "shared_load_conflicts": 1.0,
         "unique_bytes": 1.0,
+    }
+
+
+def test_the_fused_classifier_measured(fc):
+    """The numbers the fused_classifier targets' comments quote: the solution, then the unfused path."""
+    got = {t.metric: round(t.measured, 2) for t in measure("fused_classifier", fc["fused_classifier"])[1]}
+    assert got == {
+        "load_sectors": 1.0,
+        "store_sectors": 1.0,
+        "global_store_bytes_per_logit": 1.0,
+        "global_load_bytes_per_logit": 1.97,
+        "unique_bytes": 1.0,
+    }
+    got = {t.metric: round(t.measured, 2) for t in measure("fused_classifier", fc["fused_classifier_unfused"])[1]}
+    assert got == {
+        "load_sectors": 1.0,
+        "store_sectors": 1.0,
+        "global_store_bytes_per_logit": 1.98,
+        "global_load_bytes_per_logit": 4.9,
+        "unique_bytes": 3.92,
     }
 
 

@@ -415,11 +415,13 @@ def test_registry_covers_every_op():
         "residual",
         "softmax",
         "crossentropy",
+        "fused_classifier",
         "adamw",
         "vector_add",
         "transpose",
     }
     assert set(opspec.CHAPTER_ONLY) == {"vector_add", "transpose"} <= set(opspec.OPS)
+    assert set(opspec.OPTIONAL) == {"fused_classifier"} <= set(opspec.OPS)
     for fn in opspec.FUNCTIONS:
         assert fn in ref.__all__
 
@@ -541,3 +543,23 @@ def test_registry_matmul_optional_bias(rng):
     dinp, dweight = np.zeros((B, T, C)), np.zeros((OC, C))
     ref.matmul_backward(dinp, dweight, None, np.ones((B, T, OC)), inp, weight, B, T, C, OC)
     assert np.all(np.isfinite(dinp)) and np.all(np.isfinite(dweight))
+
+
+@pytest.mark.parametrize("dlosses_given", [True, False], ids=["dlosses", "None"])
+def test_fused_classifier_is_the_three_unfused_references(dlosses_given):
+    """reference.fused_classifier = softmax_forward + crossentropy_forward + crossentropy_softmax_backward into a
+    zeroed dlogits, the padding's gradient 0 (the logits overwritten); dlosses None is the mean loss's 1/(B*T)."""
+    B, T, V, Vp = 2, 3, 7, 10
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((B, T, Vp)) * 3
+    targets = rng.integers(0, V, (B, T)).astype(np.int32)
+    dlosses = rng.uniform(0.5, 1.5, (B, T)) / (B * T) if dlosses_given else np.full((B, T), 1.0 / (B * T))
+    probs, losses, dlogits = np.empty((B, T, Vp)), np.empty((B, T)), np.zeros((B, T, Vp))
+    ref.softmax_forward(probs, logits, B, T, V, Vp)
+    ref.crossentropy_forward(losses, probs, targets, B, T, Vp)
+    ref.crossentropy_softmax_backward(dlogits, dlosses, probs, targets, B, T, V, Vp)
+    fused, fused_losses = logits.copy(), np.empty((B, T))
+    ref.fused_classifier(fused, fused_losses, dlosses if dlosses_given else None, targets, B, T, V, Vp)
+    np.testing.assert_allclose(fused_losses, losses, rtol=1e-12)
+    np.testing.assert_allclose(fused, dlogits, rtol=1e-12, atol=1e-15)
+    assert (fused[..., V:] == 0).all()

@@ -8,7 +8,7 @@ A learner's time on a chapter is estimated as
     running     3 minutes per code cell that is not an exercise or check (run it, read its output, vary it),
     exercises   45 minutes per point (points are weighted by difficulty; the time includes debugging with
                 the check's messages; an optimisation exercise that follows a chapter's correctness
-                exercises, 02's and 03's, is stretch work assigned apart and not counted, while 04b's
+                exercises, 02's, 03's, 04's and 07's, is stretch work assigned apart and not counted, while 04b's
                 transpose, its chapter's only exercise, is), and
     set-up      30 minutes for chapter 00 (installing the package, or opening Colab).
 These are estimates, not measurements: calibrate them with your own class (ask for time logs).

@@ -31,6 +31,7 @@ import inspect
 import json
 import math
 import types
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -664,17 +665,23 @@ def loss_falls(run, min_drop: float = 0.5) -> ModelCheckResult:
 
 
 # ---------------------------------------------------------------------------------------------- trace
-def trace(model: GPT2, inputs, targets, forward: bool = True, backward: bool = True, file=None) -> list[str]:
+def trace(
+    model: GPT2, inputs, targets, forward: bool = True, backward: bool = True, file=None, blocks: bool = True
+) -> list[str]:
     """Run ``model.forward(inputs, targets)`` and then ``zero_grad`` and ``backward``, printing the op calls of
     the passes asked for with the buffers each receives, named after the model's dicts (``params``,
     ``grads`` with a prefix d, ``acts``, ``gacts``; ``[l]`` is layer l of a per-layer tensor) and their shapes,
-    e.g. ``layernorm_forward(ln1[0]:2x8x64, ...)``. Returns the printed lines."""
+    e.g. ``layernorm_forward(ln1[0]:2x8x64, ...)``. Returns the printed lines.
+
+    ``blocks=False`` prints each transformer block as one line instead of its calls: the number of calls and
+    the ops it uses, alphabetically (chapter 09, whose exercise is that sequence of calls)."""
 
     def key(arr):
         ptr = arr.__array_interface__["data"][0] if isinstance(arr, np.ndarray) else int(arr.data.ptr)
         return ptr, tuple(arr.shape)
 
     names, lines, show = {}, [], [forward]
+    inside: list[list[str]] = []  # the ops called by the block running now, when blocks are not shown
 
     def register(tensors: dict, prefix: str = "", per_layer=()):
         for name, t in tensors.items():
@@ -690,7 +697,9 @@ def trace(model: GPT2, inputs, targets, forward: bool = True, backward: bool = T
         params = list(inspect.signature(ref or fn).parameters)
 
         def call(*args):
-            if show[0]:
+            if inside:
+                inside[-1].append(name)
+            elif show[0]:
                 parts = [
                     f"{p}=None"
                     if a is None
@@ -705,7 +714,25 @@ def trace(model: GPT2, inputs, targets, forward: bool = True, backward: bool = T
 
         return call
 
+    def hidden(kind, method):
+        def run(l, *args):
+            inside.append([])
+            try:
+                method(l, *args)
+            finally:
+                called = inside.pop()
+            if show[0]:
+                counts = Counter(called)
+                uses = ", ".join(f"{n} x{k}" if k > 1 else n for n, k in sorted(counts.items()))
+                lines.append(f"block_{kind}(layer {l}): {len(called)} calls, not shown (your exercise): {uses}")
+                print(lines[-1], file=file)
+
+        return run
+
     original = dict(model._op)
+    if not blocks:
+        model._layer_forward = hidden("forward", model._layer_forward)
+        model._layer_backward = hidden("backward", model._layer_backward)
     try:
         model._ensure_activations(*(int(s) for s in np.shape(inputs)))
         register({"inputs": inputs, "targets": targets})
@@ -721,4 +748,6 @@ def trace(model: GPT2, inputs, targets, forward: bool = True, backward: bool = T
             model.backward()
     finally:
         model._op.update(original)
+        if not blocks:
+            del model._layer_forward, model._layer_backward  # the class's methods again
     return lines

@@ -5,7 +5,8 @@
                                                                       # PASS layernorm_forward performance ...
 
 ``op`` names the contract function being optimised (``"layernorm_forward"``, ``"matmul_forward"``,
-``"attention_forward"``, chapter 04b's ``"transpose"``) and ``fn`` has its signature. Two checks, in order:
+``"attention_forward"``, chapter 04b's ``"transpose"``, chapter 07's ``"fused_classifier"``) and ``fn`` has its
+signature. Two checks, in order:
 
 1. **correctness**: exactly :func:`llmc_kernels.check.forward`'s (or ``backward``'s) check of ``op``; a wrong
    kernel fails here with its usual message and :class:`~llmc_kernels.errors.CheckFailed`, however fast it is;
@@ -68,6 +69,10 @@ def _extra_bytes(p) -> float:
     return max(0, _sum(p, "unique_bytes") - p.minimum)
 
 
+def _logit_bytes(sizes: dict) -> int:
+    return 4 * sizes["B"] * sizes["T"] * sizes["Vp"]
+
+
 # name -> (what it is, unit, how it is computed from a Profile and the sizes)
 METRICS = {
     "load_sectors": (
@@ -105,6 +110,16 @@ METRICS = {
         "bytes",
         lambda p, s: _ratio(_sum(p, "global_load_bytes"), _sum(p, "global_load_requests")),
     ),
+    "global_load_bytes_per_logit": (
+        "global load bytes",
+        "x the logits' size",
+        lambda p, s: _sum(p, "global_load_bytes") / _logit_bytes(s),
+    ),
+    "global_store_bytes_per_logit": (
+        "global store bytes",
+        "x the logits' size",
+        lambda p, s: _sum(p, "global_store_bytes") / _logit_bytes(s),
+    ),
     "barriers_per_row": (
         "__syncthreads() per row",
         "",
@@ -129,6 +144,7 @@ METRIC_FIELDS = (
     "global_load_sectors",
     "global_load_ideal",
     "global_load_bytes",
+    "global_store_bytes",
     "global_store_sectors",
     "global_store_ideal",
     "shared_load_requests",
@@ -307,6 +323,40 @@ TARGETS = {
         baseline="attention_forward",
         gpu_sizes={"B": 8, "T": 1024, "C": 768, "NH": 12},
         outputs=("out",),
+    ),
+    "fused_classifier": OpTargets(
+        # Chapter 07's exercise. 21 rows of V = 999 real columns (no multiple of 4 or of the block) padded to
+        # Vp = 1024 (rows start on a sector, as GPT-2's 50,304 columns do). Measured with the chapter's solution
+        # (256 threads per row, online pairs, a shared-memory tree) against the unfused path, the chapter's three
+        # kernels (softmax_forward, crossentropy_forward, crossentropy_softmax_backward) behind the fused signature
+        sizes={"B": 3, "T": 7, "V": 999, "Vp": 1024},
+        targets=(
+            Target("load_sectors", 1.10, "the threads of a block read consecutive columns of the row: 1.00 measured"),
+            Target("store_sectors", 1.10, "the gradient is written the same way, consecutive columns: 1.00"),
+            Target(
+                "global_store_bytes_per_logit",
+                1.10,
+                "the gradient is written over the logits once (1.00 measured) and nothing else of that size: no "
+                "[B,T,Vp] probs buffer, which the unfused path writes before its dlogits (1.98)",
+            ),
+            Target(
+                "global_load_bytes_per_logit",
+                2.10,
+                "the row is read once for the online (m, s) and once more for the gradient (1.97 measured); a max "
+                "pass and a sum pass before the gradient read it 3 times, the unfused path 4.9 times",
+            ),
+            Target(
+                "unique_bytes",
+                1.25,
+                "one kernel touches each array once: logits (read, then overwritten), targets, dlosses, losses "
+                "(1.00 measured); the unfused path's probs buffer and its three launches make 3.92x",
+            ),
+        ),
+        baseline="fused_classifier",
+        gpu_sizes={"B": 8, "T": 1024, "V": 50257, "Vp": 50304},
+        # the package's kernel loads float4s with 512 threads per row; a scalar 256-thread kernel that meets the
+        # counters is memory-bound too, but a little behind it (not yet timed on a GPU for this target)
+        time_ratio=2.0,
     ),
 }
 
@@ -498,9 +548,10 @@ def _gpu_time(op: str, fn, repeats: int = 20) -> dict:
 
 
 def performance(op: str, fn, seed=None) -> PerformanceResult:
-    """Check ``fn`` as an optimised ``op`` (a key of TARGETS): its results first (as
-    ``check.forward``/``check.backward``), then its memory counters against the op's targets (and, on a GPU,
-    its time against the package's kernel). Raises CheckFailed (wrong) or PerformanceFailed (right, slow)."""
+    """Check ``fn`` as an optimised ``op`` (a key of TARGETS: 'layernorm_forward', 'matmul_forward',
+    'attention_forward', 'transpose', 'fused_classifier'): its results first (as ``check.forward``/
+    ``check.backward``), then its memory counters against the op's targets (and, on a GPU, its time against the
+    package's kernel). Raises CheckFailed (wrong) or PerformanceFailed (right, slow)."""
     from .. import runtime
     from . import _check, _fail
 

@@ -176,6 +176,13 @@ SECRET_CASES: dict[str, list[tuple[str, object]]] = {
         ("random", lambda r: _vocab(r, (2, 3), (4, 6), (40, 60), (0, 12))),
         ("large", lambda r: _vocab(r, (1, 2), (6, 10), (200, 300), (10, 50))),
     ],
+    "fused_classifier": [
+        ("random", lambda r: _vocab(r, (1, 3), (20, 40), (80, 120), (0, 30))),
+        ("random", _tiny(("B", "T", "V", "Vp"))),
+        ("random", lambda r: _vocab(r, (2, 3), (4, 6), (40, 60), (0, 12))),
+        ("large", lambda r: _vocab(r, (1, 2), (6, 10), (200, 300), (10, 50))),
+        ("random", lambda r: _vocab(r, (1, 2), (2, 4), (700, 1000), (0, 40))),
+    ],
     "adamw": [
         ("random", _adamw((700, 1500), (1, 3), (5e-4, 2e-3))),
         ("random", _adamw((1, 3), (2, 5), (1e-4, 1e-3))),
