@@ -73,27 +73,28 @@ def _logit_bytes(sizes: dict) -> int:
     return 4 * sizes["B"] * sizes["T"] * sizes["Vp"]
 
 
+def _per(counter: str, ideal: str):
+    """The metric ``counter / ideal`` summed over the kernels (ideal: what a perfect access pattern needs)."""
+    return lambda p, s: _ratio(_sum(p, counter), _sum(p, ideal))
+
+
 # name -> (what it is, unit, how it is computed from a Profile and the sizes)
 METRICS = {
-    "load_sectors": (
-        "global load sectors per request",
-        "x ideal",
-        lambda p, s: _ratio(_sum(p, "global_load_sectors"), _sum(p, "global_load_ideal")),
-    ),
+    "load_sectors": ("global load sectors per request", "x ideal", _per("global_load_sectors", "global_load_ideal")),
     "store_sectors": (
         "global store sectors per request",
         "x ideal",
-        lambda p, s: _ratio(_sum(p, "global_store_sectors"), _sum(p, "global_store_ideal")),
+        _per("global_store_sectors", "global_store_ideal"),
     ),
     "shared_load_conflicts": (
         "shared-memory load wavefronts (bank conflicts)",
         "x ideal",
-        lambda p, s: _ratio(_sum(p, "shared_load_wavefronts"), _sum(p, "shared_load_ideal")),
+        _per("shared_load_wavefronts", "shared_load_ideal"),
     ),
     "shared_store_conflicts": (
         "shared-memory store wavefronts (bank conflicts)",
         "x ideal",
-        lambda p, s: _ratio(_sum(p, "shared_store_wavefronts"), _sum(p, "shared_store_ideal")),
+        _per("shared_store_wavefronts", "shared_store_ideal"),
     ),
     "unique_bytes": (
         "unique bytes touched",
@@ -108,7 +109,7 @@ METRICS = {
     "load_bytes_per_request": (
         "global load bytes per request",
         "bytes",
-        lambda p, s: _ratio(_sum(p, "global_load_bytes"), _sum(p, "global_load_requests")),
+        _per("global_load_bytes", "global_load_requests"),
     ),
     "global_load_bytes_per_logit": (
         "global load bytes",
