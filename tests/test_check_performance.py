@@ -268,3 +268,35 @@ def test_a_fast_wrong_flash_kernel_fails_on_correctness():
     assert not isinstance(info.value, check.PerformanceFailed)
     assert "out:" in info.value.printed and "preatt" not in info.value.printed
     assert "performance" not in info.value.printed
+
+
+def test_the_gpu_time_line_is_sanitized_for_nbval():
+    """On a GPU a passing check adds a line with the GPU's name and times; the saved outputs (cpu backend) have
+    none. pyproject's addopts give nbval tools/nbval_sanitize.cfg, which removes that line, so `pytest
+    --nbval-lax` on a grading GPU compares the same text as on the CPU."""
+    import re
+    from pathlib import Path
+
+    import tomllib
+    from nbval.plugin import get_sanitize_patterns
+
+    from llmc_kernels.check.performance import PerformanceResult, TargetResult
+
+    root = Path(__file__).resolve().parent.parent
+    addopts = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
+    assert "--nbval-sanitize-with=tools/nbval_sanitize.cfg" in addopts
+    patterns = get_sanitize_patterns((root / "tools" / "nbval_sanitize.cfg").read_text())
+    target = TargetResult("load_sectors", "global load sectors per request", "x ideal", 1.0, 1.1, False, "why")
+    cpu = PerformanceResult("layernorm_forward", None, {"B": 3, "T": 37, "C": 200}, [target])
+    gpu = PerformanceResult(cpu.name, None, cpu.sizes, [target])
+    gpu.gpu = {"name": "NVIDIA H100 80GB HBM3", "sizes": {"B": 8, "T": 1024, "C": 768}, "ms": 0.0123, "ok": True,
+               "baseline": "layernorm_forward", "baseline_ms": 0.0101, "ratio": 1.22, "limit": 1.5}  # fmt: skip
+
+    def printed(result):
+        text = "PASS layernorm_forward\n" + repr(result) + "\n" + "\n".join(result.lines()) + "\n"
+        for regex, replace in patterns:
+            text = re.sub(regex, replace, text)
+        return text
+
+    assert "time on NVIDIA H100" in "\n".join(gpu.lines())
+    assert printed(gpu) == printed(cpu)
