@@ -88,6 +88,17 @@ def read_csv(path: Path) -> tuple[list[str], dict[str, dict]]:
     return header, {row[0]: dict(zip(header, row)) for row in rows[1:]}
 
 
+def grade_notebooks(folder: Path, chapter: str, subs: dict, seed: int):
+    """Write each submission of ``subs`` (name -> notebook) as ``<name>_<chapter>.ipynb`` into ``folder`` and grade
+    them all with one ``llmc grade --csv --seed``: (CSV header, rows by file name, stdout)."""
+    for name, nb in subs.items():
+        write(folder, f"{name}_{chapter}.ipynb", nb)
+    out = llmc_grade(*sorted(folder.glob("*.ipynb")), "--csv", folder / "grades.csv", "--seed", seed, cwd=folder)
+    assert out.returncode == 0, out.stdout + out.stderr
+    header, rows = read_csv(folder / "grades.csv")
+    return header, rows, out.stdout
+
+
 def section(stdout: str, name: str) -> str:
     """One submission's table in llmc grade's stdout."""
     start = stdout.index(f"== {name}:")

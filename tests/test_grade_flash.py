@@ -9,11 +9,10 @@ it earns the correctness points only; a flash kernel that forgets to rescale ear
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from _grade_helpers import llmc_grade, mutate, read_csv, section, set_source, solved, source
+from _grade_helpers import grade_notebooks, mutate, section, set_source, solved, source
 
 pytestmark = pytest.mark.slow
 
@@ -37,12 +36,7 @@ def graded(tmp_path_factory):
         "naive": set_source(solved(CHAPTER), CELL, _naive()),
         "wrong_fast": mutate(solved(CHAPTER), CELL, "float corr = expf(m - m_new);", "float corr = 1.0f;"),
     }
-    for name, nb in subs.items():
-        (folder / f"{name}_{CHAPTER}.ipynb").write_text(json.dumps(nb), encoding="utf-8")
-    out = llmc_grade(*sorted(folder.glob("*.ipynb")), "--csv", folder / "grades.csv", "--seed", "7", cwd=folder)
-    assert out.returncode == 0, out.stdout + out.stderr
-    header, rows = read_csv(folder / "grades.csv")
-    return header, rows, out.stdout, folder
+    return (*grade_notebooks(folder, CHAPTER, subs, 7), folder)
 
 
 def test_csv_has_both_columns(graded):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _grade_helpers import llmc_grade, mutate, read_csv, section, set_source, solved, source
+from _grade_helpers import grade_notebooks, mutate, section, set_source, solved, source
 
 pytestmark = pytest.mark.slow
 
@@ -56,12 +56,7 @@ def graded(tmp_path_factory):
             solved(CHAPTER), CELL, "float m = warp_sum(sum) / C;", "float m = warp_sum(sum) / (C + 1);"
         ),
     }
-    for name, nb in subs.items():
-        (folder / f"{name}_{CHAPTER}.ipynb").write_text(__import__("json").dumps(nb), encoding="utf-8")
-    out = llmc_grade(*sorted(folder.glob("*.ipynb")), "--csv", folder / "grades.csv", "--seed", "7", cwd=folder)
-    assert out.returncode == 0, out.stdout + out.stderr
-    header, rows = read_csv(folder / "grades.csv")
-    return header, rows, out.stdout, folder
+    return (*grade_notebooks(folder, CHAPTER, subs, 7), folder)
 
 
 def test_the_naive_source_is_correct_but_not_the_solution():

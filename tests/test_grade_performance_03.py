@@ -7,11 +7,10 @@ it loads more than 0.2 bytes of global memory and more than one shared float per
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from _grade_helpers import llmc_grade, read_csv, section, set_source, solved, source
+from _grade_helpers import grade_notebooks, section, set_source, solved, source
 
 pytestmark = pytest.mark.slow
 
@@ -32,11 +31,8 @@ def graded(tmp_path_factory):
     folder: Path = tmp_path_factory.mktemp("perf03")
     nb = solved(CHAPTER)
     subs = {"solved": nb, "tiled": set_source(solved(CHAPTER), CELL, source(nb, "ex-matmul_forward") + WRAPPER)}
-    for name, sub in subs.items():
-        (folder / f"{name}_{CHAPTER}.ipynb").write_text(json.dumps(sub), encoding="utf-8")
-    out = llmc_grade(*sorted(folder.glob("*.ipynb")), "--csv", folder / "grades.csv", "--seed", "5", cwd=folder)
-    assert out.returncode == 0, out.stdout + out.stderr
-    return read_csv(folder / "grades.csv")[1], out.stdout, folder
+    _, rows, stdout = grade_notebooks(folder, CHAPTER, subs, 5)
+    return rows, stdout, folder
 
 
 def test_solved_earns_both(graded):

@@ -7,11 +7,10 @@ the correctness points only, with the missed targets named in the feedback.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from _grade_helpers import llmc_grade, read_csv, section, set_source, solved, source
+from _grade_helpers import grade_notebooks, section, set_source, solved, source
 
 pytestmark = pytest.mark.slow
 
@@ -42,12 +41,7 @@ def _unfused(nb: dict) -> dict:
 def graded(tmp_path_factory):
     folder: Path = tmp_path_factory.mktemp("perf07")
     subs = {"solved": solved(CHAPTER), "unfused": _unfused(solved(CHAPTER))}
-    for name, nb in subs.items():
-        (folder / f"{name}_{CHAPTER}.ipynb").write_text(json.dumps(nb), encoding="utf-8")
-    out = llmc_grade(*sorted(folder.glob("*.ipynb")), "--csv", folder / "grades.csv", "--seed", "11", cwd=folder)
-    assert out.returncode == 0, out.stdout + out.stderr
-    header, rows = read_csv(folder / "grades.csv")
-    return header, rows, out.stdout, folder
+    return (*grade_notebooks(folder, CHAPTER, subs, 11), folder)
 
 
 def test_csv_has_a_correctness_and_a_performance_column(graded):
