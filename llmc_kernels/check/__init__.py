@@ -46,7 +46,7 @@ from ..errors import (
 )
 from ..opspec import INPUT
 from .cases import Case, CaseSpec, build, complete_sizes, default_specs, judged_only
-from .compare import compare, coords, differs
+from .compare import compare, coords, differs, nan_hint, order_hint
 from .result import CaseRecord, CheckResult, warnings_of
 
 __all__ = [
@@ -341,29 +341,18 @@ class _Runner:
             lines.append("  " + r.summary())
             for h in r.hints:
                 if h == "NAN_INF":
-                    h = self._nan_hint(case)
+                    h = nan_hint(case.spec.kind == "large", case.magnitude)
                 if h not in hints:
                     hints.append(h)
         if len(schedules) > 1:
-            passing = [x for x in schedules if x not in failing]
             differ = any(
                 differs(t, outcomes[schedules[0]][0][t.name], outcomes[x][0][t.name], self.tol)
                 for x in schedules[1:]
                 for t in case.checked()
             )
-            if passing or (differ and len(failing) > 1):
-                said = (
-                    f"thread order '{failing[0]}' failed, '{passing[0]}' passed"
-                    if passing
-                    else "the thread orders give different results"
-                )
-                hints.insert(
-                    0,
-                    f"the result depends on the order in which threads run ({said}): a race. Most "
-                    "often a missing __syncthreads() between threads writing shared memory and "
-                    "other threads reading it; or several threads writing the same element "
-                    "(accumulate with atomicAdd)",
-                )
+            race = order_hint(schedules, failing, differ)
+            if race:
+                hints.insert(0, race)
         if self.returned:
             hints.append(
                 f"your function returned a value ({self.returned}), which the check ignores: write "
@@ -371,18 +360,6 @@ class _Runner:
             )
         lines += [f"hint: {h}" for h in hints]
         return "\n".join(lines)
-
-    def _nan_hint(self, case: Case) -> str:
-        if case.spec.kind == "large":
-            return (
-                f"NaN/inf with inputs of large magnitude (up to {case.magnitude:.3g}): something overflows "
-                "float32 (max ~3.4e38; expf overflows above ~88). For a softmax, subtract the row's "
-                "maximum before exp; avoid forms like exp(2x) or cosh(x)"
-            )
-        return (
-            "the kernel computed NaN/inf where the result is finite: a division by zero, sqrt or log of a "
-            "negative number or zero, or reading memory that was never written?"
-        )
 
 
 def _cpu_timeout() -> float | None:

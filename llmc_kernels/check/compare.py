@@ -266,3 +266,36 @@ def differs(t: Tensor, a: np.ndarray, b: np.ndarray, tol: tuple) -> bool:
     with np.errstate(invalid="ignore", over="ignore"):
         close = np.abs(x - y) <= atol + rtol * np.abs(t.expected[mask])
     return bool(np.any(~(close | both_nan | (x == y))))
+
+
+def nan_hint(large: bool, magnitude: float | None = None) -> str:
+    """What a NaN/inf where the result is finite usually means (a check's or the grader's hint)."""
+    if large:
+        size = f" (up to {magnitude:.3g})" if magnitude is not None else ""
+        return (
+            f"NaN/inf with inputs of large magnitude{size}: something overflows float32 (max ~3.4e38; expf "
+            "overflows above ~88). For a softmax, subtract the row's maximum before exp; avoid forms like exp(2x) "
+            "or cosh(x)"
+        )
+    return (
+        "the kernel computed NaN/inf where the result is finite: a division by zero, sqrt or log of a negative "
+        "number or zero, or reading memory that was never written?"
+    )
+
+
+def order_hint(schedules: list, failing: list, differ: bool) -> str | None:
+    """The race hint when the CPU thread orders disagree: one passed and another failed, or several failed with
+    different results (``differ``); None when the orders agree."""
+    passing = [s for s in schedules if s not in failing]
+    if not (passing or (differ and len(failing) > 1)):
+        return None
+    said = (
+        f"thread order '{failing[0]}' failed, '{passing[0]}' passed"
+        if passing
+        else "the thread orders give different results"
+    )
+    return (
+        f"the result depends on the order in which threads run ({said}): a race. Most often a missing "
+        "__syncthreads() between threads writing shared memory and other threads reading it; or several threads "
+        "writing the same element (accumulate with atomicAdd)"
+    )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..check.compare import coords, differs
+from ..check.compare import coords, differs, nan_hint, order_hint
 from . import wire
 
 # the class names an error carries (its MRO) -> the verdict; the first match wins. KernelRace is the CPU
@@ -180,33 +180,17 @@ def wrong_results(case, where: dict, results: dict, got: dict, schedules: list, 
         lines.append("  " + r.summary())
         for h in r.hints:
             if h == "NAN_INF":
-                h = (
-                    "NaN/inf with inputs of large magnitude: something overflows float32 (expf overflows above "
-                    "~88; for a softmax, subtract the row's maximum first)"
-                    if case.kind == "large"
-                    else "the kernel computed NaN/inf where the result is finite: a division by zero, sqrt or log of "
-                    "a negative number or zero, or reading memory that was never written?"
-                )
+                h = nan_hint(case.kind == "large")
             if h not in hints:
                 hints.append(h)
     verdict = "wrong"
     if len(schedules) > 1:
-        passing = [s for s in schedules if s not in failing]
         differ = any(
             differs(t, got[schedules[0]][k], got[s][k], case.tol) for s in schedules[1:] for k, t in case.checked
         )
-        if passing or (differ and len(failing) > 1):
-            said = (
-                f"thread order '{failing[0]}' failed, '{passing[0]}' passed"
-                if passing
-                else "the thread orders give different results"
-            )
-            hints.insert(
-                0,
-                f"the result depends on the order in which threads run ({said}): a race. Most often a "
-                "missing __syncthreads() between threads writing shared memory and other threads "
-                "reading it; or several threads writing the same element (accumulate with atomicAdd)",
-            )
+        race = order_hint(schedules, failing, differ)
+        if race:
+            hints.insert(0, race)
     if returned:
         hints.append(
             f"your function returned a value ({returned}), which is ignored: write the results into the "

@@ -335,19 +335,23 @@ class Sandbox:
         return {"cpu": self.limits.cpu, "fsize": FILE_LIMIT, "as": memory, "nproc": nproc}
 
     # -- starting and stopping
-    def start(self, role: str, folder: Path, request: bytes, *, namespaces: bool | None = None) -> Box:
-        """Start a learner process (``role`` worker or replay) in ``folder`` and send it ``request``."""
-        use_ns = self.isolation.namespaces if namespaces is None else namespaces
+    def _config(self, role: str, folder: Path, namespaces: bool, limits: dict) -> bytes:
+        """The box's configuration, as it reads it first from stdin: 8 bytes of length, then JSON."""
         config = {
             "role": role,
             "grader": os.getpid(),
-            "namespaces": use_ns,
+            "namespaces": namespaces,
             "cwd": str(folder / "work"),
             "keep": str(folder),
             "hide": self.hide,
-            "limits": self._limits(),
+            "limits": limits,
+            "cuda": self.backend == "cuda",
         }
         head = json.dumps(config).encode()
+        return len(head).to_bytes(8, "little") + head
+
+    def _spawn(self, folder: Path) -> subprocess.Popen:
+        """A box process (``python -m llmc_kernels.grade.box``) in its own session, remembered for ``close``."""
         with self.lock:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "llmc_kernels.grade.box"],
@@ -359,12 +363,19 @@ class Sandbox:
                 start_new_session=True,
             )
             self.started.add(proc.pid)
+        return proc
+
+    def start(self, role: str, folder: Path, request: bytes, *, namespaces: bool | None = None) -> Box:
+        """Start a learner process (``role`` worker or replay) in ``folder`` and send it ``request``."""
+        use_ns = self.isolation.namespaces if namespaces is None else namespaces
+        head = self._config(role, folder, use_ns, self._limits())
+        proc = self._spawn(folder)
         box = Box(proc, folder, started=time.monotonic())
         box.read()
 
         def send():
             try:
-                proc.stdin.write(len(head).to_bytes(8, "little") + head)
+                proc.stdin.write(head)
                 proc.stdin.write(request)
                 proc.stdin.close()
             except (BrokenPipeError, OSError, ValueError):
@@ -416,30 +427,10 @@ def probe(sandbox: Sandbox) -> Isolation:
     if not sys.platform.startswith("linux"):
         return Isolation(error=f"{sys.platform} has no Linux namespaces")
     folder = sandbox.folder("probe")
-    config = {
-        "role": "probe",
-        "grader": os.getpid(),
-        "namespaces": True,
-        "cwd": str(folder / "work"),
-        "keep": str(folder),
-        "hide": sandbox.hide,
-        "limits": {},
-        "cuda": sandbox.backend == "cuda",
-    }
-    head = json.dumps(config).encode()
-    with sandbox.lock:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llmc_kernels.grade.box"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=folder / "work",
-            env=sandbox.environment(folder),
-            start_new_session=True,
-        )
-        sandbox.started.add(proc.pid)
+    head = sandbox._config("probe", folder, True, {})
+    proc = sandbox._spawn(folder)
     try:
-        out, err = proc.communicate(len(head).to_bytes(8, "little") + head, timeout=60)
+        out, err = proc.communicate(head, timeout=60)
     except subprocess.TimeoutExpired:
         kill_tree(proc.pid)
         proc.wait()
