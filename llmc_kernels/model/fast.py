@@ -13,6 +13,9 @@ faster and in less memory. What changes, and why (bench/step_breakdown.py shows 
   so d(stream) += d(layernorm input) is exactly residual_backward, for free; no gradient buffer is zeroed
   per layer except dqkv (flash attention's dq arrives by atomics);
 - the GELU backward overwrites its input gradient in place; the loss is averaged on the device;
+- the classifier runs in chunks of at most ``CLASSIFIER_ROWS`` rows of lnf, its backward inside the step
+  right after its forward (``_classifier_pass``): training keeps a [CLASSIFIER_ROWS, Vp] logits buffer, not
+  the [B*T, Vp] one (GPT-2 at B=8, T=1024: 0.41 GB instead of 1.65 GB, the largest buffer of the plan);
 - every buffer is allocated before the first step (one block for activations, one for scratch, aligned
   to 256 bytes), nothing in a step reads device data on the host, so ``step()`` runs the whole training
   step (forward, zero_grad, backward, AdamW) as one CUDA graph (``graph.StepGraph``) on the GPU.
@@ -20,6 +23,7 @@ faster and in less memory. What changes, and why (bench/step_breakdown.py shows 
     model = FastGPT2.from_config(GPT2Config.d12(), seed=0)
     loss = model.step(inputs, targets, lr=3e-4, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, t=1)
     # or, as GPT2: loss = model.forward(x, y); model.zero_grad(); model.backward(); model.update(...)
+    # (backward() recomputes the classifier's logits, chunk by chunk: forward(x, y) keeps only the losses)
 
 Both engines offer engine.Engine's interface over a state.ParameterState (the parameters, gradients and
 AdamW moments); ``FastGPT2.on(model.state)`` trains another engine's parameters in place. ``self._f`` maps
@@ -44,6 +48,8 @@ __all__ = [
     "fast_scratch_shapes",
     "fast_training_bytes",
     "fast_path_problem",
+    "classifier_chunks",
+    "CLASSIFIER_ROWS",
 ]
 
 FAST_OPS = (
@@ -69,12 +75,41 @@ FAST_OPS = (
 ALIGN = 64  # floats: every buffer view starts on a 256-byte boundary (float4 paths, cuBLAS)
 MAX_HEAD = 64  # flash attention's head-size limit
 
+# The classifier's rows per chunk. Training keeps one [CLASSIFIER_ROWS, Vp] logits buffer (the fused classifier
+# writes dlogits over it) instead of [B*T, Vp]: at B=8, T=1024 four chunks, 0.41 GB instead of 1.65 GB. Why 2048:
+# - the products stay large: each chunk runs three of rows x Vp x C multiply-adds (logits = lnf wte^T,
+#   dln = dlogits wte, dwte += dlogits^T lnf), 79 G each at 2048 rows of GPT-2 small: long, compute-bound
+#   cuBLASLt kernels, thousands of 128 x 128 output tiles for the logits and dwte (dln's 2048 x 768 is the
+#   smallest, 96 tiles over a K of Vp = 50304: cuBLASLt's heuristic may split K over its workspace);
+# - the traffic stays the same: each logit is still written once by its product, read and written once by
+#   the fused classifier and read once by each backward product. What a chunk adds is one read + write of
+#   dwte (Vp x C: 155 MB) in its product's epilogue, 3 more at B*T = 8192 against 3 x 79 G multiply-adds each;
+# - fewer rows would save little more (the buffer is already a quarter of the whole) for one more dwte pass
+#   and smaller products each; more would save less. A multiple of 64 keeps every chunk's first row of lnf
+#   and dln 256-byte aligned whatever C (64 rows x C floats x 4 bytes).
+CLASSIFIER_ROWS = 2048
 
-def fast_activation_shapes(cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False) -> dict:
+
+def classifier_chunks(rows: int, classifier_rows: int | None = CLASSIFIER_ROWS) -> list[tuple[int, int]]:
+    """[r0, r1) of each chunk of the classifier over ``rows`` = B*T rows: at most ``classifier_rows`` rows each,
+    the last one ragged when they do not divide; None: one chunk of every row (the unchunked classifier)."""
+    if classifier_rows is None:
+        return [(0, rows)]
+    if isinstance(classifier_rows, bool) or not isinstance(classifier_rows, (int, np.integer)) or classifier_rows < 1:
+        raise ValueError(f"classifier_rows must be a positive integer or None; got {classifier_rows!r}")
+    step = int(classifier_rows)
+    return [(r0, min(r0 + step, rows)) for r0 in range(0, rows, step)]
+
+
+def fast_activation_shapes(
+    cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False, classifier_rows: int | None = CLASSIFIER_ROWS
+) -> dict:
     """What the forward keeps for the backward: config.activation_shapes without preatt/att/probs
     (flash attention keeps a log-sum-exp per row instead, ``att_lse``) and without the projection
-    scratch (in ``fast_scratch_shapes``). ``recompute_gelu`` drops fch_gelu (recomputed in the backward)."""
+    scratch (in ``fast_scratch_shapes``). ``recompute_gelu`` drops fch_gelu (recomputed in the backward).
+    The logits are one chunk's, [min(B*T, classifier_rows), Vp] (``classifier_chunks``)."""
     C, L, NH, Vp = cfg.channels, cfg.num_layers, cfg.num_heads, cfg.padded_vocab_size
+    chunk = max(r1 - r0 for r0, r1 in classifier_chunks(B * T, classifier_rows))
     shapes = {
         "encoded": (B, T, C),
         "ln1": (L, B, T, C),
@@ -93,7 +128,7 @@ def fast_activation_shapes(cfg: GPT2Config, B: int, T: int, recompute_gelu: bool
         "lnf": (B, T, C),
         "lnf_mean": (B, T),
         "lnf_rstd": (B, T),
-        "logits": (B, T, Vp),  # the fused classifier writes dlogits over it
+        "logits_chunk": (chunk, Vp),  # one chunk's logits; the fused classifier writes dlogits over them
         "losses": (B, T),
     }
     if recompute_gelu:
@@ -101,8 +136,11 @@ def fast_activation_shapes(cfg: GPT2Config, B: int, T: int, recompute_gelu: bool
     return shapes
 
 
-def fast_scratch_shapes(cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False) -> dict:
-    """One layer's worth of scratch, reused by every layer, plus the step's device-side numbers."""
+def fast_scratch_shapes(
+    cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False, classifier_rows: int | None = CLASSIFIER_ROWS
+) -> dict:
+    """One layer's worth of scratch, reused by every layer, plus the step's device-side numbers.
+    (``recompute_gelu`` and ``classifier_rows`` change nothing here; the signature is the activations'.)"""
     C, NH = cfg.channels, cfg.num_heads
     shapes = {
         "proj": (B, T, C),  # attproj / fcproj output before the residual add
@@ -112,6 +150,7 @@ def fast_scratch_shapes(cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = 
         "dqkv": (B, T, 3 * C),
         "dfch": (B, T, 4 * C),
         "delta": (B, NH, T),  # flash attention backward's row terms
+        "dlosses": (B, T),  # 1/(B*T) per row: d(mean loss)/d(loss of a row), whatever the classifier's chunk
         "loss": (1,),
         "hyper": (7,),  # the mean loss, AdamW's numbers for this step
     }
@@ -124,13 +163,16 @@ def _numel(shapes: dict) -> int:
     return aligned_numel(shapes, ALIGN)
 
 
-def fast_training_bytes(cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False) -> int:
+def fast_training_bytes(
+    cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False, classifier_rows: int | None = CLASSIFIER_ROWS
+) -> int:
     """Device memory of FastGPT2 training: params, grads, m, v + activations + scratch + tokens.
-    GPT-2 small at B=8, T=1024: 2.0 GB + 6.5 GB + 0.3 GB (about 8.8 GB; 7.6 GB with recompute_gelu)."""
+    GPT-2 small at B=8, T=1024: 2.0 GB + 5.3 GB + 0.3 GB = 7.57 GB (7.05 GiB; 6.46 GB with recompute_gelu);
+    classifier_rows=None, the whole [B*T, Vp] logits: 8.81 GB (8.20 GiB)."""
     return 4 * (
         4 * num_params(cfg)
-        + _numel(fast_activation_shapes(cfg, B, T, recompute_gelu))
-        + _numel(fast_scratch_shapes(cfg, B, T, recompute_gelu))
+        + _numel(fast_activation_shapes(cfg, B, T, recompute_gelu, classifier_rows))
+        + _numel(fast_scratch_shapes(cfg, B, T, recompute_gelu, classifier_rows))
         + 2 * B * T
     )
 
@@ -171,6 +213,7 @@ class FastGPT2(Engine):
         xp=None,
         graph: bool = True,
         recompute_gelu: bool = False,
+        classifier_rows: int | None = CLASSIFIER_ROWS,
         state: ParameterState | None = None,
     ):
         problem = fast_path_problem(config, ops)
@@ -196,6 +239,8 @@ class FastGPT2(Engine):
         # model's device memory (gigabytes) until the garbage collector happens to run
         self._f["zero"] = _zero_fn(self.xp)
         self.recompute_gelu = bool(recompute_gelu)
+        classifier_chunks(1, classifier_rows)  # refuses a bad value now, not at the first step
+        self._classifier_rows = None if classifier_rows is None else int(classifier_rows)
         self.use_graph = bool(graph) and self.xp is not np
         self.acts_memory = self.gacts_memory = None
         self.acts, self.gacts = {}, {}
@@ -204,8 +249,14 @@ class FastGPT2(Engine):
         self.mean_loss = None
         self._graph = None  # graph.StepGraph, made at the first step on cuda
         self._token_buffer = None  # int32 [2 * B * T]: inputs then targets
-        self._probs_memory = None
+        self._chunks = []  # the classifier's chunks: dicts of views into the plan (_ensure_activations)
+        self._sampling_memory = None  # a forward without targets' logits + probs, when the plan has no room
         self.last_step_mode = None  # "eager" | "captured" | "graph" (what the last step() did)
+
+    @property
+    def classifier_rows(self) -> int | None:
+        """Rows of lnf per classifier chunk (None: all B*T at once); fixed at construction, as the plan is."""
+        return self._classifier_rows
 
     @property
     def op_table(self) -> dict:
@@ -221,8 +272,8 @@ class FastGPT2(Engine):
     def _ensure_activations(self, B: int, T: int) -> None:
         if (B, T) == (self.B, self.T):
             return
-        xp, cfg, rg = self.xp, self.config, self.recompute_gelu
-        a_shapes, g_shapes = fast_activation_shapes(cfg, B, T, rg), fast_scratch_shapes(cfg, B, T, rg)
+        xp, cfg, rg, rows = self.xp, self.config, self.recompute_gelu, self._classifier_rows
+        a_shapes, g_shapes = fast_activation_shapes(cfg, B, T, rg, rows), fast_scratch_shapes(cfg, B, T, rg, rows)
         if self.acts_memory is None or _numel(a_shapes) > self.acts_memory.size:
             self.acts_memory = None
             self.acts_memory = xp.zeros(_numel(a_shapes), dtype=xp.float32)
@@ -233,7 +284,38 @@ class FastGPT2(Engine):
             self._token_buffer = xp.zeros(2 * B * T, dtype=xp.int32)
         self.acts = views(self.acts_memory, a_shapes, ALIGN)
         self.gacts = views(self.gacts_memory, g_shapes, ALIGN)
+        # d(mean loss)/d(loss of each row) = 1/(B*T) for the whole batch, so the fused classifier, called
+        # on a chunk of n rows (its B, T = 1, n), gets it from dlosses and not from its default 1/(1*n).
+        # A constant of the shape: written once here (outside any step or graph), read by every step.
+        self.gacts["dlosses"].fill(1.0 / (B * T))
+        self._chunks = self._chunk_views(B, T)
         self.B, self.T = B, T
+
+    def _chunk_views(self, B: int, T: int) -> list[dict]:
+        """Each classifier chunk's rows of lnf, dln, losses, dlosses and targets, and the logits buffer's first
+        rows: views into the plan, made once per shape, so a step makes no views (a captured graph holds their
+        addresses, and they stay the same)."""
+        C, Vp, BT = self.config.channels, self.config.padded_vocab_size, B * T
+        a, s = self.acts, self.gacts
+        lnf, dln, logits = a["lnf"].reshape(BT, C), s["dln"].reshape(BT, C), a["logits_chunk"]
+        losses, dlosses = a["losses"].reshape(BT), s["dlosses"].reshape(BT)
+        targets = self._token_buffer[BT : 2 * BT]  # where _load_tokens puts the targets
+        out = []
+        for r0, r1 in classifier_chunks(BT, self._classifier_rows):
+            n = r1 - r0
+            # the fused classifier's [B, T, ...] arguments as B = 1, T = n (its SPEC shapes, unchanged)
+            out.append(
+                {
+                    "n": n,
+                    "lnf": lnf[r0:r1],
+                    "dln": dln[r0:r1],
+                    "logits": logits[:n].reshape(1, n, Vp),
+                    "losses": losses[r0:r1].reshape(1, n),
+                    "dlosses": dlosses[r0:r1].reshape(1, n),
+                    "targets": targets[r0:r1].reshape(1, n),
+                }
+            )
+        return out
 
     def _load_tokens(self, inputs, targets) -> None:
         """Validate, size the buffers, copy the tokens into the model's own device buffers (on the current
@@ -252,10 +334,11 @@ class FastGPT2(Engine):
                 dst[...] = src
 
     # ------------------------------------------------------------------ the passes (no host sync inside)
-    def _forward_pass(self, with_targets: bool) -> None:
+    def _forward_pass(self) -> None:
+        """The body: tokens to lnf = layernorm(residual3[L-1]), every activation the backward reads kept."""
         f, p, a, s, cfg = self._f, self.params, self.acts, self.gacts, self.config
         B, T, C, NH, L = self.B, self.T, cfg.channels, cfg.num_heads, cfg.num_layers
-        V, Vp, BT = cfg.vocab_size, cfg.padded_vocab_size, self.B * self.T
+        BT = self.B * self.T
         f["encoder_forward"](a["encoded"], self.inputs, p["wte"], p["wpe"], B, T, C)
         f["residual_layernorm_forward"](
             None,
@@ -304,21 +387,49 @@ class FastGPT2(Engine):
             f["residual_layernorm_forward"](
                 a["residual3"][l], *nxt, a["residual2"][l], s["proj"], p["fcprojb"][l], w, b, B, T, C
             )
-        f["linear_forward"](a["logits"], a["lnf"], p["wte"], BT, C, Vp)  # tied weights: wte is the classifier
-        if with_targets:
+
+    def _classifier_pass(self, backward: bool) -> None:
+        """The loss, chunk by chunk of lnf's B*T rows (``self._chunks``), into gacts['loss']; with ``backward``
+        also the classifier's gradients: s['dln'] = d loss / d lnf (written) and g['wte'] += its share.
+
+        For the rows [r0, r1) of a chunk, with X = lnf[r0:r1] (n x C) and W = wte (Vp x C, the tied classifier):
+            Z  = X W^T                                  (n x Vp, the logits: linear_forward)
+            losses[r0:r1], G = dZ = (softmax(Z) - onehot(y)) / (B*T)   (fused_classifier, G written over Z)
+            dX = G W                                    (dln[r0:r1]: linear_backward_input, written)
+            dW += G^T X                                 (g['wte']: linear_backward_weight, accumulates)
+        The rows are independent, so the chunks' dX rows are the unchunked dln's (the same sums over Vp), and
+        dW = sum over the chunks of G^T X is the unchunked G^T X with its sum over rows split (float rounding
+        apart: a product's blocking depends on its shape). The 1/(B*T) is the whole batch's (s['dlosses'],
+        filled per shape): the loss is the mean over all B*T rows, not over the chunk's. Only one chunk's
+        logits exist at a time, in a['logits_chunk'], which the next chunk reuses once this one's products are
+        done. g['wte'] must be zeroed before (step: before the forward; else zero_grad); the encoder's
+        backward adds the embedding's share into it afterwards."""
+        f, p, g, a, s, cfg = self._f, self.params, self.grads, self.acts, self.gacts, self.config
+        C, V, Vp = cfg.channels, cfg.vocab_size, cfg.padded_vocab_size
+        for ch in self._chunks:
+            n, logits = ch["n"], ch["logits"]
+            f["linear_forward"](logits, ch["lnf"], p["wte"], n, C, Vp)  # tied weights: wte is the classifier
             # softmax + cross-entropy + d(mean loss)/d(logits), the gradient written over the logits
-            f["fused_classifier"](a["logits"], a["losses"], None, self.targets, B, T, V, Vp)
-            f["mean_loss"](s["loss"], a["losses"], BT)
-        else:
-            f["softmax_forward"](self._probs(), a["logits"], B, T, V, Vp)
+            f["fused_classifier"](logits, ch["losses"], ch["dlosses"], ch["targets"], 1, n, V, Vp)
+            if backward:
+                f["linear_backward_input"](ch["dln"], logits, p["wte"], n, C, Vp)
+                f["linear_backward_weight"](g["wte"], logits, ch["lnf"], n, C, Vp)
+        f["mean_loss"](s["loss"], a["losses"], self.B * self.T)
+
+    def _sample_pass(self) -> None:
+        """A forward without targets: the [B,T,Vp] logits (whole: generate reads them) and probabilities."""
+        f, cfg = self._f, self.config
+        B, T, C, V, Vp = self.B, self.T, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size
+        logits, probs = self._sampling_buffers()
+        f["linear_forward"](logits, self.acts["lnf"], self.params["wte"], B * T, C, Vp)
+        f["softmax_forward"](probs, logits, B, T, V, Vp)
 
     def _backward_pass(self) -> None:
+        """The body's backward, from s['dln'] = d loss / d lnf (the classifier pass's) to the embeddings."""
         f, p, g, a, s, cfg = self._f, self.params, self.grads, self.acts, self.gacts, self.config
         B, T, C, NH, L = self.B, self.T, cfg.channels, cfg.num_heads, cfg.num_layers
-        Vp, BT = cfg.padded_vocab_size, self.B * self.T
-        dlogits, dres = a["logits"], s["dres"]
-        f["linear_backward_input"](s["dln"], dlogits, p["wte"], BT, C, Vp)
-        f["linear_backward_weight"](g["wte"], dlogits, a["lnf"], BT, C, Vp)
+        BT = self.B * self.T
+        dres = s["dres"]
         f["zero"](dres)
         f["layernorm_backward"](
             dres,
@@ -389,31 +500,41 @@ class FastGPT2(Engine):
         f["encoder_backward"](g["wte"], g["wpe"], dres, self.inputs, B, T, C)
 
     def _train_pass(self) -> None:
-        """forward + zero_grad + backward + AdamW with the numbers in gacts['hyper']: one CUDA graph."""
-        self._forward_pass(True)
+        """zero_grad + forward + backward + AdamW with the numbers in gacts['hyper']: one CUDA graph. The
+        gradients are zeroed first so that each classifier chunk's backward runs right after its forward
+        (adding into g['wte']), while its logits are still in the one chunk buffer: no recomputation."""
         self._f["zero"](self.grads_memory)
+        self._forward_pass()
+        self._classifier_pass(backward=True)
         self._backward_pass()
         m, v = self.state.moments()
         self._f["adamw_update_device"](
             self.params_memory, self.grads_memory, m, v, self.gacts["hyper"], self.num_parameters
         )
 
-    def _probs(self):
-        """The [B,T,Vp] probabilities of a forward without targets (training never needs them). Sampling after
-        training (B=1, short T) finds room in the unused tail of the activation block, sized for the training
-        batch: no allocation, so the memory plan still holds; otherwise they get their own buffer."""
+    def _sampling_buffers(self) -> tuple:
+        """The [B,T,Vp] logits and probabilities of a forward without targets (training needs neither), as
+        acts['logits'] and acts['probs']. The logits are the chunk buffer when B*T rows fit in it (sampling:
+        B=1, T <= maxT); the probabilities (and the logits otherwise) go in the unused tail of the activation
+        block, sized for the training batch: no allocation, so the memory plan still holds. What does not fit
+        there (probabilities of a whole training batch) gets its own buffer, kept for the next such call."""
         B, T, Vp = self.B, self.T, self.config.padded_vocab_size
-        n = B * T * Vp
-        used = _numel(fast_activation_shapes(self.config, B, T, self.recompute_gelu))
+        extra = {"probs": (B, T, Vp)}
+        if B * T > self.acts["logits_chunk"].shape[0]:
+            extra["logits"] = (B, T, Vp)
+        n = _numel(extra)
+        used = _numel(fast_activation_shapes(self.config, B, T, self.recompute_gelu, self._classifier_rows))
         if self.acts_memory.size - used >= n:
             memory = self.acts_memory[used:]
         else:
-            if self._probs_memory is None or self._probs_memory.size < n:
-                self._probs_memory = None
-                self._probs_memory = self.xp.zeros(n, dtype=self.xp.float32)
-            memory = self._probs_memory
-        self.acts["probs"] = memory[:n].reshape(B, T, Vp)
-        return self.acts["probs"]
+            if self._sampling_memory is None or self._sampling_memory.size < n:
+                self._sampling_memory = None
+                self._sampling_memory = self.xp.zeros(n, dtype=self.xp.float32)
+            memory = self._sampling_memory
+        bufs = views(memory, extra, ALIGN)
+        self.acts["probs"] = bufs["probs"]
+        self.acts["logits"] = bufs["logits"] if "logits" in bufs else self.acts["logits_chunk"].reshape(B, T, Vp)
+        return self.acts["logits"], self.acts["probs"]
 
     def _read_loss(self) -> float:
         loss = self.gacts["loss"]
@@ -421,15 +542,26 @@ class FastGPT2(Engine):
 
     # ------------------------------------------------------------------ the engine interface
     def forward(self, inputs, targets=None):
-        """As GPT2.forward (with targets, the logits' gradient is ready for backward() afterwards)."""
+        """As GPT2.forward. With targets, the classifier runs chunk by chunk and keeps only the losses (each
+        chunk's logits buffer is the next one's); without, acts['logits'] and acts['probs'] hold [B,T,Vp]."""
         self._load_tokens(inputs, targets)
-        self._forward_pass(targets is not None)
-        self.mean_loss = None if targets is None else self._read_loss()
+        self._forward_pass()
+        if targets is None:
+            self._sample_pass()
+            self.mean_loss = None
+        else:
+            self._classifier_pass(backward=False)
+            self.mean_loss = self._read_loss()
         return self.mean_loss
 
     def backward(self) -> None:
+        """As GPT2.backward (gradients accumulate). forward(x, y) kept no logits, so the classifier's chunks
+        run again here, forward then backward each (one more logits product and fused classifier than step(),
+        which zeroes the gradients first and runs each chunk's backward right after its forward: training
+        never pays this; evaluation's forward(x, y) alone never keeps [B*T, Vp])."""
         if self.targets is None or self.mean_loss is None:
             raise RuntimeError("backward() needs a forward(inputs, targets) first (the loss to differentiate)")
+        self._classifier_pass(backward=True)  # the same losses and mean again, the same numbers
         self._backward_pass()
         self.mean_loss = None
 
