@@ -4,9 +4,12 @@ On the cpu backend (every kernel of the fast path runs there, flash attention's 
 emulated), GPT-2's vocabulary on the tiny body at an awkward B=2, T=13 (not a multiple of anything):
 - loss and every gradient against GPT2 built from the same parameters; step() against forward + zero_grad +
   backward + update over 3 AdamW steps; probabilities without targets; recompute_gelu; checkpoints both ways;
-  bad inputs; the memory plan that llmc train's batch-size fit reads.
+  bad inputs; the memory plan that llmc train's batch-size fit reads;
+- the classifier in chunks (classifier_rows=ROWS: B*T = 26 rows in chunks of 7, 7, 7 and a ragged 5) against
+  one chunk and GPT2 over 3 steps, forward() + backward() against step(), and what the plan saves.
 Marked gpu (run them with the command in the module's last section): on cuda the CUDA-graph step() (eager,
-captured, graph, graph) against graph=False in fp32 and TF32, a new shape starting over, the memory plan.
+captured, graph, graph) against graph=False in fp32 and TF32, a new shape starting over, the memory plan;
+the chunked classifier's graphed step against eager and GPT2, and the pool after its first step.
 
 Tolerances, and why (float32 throughout):
 - loss: |fast - plain| <= 1e-6 * loss + 1e-6. Both sum the same B*T per-position losses; the fast model
@@ -28,7 +31,7 @@ from llmc_kernels import ops as package_ops
 from llmc_kernels.model import GPT2
 from llmc_kernels.model import fast as model_fast
 from llmc_kernels.model.config import GPT2Config, training_bytes
-from llmc_kernels.model.fast import FastGPT2, fast_path_problem, fast_training_bytes
+from llmc_kernels.model.fast import CLASSIFIER_ROWS, FastGPT2, classifier_chunks, fast_path_problem, fast_training_bytes
 
 CFG = GPT2Config.tiny()  # V = 50257 (Vp = 50304), L = 2, NH = 4, C = 64: head size 16
 B, T = 2, 13
@@ -248,6 +251,109 @@ def test_what_the_fast_path_cannot_run():
     assert set(model_fast.FAST_OPS) <= set(dir(package_ops)), "every op the fast path calls is the package's"
 
 
+# ---------------------------------------------------------------------------------------------- chunks
+# The classifier in chunks of ROWS rows of lnf. Tolerances as above: a chunk's products are the same sums as
+# the whole batch's, blocked by BLAS for another shape, and dwte's sum over rows is split at the chunks (seen
+# on the cpu: losses equal, gradients <= 8e-7 x max apart, one chunk against four); forward() + backward()
+# and step() run the same kernels in the same order, so on the cpu they agree bit for bit.
+ROWS = 7
+
+
+def test_classifier_chunks():
+    assert classifier_chunks(B * T, ROWS) == [(0, 7), (7, 14), (14, 21), (21, 26)]
+    assert classifier_chunks(8 * 1024) == [(0, 2048), (2048, 4096), (4096, 6144), (6144, 8192)]
+    assert classifier_chunks(26, None) == classifier_chunks(26, 26) == classifier_chunks(26, 1000) == [(0, 26)]
+    for bad in (0, -3, 2.5, True, "7"):
+        with pytest.raises(ValueError, match="classifier_rows must be a positive integer or None"):
+            FastGPT2.from_config(CFG, classifier_rows=bad)
+
+
+def test_chunked_step_matches_one_chunk_and_gpt2():
+    """step() with the classifier in chunks: each step's loss and gradients (a step leaves them in grads)
+    against one chunk (classifier_rows=None, the whole [B*T, Vp] logits) and GPT2; parameters and moments
+    after 3 AdamW steps as test_step_is_forward_zero_grad_backward_update."""
+    plain = GPT2.from_config(CFG, seed=0)
+    whole = FastGPT2.from_config(CFG, seed=0, classifier_rows=None)
+    chunked = FastGPT2.from_config(CFG, seed=0, classifier_rows=ROWS)
+    for t, lr in enumerate(LRS, start=1):
+        x, y = batch(80 + t)
+        want = plain.forward(x, y)
+        plain.zero_grad()
+        plain.backward()
+        plain.update(lr=lr, t=t, **HYPER)
+        one = whole.step(x, y, lr=lr, t=t, **HYPER)
+        got = chunked.step(x, y, lr=lr, t=t, **HYPER)
+        assert [c["n"] for c in chunked._chunks] == [7, 7, 7, 5] and len(whole._chunks) == 1
+        assert_loss_close(got, one)
+        assert_loss_close(got, want)
+        assert_grads_close(chunked, whole)
+        assert_grads_close(chunked, plain)
+    for other in (whole, plain):
+        assert_runs_close(
+            "params", chunked.params_memory, other.params_memory, CFG, rtol=1e-5, atol=1e-6, bound=adamw_bound(sum(LRS))
+        )
+        assert_runs_close("m", chunked.m, other.m, CFG, rtol=1e-4, atol=1e-5, atol_of_max=True)
+        assert_runs_close("v", chunked.v, other.v, CFG, rtol=2e-4, atol=2e-5, atol_of_max=True)
+
+
+def test_chunked_forward_and_backward_are_the_step():
+    """forward(x, y) keeps only the losses; backward() recomputes the chunks' logits: the same numbers as
+    step(), bit for bit on the cpu. Then a forward without targets at B*T > ROWS (the [B,T,Vp] logits and
+    probabilities in their own buffer, as GPT2's) leaves the plan intact for the next step."""
+    sep = FastGPT2.from_config(CFG, seed=0, classifier_rows=ROWS)
+    stepped = FastGPT2.from_config(CFG, seed=0, classifier_rows=ROWS)
+    x, y = batch(6)
+    loss = sep.forward(x, y)
+    assert sep.forward(x, y) == loss, "forward(x, y) again: the same loss (it changed nothing it reads)"
+    sep.grads_memory[...] = 7.0
+    sep.zero_grad()
+    sep.backward()
+    sep.update(lr=1e-3, t=1, **HYPER)
+    assert stepped.step(x, y, lr=1e-3, t=1, **HYPER) == loss
+    for name in sep.grads:
+        np.testing.assert_array_equal(host(sep.grads[name]), host(stepped.grads[name]), err_msg=f"d{name}")
+    np.testing.assert_array_equal(host(sep.params_memory), host(stepped.params_memory))
+    assert sep._sampling_memory is None
+    # sampling-style forward over the whole batch: 26 rows > ROWS, so logits and probs get their own buffer
+    plain = GPT2.on(sep.state)  # the same parameters
+    assert sep.forward(x) is None and plain.forward(x) is None
+    for name, atol in (("logits", 1e-6), ("probs", 1e-11)):  # as test_forward_without_targets_...
+        np.testing.assert_allclose(host(sep.acts[name]), host(plain.acts[name]), rtol=1e-5, atol=atol, err_msg=name)
+    assert sep._sampling_memory is not None and sep.acts["logits_chunk"].shape == (ROWS, CFG.padded_vocab_size)
+    x2, y2 = batch(7)
+    assert sep.step(x2, y2, lr=2e-3, t=2, **HYPER) == stepped.step(x2, y2, lr=2e-3, t=2, **HYPER)
+    np.testing.assert_array_equal(host(sep.params_memory), host(stepped.params_memory))
+
+
+def test_the_plan_keeps_one_chunk_of_logits():
+    """The chunked plan is the whole-batch one less (B*T - min(B*T, rows)) rows of Vp logits, and nothing
+    else: the rows are Vp = 50304 floats, a multiple of the 64-float alignment, so no padding moves."""
+    d12 = GPT2Config.d12()
+    cases = ((CFG, B, T, ROWS), (CFG, B, T, 4 * B * T), (d12, 8, 1024, CLASSIFIER_ROWS), (d12, 8, 1024, 1000))
+    for cfg, b, t, rows in cases:
+        assert cfg.padded_vocab_size % 64 == 0
+        saved = 4 * (b * t - min(b * t, rows)) * cfg.padded_vocab_size
+        for rg in (False, True):
+            whole = fast_training_bytes(cfg, b, t, rg, classifier_rows=None)
+            assert whole - fast_training_bytes(cfg, b, t, rg, classifier_rows=rows) == saved, (cfg, b, t, rows, rg)
+    # GPT-2 small at B=8, T=1024 (the issue's measure): a quarter of the logits, 1.24 GB saved
+    assert (
+        fast_training_bytes(d12, 8, 1024)
+        == fast_training_bytes(d12, 8, 1024, classifier_rows=None)
+        - 4 * (8 * 1024 - CLASSIFIER_ROWS) * d12.padded_vocab_size
+    )
+    # what a chunked model holds is its plan, evaluation (forward(x, y)) and backward() included
+    fast = FastGPT2.from_config(CFG, seed=0, classifier_rows=ROWS)
+    fast.step(*batch(5), lr=1e-3, t=1, **HYPER)
+    fast.forward(*batch(6))
+    fast.backward()
+    held = (fast.params_memory, fast.grads_memory, fast.m, fast.v, fast.acts_memory, fast.gacts_memory)
+    assert sum(int(a.nbytes) for a in held + (fast._token_buffer,)) == fast_training_bytes(
+        CFG, B, T, classifier_rows=ROWS
+    )
+    assert fast._sampling_memory is None
+
+
 # ---------------------------------------------------------------------------------------------- cuda
 # The lead runs these on the GPU machine:
 #   python -m pytest -q -p no:cacheprovider -m gpu tests/test_fast_model.py
@@ -367,3 +473,68 @@ def test_cuda_memory_is_the_plan():
         plan = fast_training_bytes(GPU_CFG, GPU_B, GPU_T)
         assert fast.last_step_mode == "graph"
         assert plan <= used <= plan + 2**20, (used, plan)
+
+
+GPU_ROWS = 300  # GPU_B * GPU_T = 800 rows: chunks of 300, 300 and a ragged 200
+
+
+@pytest.mark.gpu
+def test_cuda_chunked_classifier_graph_step():
+    """The classifier in chunks on cuda, fp32: step() x 3 with the graph (eager, captured, graph) against
+    graph=False and GPT2, new tokens and lr each step. Losses: graph against eager to 1e-5 relative (only the
+    atomics' order differs, as test_cuda_graph_step_matches_eager_steps), against GPT2 as
+    assert_loss_close; the first step's gradients against GPT2's as test_cuda_fast_matches_plain_in_fp32;
+    parameters after 3 steps as assert_runs_close says in fp32. And the pool: after the first step it holds
+    fast_training_bytes with these chunks plus at most 1 MiB (CuPy rounds each block up to 512 bytes; the
+    slack is the existing test's), both in use and in total (bench/train.py's peak is the pool's total)."""
+    cupy = _cuda()
+    from llmc_kernels.runtime import use_backend
+
+    package_ops.set_matmul_precision("fp32")
+    pool = cupy.get_default_memory_pool()
+    with use_backend("cuda"):
+        # cuBLASLt's 32 MiB workspace belongs to the process, made at its first product: not the model's
+        one = cupy.ones(1, dtype=cupy.float32)
+        package_ops.linear_forward(cupy.empty(1, dtype=cupy.float32), one, one, 1, 1, 1)
+        cupy.cuda.Device().synchronize()
+        pool.free_all_blocks()
+        used0, total0 = pool.used_bytes(), pool.total_bytes()
+        graphed = FastGPT2.from_config(GPU_CFG, seed=0, xp=cupy, classifier_rows=GPU_ROWS)
+        plan = fast_training_bytes(GPU_CFG, GPU_B, GPU_T, classifier_rows=GPU_ROWS)
+        assert plan < fast_training_bytes(GPU_CFG, GPU_B, GPU_T, classifier_rows=None)
+        lrs, modes, got = (1e-3, 3e-4, 2e-3), [], []
+        data = [batch(90 + t, GPU_B, GPU_T, GPU_CFG) for t in range(len(lrs))]
+        for t, (lr, (x, y)) in enumerate(zip(lrs, data), start=1):
+            got.append(graphed.step(x, y, lr=lr, t=t, **HYPER))  # host tokens: no device arrays of the test's
+            modes.append(graphed.last_step_mode)
+            if t == 1:
+                cupy.cuda.Device().synchronize()
+                used, total = pool.used_bytes() - used0, pool.total_bytes() - total0
+                assert plan <= used <= plan + 2**20, (used, plan)
+                assert total <= plan + 2**20, (total, plan)
+        assert modes == ["eager", "captured", "graph"] and graphed.graph_failure is None
+        assert [c["n"] for c in graphed._chunks] == [300, 300, 200]
+        assert pool.used_bytes() - used0 <= plan + 2**20, "the graph's replays allocate nothing either"
+        eager = FastGPT2.from_config(GPU_CFG, seed=0, xp=cupy, graph=False, classifier_rows=GPU_ROWS)
+        plain = GPT2.from_config(GPU_CFG, seed=0, xp=cupy)
+        for t, (lr, (x, y)) in enumerate(zip(lrs, data), start=1):
+            want = eager.step(x, y, lr=lr, t=t, **HYPER)
+            assert abs(got[t - 1] - want) <= 1e-5 * abs(want), (t, got[t - 1], want)
+            assert_loss_close(got[t - 1], plain.forward(x, y))
+            plain.zero_grad()
+            plain.backward()
+            if t == 1:  # the same parameters still: eager's gradients (a step leaves them) against GPT2's
+                for name, g in plain.grads.items():
+                    g, mine = host(g).astype(np.float64), host(eager.grads[name]).astype(np.float64)
+                    np.testing.assert_allclose(mine, g, rtol=1e-4, atol=1e-4 * float(np.abs(g).max()), err_msg=name)
+            plain.update(lr=lr, t=t, **HYPER)
+        for other in (eager, plain):
+            assert_runs_close(
+                "params",
+                graphed.params_memory,
+                other.params_memory,
+                GPU_CFG,
+                rtol=1e-5,
+                atol=1e-6,
+                bound=adamw_bound(sum(lrs)),
+            )
