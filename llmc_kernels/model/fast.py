@@ -16,6 +16,7 @@ faster and in less memory. What changes, and why (bench/step_breakdown.py shows 
 - the classifier runs in chunks of at most ``CLASSIFIER_ROWS`` rows of lnf, its backward inside the step
   right after its forward (``_classifier_pass``): training keeps a [CLASSIFIER_ROWS, Vp] logits buffer, not
   the [B*T, Vp] one (GPT-2 at B=8, T=1024: 0.41 GB instead of 1.65 GB, the largest buffer of the plan);
+- the scratch of a layer's backward is shared by buffers never live together (``fast_scratch_shapes``);
 - every buffer is allocated before the first step (one block for activations, one for scratch, aligned
   to 256 bytes), nothing in a step reads device data on the host, so ``step()`` runs the whole training
   step (forward, zero_grad, backward, AdamW) as one CUDA graph (``graph.StepGraph``) on the GPU.
@@ -48,6 +49,7 @@ __all__ = [
     "fast_scratch_shapes",
     "fast_training_bytes",
     "fast_path_problem",
+    "scratch_views",
     "classifier_chunks",
     "CLASSIFIER_ROWS",
 ]
@@ -139,24 +141,45 @@ def fast_activation_shapes(
 def fast_scratch_shapes(
     cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False, classifier_rows: int | None = CLASSIFIER_ROWS
 ) -> dict:
-    """One layer's worth of scratch, reused by every layer, plus the step's device-side numbers.
-    (``recompute_gelu`` and ``classifier_rows`` change nothing here; the signature is the activations'.)"""
+    """One layer's worth of scratch, reused by every layer, plus the step's device-side numbers. Buffers that
+    are never live at the same time share memory (``scratch_views`` makes the views; 6 x [B,T,C] in all where
+    separate buffers would take 11, 15 with recompute_gelu):
+    - "dres" is also "proj", the forward's projection output: the forward never touches d(residual), the
+      backward never the projection (and zeroes dres before its first use);
+    - "layer" [B,T,4C] is "dfch" in a layer's MLP backward and "datty" [B,T,C] + "dqkv" [B,T,3C] in its
+      attention backward: each pair is dead before the other is written (the MLP's ends in dln, the attention
+      backward's first write is datty; the next layer's MLP backward writes dfch once dqkv is consumed);
+    - with ``recompute_gelu`` it is "fch_gelu" too: the forward's GELU output (dres, as proj, is the other
+      buffer there) and the backward's recomputed one, read by fcprojw's weight gradient, the last reader
+      before fcproj's input gradient writes dfch over it.
+    (``classifier_rows`` changes nothing here; the signature is the activations'.)"""
     C, NH = cfg.channels, cfg.num_heads
-    shapes = {
-        "proj": (B, T, C),  # attproj / fcproj output before the residual add
-        "dres": (B, T, C),  # d loss / d residual stream (the one buffer, see the module doc)
+    return {
+        "dres": (B, T, C),  # d loss / d residual stream (the one buffer, see the module doc); "proj" too
         "dln": (B, T, C),
-        "datty": (B, T, C),
-        "dqkv": (B, T, 3 * C),
-        "dfch": (B, T, 4 * C),
+        "layer": (max(B * T * 4 * C, _numel(_attention_grads(B, T, C))),),  # dfch | datty + dqkv | fch_gelu
         "delta": (B, NH, T),  # flash attention backward's row terms
         "dlosses": (B, T),  # 1/(B*T) per row: d(mean loss)/d(loss of a row), whatever the classifier's chunk
         "loss": (1,),
         "hyper": (7,),  # the mean loss, AdamW's numbers for this step
     }
+
+
+def _attention_grads(B: int, T: int, C: int) -> dict:
+    """The attention backward's two buffers, laid out in the "layer" scratch (each 256-byte aligned)."""
+    return {"datty": (B, T, C), "dqkv": (B, T, 3 * C)}
+
+
+def scratch_views(memory, cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False) -> dict:
+    """Name -> view of the scratch block: fast_scratch_shapes' buffers and the names that share them."""
+    C = cfg.channels
+    s = views(memory, fast_scratch_shapes(cfg, B, T, recompute_gelu), ALIGN)
+    s["proj"] = s["dres"]
+    s["dfch"] = s["layer"][: B * T * 4 * C].reshape(B, T, 4 * C)
+    s.update(views(s["layer"], _attention_grads(B, T, C), ALIGN))
     if recompute_gelu:
-        shapes["fch_gelu"] = (B, T, 4 * C)
-    return shapes
+        s["fch_gelu"] = s["dfch"]
+    return s
 
 
 def _numel(shapes: dict) -> int:
@@ -167,8 +190,9 @@ def fast_training_bytes(
     cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False, classifier_rows: int | None = CLASSIFIER_ROWS
 ) -> int:
     """Device memory of FastGPT2 training: params, grads, m, v + activations + scratch + tokens.
-    GPT-2 small at B=8, T=1024: 2.0 GB + 5.3 GB + 0.3 GB = 7.57 GB (7.05 GiB; 6.46 GB with recompute_gelu);
-    classifier_rows=None, the whole [B*T, Vp] logits: 8.81 GB (8.20 GiB)."""
+    GPT-2 small at B=8, T=1024: 1.99 GB + 5.30 GB + 0.15 GB = 7.44 GB (6.93 GiB; 6.24 GB, 5.81 GiB, with
+    recompute_gelu); classifier_rows=None, the whole [B*T, Vp] logits: 8.68 GB (8.08 GiB). Before the
+    chunked classifier and the shared scratch it was 8.81 GB (8.20 GiB)."""
     return 4 * (
         4 * num_params(cfg)
         + _numel(fast_activation_shapes(cfg, B, T, recompute_gelu, classifier_rows))
@@ -283,7 +307,7 @@ class FastGPT2(Engine):
         if self._token_buffer is None or 2 * B * T > self._token_buffer.size:
             self._token_buffer = xp.zeros(2 * B * T, dtype=xp.int32)
         self.acts = views(self.acts_memory, a_shapes, ALIGN)
-        self.gacts = views(self.gacts_memory, g_shapes, ALIGN)
+        self.gacts = scratch_views(self.gacts_memory, cfg, B, T, rg)
         # d(mean loss)/d(loss of each row) = 1/(B*T) for the whole batch, so the fused classifier, called
         # on a chunk of n rows (its B, T = 1, n), gets it from dlosses and not from its default 1/(1*n).
         # A constant of the shape: written once here (outside any step or graph), read by every step.
@@ -448,7 +472,7 @@ class FastGPT2(Engine):
             residual = a["encoded"] if l == 0 else a["residual3"][l - 1]
             # MLP block, backwards: dres is d(residual3); the branch's gradient is dres itself
             if self.recompute_gelu:
-                gelu = s["fch_gelu"]
+                gelu = s["fch_gelu"]  # shares "layer" with dfch: written below, once this gelu is read
                 f["gelu_forward"](gelu, a["fch"][l], BT * 4 * C)
             else:
                 gelu = a["fch_gelu"][l]
@@ -476,6 +500,7 @@ class FastGPT2(Engine):
             # attention block, backwards
             f["bias_backward"](g["attprojb"][l], dres, B, T, C)
             f["linear_backward_weight"](g["attprojw"][l], dres, a["atty"][l], BT, C, C)
+            # datty and dqkv share "layer" with dfch (dead now: the MLP backward ended in dln)
             f["linear_backward_input"](s["datty"], dres, p["attprojw"][l], BT, C, C)
             f["zero"](s["dqkv"])
             f["flash_attention_backward"](
