@@ -162,3 +162,26 @@ def test_kernels_compile_for_sm75_at_every_head_size(arch_name, hs):
         options=(f"-DFA_HS={hs}",),
     )
     assert warnings == [], warnings
+
+
+@pytest.mark.parametrize("arch_name, hs", [("sm_75", 64), ("sm_75", 32), ("sm_70", 64), ("sm_90", 64)])
+def test_kernels_keep_their_registers(arch_name, hs):
+    """ptxas (through NVRTC, building the GPU's own code) spills nothing in any SIMT kernel: a spill turns the
+    registers the design counts on (q and o, or k, v, dk and dv, per lane) into local-memory traffic. The
+    __syncwarp in the backward kernels is what keeps sm_90's compiler from spilling kilobytes there."""
+    import re
+
+    from llmc_kernels.ops import _loader
+    from llmc_kernels.runtime import nvrtc
+    from llmc_kernels.runtime.source import SourceOrigin
+
+    if not nvrtc.available():
+        pytest.skip(f"NVRTC unavailable: {nvrtc.unavailable_reason()}")
+    src = nvrtc.full_source(_loader.source("flash_attention_simt.cu"), SourceOrigin("flash_attention_simt.cu", 1))
+    includes = [f"-I{d}" for d in nvrtc.header_dirs()]
+    ok, log = nvrtc._lib().compile(src, [f"-arch={arch_name}", "-Xptxas=-v", f"-DFA_HS={hs}", *includes])
+    assert ok, log
+    spills = [int(n) for n in re.findall(r"(\d+) bytes spill stores", log)]
+    if not spills:
+        pytest.skip("this NVRTC does not report ptxas's statistics")
+    assert len(spills) == 3 and not any(spills), log
