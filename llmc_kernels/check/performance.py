@@ -513,7 +513,40 @@ def measure(op: str, fn, seed: int = 0):
     return dict(table.sizes), results
 
 
-def _gpu_time(op: str, fn, repeats: int = 20) -> dict:
+WARMUP = 3  # launches before the timed ones (compilation, caches)
+REPEATS = 20
+
+
+def median_gpu_ms(call, repeats: int = REPEATS, warmup: int = WARMUP, before=None) -> float:
+    """The median time in milliseconds of ``call()`` on the current GPU: CUDA events recorded on the current stream
+    before and after each call, after ``warmup`` untimed calls; ``before()``, if given, runs before each call,
+    outside the timed span. Used by this check and by ``llmc grade``'s replay process, so that both measure
+    alike."""
+    import cupy as cp
+
+    start, end = cp.cuda.Event(), cp.cuda.Event()
+    times = []
+    for i in range(repeats + warmup):
+        if before is not None:
+            before()
+        start.record()
+        call()
+        end.record()
+        end.synchronize()
+        if i >= warmup:
+            times.append(cp.cuda.get_elapsed_time(start, end))
+    return float(np.median(times))
+
+
+def gpu_name() -> str:
+    """The current GPU's name (``NVIDIA H100 80GB HBM3``)."""
+    import cupy as cp
+
+    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    return props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+
+
+def _gpu_time(op: str, fn, repeats: int = REPEATS) -> dict:
     """Median times of ``fn`` and of the package's kernel for ``op`` on the GPU, measured here, now."""
     import cupy as cp
 
@@ -527,28 +560,21 @@ def _gpu_time(op: str, fn, repeats: int = 20) -> dict:
 
     def timed(f, guard):
         args = [cp.asarray(a) if isinstance(a, np.ndarray) else a for a in host]
-        start, end = cp.cuda.Event(), cp.cuda.Event()
-        times = []
-        for i in range(repeats + 3):  # 3 warm-up launches (compilation, caches)
-            start.record()
+
+        def call():
             if guard:
                 with learner_scope(op):
                     f(*args)
             else:
                 f(*args)
-            end.record()
-            end.synchronize()
-            if i >= 3:
-                times.append(cp.cuda.get_elapsed_time(start, end))
-        return float(np.median(times))
+
+        return median_gpu_ms(call, repeats)
 
     mine = timed(fn, True)
     theirs = timed(baseline, False)
-    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
-    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
     ratio = mine / theirs if theirs > 0 else math.inf
     return {
-        "name": name,
+        "name": gpu_name(),
         "sizes": dict(table.gpu_sizes),
         "ms": mine,
         "baseline": table.baseline,
