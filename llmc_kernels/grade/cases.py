@@ -99,6 +99,9 @@ class GradedCase:
     magnitude: float = 0.0
     fname: str = ""
     sizes: dict = field(default_factory=dict)
+    # arrays the learner's process allocates itself, zero-filled (key -> (shape, dtype)), instead of receiving
+    # them: the GPU time target's recorded run (.gputime.timing_case), whose launches never run there
+    alloc: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -10,12 +10,19 @@ For each canonical check cell of the exercise (:func:`grade_exercise`):
 3. the worker and everything it started are killed; its arrays are judged (:mod:`.judge`);
 4. if they are right: the recorded kernels must not be the package's (:mod:`.fingerprint`), and a replay
    process (:mod:`.replay`) runs the recorded launches on fresh inputs, whose outputs must match the
-   reference too -- the outputs were written by the learner's kernels, not by host code.
+   reference too -- the outputs were written by the learner's kernels, not by host code;
+5. for an optimisation exercise (``check.performance``), if right: the launches recorded at the targets' sizes
+   are replayed with the memory counters on (:func:`grade_performance`), and on the cuda backend the launches
+   recorded at the op's GPU sizes are replayed and timed on the GPU against the package's kernel
+   (:func:`grade_gpu_time`, :mod:`.gputime`). Both must pass for the performance points (on the cpu backend,
+   the counters alone).
 """
 
 from __future__ import annotations
 
 import time
+
+import numpy as np
 
 from . import wire
 from .cases import NotGradable, cases_for, plan_of, request_arrays
@@ -63,6 +70,8 @@ def runs_for(plan, n_cases: int, backend: str) -> list[dict]:
     add(n_cases, "cpu", "forward", None, trace=True)
     if getattr(plan, "performance", ""):  # recorded at the targets' sizes, replayed with the counters on
         add(n_cases + 1, "cpu", "forward", "performance", trace=True)
+        if backend == "cuda":  # recorded, not run, at the GPU sizes: replayed and timed on the GPU
+            add(n_cases + 2, "cpu", "forward", "gpu_time", trace=True, record_only=True)
     if plan.kind != "block" and backend == "cuda":
         for i in range(n_cases):
             add(i, "cuda", "gpu", i)
@@ -162,7 +171,7 @@ def judge_worker(plan, cases, runs: list, box, outcome: str, limits) -> tuple[Ve
     for run in runs:
         groups.setdefault(run["group"], []).append(run)
     for group, members in groups.items():
-        if group == "performance":  # judged after provenance, by grade_performance
+        if group in ("performance", "gpu_time"):  # judged after provenance, by grade_performance
             continue
         if group is None:  # the provenance run
             trace_frame = by_run.get(members[0]["index"])
@@ -206,26 +215,18 @@ def judge_worker(plan, cases, runs: list, box, outcome: str, limits) -> tuple[Ve
     return None, trace_frame, notes
 
 
-def provenance(
-    plan, cases, trace_frame, sandbox, limits, folder_name: str, *, replay=None, profile: bool = False, where=None
-):
-    """Raise a Verdict unless the recorded launches are the learner's own kernels and, replayed on fresh inputs
-    (``replay``, else ``cases.replay``) without the learner's Python, write the right outputs. With ``profile``
-    the replay process also measures the launches' memory counters, which are returned (a list of dicts)."""
-    meta, arrays = trace_frame
-    where = where or "in the provenance run (your function called once more on the cpu backend, its launches recorded)"
-    if not meta.get("ok"):
-        raise error_verdict(meta.get("error") or {}, where)
-    trace = meta.get("trace")
+def check_launches(plan, trace, what: str) -> None:
+    """Raise a Verdict unless ``trace`` (recorded by ``what``, e.g. "the provenance run") can be replayed and its
+    launches are the submission's own kernels, none of the package's (for a block: that it called ops)."""
     if not isinstance(trace, dict) or not isinstance(trace.get("events"), list):
-        raise Verdict("no kernel", "the provenance run recorded nothing the grader can replay")
+        raise Verdict("no kernel", f"{what} recorded nothing the grader can replay")
     if trace.get("refused"):
-        raise Verdict("no kernel", f"the provenance run cannot be replayed: {trace['refused']}")
+        raise Verdict("no kernel", f"{what} cannot be replayed: {trace['refused']}")
     if plan.kind == "op":
         try:
             found = launches(trace)
         except TraceError as e:
-            raise Verdict("no kernel", f"the provenance run cannot be replayed: {e}") from None
+            raise Verdict("no kernel", f"{what} cannot be replayed: {e}") from None
         if not found:
             raise Verdict(
                 "no kernel",
@@ -261,6 +262,20 @@ def provenance(
             f"{plan.function} called no op of the ops namespace it was given: a block must "
             "compute by calling ops (its Python must not compute outputs itself)",
         )
+
+
+def provenance(
+    plan, cases, trace_frame, sandbox, limits, folder_name: str, *, replay=None, profile: bool = False, where=None
+):
+    """Raise a Verdict unless the recorded launches are the learner's own kernels and, replayed on fresh inputs
+    (``replay``, else ``cases.replay``) without the learner's Python, write the right outputs. With ``profile``
+    the replay process also measures the launches' memory counters, which are returned (a list of dicts)."""
+    meta, arrays = trace_frame
+    where = where or "in the provenance run (your function called once more on the cpu backend, its launches recorded)"
+    if not meta.get("ok"):
+        raise error_verdict(meta.get("error") or {}, where)
+    check_launches(plan, meta.get("trace"), "the provenance run")
+    trace = meta["trace"]
     replay = replay or cases.replay
     request = wire.encode(
         {"trace": trace, "kind": plan.kind, "launch_timeout": limits.launch, "profile": bool(profile)},
@@ -323,13 +338,17 @@ def grade_check(chapter, plan, sources: list, *, sandbox, seed: int, limits, nam
     cases = cases_for(plan, seed)
     all_cases = cases.graded + [cases.provenance] + ([cases.performance] if cases.performance else [])
     runs = runs_for(plan, len(cases.graded), sandbox.backend)
+    if any(r["group"] == "gpu_time" for r in runs):
+        from .gputime import timing_case
+
+        all_cases.append(timing_case(plan.performance))
     meta = {
         "function": plan.function,
         "kind": plan.kind,
         "checked": plan.checked_name,
         "setup": [_source(c) for c in chapter.preamble],
         "cells": list(sources),
-        "cases": [{"label": c.label, "args": c.args} for c in all_cases],
+        "cases": [_case_meta(c) for c in all_cases],
         "runs": runs,
         "launch_timeout": limits.launch,
     }
@@ -359,7 +378,7 @@ def grade_check(chapter, plan, sources: list, *, sandbox, seed: int, limits, nam
     if not plan.performance:
         return None, notes, None
     try:
-        grade_performance(plan, cases, runs, box, outcome, sandbox, limits, name)
+        notes += grade_performance(plan, cases, runs, box, outcome, sandbox, limits, name, seed=seed)
     except Verdict as v:
         return None, notes, v
     except Exception as e:  # noqa: BLE001
@@ -373,6 +392,14 @@ def grade_check(chapter, plan, sources: list, *, sandbox, seed: int, limits, nam
             ),
         )
     return None, notes, True
+
+
+def _case_meta(c) -> dict:
+    """A case as the worker receives it: label and arguments (and the arrays it allocates itself, if any)."""
+    meta = {"label": c.label, "args": c.args}
+    if c.alloc:
+        meta["alloc"] = {k: [list(shape), np.dtype(dtype).str] for k, (shape, dtype) in c.alloc.items()}
+    return meta
 
 
 def _profile_of(counters, case, op: str):
@@ -395,9 +422,29 @@ def _profile_of(counters, case, op: str):
     return SimpleNamespace(kernels=kernels, minimum=minimum)
 
 
-def grade_performance(plan, cases, runs, box, outcome, sandbox, limits, name: str) -> None:
+def grade_performance(plan, cases, runs, box, outcome, sandbox, limits, name: str, *, seed: int = 0) -> list:
     """Raise a Verdict unless the launches recorded at the targets' sizes, replayed on fresh inputs in the
-    replay process with the memory counters on, are right and meet every target of ``plan.performance``."""
+    replay process with the memory counters on, are right and meet every target of ``plan.performance``, and on
+    the cuda backend the launches recorded at the GPU sizes, replayed and timed on the GPU, are right there and
+    within the op's ``time_ratio`` of the package's kernel (:func:`grade_gpu_time`). Returns notes (the time)."""
+    results, sizes = counter_results(plan, cases, runs, box, outcome, sandbox, limits, name)
+    timing, problem = None, None
+    if any(r["group"] == "gpu_time" for r in runs):
+        try:
+            timing = grade_gpu_time(plan, runs, box, outcome, sandbox, limits, name, seed=seed)
+        except Verdict as v:
+            if all(t.ok for t in results):
+                raise
+            problem = v  # the counters' verdict stands; the reason the time is missing goes with it
+    verdict = performance_verdict(results, sizes, timing, problem)
+    if verdict is not None:
+        raise verdict
+    return [f"GPU time target met: {timing.summary()}"] if timing is not None else []
+
+
+def counter_results(plan, cases, runs, box, outcome, sandbox, limits, name: str) -> tuple[list, str]:
+    """([TargetResult], the sizes) of the memory counters of the launches recorded at the targets' sizes, replayed
+    with the counters on (a Verdict if those launches are not the learner's own or not right)."""
     from ..check.performance import METRICS, TARGETS, TargetResult
 
     run = next(r for r in runs if r["group"] == "performance")
@@ -432,17 +479,120 @@ def grade_performance(plan, cases, runs, box, outcome, sandbox, limits, name: st
         )
         for t in table.targets
     ]
+    return results, sizes
+
+
+def performance_verdict(results: list, sizes: str, timing=None, problem: Verdict | None = None) -> Verdict | None:
+    """The verdict of the performance targets (None: all met) from the counters' TargetResults, measured at
+    ``sizes``, and on the cuda backend the time target (a :class:`.gputime.TimeResult`, or the Verdict that says
+    why the time could not be judged, ``problem``, when a counter missed anyway)."""
     missed = [t for t in results if not t.ok]
-    if missed:
-        raise Verdict(
-            "not optimised",
-            f"correct, but {len(missed)} of {len(results)} performance targets missed: "
-            + "; ".join(t.row()[5:] for t in missed),
-            f"memory counters of your launches replayed at {sizes} (cpu backend):\n"
-            + "\n".join("  " + t.row() for t in results)
-            + "\nwhat the targets expect:\n"
-            + "\n".join(f"  {t.what}: {t.why}" for t in missed),
+    misses = [t.row()[5:] for t in missed]
+    if timing is not None and not timing.ok:
+        misses.append(timing.summary())
+    if not misses:
+        return None
+    total = len(results) + (timing is not None)
+    details = f"memory counters of your launches replayed at {sizes} (cpu backend):\n" + "\n".join(
+        "  " + t.row() for t in results
+    )
+    if timing is not None:
+        details += (
+            "\ntime of your launches replayed on the GPU on fresh inputs, against the package's kernel timed in the "
+            f"same process:\n  {timing.row()}"
         )
+    if problem is not None:
+        details += f"\nthe GPU time target was not judged: {problem.verdict}: {problem.reason}"
+    details += "\nwhat the targets expect:\n" + "\n".join(f"  {t.what}: {t.why}" for t in missed)
+    if timing is not None and not timing.ok:
+        details += (
+            f"\n  time: at most {timing.limit:g}x the package's {timing.baseline} on the same GPU, as "
+            "check.performance measures it in the notebook"
+        )
+    reason = f"correct, but {len(misses)} of {total} performance targets missed: " + "; ".join(misses)
+    return Verdict("not optimised", reason, details)
+
+
+def grade_gpu_time(plan, runs, box, outcome, sandbox, limits, name: str, *, seed: int):
+    """The GPU time target (see :mod:`.gputime`): check the trace the worker recorded, without running it, at the
+    op's GPU sizes; replay it on the GPU in a replay process, on fresh inputs drawn there from a secret seed; return
+    the :class:`.gputime.TimeResult` of the times it sends back, or raise a Verdict: ``wrong`` for wrong outputs
+    at those sizes, the learner's errors as elsewhere, ``grading error`` when the GPU could not time it."""
+    from ..check.performance import TARGETS
+    from . import secret as grade_secret
+    from .gputime import Malformed, read_timing, sizes_text
+    from .judge import clean_error
+
+    table = TARGETS[plan.performance]
+    sizes = sizes_text(table.gpu_sizes)
+    where = (
+        f"in the GPU timing run (your function called at {sizes} on the cpu backend, its launches recorded, not run)"
+    )
+    run = next(r for r in runs if r["group"] == "gpu_time")
+    frame = next(((m, a) for _, m, a in box.frames if m.get("event") == "run" and m.get("run") == run["index"]), None)
+    if frame is None:
+        raise _lost(outcome, box, limits, where)
+    meta, arrays = frame
+    if not meta.get("ok"):
+        raise error_verdict(meta.get("error") or {}, where)
+    check_launches(plan, meta.get("trace"), "the GPU timing run")
+    request = wire.encode(
+        {
+            "trace": meta["trace"],
+            "kind": plan.kind,
+            "launch_timeout": limits.launch,
+            "gpu_time": {"fname": plan.performance, "seed": grade_secret.derive(seed, plan.checked_name, "gpu-time")},
+        },
+        {k: v for k, v in arrays.items() if k.startswith("trace.")},
+    )
+    replay_box = sandbox.start("replay", sandbox.folder(name + "-gpu"), request)
+    replay_outcome = watch(sandbox, replay_box, limits, setup_event=None)
+    sandbox.stop(replay_box)
+    frames = {m.get("event"): (m, a) for _, m, a in replay_box.frames}
+    doing = f"replaying your kernel launches on the GPU at {sizes}"
+    if "timing_error" in frames:
+        err = clean_error(frames["timing_error"][0].get("error"))
+        raise Verdict(
+            "grading error",
+            f"the GPU time target could not be measured ({err['ename']}: {err['evalue']}); is there a GPU for the "
+            "grader's processes?",
+            err["traceback"],
+            grader_error=True,
+        )
+    if "replay_error" in frames:
+        err = frames["replay_error"][0].get("error") or {}
+        v = error_verdict(err, doing)
+        if v.verdict == "error":  # a trace that cannot be replayed
+            raise Verdict(
+                "no kernel",
+                f"your function's launches at the GPU sizes could not be replayed without its Python code: "
+                f"{clean_error(err)['evalue']}",
+                v.details,
+            )
+        raise v
+    if "timed" not in frames:
+        raise _lost(replay_outcome, replay_box, limits, "while " + doing)
+    try:
+        timing, wrong = read_timing(frames["timed"][0], plan.performance)
+    except Malformed as e:
+        raise Verdict(
+            "grading error", f"the GPU timing sent an answer the grader cannot read ({e})", grader_error=True
+        ) from None
+    if wrong:
+        after = " after the timed runs" if frames["timed"][0].get("after_timing") else ""
+        first = wrong[0].splitlines()[0]
+        raise Verdict(
+            "wrong",
+            f"right on the graded cases, but wrong at the GPU timing sizes ({sizes}){after}: {first}; no "
+            "performance points",
+            f"replayed on the GPU on fresh inputs at {sizes}, the kernel launches of {plan.function} (recorded at "
+            f"those sizes without running) did not write the right outputs{after}:\n"
+            + "\n".join("  " + w for w in wrong)
+            + "\nhint: a kernel right at small sizes can go wrong at large ones (an int index that overflows, a "
+            "grid too small to cover the arrays, work skipped); the launches are recorded without running, so "
+            "they must not depend on values read back from a kernel's outputs",
+        )
+    return timing
 
 
 def grade_exercise(chapter, exercise, sources: list, *, sandbox, seed: int, limits, name: str) -> ExerciseResult:

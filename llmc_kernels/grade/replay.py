@@ -7,6 +7,12 @@ performance check (``"profile"`` in the request) it also sends the memory counte
 (:mod:`llmc_kernels.profiling`), measured here, so that the grader judges the targets from a run of the
 learner's kernels that no learner Python took part in. It is
 fenced in like the worker, because the learner's kernels are native code.
+
+For the GPU time target (``"gpu_time"`` in the request, on the cuda backend only) it replays a trace recorded at
+the op's GPU sizes on the GPU instead, on fresh inputs it draws itself from the request's secret seed, checks
+the outputs against the float64 reference, times those launches and the package's kernel, and sends back the
+times, the GPU's name and any wrong output (:func:`.gputime.measure`): a ``timed`` frame, or a ``replay_error``
+(the learner's launches failed) or ``timing_error`` (the grader's side failed: no GPU, say).
 """
 
 from __future__ import annotations
@@ -34,6 +40,21 @@ def main() -> int:
 
     grader = {k[2:]: v.copy() for k, v in arrays.items() if k.startswith("c.")}
     blobs = {k[6:]: v for k, v in arrays.items() if k.startswith("trace.")}
+    if req.get("gpu_time"):
+        from .gputime import Failure, measure
+
+        try:
+            meta = measure(req["gpu_time"], req["trace"], blobs)
+        except Failure as e:
+            event = "replay_error" if e.learner else "timing_error"
+            wire.write(frames, {"event": event, "error": describe(e.error)})
+            return 0
+        except BaseException as e:  # noqa: BLE001 -- a malformed request: the grader's
+            wire.write(frames, {"event": "timing_error", "error": describe(e)})
+            return 0
+        wire.write(frames, meta)
+        frames.close()
+        return 0
     ops = None
     if req["kind"] == "block":
         from .. import reference

@@ -131,7 +131,14 @@ def feedback(sub, *, backend: str, timeout: float, seed: int) -> str:
             lines += [
                 f"An optimisation exercise: correctness {fmt(r.correctness_earned)} / {fmt(r.correctness_points)}, "
                 f"performance {fmt(r.performance_earned)} / {fmt(r.performance_points)} (the memory counters of "
-                "your launches, replayed by the grader; judged only when the results are right).",
+                "your launches, replayed by the grader"
+                + (
+                    ", and their time on the GPU, replayed at the op's GPU sizes, against the package's kernel "
+                    "timed on the same GPU"
+                    if backend == "cuda"
+                    else ""
+                )
+                + "; judged only when the results are right).",
                 "",
             ]
         lines += [r.reason, ""] if r.reason else []

@@ -10,6 +10,8 @@ It runs one exercise of one submission and believes nothing it does: it only pro
 3. calls the learner's function once per requested run, each time on fresh copies of the inputs (outputs
    poisoned, accumulators pre-filled, as the grader built them), in the requested backend and CPU thread
    order, and once more on the CPU backend with its kernel launches (or op calls) recorded (:mod:`.trace`);
+   for an optimisation exercise graded on a GPU, once more at the op's GPU sizes with its launches recorded and
+   not run (a ``record_only`` run, on zero-filled buffers it allocates itself: see :mod:`.gputime`);
 4. writes one frame per step to its original stdout; what the learner's code prints goes to stderr.
 
 The grader compares the arrays with its own reference, replays the trace elsewhere, and kills this process and
@@ -171,7 +173,12 @@ def _build_args(case: dict, arrays: dict, prefix: str, xp, ops) -> tuple[list, d
     made = {}
 
     def array(key):
-        a = xp.array(arrays[f"{prefix}.{key}"], copy=True)
+        name = f"{prefix}.{key}"
+        if name in arrays:
+            a = xp.array(arrays[name], copy=True)
+        else:  # the GPU time target's recorded run: zero-filled, allocated here (lazily, by the OS)
+            shape, dtype = case["alloc"][key]
+            a = xp.zeros(tuple(int(n) for n in shape), dtype=np.dtype(dtype))
         made[key] = a
         return a
 
@@ -225,9 +232,9 @@ def call(fn, req: dict, arrays: dict, run: dict, ops) -> tuple[dict, dict]:
     out = {}
     tracer = None
     if run.get("trace"):
-        from .trace import Tracer
+        from .trace import RecordTracer, Tracer
 
-        tracer = Tracer(made)
+        tracer = (RecordTracer if run.get("record_only") else Tracer)(made)
     race_warnings: list = []  # same-value races: warnings, not failures (as in the checks)
     sink = _race_sink() if backend == "cpu" else None
     token = sink.set(race_warnings) if sink is not None else None
@@ -255,6 +262,8 @@ def call(fn, req: dict, arrays: dict, run: dict, ops) -> tuple[dict, dict]:
         sink.reset(token)
     meta["race_warnings"] = [str(w)[:500] for w in race_warnings[:5]]
     for key, a in made.items():
+        if run.get("record_only"):  # nothing ran: the buffers hold what the host wrote, which the trace has
+            break
         try:
             out[f"out.{key}"] = xp.asnumpy(a) if backend == "cuda" else np.asarray(a)
         except Exception as e:  # noqa: BLE001 -- a dead CUDA context: the arrays are gone
