@@ -7,6 +7,7 @@
 - exercise: one exercise, end to end; judge: the verdict from the arrays; blocks: chapter 09's block checks;
 - sandbox, box: the fenced learner processes (namespaces, limits, subreaper); worker: the learner's process;
 - trace, replay: launch traces and their replay on fresh inputs; fingerprint: the package's own kernels;
+- gputime: an optimisation exercise's GPU time target (recorded at the GPU sizes, replayed and timed on the GPU);
 - package: the package's digest; wire: the arrays between processes; report: tables, CSV, feedback.
 
 Light on purpose: every learner process starts as ``python -m llmc_kernels.grade.box``, which imports this

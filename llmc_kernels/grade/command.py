@@ -9,7 +9,10 @@ learner's exercise cells (:mod:`.notebook`) and grades each exercise on its own 
 a fenced-in learner process (:mod:`.sandbox`, :mod:`.box`) runs the course's set-up cells and the
 learner's cells and calls the learner's function on secret cases (:mod:`.secret`); the grader compares
 the arrays it returns with its own float64 reference (:mod:`.judge`) and replays its recorded kernel
-launches on fresh inputs (:mod:`.trace`), so the outputs must come from the learner's own kernels.
+launches on fresh inputs (:mod:`.trace`), so the outputs must come from the learner's own kernels. An
+optimisation exercise's performance points need the memory counters of its replayed launches on the targets,
+and on ``--backend cuda`` also their time at the op's GPU sizes, replayed on the GPU against the package's
+kernel (:mod:`.gputime`).
 
 The package is verified before and after each submission (:mod:`.package`). Results -- a table on
 stdout, a CSV (``submission``, points per exercise, ``total``, ``max``, ``note``) or Gradescope's
@@ -330,7 +333,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         choices=("cpu", "cuda"),
-        help="where the kernels run (default: LLMC_BACKEND, else cuda when a GPU is usable, else cpu)",
+        help="where the kernels run (default: LLMC_BACKEND, else cuda when a GPU is usable, else cpu); an "
+        "optimisation exercise's performance points need its memory counters on the targets, and on cuda also "
+        "its time, replayed on the GPU, within the op's ratio to the package's kernel on that GPU",
     )
     p.add_argument(
         "--timeout",
