@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import resource
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -116,15 +117,15 @@ def record(fn, fname: str) -> tuple[dict, dict]:
 
 def measure(meta, arrays, fname, times=(1.0, 1.0), name="Fake GPU 80GB"):
     """:func:`gputime.measure` on NumPy and the cpu backend; the timer runs each function twice and says ``times``."""
-    said = iter(times)
     runs = []
 
-    def timer(call, before, repeats, warmup):
+    def timer(pairs, repeats, warmup):
         for _ in range(2):
-            before()
-            call()
+            for call, before in pairs:
+                before()
+                call()
         runs.append(repeats + warmup)
-        return next(said)
+        return list(times)
 
     blobs = {k[6:]: v for k, v in arrays.items() if k.startswith("trace.")}
     out = gputime.measure(
@@ -209,7 +210,7 @@ def test_measure_verifies_then_times_the_launches_and_the_package_kernel(launch_
     out, runs = measure(meta, arrays, "transpose", times=(0.30, 0.25))
     assert out["wrong"] == [] and out["device"] == "Fake GPU 80GB" and out["sizes"] == {"T": 200, "C": 136}
     assert (out["ms"], out["baseline"], out["baseline_ms"]) == (0.30, "transpose", 0.25)
-    assert out["repeats"] == gputime.REPEATS and 3 <= out["warmup"] <= 6 and len(runs) == 2
+    assert out["repeats"] == gputime.REPEATS and 3 <= out["warmup"] <= 6 and len(runs) == 1
     result, wrong = gputime.read_timing(out, "transpose")
     assert not wrong and result.ratio == pytest.approx(1.2) and result.ok
 
@@ -233,7 +234,7 @@ def test_a_kernel_that_skips_the_work_at_the_gpu_sizes_is_wrong_there(launch_hoo
     assert result is None and wrong == out["wrong"]
 
 
-def test_measure_tells_the_learners_failures_from_the_graders(launch_hook, small_gpu_sizes):
+def test_measure_tells_the_learners_failures_from_the_graders(launch_hook, small_gpu_sizes, monkeypatch):
     meta, arrays = record(_solution_namespace()["transpose"], "transpose")
     broken = json.loads(json.dumps(meta["trace"]))
     broken["events"][0]["launch"]["code"] = 'extern "C" __global__ void transpose_tiled(float* out) { oops }'
@@ -246,12 +247,16 @@ def test_measure_tells_the_learners_failures_from_the_graders(launch_hook, small
         measure({"trace": broken}, {}, "transpose")
     assert e.value.learner and "outside its buffer" in str(e.value)
 
-    def broken_timer(call, before, repeats, warmup):
+    def broken_timer(pairs, repeats, warmup):
         raise RuntimeError("the CUDA events failed")
 
     with pytest.raises(gputime.Failure) as e:  # the grader's side: a grading error, never points
         gputime.measure({"fname": "transpose", "seed": 1}, meta["trace"], {}, xp=np, backend="cpu", name="x",
                         timer=broken_timer)  # fmt: skip
+    assert not e.value.learner
+    monkeypatch.setitem(sys.modules, "cupy", None)  # no GPU: CuPy cannot even be imported
+    with pytest.raises(gputime.Failure) as e:
+        gputime.measure({"fname": "transpose", "seed": 1}, meta["trace"], {}, backend="cpu", name="x")
     assert not e.value.learner
 
 
@@ -480,6 +485,52 @@ def test_the_feedback_and_csv_of_a_time_miss(tmp_path):
     assert "MISS time on NVIDIA H100 80GB HBM3 at T=8192, C=768: 0.500 ms, 20.00x the package's transpose" in text
     assert "their time on the GPU" in text
     assert "their time on the GPU" not in report.feedback(sub, backend="cpu", timeout=300, seed=1)
+
+
+def test_without_a_gpu_in_the_replay_the_time_is_a_grading_error(monkeypatch, tmp_path):
+    """The real processes: a fenced worker records chapter 04b's solution at the GPU sizes without running it, the
+    grader checks the trace and starts a replay process for the time -- which finds no GPU here. The verdict is a
+    grading error, never the performance points. (The runs are the cuda backend's timing run added to the cpu
+    backend's, as no GPU is needed to record.)"""
+    from conftest import gpu_unusable_reason
+
+    from llmc_kernels.grade.notebook import load_canonical
+    from llmc_kernels.grade.sandbox import Sandbox
+
+    if gpu_unusable_reason() is None:
+        pytest.skip("a GPU is usable here: the replay would time the kernel (the gpu tests below do)")
+    runs_for = gx.runs_for
+
+    def with_timing(plan, n_cases, backend):
+        runs = runs_for(plan, n_cases, backend)
+        return runs + [dict(r, index=len(runs)) for r in runs_for(plan, n_cases, "cuda") if r["group"] == "gpu_time"]
+
+    monkeypatch.setattr(gx, "runs_for", with_timing)
+    chapter = load_canonical(Path(__file__).resolve().parent.parent / "solutions")[0][CHAPTER]
+    (exercise,) = chapter.exercises
+    plan = gx.plan_of(gx._source(exercise.checks[0].cell))
+    sandbox = Sandbox(backend="cpu", limits=Limits(120.0, 4 << 30))
+    try:
+        verdict, notes, perf = gx.grade_check(
+            chapter, plan, [source(solved(CHAPTER), CELL)], sandbox=sandbox, seed=11, limits=sandbox.limits, name="t"
+        )
+    finally:
+        sandbox.close()
+    assert verdict is None, verdict.details  # right, and the counters met ...
+    assert isinstance(perf, Verdict) and perf.verdict == "grading error" and perf.grader_error, notes
+    assert "GPU time target could not be measured" in perf.reason and "cupy" in perf.reason.lower()
+
+
+@pytest.mark.parametrize("which", ["one block", "skips at the GPU sizes"])
+def test_the_gpu_tests_kernels_pass_every_check_on_the_cpu_backend(which, capsys):
+    """The premise of the gpu tests below: both kernels are right and meet every memory counter, so only the GPU
+    can tell them from the solution."""
+    from llmc_kernels import check, runtime
+
+    text = ONE_BLOCK if which == "one block" else source(solved(CHAPTER), CELL).replace(*SKIP_LARGE)
+    with runtime.use_backend("cpu"):  # the counters alone, even where a GPU is usable
+        result = check.performance("transpose", _solution_namespace(text=text)["transpose"])
+    assert result.passed and not result.gpu
 
 
 # ------------------------------------------------------------------------------------------ on a GPU

@@ -520,22 +520,29 @@ REPEATS = 20
 def median_gpu_ms(call, repeats: int = REPEATS, warmup: int = WARMUP, before=None) -> float:
     """The median time in milliseconds of ``call()`` on the current GPU: CUDA events recorded on the current stream
     before and after each call, after ``warmup`` untimed calls; ``before()``, if given, runs before each call,
-    outside the timed span. Used by this check and by ``llmc grade``'s replay process, so that both measure
-    alike."""
+    outside the timed span. Used by this check and (through :func:`interleaved_gpu_ms`) by ``llmc grade``'s
+    replay process, so that both measure alike."""
+    return interleaved_gpu_ms([(call, before)], repeats, warmup)[0]
+
+
+def interleaved_gpu_ms(runs: list, repeats: int = REPEATS, warmup: int = WARMUP) -> list[float]:
+    """:func:`median_gpu_ms` of each ``(call, before)`` of ``runs``, timed in turn (the first, the second, the
+    first...), so that other work on a shared GPU, or its clocks changing, slows them alike."""
     import cupy as cp
 
     start, end = cp.cuda.Event(), cp.cuda.Event()
-    times = []
+    times = [[] for _ in runs]
     for i in range(repeats + warmup):
-        if before is not None:
-            before()
-        start.record()
-        call()
-        end.record()
-        end.synchronize()
-        if i >= warmup:
-            times.append(cp.cuda.get_elapsed_time(start, end))
-    return float(np.median(times))
+        for (call, before), into in zip(runs, times):
+            if before is not None:
+                before()
+            start.record()
+            call()
+            end.record()
+            end.synchronize()
+            if i >= warmup:
+                into.append(cp.cuda.get_elapsed_time(start, end))
+    return [float(np.median(t)) for t in times]
 
 
 def gpu_name() -> str:

@@ -15,11 +15,12 @@ the op, at the op's GPU sizes (``TARGETS[op].gpu_sizes``: B=8, T=1024, ...), and
    fresh inputs at the GPU sizes from that seed with the checks' own case builder, which also computes their
    float64 reference (:func:`fresh_case`), replays the trace on them on the GPU (:class:`~.trace.DeviceReplay`)
    and compares the judged outputs (``TARGETS[op].outputs``) with the reference, at the op's tolerances
-   (``check.TOLERANCES``). Only if they are right does it time the replayed launches, then the package's
+   (``check.TOLERANCES``). Only if they are right does it time the replayed launches and the package's
    ``TARGETS[op].baseline`` (``llmc_kernels.ops``, trusted code) on the same inputs, in that process on that
-   GPU, as ``check.performance`` times them (:func:`~llmc_kernels.check.performance.median_gpu_ms`: CUDA
-   events around each run, warm-up runs first, the median of 20), and sends back both times and the GPU's name
-   (:func:`measure`). The outputs of the last timed run are compared with the reference too;
+   GPU, as ``check.performance`` times them (CUDA events around each run, warm-up runs first, the median of
+   20), the two in turn (:func:`~llmc_kernels.check.performance.interleaved_gpu_ms`: other work on the GPU, or
+   its clocks, slow both alike), and sends back both times and the GPU's name (:func:`measure`). The outputs
+   of the learner's last timed run are compared with the reference too;
 4. **the grader** divides the two times and applies ``time_ratio`` (:func:`read_timing`, :class:`TimeResult`):
    a miss is verdict ``not optimised``; the memory counters are judged as on the cpu backend, and both must pass.
 
@@ -145,8 +146,9 @@ def measure(spec: dict, trace: dict, blobs: dict, *, xp=None, backend: str = "cu
     if any, nothing was timed), else ``ms``, ``baseline``, ``baseline_ms``, ``repeats``, ``warmup``. Raises
     :class:`Failure`.
 
-    ``xp``, ``backend``, ``timer(call, before, repeats, warmup) -> ms`` and ``name`` default to CuPy, the cuda
-    backend, CUDA events and the GPU's name; the tests pass NumPy, the cpu backend and a clock."""
+    ``xp``, ``backend``, ``timer([(call, before), ...], repeats, warmup) -> [ms, ...]`` and ``name`` default to
+    CuPy, the cuda backend, CUDA events (:func:`~llmc_kernels.check.performance.interleaved_gpu_ms`) and the GPU's
+    name; the tests pass NumPy, the cpu backend and a clock."""
     from .. import ops, runtime
     from ..check.cases import Tensor
     from .trace import DeviceReplay
@@ -160,10 +162,7 @@ def measure(spec: dict, trace: dict, blobs: dict, *, xp=None, backend: str = "cu
         if xp is None:
             import cupy as xp
         if timer is None:
-            from ..check.performance import median_gpu_ms
-
-            def timer(call, before, repeats, warmup):
-                return median_gpu_ms(call, repeats, warmup, before=before)
+            from ..check.performance import interleaved_gpu_ms as timer
 
         if name is None:
             from ..check.performance import gpu_name
@@ -186,29 +185,31 @@ def measure(spec: dict, trace: dict, blobs: dict, *, xp=None, backend: str = "cu
         return before
 
     out = {"event": "timed", "device": str(name), "sizes": dict(table.gpu_sizes), "wrong": []}
-    try:  # the learner's launches: verified once, timed, verified again after the last timed run
+    try:  # the learner's launches, verified once before any timing
         replay = DeviceReplay(trace, blobs, grader, xp=xp, backend=backend)
         with runtime.launch_options(check=True):
             replay.run()
         out["wrong"] = _wrong(case, grader, to_host)
-        if out["wrong"]:
-            return out
-        mine = timer(replay.run, restore(grader), repeats, warmup)
-        out["wrong"] = _wrong(case, grader, to_host)
-        if out["wrong"]:
-            out["after_timing"] = True
-            return out
     except BaseException as e:  # noqa: BLE001
         raise Failure(_learners(e), e) from None
-    try:  # the package's kernel on the same inputs, after the learner's launches are done
-        for t in case.checked():
-            t.expected = None  # gigabytes at these sizes (the classifier's logits), no longer needed
+    if out["wrong"]:
+        return out
+    try:  # the package's kernel on buffers of its own, same inputs
         theirs_buffers = {k: v.copy() for k, v in pristine.items()}
         args = [theirs_buffers.get(v.name) if isinstance(v, Tensor) else v for v in case.values]
         baseline = getattr(ops, table.baseline)
-        theirs = timer(lambda: baseline(*args), restore(theirs_buffers), repeats, warmup)
     except BaseException as e:  # noqa: BLE001
         raise Failure(False, e) from None
+    try:  # both timed in turn; then the outputs of the learner's last timed run verified too
+        mine, theirs = timer(
+            [(replay.run, restore(grader)), (lambda: baseline(*args), restore(theirs_buffers))], repeats, warmup
+        )
+        out["wrong"] = _wrong(case, grader, to_host)
+    except BaseException as e:  # noqa: BLE001
+        raise Failure(_learners(e), e) from None
+    if out["wrong"]:
+        out["after_timing"] = True
+        return out
     out.update(ms=float(mine), baseline=table.baseline, baseline_ms=float(theirs), repeats=repeats, warmup=warmup)
     return out
 
