@@ -339,18 +339,21 @@ class FakeSandbox:
 
     backend = "cuda"
 
-    def __init__(self, *frames):
+    def __init__(self, *frames, running_since=None):
         self.frames = list(frames)
         self.requests = []
+        self.running_since = running_since  # seconds ago: a replay process still running (never exits)
 
     def folder(self, name):
         return Path("/nonexistent") / name
 
     def start(self, role, folder, request):
         self.requests.append((role, wire.decode(request[8:])))
-        proc = SimpleNamespace(poll=lambda: 0, returncode=0)
+        running = self.running_since is not None
+        proc = SimpleNamespace(poll=lambda: None if running else 0, returncode=None if running else 0)
         frames = [(0.0, m, {}) for m in self.frames]
-        return SimpleNamespace(frames=frames, proc=proc, started=time.monotonic(), bad_frame="", text=lambda: "")
+        started = time.monotonic() - (self.running_since or 0.0)
+        return SimpleNamespace(frames=frames, proc=proc, started=started, bad_frame="", text=lambda: "")
 
     def stop(self, box):
         pass
@@ -375,13 +378,13 @@ def recorded():
     return runs, SimpleNamespace(frames=[(0.0, meta, arrays)], bad_frame="", proc=SimpleNamespace(returncode=0))
 
 
-def _grade_time(recorded, *frames, meta=None):
+def _grade_time(recorded, *frames, meta=None, running_since=None):
     runs, box = recorded
     if meta is not None:
         box = SimpleNamespace(
             frames=[(0.0, {**box.frames[0][1], **meta}, box.frames[0][2])], bad_frame="", proc=box.proc
         )
-    sandbox = FakeSandbox(*frames)
+    sandbox = FakeSandbox(*frames, running_since=running_since)
     limits = Limits(60.0)
     return gx.grade_gpu_time(PLAN, runs, box, "exited", sandbox, limits, "t", seed=99), sandbox
 
@@ -407,6 +410,12 @@ def test_no_gpu_for_the_replay_is_a_grading_error_never_points(recorded):
     with pytest.raises(Verdict) as e:
         _grade_time(recorded, {"event": "timed", "wrong": []})
     assert e.value.verdict == "grading error"
+    with pytest.raises(Verdict) as e:  # the float64 reference at the GPU sizes took longer than the set-up's limit
+        _grade_time(recorded, running_since=1000.0)
+    assert e.value.verdict == "grading error" and "not made within 120 s" in e.value.reason
+    with pytest.raises(Verdict) as e:  # ... but once the inputs are ready, the learner's launches have the time limit
+        _grade_time(recorded, {"event": "inputs_ready"}, running_since=1000.0)
+    assert e.value.verdict == "hang"
 
 
 def test_the_learners_failures_at_the_gpu_sizes(recorded):

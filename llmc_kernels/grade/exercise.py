@@ -546,10 +546,19 @@ def grade_gpu_time(plan, runs, box, outcome, sandbox, limits, name: str, *, seed
         {k: v for k, v in arrays.items() if k.startswith("trace.")},
     )
     replay_box = sandbox.start("replay", sandbox.folder(name + "-gpu"), request)
-    replay_outcome = watch(sandbox, replay_box, limits, setup_event=None)
+    # until its inputs and their float64 reference are made (seconds to a minute at these sizes), the replay
+    # process runs the grader's code only: the set-up's time limit, and a grading error if it is exceeded
+    replay_outcome = watch(sandbox, replay_box, limits, setup_event="inputs_ready")
     sandbox.stop(replay_box)
     frames = {m.get("event"): (m, a) for _, m, a in replay_box.frames}
     doing = f"replaying your kernel launches on the GPU at {sizes}"
+    if replay_outcome == "setup_timeout":
+        raise Verdict(
+            "grading error",
+            f"the GPU time target's fresh inputs and their float64 reference at {sizes} were not made within "
+            f"{limits.setup:g} s: is the machine overloaded? (try fewer --jobs, or a larger --timeout)",
+            grader_error=True,
+        )
     if "timing_error" in frames:
         err = clean_error(frames["timing_error"][0].get("error"))
         raise Verdict(

@@ -139,7 +139,9 @@ def _learners(e: BaseException) -> bool:
     return isinstance(e, (TraceError, KernelError)) or bool(names & {"CUDARuntimeError", "CUDADriverError"})
 
 
-def measure(spec: dict, trace: dict, blobs: dict, *, xp=None, backend: str = "cuda", timer=None, name=None) -> dict:
+def measure(
+    spec: dict, trace: dict, blobs: dict, *, xp=None, backend: str = "cuda", timer=None, name=None, ready=None
+) -> dict:
     """Run in the replay process: verify the trace's launches at the GPU sizes on fresh inputs, then time them and
     the package's baseline. ``spec``: ``fname`` (the op function, a key of TARGETS), ``seed``, optionally
     ``repeats``. Returns the ``timed`` frame's meta: ``device``, ``sizes``, ``wrong`` (summaries of wrong outputs;
@@ -148,7 +150,8 @@ def measure(spec: dict, trace: dict, blobs: dict, *, xp=None, backend: str = "cu
 
     ``xp``, ``backend``, ``timer([(call, before), ...], repeats, warmup) -> [ms, ...]`` and ``name`` default to
     CuPy, the cuda backend, CUDA events (:func:`~llmc_kernels.check.performance.interleaved_gpu_ms`) and the GPU's
-    name; the tests pass NumPy, the cpu backend and a clock."""
+    name; the tests pass NumPy, the cpu backend and a clock. ``ready()`` is called once the inputs and their
+    reference are made, before any of the learner's launches."""
     from .. import ops, runtime
     from ..check.cases import Tensor
     from .trace import DeviceReplay
@@ -171,6 +174,8 @@ def measure(spec: dict, trace: dict, blobs: dict, *, xp=None, backend: str = "cu
         case = fresh_case(fname, seed)
         pristine = {t.name: xp.asarray(t.initial) for t in case.tensors if t.initial is not None}
         grader = {k: v.copy() for k, v in pristine.items()}
+        if ready is not None:  # the grader's slow part is done (its time limit, ``setup``, is the grader's)
+            ready()
     except BaseException as e:  # noqa: BLE001
         raise Failure(False, e) from None
 

@@ -44,7 +44,9 @@ def main() -> int:
         from .gputime import Failure, measure
 
         try:
-            meta = measure(req["gpu_time"], req["trace"], blobs)
+            meta = measure(
+                req["gpu_time"], req["trace"], blobs, ready=lambda: wire.write(frames, {"event": "inputs_ready"})
+            )
         except Failure as e:
             event = "replay_error" if e.learner else "timing_error"
             wire.write(frames, {"event": event, "error": describe(e.error)})
