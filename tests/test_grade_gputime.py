@@ -224,6 +224,30 @@ def test_measure_restores_the_buffers_before_each_run(launch_hook, small_gpu_siz
     assert out["wrong"] == [] and out["baseline"] == "fused_classifier"
 
 
+@pytest.mark.parametrize("fname, sizes", [("fused_classifier", {"B": 2, "T": 3, "V": 50, "Vp": 64}),
+                                          ("layernorm_forward", {"B": 2, "T": 5, "C": 40})])  # fmt: skip
+def test_the_comparison_on_the_device_agrees_with_compare(fname, sizes):
+    """At the GPU sizes the outputs are compared where they lie (on the GPU); what passes there passes compare."""
+    from llmc_kernels.check import TOLERANCES
+    from llmc_kernels.check.cases import CaseSpec, build
+    from llmc_kernels.check.compare import compare
+
+    tol = TOLERANCES[fname]
+    rng = np.random.default_rng(0)
+    for t in build(fname, CaseSpec.of(sizes), 3).checked():
+        right = t.expected.astype(np.float32)
+        atol = tol[1] * gputime._scale(t)
+        candidates = [right, t.initial.copy()]  # right; never written (poison) or left as it was
+        for k in (0.3, 0.9, 1.5, 30.0):  # noise below and above the tolerance
+            candidates.append((t.expected + k * atol * rng.standard_normal(t.expected.shape)).astype(np.float32))
+        one_nan = right.copy()
+        one_nan.flat[-1] = np.nan
+        candidates.append(one_nan)
+        verdicts = [gputime._within(t, got, tol, np, {}) for got in candidates]
+        assert verdicts == [compare(t, got, tol).ok for got in candidates]
+        assert verdicts[0] and not verdicts[1] and not verdicts[-1] and not verdicts[-2]
+
+
 def test_a_kernel_that_skips_the_work_at_the_gpu_sizes_is_wrong_there(launch_hook, small_gpu_sizes):
     text = source(solved(CHAPTER), CELL).replace(SKIP_LARGE[0], SKIP_LARGE[1].replace("1000000", "20000"))
     meta, arrays = record(_solution_namespace(text=text)["transpose"], "transpose")
