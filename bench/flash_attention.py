@@ -36,14 +36,15 @@ from _results import RESULTS, provenance, write_section  # noqa: E402
 NH, HS = 12, 64
 C = NH * HS
 
-# Version 2 tuning variants timed by --tune: name -> {precise: macros overriding the wrapper's TUNING}
+# Version 2 tuning variants timed by --tune: name -> {precise: macros overriding the wrapper's TUNING}. The
+# diagnostic row leaves dQ out (its max |diff| is large on purpose): what the dQ atomics cost.
 TUNE = {
-    "v2 fwd 128 regs (4 blocks/SM)": {False: {"FA_FWD_MINB": 4}},
-    "v2 fwd 2 m-tiles/warp, 32-key tiles": {False: {"FA_FWD_WM": 2, "FA_FWD_BK": 32}},
-    "v2 fwd 2 m-tiles/warp, 64-key tiles": {False: {"FA_FWD_WM": 2, "FA_FWD_BK": 64}},
-    "v2 fwd 168 regs (3 blocks/SM)": {True: {"FA_FWD_MINB": 3}},
-    "v2 bwd unbounded regs (2 blocks/SM)": {False: {"FA_BWD_MINB": 1}},
-    "v2 bwd 2 blocks/SM": {True: {"FA_BWD_MINB": 2}},
+    "v2 fwd 8 warps (128 rows), 128 regs": {False: {"FA_FWD_WARPS": 8, "FA_FWD_MINB": 2}},
+    "v2 fwd unbounded regs": {False: {"FA_FWD_MINB": 1}, True: {"FA_FWD_MINB": 1}},
+    "v2 fwd 2 m-tiles/warp, 32-key tiles": {False: {"FA_FWD_WM": 2, "FA_FWD_BK": 32, "FA_FWD_MINB": 1}},
+    "v2 bwd 168 regs (3 blocks/SM)": {False: {"FA_BWD_MINB": 3}},
+    "v2 bwd dQ in two accumulator sets": {False: {"FA_BWD_DQ2": 1}, True: {"FA_BWD_DQ2": 1}},
+    "diagnostic: bwd without dQ atomics (dQ wrong)": {False: {"FA_BWD_NODQ": 1}, True: {"FA_BWD_NODQ": 1}},
 }
 
 

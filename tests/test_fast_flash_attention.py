@@ -13,10 +13,10 @@ every operand truncated to 11 significant bits, as the tensor cores do (relative
 half that on average), so out and dinp are within ~3e-3.
 
 Every test that launches the kernels runs each design of kernels/flash_attention.cu (``variant``): FA_VERSION 1
-(the first kernels), 2 (pipelined; the default) and 2 with two 16-row m-tiles per forward warp (FA_FWD_WM=2,
-128-row blocks), under the same tolerances; the designs also agree with each other (TF32: 3e-3 of the largest
-magnitude, both being TF32; precise: 2e-6), and version 2's pipelined barriers pass the cpu backend's race
-detector.
+(the first kernels), 2 (pipelined; the default), 2 with two 16-row m-tiles per forward warp (FA_FWD_WM=2,
+128-row blocks) and 2 with 8-warp forward blocks (FA_FWD_WARPS=8, 128 rows), under the same tolerances; the
+designs also agree with each other (TF32: 3e-3 of the largest magnitude, both being TF32; precise: 2e-6), and
+version 2's pipelined barriers pass the cpu backend's race detector.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from llmc_kernels.ops import flash_attention as fa
 SIZES = [(1, 1, 4, 1), (2, 13, 12, 3), (1, 37, 15, 3), (2, 70, 64, 4), (1, 130, 16, 1), (1, 67, 128, 2)]
 PRECISE_TOL, TF32_TOL = 3e-6, 3e-3
 # name -> (FA_VERSION, version 2's tuning macros for both precisions)
-VARIANTS = {"v1": (1, {}), "v2": (2, {}), "v2-wm2": (2, {"FA_FWD_WM": 2})}
+VARIANTS = {"v1": (1, {}), "v2": (2, {}), "v2-wm2": (2, {"FA_FWD_WM": 2}), "v2-w8": (2, {"FA_FWD_WARPS": 8})}
 
 
 def _use(monkeypatch, name):
@@ -152,7 +152,7 @@ AGREE_SIZES = [(1, 77, 60, 3), (2, 45, 24, 3), (1, 100, 192, 3)]
 @pytest.mark.parametrize("precise", [True, False], ids=["3xtf32", "tf32"])
 @pytest.mark.parametrize("B, T, C, NH", AGREE_SIZES)
 def test_the_designs_agree(monkeypatch, B, T, C, NH, precise):
-    """FA_VERSION 1, 2 and 2 with FA_FWD_WM=2 give the same out, lse and dinp (accumulated onto dinp0)."""
+    """Every design gives version 1's out, lse and dinp (accumulated onto dinp0)."""
     rng = np.random.default_rng(T * 7 + C)
     inp = rng.standard_normal((B, T, 3 * C)).astype(np.float32)
     dout = rng.standard_normal((B, T, C)).astype(np.float32)
@@ -162,7 +162,7 @@ def test_the_designs_agree(monkeypatch, B, T, C, NH, precise):
         _use(monkeypatch, name)
         got[name] = _run(inp, dout, dinp0, B, T, C, NH, precise)
     tol = 2e-6 if precise else TF32_TOL
-    for name in ("v2", "v2-wm2"):
+    for name in VARIANTS:
         for key, want in got["v1"].items():
             want = want.astype(np.float64) - (dinp0 if key == "dinp" else 0)
             have = got[name][key].astype(np.float64) - (dinp0 if key == "dinp" else 0)
@@ -170,7 +170,7 @@ def test_the_designs_agree(monkeypatch, B, T, C, NH, precise):
 
 
 @pytest.mark.slow  # the race detector: a few times a plain launch
-@pytest.mark.parametrize("variant_name", ["v2", "v2-wm2"])
+@pytest.mark.parametrize("variant_name", ["v2", "v2-wm2", "v2-w8"])
 @pytest.mark.parametrize("precise", [True, False], ids=["3xtf32", "tf32"])
 def test_the_pipeline_has_no_races(monkeypatch, variant_name, precise):
     """Version 2 issues the next tile's copies while warps still compute on others: its barriers are checked by
@@ -207,7 +207,7 @@ def test_arguments_are_checked():
 
 @pytest.mark.slow  # NVRTC compiles the flash kernels
 def test_kernels_compile_for_the_gpu():
-    """NVRTC (no GPU needed) compiles every design (FA_VERSION 1, 2, and 2 with FA_FWD_WM=2) in both precisions,
+    """NVRTC (no GPU needed) compiles every design (``VARIANTS``) in both precisions,
     with the wrapper's options, without a warning, for sm_90 and sm_80 (TF32 tensor cores; cp.async; sm_90 also
     red.global.add.v2.f32) and sm_75 (T4: the emulated path, plain copies)."""
     from llmc_kernels.ops import _loader

@@ -97,6 +97,9 @@
 #endif
 #endif
 
+#ifndef FA_FWD_WARPS
+#define FA_FWD_WARPS 4      // version 2's forward: warps per block (4 or 8)
+#endif
 #ifndef FA_FWD_MINB
 #define FA_FWD_MINB 1       // __launch_bounds__'s minimum blocks per SM: caps registers at 64K / (128 x it)
 #endif
@@ -106,6 +109,11 @@
 
 #define FA_WARPS 4
 #define FA_THREADS 128
+#if FA_VERSION == 1
+#define FA_FWD_THREADS FA_THREADS
+#else
+#define FA_FWD_THREADS (32 * FA_FWD_WARPS)
+#endif
 #define FA_KD (FA_HS / 8)           // 8-wide steps along the head dimension
 #define FA_FULL 0xffffffffu
 #define FA_LN2 0.6931471805599453f
@@ -153,40 +161,60 @@ __device__ __forceinline__ FaB fa_b(float b0, float b1) {
     return f;
 }
 
-// d += A B for one m16n8k8 tile, TF32 inputs, fp32 accumulation.
-__device__ __forceinline__ void fa_mma_tf32(float (&d)[4], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
-                                            unsigned b0, unsigned b1) {
 #if FA_EMULATE_MMA
-    // Each lane publishes its fragment registers; lane (g, t) then reads row g and g+8 of A (held by lanes
-    // 4g..4g+3) and columns 2t, 2t+1 of B (held by lanes 8t..8t+7) and does its 4 outputs' 8 products.
-    // Operands truncated to TF32 as the tensor cores read them.
-    __shared__ float fa_frag[FA_WARPS][32][6];
-    int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+// d += A B for one m16n8k8 tile from the fragments (f: this warp's 32 x 6 floats of shared scratch). Each lane
+// publishes its fragment registers; lane (g, t) then reads row g and g+8 of A (held by lanes 4g..4g+3) and
+// columns 2t, 2t+1 of B (held by lanes 8t..8t+7) and does its 4 outputs' 8 products. Operands truncated to
+// TF32 as the tensor cores read them.
+__device__ __forceinline__ void fa_emulate_mma(float* f, float (&d)[4], unsigned a0, unsigned a1, unsigned a2,
+                                               unsigned a3, unsigned b0, unsigned b1) {
+    int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const unsigned keep = 0xffffe000u;
-    fa_frag[w][lane][0] = __uint_as_float(a0 & keep);
-    fa_frag[w][lane][1] = __uint_as_float(a1 & keep);
-    fa_frag[w][lane][2] = __uint_as_float(a2 & keep);
-    fa_frag[w][lane][3] = __uint_as_float(a3 & keep);
-    fa_frag[w][lane][4] = __uint_as_float(b0 & keep);
-    fa_frag[w][lane][5] = __uint_as_float(b1 & keep);
+    f[lane * 6 + 0] = __uint_as_float(a0 & keep);
+    f[lane * 6 + 1] = __uint_as_float(a1 & keep);
+    f[lane * 6 + 2] = __uint_as_float(a2 & keep);
+    f[lane * 6 + 3] = __uint_as_float(a3 & keep);
+    f[lane * 6 + 4] = __uint_as_float(b0 & keep);
+    f[lane * 6 + 5] = __uint_as_float(b1 & keep);
     __syncwarp();
     for (int k = 0; k < 8; k++) {
         int half = k >> 2, kl = k & 3;               // k < 4: a0/a1 and b0; k >= 4: a2/a3 and b1
-        float ag = fa_frag[w][g * 4 + kl][2 * half];
-        float ag8 = fa_frag[w][g * 4 + kl][2 * half + 1];
-        float bn0 = fa_frag[w][(2 * t) * 4 + kl][4 + half];
-        float bn1 = fa_frag[w][(2 * t + 1) * 4 + kl][4 + half];
+        float ag = f[(g * 4 + kl) * 6 + 2 * half];
+        float ag8 = f[(g * 4 + kl) * 6 + 2 * half + 1];
+        float bn0 = f[((2 * t) * 4 + kl) * 6 + 4 + half];
+        float bn1 = f[((2 * t + 1) * 4 + kl) * 6 + 4 + half];
         d[0] += ag * bn0;
         d[1] += ag * bn1;
         d[2] += ag8 * bn0;
         d[3] += ag8 * bn1;
     }
     __syncwarp();
+}
+#endif
+
+// d += A B for one m16n8k8 tile, TF32 inputs, fp32 accumulation (emulated: 3 KiB of scratch for 4 warps).
+__device__ __forceinline__ void fa_mma_tf32(float (&d)[4], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
+                                            unsigned b0, unsigned b1) {
+#if FA_EMULATE_MMA
+    __shared__ float fa_frag[FA_WARPS * 32 * 6];
+    fa_emulate_mma(fa_frag + (threadIdx.x >> 5) * 32 * 6, d, a0, a1, a2, a3, b0, b1);
 #else
     asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
                  "{%0,%1,%2,%3};\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#endif
+}
+
+// The same for version 2's forward, whose blocks have FA_FWD_WARPS warps: its own emulation scratch, so that
+// the backward's stays 3 KiB (the backward uses 45 of its 48).
+__device__ __forceinline__ void fa_mma_tf32_fwd(float (&d)[4], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
+                                                unsigned b0, unsigned b1) {
+#if FA_EMULATE_MMA
+    __shared__ float fa_frag_fwd[FA_FWD_WARPS * 32 * 6];
+    fa_emulate_mma(fa_frag_fwd + (threadIdx.x >> 5) * 32 * 6, d, a0, a1, a2, a3, b0, b1);
+#else
+    fa_mma_tf32(d, a0, a1, a2, a3, b0, b1);
 #endif
 }
 
@@ -197,6 +225,14 @@ __device__ __forceinline__ void fa_mma(float (&d)[4], const FaA& a, const FaB& b
     fa_mma_tf32(d, a.hi[0], a.hi[1], a.hi[2], a.hi[3], b.lo[0], b.lo[1]);
 #endif
     fa_mma_tf32(d, a.hi[0], a.hi[1], a.hi[2], a.hi[3], b.hi[0], b.hi[1]);
+}
+
+__device__ __forceinline__ void fa_mma_fwd(float (&d)[4], const FaA& a, const FaB& b) {
+#if FA_PRECISE
+    fa_mma_tf32_fwd(d, a.lo[0], a.lo[1], a.lo[2], a.lo[3], b.hi[0], b.hi[1]);
+    fa_mma_tf32_fwd(d, a.hi[0], a.hi[1], a.hi[2], a.hi[3], b.lo[0], b.lo[1]);
+#endif
+    fa_mma_tf32_fwd(d, a.hi[0], a.hi[1], a.hi[2], a.hi[3], b.hi[0], b.hi[1]);
 }
 
 // ========================================================================================== FA_VERSION 1
@@ -595,7 +631,7 @@ __device__ __forceinline__ void fa1_backward(float* dinp, const float* dout, con
 #endif
 #define FA2_BQ 32
 #endif
-#define FA2_BR (64 * FA_FWD_WM)     // forward: query rows per block
+#define FA2_BR (16 * FA_FWD_WM * FA_FWD_WARPS)  // forward: query rows per block
 #define FA2_BC 64                   // backward: keys per block
 #define FA2_LD (FA_HS + ((8 - FA_HS) & 31))  // row stride of [rows][FA_HS] tiles: 8 (mod 32) floats (72 for 64)
 #define FA2_LDT (FA2_BC + 8)        // backward: row stride of the [query][key] dS tile (72)
@@ -603,6 +639,12 @@ __device__ __forceinline__ void fa1_backward(float* dinp, const float* dout, con
 #define FA2_MT (FA2_BQ / 16)        // backward dQ: 16-query m-tiles per step
 #define FA2_WPM (FA_WARPS / FA2_MT) // backward dQ: warps per m-tile
 #define FA2_KPW ((FA_KD + FA2_WPM - 1) / FA2_WPM)  // backward dQ: dim tiles per warp
+#ifndef FA_BWD_DQ2
+#define FA_BWD_DQ2 0                // backward: dQ's products in two accumulator sets (even, odd key tiles)
+#endif
+#ifndef FA_BWD_NODQ
+#define FA_BWD_NODQ 0               // timing diagnostic only (bench/flash_attention.py --tune): dQ never added
+#endif
 #if !defined(LLMC_CPU_BACKEND) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define FA2_RED2 1                  // red.global.add.v2.f32 (sm_90)
 #else
@@ -645,13 +687,13 @@ __device__ __forceinline__ void fa2_wait() {
 // waits), else plain float4 loads and stores. `rows` is a constant at every call, so the loop unrolls and all
 // of a thread's copies are in flight together.
 __device__ __forceinline__ void fa2_copy(float* dst, const float* src, int row0, int rows, int T, int stride, int hs,
-                                         int vec) {
+                                         int vec, int nthreads) {
     if (vec) {
         const int n4 = rows * (FA_HS / 4);
 #pragma unroll
-        for (int j = 0; j < (n4 + FA_THREADS - 1) / FA_THREADS; j++) {
-            const int i = j * FA_THREADS + threadIdx.x;
-            if (n4 % FA_THREADS == 0 || i < n4) {
+        for (int j = 0; j < (n4 + nthreads - 1) / nthreads; j++) {
+            const int i = j * nthreads + threadIdx.x;
+            if (n4 % nthreads == 0 || i < n4) {
                 const int r = i / (FA_HS / 4), d = (i - r * (FA_HS / 4)) * 4;
                 const bool full = row0 + r < T && d < hs;
                 const float* s = full ? src + (size_t)(row0 + r) * stride + d : src;
@@ -665,7 +707,7 @@ __device__ __forceinline__ void fa2_copy(float* dst, const float* src, int row0,
             }
         }
     } else {
-        for (int i = threadIdx.x; i < rows * FA_HS; i += FA_THREADS) {
+        for (int i = threadIdx.x; i < rows * FA_HS; i += nthreads) {
             const int r = i / FA_HS, d = i - r * FA_HS;
             dst[r * FA2_LD + d] = (row0 + r < T && d < hs) ? src[(size_t)(row0 + r) * stride + d] : 0.0f;
         }
@@ -674,12 +716,12 @@ __device__ __forceinline__ void fa2_copy(float* dst, const float* src, int row0,
 
 // Precise: a tile copied raw into hi (rows 0 .. rows-1) becomes fa_split's hi there and lo at the same place
 // of lo; once per tile, so that no warp splits a shared operand.
-__device__ __forceinline__ void fa2_split_tile(float* hi, float* lo, int rows) {
+__device__ __forceinline__ void fa2_split_tile(float* hi, float* lo, int rows, int nthreads) {
     const int n4 = rows * (FA_HS / 4);
 #pragma unroll
-    for (int j = 0; j < (n4 + FA_THREADS - 1) / FA_THREADS; j++) {
-        const int i = j * FA_THREADS + threadIdx.x;
-        if (n4 % FA_THREADS == 0 || i < n4) {
+    for (int j = 0; j < (n4 + nthreads - 1) / nthreads; j++) {
+        const int i = j * nthreads + threadIdx.x;
+        if (n4 % nthreads == 0 || i < n4) {
             const int r = i / (FA_HS / 4), o = r * FA2_LD + (i - r * (FA_HS / 4)) * 4;
             const float4 v = reinterpret_cast<const float4*>(hi + o)[0];
             unsigned h0, h1, h2, h3, l0, l1, l2, l3;
@@ -752,7 +794,7 @@ __device__ __forceinline__ void fa2_forward(float* out, float* lse, const float*
     const float* base = inp + (size_t)b * T * C3 + h * hs;  // q at +0, k at +C, v at +2C of each row
     const int last = min(T, q0 + FA2_BR) - 1;               // the last key any row of this block attends to
 
-    fa2_copy(Ks, base + C, 0, FA2_BK, T, C3, hs, vec);     // K(0) in flight while Q is read
+    fa2_copy(Ks, base + C, 0, FA2_BK, T, C3, hs, vec, FA_FWD_THREADS);     // K(0) in flight while Q is read
     fa2_commit();
 
     // Q fragments of the warp's m-tiles, k relabelled: k = t is dim kd*8 + 2t, k = t + 4 is dim kd*8 + 2t + 1
@@ -785,10 +827,10 @@ __device__ __forceinline__ void fa2_forward(float* out, float* lse, const float*
     for (int k0 = 0; k0 <= last; k0 += FA2_BK) {
         fa2_wait();
         __syncthreads();                                    // K(k0) landed; every warp is past the last P V
-        fa2_copy(Vs, base + 2 * C, k0, FA2_BK, T, C3, hs, vec);
+        fa2_copy(Vs, base + 2 * C, k0, FA2_BK, T, C3, hs, vec, FA_FWD_THREADS);
         fa2_commit();
 #if FA_PRECISE
-        fa2_split_tile(Ks, Ks + FA2_BK * FA2_LD, FA2_BK);
+        fa2_split_tile(Ks, Ks + FA2_BK * FA2_LD, FA2_BK, FA_FWD_THREADS);
         __syncthreads();
 #endif
         // S = Q K^T: B[k][n = key pi(g)] = K[key][dim]; 8-key tiles past an m-tile's last row are skipped
@@ -808,7 +850,7 @@ __device__ __forceinline__ void fa2_forward(float* out, float* lse, const float*
                     const FaB kb = fa2_b_pair(Ks, (n * 8 + pg) * FA2_LD + kd * 8 + 2 * t, FA2_BK * FA2_LD);
 #pragma unroll
                     for (int mi = 0; mi < FA_FWD_WM; mi++) {
-                        if (k0 + n * 8 <= top[mi]) fa_mma(s[mi][n], qa[mi][kd], kb);
+                        if (k0 + n * 8 <= top[mi]) fa_mma_fwd(s[mi][n], qa[mi][kd], kb);
                     }
                 }
             }
@@ -860,10 +902,10 @@ __device__ __forceinline__ void fa2_forward(float* out, float* lse, const float*
         }
         fa2_wait();
         __syncthreads();                                    // V(k0) landed; every warp is past S (Ks free)
-        if (k0 + FA2_BK <= last) fa2_copy(Ks, base + C, k0 + FA2_BK, FA2_BK, T, C3, hs, vec);
+        if (k0 + FA2_BK <= last) fa2_copy(Ks, base + C, k0 + FA2_BK, FA2_BK, T, C3, hs, vec, FA_FWD_THREADS);
         fa2_commit();
 #if FA_PRECISE
-        fa2_split_tile(Vs, Vs + FA2_BK * FA2_LD, FA2_BK);
+        fa2_split_tile(Vs, Vs + FA2_BK * FA2_LD, FA2_BK, FA_FWD_THREADS);
         __syncthreads();
 #endif
         // O += P V: k = the keys pi(2t), pi(2t+1) of tile n (C columns 2t, 2t+1): P's accumulators are A fragments
@@ -881,7 +923,7 @@ __device__ __forceinline__ void fa2_forward(float* out, float* lse, const float*
                     const FaB vb = fa2_b_two(Vs, v0 + kd * 8, v1 + kd * 8, FA2_BK * FA2_LD);
 #pragma unroll
                     for (int mi = 0; mi < FA_FWD_WM; mi++) {
-                        if (k0 + n * 8 <= top[mi]) fa_mma(o[mi][kd], pa[mi], vb);
+                        if (k0 + n * 8 <= top[mi]) fa_mma_fwd(o[mi][kd], pa[mi], vb);
                     }
                 }
             }
@@ -972,9 +1014,9 @@ __device__ __forceinline__ void fa2_backward(float* dinp, const float* dout, con
     const bool pair = false;
 #endif
 
-    fa2_copy(Ks, base + C, k0, FA2_BC, T, C3, hs, vec);
-    fa2_copy(Qs, base, k0, FA2_BQ, T, C3, hs, vec);
-    fa2_copy(dOs, dbase, k0, FA2_BQ, T, C, hs, vec);
+    fa2_copy(Ks, base + C, k0, FA2_BC, T, C3, hs, vec, FA_THREADS);
+    fa2_copy(Qs, base, k0, FA2_BQ, T, C3, hs, vec, FA_THREADS);
+    fa2_copy(dOs, dbase, k0, FA2_BQ, T, C, hs, vec, FA_THREADS);
     fa2_commit();
     const int kr = warp * 16 + g;                           // this thread's key rows kr and kr + 8
     const int key_a = k0 + kr, key_b = key_a + 8;
@@ -1000,12 +1042,13 @@ __device__ __forceinline__ void fa2_backward(float* dinp, const float* dout, con
         fa2_wait();
         __syncthreads();                                    // Q, dO landed; every warp is past the last dQ
 #if FA_PRECISE
-        fa2_split_tile(Qs, Qs + FA2_BQ * FA2_LD, FA2_BQ);
-        fa2_split_tile(dOs, dOs + FA2_BQ * FA2_LD, FA2_BQ);
+        fa2_split_tile(Qs, Qs + FA2_BQ * FA2_LD, FA2_BQ, FA_THREADS);
+        fa2_split_tile(dOs, dOs + FA2_BQ * FA2_LD, FA2_BQ, FA_THREADS);
         __syncthreads();
 #endif
-        // S^T = K Q^T (16 keys x FA2_BQ queries per warp): B[k = dim][n = query pi(g)]; 8-query tiles that
-        // are all before the warp's first key are skipped (P^T = 0 there)
+        // S^T = K Q^T (16 keys x FA2_BQ queries per warp; B[k = dim][n = query pi(g)]) and dP^T = V dO^T,
+        // interleaved: 2 FA2_NQ independent accumulator chains for the tensor pipe. 8-query tiles that are all
+        // before the warp's first key are skipped (P^T = 0 there)
         float st[FA2_NQ][4], ds[FA2_NQ][4];
 #pragma unroll
         for (int n = 0; n < FA2_NQ; n++) {
@@ -1020,11 +1063,13 @@ __device__ __forceinline__ void fa2_backward(float* dinp, const float* dout, con
 #pragma unroll
             for (int n = 0; n < FA2_NQ; n++) {
                 if (i0 + n * 8 + 7 >= kmin) {
-                    fa_mma(st[n], a, fa2_b_pair(Qs, (n * 8 + pg) * FA2_LD + kd * 8 + 2 * t, FA2_BQ * FA2_LD));
+                    const int at = (n * 8 + pg) * FA2_LD + kd * 8 + 2 * t;
+                    fa_mma(st[n], a, fa2_b_pair(Qs, at, FA2_BQ * FA2_LD));
+                    fa_mma(ds[n], va[kd], fa2_b_pair(dOs, at, FA2_BQ * FA2_LD));
                 }
             }
         }
-        // P^T = exp2(s log2(e) S^T - lse[query]); 0 where key > query, or past T
+        // P^T = exp2(s log2(e) S^T - lse[query]); 0 where key > query, or past T; dS^T = P^T (dP^T - delta[query])
 #pragma unroll
         for (int n = 0; n < FA2_NQ; n++) {
 #pragma unroll
@@ -1032,16 +1077,6 @@ __device__ __forceinline__ void fa2_backward(float* dinp, const float* dout, con
                 const int query = i0 + n * 8 + ((c & 1) ? p1 : p0);
                 const int key = c < 2 ? key_a : key_b;
                 st[n][c] = (key <= query && query < T) ? exp2f(st[n][c] * scale_log2 - rs.l[n][c & 1]) : 0.0f;
-            }
-        }
-        // dP^T = V dO^T; then dS^T = P^T (dP^T - delta[query]), in place
-#pragma unroll
-        for (int kd = 0; kd < FA_KD; kd++) {
-#pragma unroll
-            for (int n = 0; n < FA2_NQ; n++) {
-                if (i0 + n * 8 + 7 >= kmin) {
-                    fa_mma(ds[n], va[kd], fa2_b_pair(dOs, (n * 8 + pg) * FA2_LD + kd * 8 + 2 * t, FA2_BQ * FA2_LD));
-                }
             }
         }
 #pragma unroll
@@ -1074,8 +1109,8 @@ __device__ __forceinline__ void fa2_backward(float* dinp, const float* dout, con
         __syncthreads();                                    // dS complete; Qs and dOs are read no more
         const int i1 = i0 + FA2_BQ;
         if (i1 < T) {
-            fa2_copy(Qs, base, i1, FA2_BQ, T, C3, hs, vec);
-            fa2_copy(dOs, dbase, i1, FA2_BQ, T, C, hs, vec);
+            fa2_copy(Qs, base, i1, FA2_BQ, T, C3, hs, vec, FA_THREADS);
+            fa2_copy(dOs, dbase, i1, FA2_BQ, T, C, hs, vec, FA_THREADS);
         }
         fa2_commit();
         rs = fa2_rows(lse, delta, (size_t)bh * T, T, i1, p0, p1);
@@ -1083,10 +1118,12 @@ __device__ __forceinline__ void fa2_backward(float* dinp, const float* dout, con
         // k = the keys 8kk + pi(2t), pi(2t+1), in dS columns 8kk + 2t, 2t + 1: one 8-byte read per A row
         {
             const int mt = warp / FA2_WPM, w = warp % FA2_WPM;
-            float dq[FA2_KPW][4];
+            float dq[FA2_KPW][4], dq2[FA_BWD_DQ2 ? FA2_KPW : 1][4];  // dq2: the odd kk (FA_BWD_DQ2)
 #pragma unroll
             for (int j = 0; j < FA2_KPW; j++) {
                 dq[j][0] = 0.0f; dq[j][1] = 0.0f; dq[j][2] = 0.0f; dq[j][3] = 0.0f;
+                dq2[FA_BWD_DQ2 ? j : 0][0] = 0.0f; dq2[FA_BWD_DQ2 ? j : 0][1] = 0.0f;
+                dq2[FA_BWD_DQ2 ? j : 0][2] = 0.0f; dq2[FA_BWD_DQ2 ? j : 0][3] = 0.0f;
             }
 #pragma unroll
             for (int kk = 0; kk < FA2_BC / 8; kk++) {
@@ -1098,16 +1135,25 @@ __device__ __forceinline__ void fa2_backward(float* dinp, const float* dout, con
 #pragma unroll
                 for (int j = 0; j < FA2_KPW; j++) {
                     const int kd = w + FA2_WPM * j;
-                    if (kd < FA_KD) fa_mma(dq[j], a, fa_b(Ks[b0 + kd * 8], Ks[b1 + kd * 8]));
+                    if (kd < FA_KD) {
+                        fa_mma((FA_BWD_DQ2 && (kk & 1)) ? dq2[FA_BWD_DQ2 ? j : 0] : dq[j], a,
+                               fa_b(Ks[b0 + kd * 8], Ks[b1 + kd * 8]));
+                    }
                 }
             }
+#if FA_BWD_DQ2
+#pragma unroll
+            for (int j = 0; j < FA2_KPW; j++) {
+                dq[j][0] += dq2[j][0]; dq[j][1] += dq2[j][1]; dq[j][2] += dq2[j][2]; dq[j][3] += dq2[j][3];
+            }
+#endif
 #pragma unroll
             for (int j = 0; j < FA2_KPW; j++) {
                 const int kd = w + FA2_WPM * j, dim = kd * 8 + 2 * t;
 #pragma unroll
                 for (int hf = 0; hf < 2; hf++) {
                     const int query = i0 + mt * 16 + g + 8 * hf;
-                    if (kd < FA_KD && dim < hs && query < T) {
+                    if (kd < FA_KD && dim < hs && query < T && !FA_BWD_NODQ) {
                         float* p = dbase_inp + (size_t)query * C3 + dim;
                         if (dim + 1 < hs) {
                             fa2_add2(p, dq[j][2 * hf] * scale, dq[j][2 * hf + 1] * scale, pair);
@@ -1138,9 +1184,10 @@ __device__ __forceinline__ void fa2_backward(float* dinp, const float* dout, con
 
 // ------------------------------------------------------------------------------------------ kernels
 
-// forward: grid (ceil(T / rows), B * NH), 128 threads, rows = 64 (version 1) or 64 * FA_FWD_WM (version 2).
+// forward: grid (ceil(T / rows), B * NH), FA_FWD_THREADS threads; rows = 64 (version 1) or
+// 16 * FA_FWD_WM * FA_FWD_WARPS (version 2).
 // out [B,T,C] and lse [B,NH,T] are written (not accumulated). scale_log2 = log2(e) / sqrt(hs).
-extern "C" __global__ void __launch_bounds__(FA_THREADS, FA_FWD_MINB)
+extern "C" __global__ void __launch_bounds__(FA_FWD_THREADS, FA_FWD_MINB)
 flash_attention_forward_kernel(float* out, float* lse, const float* inp, int B, int T, int C, int NH,
                                float scale_log2, int vec) {
 #if FA_VERSION == 1

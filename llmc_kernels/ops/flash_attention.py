@@ -17,8 +17,8 @@ Precision: the products run on TF32 tensor cores. ``precise=True`` (default when
 "fp32", and on the cpu backend) uses 3xTF32, accurate like fp32 FMA; ``precise=False`` (``"tf32"``) plain
 TF32 (~1e-3 relative). Head sizes up to 64 (GPT-2 uses 64 at every size); hs is padded to a multiple of 8.
 
-Launch: forward grid (ceil(T/rows), B*NH) with rows = 64 * FA_FWD_WM (64 in version 1), backward grid
-(ceil(T/64), B*NH), 128 threads; the delta
+Launch: forward grid (ceil(T/rows), B*NH), 32 * FA_FWD_WARPS threads, rows = 16 * FA_FWD_WM * FA_FWD_WARPS
+(128 threads and 64 rows in version 1); backward grid (ceil(T/64), B*NH), 128 threads; the delta
 pre-pass a warp per (b, t, h) on cuda, a thread per row on cpu. On the cpu backend the same kernels run
 with the tensor-core instruction emulated from its fragments (``FA_EMULATE_MMA``), so the tests there
 check every index the GPU uses.
@@ -40,8 +40,8 @@ ROWS = 64  # keys per backward block (and query rows per forward block in versio
 # kept for bench/flash_attention.py. Version 2's tuning macros per precision (True: 3xTF32), from that bench.
 VERSION = 2
 TUNING = {
-    False: {"FA_FWD_WM": 1, "FA_FWD_MINB": 1, "FA_BWD_MINB": 3},
-    True: {"FA_FWD_WM": 1, "FA_FWD_MINB": 1, "FA_BWD_MINB": 1},
+    False: {"FA_FWD_WARPS": 4, "FA_FWD_WM": 1, "FA_FWD_MINB": 4, "FA_BWD_MINB": 1},
+    True: {"FA_FWD_WARPS": 4, "FA_FWD_WM": 1, "FA_FWD_MINB": 3, "FA_BWD_MINB": 1},
 }
 DELTA_BLOCK = 256
 MAX_GRID_Y = 65535
@@ -62,9 +62,12 @@ def _precise(backend: str, precise) -> bool:
     return matmul_precision() != "tf32"
 
 
-def _forward_rows(precise: bool) -> int:
-    """Query rows per forward block."""
-    return ROWS * (TUNING[precise]["FA_FWD_WM"] if VERSION >= 2 else 1)
+def _forward_block(precise: bool) -> tuple[int, int]:
+    """(query rows, threads) of a forward block."""
+    if VERSION < 2:
+        return ROWS, THREADS
+    t = TUNING[precise]
+    return 16 * t["FA_FWD_WM"] * t["FA_FWD_WARPS"], 32 * t["FA_FWD_WARPS"]
 
 
 def _kernel(name: str, hs: int, precise: bool, emulate: bool = False):
@@ -101,9 +104,10 @@ def flash_attention_forward(out, lse, inp, B, T, C, NH, *, precise=None, emulate
     hs = _check_sizes(fn, B, T, C, NH)
     scale_log2 = math.log2(math.e) / math.sqrt(hs)
     precise = _precise(backend, precise)
+    rows, threads = _forward_block(precise)
     _kernel("flash_attention_forward_kernel", hs, precise, emulate)(
-        (-(-T // _forward_rows(precise)), B * NH),
-        (THREADS,),
+        (-(-T // rows), B * NH),
+        (threads,),
         (out, lse, inp, np.int32(B), np.int32(T), np.int32(C), np.int32(NH), np.float32(scale_log2), _vec(hs, C, inp)),
     )
 
