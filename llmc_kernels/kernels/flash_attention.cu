@@ -45,7 +45,7 @@
 // loop of one global load then its stores, trip count unknown to the compiler (blockDim.x): ptxas keeps one
 // load in flight per thread, so a 64-row tile costs ~16 dependent L2 round trips (~600 cycles each) per
 // thread; with 3-4 blocks per SM that latency, not the tensor cores, set the time (H100: 31 TFLOP/s forward,
-// 41 backward, for ~300 that mma.sync can give).
+// 42 backward, a fraction of what mma.sync can give: 3xTF32 in version 2 runs ~100 TFLOP/s of TF32 products).
 //
 // FA_VERSION 2 (default): the same math and fragments, built around the memory pipeline:
 //  - tiles are copied global -> shared with cp.async (sm_80+, 16 B per instruction, zero-filled past T or hs),
@@ -58,20 +58,35 @@
 //    the B of S^T and dP^T, K as the A of S^T, dS as the A of dQ), by relabelling k (dims kd*8+2t, kd*8+2t+1
 //    are the mma's k = t, t+4). Bytes per mma are what they were (a B fragment is 256 B of shared memory per
 //    mma, 2 of the SM's 128 B/clock), instructions per fragment halve.
-//  - rows are FA_LD2 = 8 (mod 32) floats apart, and the column of a C fragment that holds key (or query)
+//  - rows are FA2_LD = 8 (mod 32) floats apart, and the column of a C fragment that holds key (or query)
 //    8n + j is the B-fragment lane pi(j) = j ^ (j >> 2) (0 1 2 3 5 4 7 6): with that permutation every read
 //    above, 4-byte or 8-byte, and the P V / dV / dK / dQ reads of rows pi(2t), pi(2t+1), hit 32 distinct banks.
-//  - the forward's warps hold FA_FWD_WM m-tiles of 16 query rows (block = 64 * FA_FWD_WM rows): with 2, every
-//    B fragment read from shared memory feeds two mmas (1 clock of shared memory per mma instead of 2), for
-//    ~190 registers (2 blocks/SM) instead of ~120 (4 blocks/SM).
 //  - work above the diagonal is skipped per 8-key (8-query) tile, not only per block.
 //  - precise (3xTF32): the forward's K and V tiles and the backward's Q and dO tiles are split into hi and lo
 //    once per tile in shared memory (right after they land), not per fragment by every warp; the backward's
 //    steps are 16 queries then (hi and lo of Q and dO fit in 48 KiB beside K and dS).
-//  - the backward's dQ partial sums go out as red.global.add.v2.f32 on sm_90 (two adjacent dims per
-//    instruction: half the atomic instructions), plain atomicAdd elsewhere.
-// Both versions stay within 48 KiB of static shared memory for FA_HS <= 64, the cpu backend's 3 KiB of mma
-// emulation scratch included.
+//  - the backward computes S^T and dP^T in one loop (8 independent accumulator chains instead of 4 twice), and
+//    sends its dQ partial sums as red.global.add.v2.f32 on sm_90 (two adjacent dims per instruction: half the
+//    atomic instructions), plain atomicAdd elsewhere.
+// Tuning macros (the wrapper passes ops.flash_attention.TUNING; bench/flash_attention.py --tune times others):
+//  FA_FWD_MINB, FA_BWD_MINB  __launch_bounds__'s minimum blocks per SM, i.e. a register cap. Left free, ptxas
+//      takes 168 (forward, TF32) and 234 (backward) registers; capped at 128 the forward spills ~128 bytes but
+//      runs 4 blocks/SM; capped at 168 the backward runs 3 blocks/SM without spilling.
+//  FA_FWD_WM  16-row m-tiles per forward warp: with 2 every B fragment read feeds two mmas (1 clock of shared
+//      memory per mma instead of 2) and the K/V tiles serve twice the rows (half the L2 traffic), for ~230
+//      registers (2 blocks/SM).
+//  FA_FWD_WARPS  warps per forward block (4 or 8): 8 shares each K/V tile between 128 rows (half the L2 -> SM
+//      traffic: the forward reads 13056 block-tiles x 32 KB = 428 MB at B=8, T=1024, ~80 us of L2 bandwidth)
+//      at one warp's registers; its cpu/sm_75 emulation has its own scratch (fa_mma_fwd).
+//  FA_BWD_DQ2  dQ's products in two accumulator sets (8 chains instead of 4).
+// Measured on one H100 (bench/flash_attention.py, bench/RESULTS.md, B=8 T=1024, us per call, v1 -> v2):
+// TF32 forward 416 -> 193 (FA_FWD_MINB=4; 202 uncapped; FA_FWD_WM=2: 270, occupancy lost outweighs the
+// halved shared-memory traffic), backward 763 -> 536 (FA_BWD_MINB=1; 569 at 3 blocks/SM); fp32 (3xTF32)
+// forward 671 -> 390 (FA_FWD_MINB=3), backward 1297 -> 1291. PyTorch's SDPA on the same GPU: 508 / 1492 (TF32),
+// 516 / 1402 (fp32). Not yet measured: FA_FWD_WARPS=8, FA_BWD_DQ2, and the interleaved S^T / dP^T loop (in the
+// default code since the measurement; a reordering of the same instructions).
+// Both versions stay within 48 KiB of static shared memory for FA_HS <= 64, the cpu backend's mma emulation
+// scratch included (the backward's 46080 + 3072 bytes is exactly 48 KiB).
 
 #ifndef FA_HS
 #define FA_HS 64            // head size rounded up to a multiple of 8 (the wrapper passes -DFA_HS=...)
@@ -618,7 +633,7 @@ __device__ __forceinline__ void fa1_backward(float* dinp, const float* dout, con
 // ========================================================================================== FA_VERSION 2
 
 #ifndef FA_FWD_WM
-#define FA_FWD_WM 1                 // forward: 16-row m-tiles per warp (block rows = 64 * FA_FWD_WM)
+#define FA_FWD_WM 1                 // forward: 16-row m-tiles per warp (block rows = 16 * FA_FWD_WM * FA_FWD_WARPS)
 #endif
 #if FA_PRECISE
 #define FA2_BK 32                   // forward: keys per tile (K and V as hi and lo: 4 x 32 rows)
