@@ -1,12 +1,13 @@
 """Flash attention (kernels/flash_attention.cu), each design and precision, at GPT-2 sizes, against PyTorch.
 
-    python bench/flash_attention.py [--sizes 8x1024,8x256] [--variants v1,v2] [--tune] [--repeat 20]
+    python bench/flash_attention.py [--sizes 8x1024,8x256] [--variants v1,v2,simt] [--tune] [--repeat 20]
                                     [--results bench/RESULTS.md]
 
 For every precision (TF32: ``precise=False``, the fast engine's default; fp32: 3xTF32, ``--precision fp32``),
 size (B x T; NH=12, hs=64, C=768: GPT-2 124M) and variant (``v1``: FA_VERSION 1, the first kernels; ``v2``:
-FA_VERSION 2 with the wrapper's tuning; ``--tune`` adds version 2 with other tuning macros, named by what they
-change), the forward and the backward (the delta pre-pass included, as ``ops.flash_attention_backward`` runs
+FA_VERSION 2 with the wrapper's tuning; ``simt``: kernels/flash_attention_simt.cu, the sm_75 path, fp32 FMA,
+in the fp32 rows only; ``--tune`` adds version 2 with other tuning macros, named by what they change), the
+forward and the backward (the delta pre-pass included, as ``ops.flash_attention_backward`` runs
 them) are timed with CUDA events: the median of ``--repeat`` replays of a CUDA graph of the call, after a
 warm-up, L2 flushed before each (``llmc_kernels.speed.time_gpu``). Before timing, each variant's out, lse and
 dinp are compared with v1's on the same inputs (max abs difference, printed and in the table).
@@ -69,13 +70,15 @@ class Variant:
         self.name, self.version, self.tuning = name, version, tuning or {}
 
     def applies(self, precise: bool) -> bool:
+        if self.version is None:  # the SIMT kernels: fp32 only
+            return precise
         return self.version == 1 or not self.tuning or precise in self.tuning
 
     def __enter__(self):
         from llmc_kernels.ops import flash_attention as fa
 
         self._saved = (fa.VERSION, {k: dict(v) for k, v in fa.TUNING.items()})
-        fa.VERSION = self.version
+        fa.VERSION = self.version or fa.VERSION
         for precise, macros in self.tuning.items():
             fa.TUNING[precise].update(macros)
         return self
@@ -87,13 +90,13 @@ class Variant:
 
 
 def variants(names: list[str], tune: bool) -> list[Variant]:
-    out = [Variant("v1", 1) if n == "v1" else Variant("v2", 2) for n in names]
+    out = [Variant(n, {"v1": 1, "v2": 2, "simt": None}[n]) for n in names]
     if tune:
         out += [Variant(name, 2, tuning) for name, tuning in TUNE.items()]
     return out
 
 
-def measure(ops, speed, cp, a: dict, B: int, T: int, precise: bool, repeat: int):
+def measure(ops, speed, cp, a: dict, B: int, T: int, precise: bool, repeat: int, simt: bool = False):
     """One variant (already applied): its out, lse and dinp (from zero) on the inputs ``a``, then the median
     forward and backward times in ms."""
     out, lse, dinp = a["out"], a["lse"], a["dinp"]
@@ -102,11 +105,11 @@ def measure(ops, speed, cp, a: dict, B: int, T: int, precise: bool, repeat: int)
     dinp.fill(0)
 
     def fwd():
-        ops.flash_attention_forward(out, lse, a["inp"], B, T, C, NH, precise=precise)
+        ops.flash_attention_forward(out, lse, a["inp"], B, T, C, NH, precise=precise, simt=simt)
 
     def bwd():
         ops.flash_attention_backward(
-            dinp, a["dout"], a["inp"], out, lse, B, T, C, NH, delta=a["delta"], precise=precise
+            dinp, a["dout"], a["inp"], out, lse, B, T, C, NH, delta=a["delta"], precise=precise, simt=simt
         )
 
     fwd()
@@ -142,7 +145,7 @@ def run(sizes, names, tune, repeat):
                 if not v.applies(precise):
                     continue
                 with v:
-                    got, ms_f, ms_b = measure(ops, speed, cp, a, B, T, precise, repeat)
+                    got, ms_f, ms_b = measure(ops, speed, cp, a, B, T, precise, repeat, simt=v.version is None)
                 ref = got if ref is None else ref
                 diff = max(float(cp.max(cp.abs(x - r))) for x, r in zip(got, ref))
                 finite = all(bool(cp.isfinite(x).all()) for x in got)
@@ -193,7 +196,7 @@ def _row(r, rows) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="8x1024,8x256", help="comma-separated BxT (NH=12, hs=64)")
-    ap.add_argument("--variants", default="v1,v2", help="comma-separated: v1, v2")
+    ap.add_argument("--variants", default="v1,v2,simt", help="comma-separated: v1, v2, simt")
     ap.add_argument("--tune", action="store_true", help="also time version 2 with other tuning macros")
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--results", default=RESULTS, help="results file ('' to write nothing)")
@@ -206,7 +209,7 @@ def main(argv=None) -> int:
     import cupy as cp
 
     sizes = [tuple(int(x) for x in s.lower().split("x")) for s in args.sizes.split(",") if s]
-    names = [n for n in args.variants.split(",") if n in ("v1", "v2")]
+    names = [n for n in args.variants.split(",") if n in ("v1", "v2", "simt")]
     rows, torch, seconds = run(sizes, names, args.tune, args.repeat)
     header = (
         f"{provenance(cp, torch)}\n\n"

@@ -8,6 +8,10 @@ the median of ``--steps`` steps after ``--warmup`` untimed ones, each step endin
 (the loss is read back, as a training loop does). Rows:
 
   llmc fast   FastGPT2.step: fused kernels, flash attention, the whole step replayed as one CUDA graph
+  llmc fast (forced sm_75 path: SIMT flash attention, fp32)
+              the same with LLMC_FORCE_SM75=1 for that row only (ops/arch.py): the path a T4 runs (no TF32:
+              the SIMT flash attention, fp32 products), forced on this GPU as the best available stand-in
+              for a T4, not a T4's figure
   llmc plain  GPT2 forward / zero_grad / backward / update: the learner-facing kernels, one launch at a time
   PyTorch     bench/torch_gpt2.py (nanoGPT's GPT-2: nn.Linear, scaled_dot_product_attention, fused AdamW),
               eager and under torch.compile
@@ -15,7 +19,8 @@ the median of ``--steps`` steps after ``--warmup`` untimed ones, each step endin
 each in fp32 (TF32 off: IEEE products) and TF32. Peak memory: PyTorch's max_memory_allocated; ours, the
 bytes CuPy's pool holds at the end of the run (FastGPT2 allocates everything before its first step, so
 that is its peak). The ratios printed at the end are the issue's targets: llmc fast TF32 / torch.compile
-TF32 and llmc fast fp32 / PyTorch eager fp32, in tokens per second (> 1: ours is faster).
+TF32 and llmc fast fp32 / PyTorch eager fp32, in tokens per second (> 1: ours is faster); and the forced
+sm_75 row against PyTorch fp32 (eager and compiled) on the same GPU.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ import numpy as np  # noqa: E402
 from _results import RESULTS, provenance, write_section  # noqa: E402
 
 LR, BETAS, EPS, WD = 3e-4, (0.9, 0.999), 1e-8, 0.0
+SM75 = "llmc fast (forced sm_75 path: SIMT flash attention, fp32)"
+STAND_IN = "the sm_75 path forced on this GPU, a stand-in for a T4"
 
 
 def batches(cfg, B: int, T: int, n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -83,6 +90,24 @@ def run_ours(engine: str, precision: str, cfg, data, warmup: int) -> dict:
         if engine == "fast"
         else "one launch per op"
     )
+    return row
+
+
+def run_forced_sm75(cfg, data, warmup: int) -> dict:
+    """The fast engine in fp32 with the sm_75 path forced (LLMC_FORCE_SM75=1) for this row only."""
+    from llmc_kernels.ops.arch import FORCE_ENV, simt_path
+
+    before = os.environ.get(FORCE_ENV)
+    os.environ[FORCE_ENV] = "1"
+    try:
+        assert simt_path()
+        row = run_ours("fast", "fp32", cfg, data, warmup)
+    finally:
+        if before is None:
+            del os.environ[FORCE_ENV]
+        else:
+            os.environ[FORCE_ENV] = before
+    row["note"] = f"{STAND_IN}; {row['note']}"
     return row
 
 
@@ -158,6 +183,7 @@ def main(argv=None) -> int:
         for engine in ("fast", "plain")
         for prec in ("fp32", "tf32")
     ]
+    rows.insert(2, (SM75, lambda: run_forced_sm75(cfg, data, args.warmup)))
     if torch is not None:
         rows += [
             (f"PyTorch eager {prec}", lambda p=prec: run_torch(torch, False, p, cfg, data, args.warmup))
@@ -202,9 +228,12 @@ def main(argv=None) -> int:
         ("llmc fast tf32", "PyTorch eager tf32"),
         ("llmc fast fp32", "torch.compile fp32"),
         ("llmc plain tf32", "PyTorch eager tf32"),
+        (SM75, "PyTorch eager fp32"),
+        (SM75, "torch.compile fp32"),
     ):
         if ours in results and theirs in results:
-            ratios.append(f"- {ours} / {theirs}: **{results[ours] / results[theirs]:.2f}x** tokens/s")
+            label = f"{ours} / {theirs}" + (f" ({STAND_IN})" if ours == SM75 else "")
+            ratios.append(f"- {label}: **{results[ours] / results[theirs]:.2f}x** tokens/s")
     header = (
         f"{provenance(cp, torch)}\n\nGPT-2 124M (d12), B={B}, T={T}, random tokens, forward + backward + "
         f"AdamW; median of {args.steps} steps after {args.warmup} warm-up steps, each ending in a "

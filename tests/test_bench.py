@@ -96,6 +96,9 @@ def test_train_bench_runs_on_the_gpu():
     r = run_script("train.py", "--steps", "2", "--warmup", "2", "--only", "fast,eager", "--results", "", backend="cuda")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "llmc fast tf32" in r.stdout and "failed" not in r.stdout
+    # --only fast takes the forced sm_75 row too: labelled as a stand-in, with its ratio to PyTorch eager fp32
+    assert "| llmc fast (forced sm_75 path: SIMT flash attention, fp32) |" in r.stdout
+    assert "(the sm_75 path forced on this GPU, a stand-in for a T4): **" in r.stdout
 
 
 @pytest.mark.gpu

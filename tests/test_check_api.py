@@ -353,3 +353,26 @@ def test_a_function_that_only_works_with_cupy_is_told_so_in_the_preflight(capsys
 
     with pytest.raises(CheckFailed, match="not cupy.RawKernel"):
         check.forward("gelu", cupy_only)
+
+
+def test_a_gpu_sessions_xp_is_numpy_while_fn_runs_on_the_cpu_backend(monkeypatch, capsys):
+    """On a GPU the notebook's ``xp`` is CuPy; the check's CPU pre-flight (and the performance check's counters)
+    run the function on the cpu backend, where a scratch buffer from ``xp.empty_like`` must be NumPy, as the same
+    notebook would make on a CPU. A stand-in CuPy module that refuses NumPy arrays shows which one was called."""
+    import sys
+    import types
+
+    fake_cupy = types.ModuleType("cupy")
+    fake_cupy.empty_like = lambda a: (_ for _ in ()).throw(TypeError("cupy.empty_like got a NumPy array"))
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    ns = {"xp": fake_cupy, "n": n}
+    exec(
+        "def gelu_forward(out, inp, N):\n"
+        "    scratch = xp.empty_like(inp)       # a scratch buffer, made with the session's xp\n"
+        "    n.gelu_forward(scratch, inp, N)\n"
+        "    out[...] = scratch\n",
+        ns,
+    )
+    check.forward("gelu", ns["gelu_forward"])
+    assert capsys.readouterr().out.startswith("PASS gelu_forward")
+    assert ns["xp"] is fake_cupy  # the learner's name is CuPy again afterwards

@@ -376,6 +376,36 @@ def test_the_plan_keeps_one_chunk_of_logits():
     assert fast._sampling_memory is None
 
 
+def test_the_forced_sm75_path_matches_gpt2(monkeypatch):
+    """LLMC_FORCE_SM75=1 (ops/arch.py), the path of a T4: FastGPT2's flash attention runs the SIMT kernels
+    (kernels/flash_attention_simt.cu, fp32 FMA), chosen inside the ops, and gives GPT2's loss, gradients and
+    three AdamW steps within the tolerances above (the same float32 arithmetic in yet another order)."""
+    from llmc_kernels.ops import arch
+    from llmc_kernels.ops import flash_attention as fa
+
+    launched = []
+    simt_kernel = fa._simt_kernel
+    monkeypatch.setattr(fa, "_simt_kernel", lambda name, hs: launched.append(name) or simt_kernel(name, hs))
+    monkeypatch.setenv(arch.FORCE_ENV, "1")
+    plain, fast = pair()
+    assert "SIMT flash attention (the sm_75 path)" in fast.describe()
+    x, y = batch(1)
+    assert_loss_close(fast.forward(x, y), plain.forward(x, y))
+    for m in (plain, fast):
+        m.zero_grad()
+        m.backward()
+    assert_grads_close(fast, plain)
+    backward = ["flash_attention_simt_backward_dq_kernel", "flash_attention_simt_backward_kernel"]
+    assert launched == ["flash_attention_simt_forward_kernel"] * CFG.num_layers + backward * CFG.num_layers
+    for t, lr in enumerate(LRS, start=1):
+        x, y = batch(10 + t)
+        want = plain.step(x, y, lr=lr, t=t, **HYPER)
+        assert_loss_close(fast.step(x, y, lr=lr, t=t, **HYPER), want)
+    assert_runs_close(
+        "params", fast.params_memory, plain.params_memory, CFG, rtol=1e-5, atol=1e-6, bound=adamw_bound(sum(LRS))
+    )
+
+
 # ---------------------------------------------------------------------------------------------- cuda
 # The lead runs these on the GPU machine:
 #   python -m pytest -q -p no:cacheprovider -m gpu tests/test_fast_model.py
@@ -560,3 +590,49 @@ def test_cuda_chunked_classifier_graph_step():
                 atol=1e-6,
                 bound=adamw_bound(sum(lrs)),
             )
+
+
+@pytest.mark.gpu
+def test_cuda_forced_sm75_path_trains_like_plain(monkeypatch):
+    """LLMC_FORCE_SM75=1 on whatever GPU is present (on an H100: the stand-in for a T4): FastGPT2 with its CUDA
+    graph (SIMT flash attention, fp32 products even with TF32 asked for) trains like GPT2 over 4 AdamW steps.
+    Losses within 1e-5 relative (fp32 both; cuBLAS, atomics and the flash kernels sum in other orders, as in
+    test_cuda_fast_matches_plain_in_fp32, whose gradients agree to 1e-4 of each tensor's largest entry:
+    AdamW passes such a change on only where a gradient is that small, so parameters as assert_runs_close
+    says, AdamW's bound for the rest). TF32 left on would miss by ~1e-3. Leaving the forced path changes the
+    kernels, so (on a GPU with TF32) the graph starts over."""
+    cupy = _cuda()
+    from llmc_kernels.ops import arch
+    from llmc_kernels.ops.matmul import tf32_supported
+    from llmc_kernels.runtime import use_backend
+
+    monkeypatch.setenv(arch.FORCE_ENV, "1")
+    package_ops.set_matmul_precision("tf32")  # forced: the products stay fp32 all the same
+    try:
+        with use_backend("cuda"):
+            assert arch.simt_path() and not tf32_supported()
+            plain = GPT2.from_config(GPU_CFG, seed=0, xp=cupy)
+            fast = FastGPT2.from_config(GPU_CFG, seed=0, xp=cupy)
+            assert "SIMT flash attention" in fast.describe()
+            lrs, modes = (1e-3, 3e-4, 2e-3, 5e-4), []
+            for t, lr in enumerate(lrs, start=1):
+                x, y = batch(80 + t, GPU_B, GPU_T, GPU_CFG)
+                want = plain.step(cupy.asarray(x), cupy.asarray(y), lr=lr, t=t, **HYPER)
+                got = fast.step(x, y, lr=lr, t=t, **HYPER)
+                modes.append(fast.last_step_mode)
+                assert abs(got - want) <= 1e-5 * abs(want), (t, got, want)
+            assert fast.graph_failure is None and modes == ["eager", "captured", "graph", "graph"]
+            assert_runs_close(
+                "params",
+                fast.params_memory,
+                plain.params_memory,
+                GPU_CFG,
+                rtol=1e-5,
+                atol=1e-6,
+                bound=adamw_bound(sum(lrs)),
+            )
+            monkeypatch.delenv(arch.FORCE_ENV)
+            fast.step(*batch(90, GPU_B, GPU_T, GPU_CFG), lr=1e-3, t=5, **HYPER)
+            assert fast.last_step_mode == ("eager" if not arch.simt_path() else "graph")
+    finally:
+        package_ops.set_matmul_precision("fp32")

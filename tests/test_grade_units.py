@@ -398,7 +398,7 @@ def test_cpu_runs_of_a_gpu_session_see_numpy_for_cupy(monkeypatch):
     the CPU backend, where ``xp.zeros`` must make a NumPy scratch buffer (as the same notebook would on a CPU)."""
     import types
 
-    from llmc_kernels.grade.worker import array_module_for
+    from llmc_kernels.check.array_module import array_module_for
 
     fake_cupy = types.ModuleType("cupy")
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy)

@@ -193,6 +193,38 @@ def test_engine_choice_and_its_memory_estimate():
     assert train_setup.engine_bytes("plain", d12, 8, 1024) == training_bytes(d12, 8, 1024)
 
 
+def test_the_sm75_path_trains_with_the_fast_engine(monkeypatch):
+    """A GPU without TF32 (a T4, compute capability 7.5) or the sm_75 path forced (LLMC_FORCE_SM75=1, ops/arch.py)
+    still gets the fast engine by default (its flash attention then runs the SIMT kernels), in fp32."""
+    from llmc_kernels.ops import arch
+
+    tiny, d12 = GPT2Config.tiny(), GPT2Config.d12()
+    monkeypatch.delenv(arch.FORCE_ENV, raising=False)
+    monkeypatch.setattr(arch, "compute_capability", lambda: 75)  # a T4, without one
+    assert arch.simt_path("cuda") and not arch.simt_path("cpu")
+    assert train_setup.choose_engine(None, d12) == ("fast", None)
+    assert train_setup.resolve_precision("tf32", "cuda", (7, 5, "Tesla T4"))[0] == "fp32"
+    monkeypatch.setattr(arch, "compute_capability", lambda: 90)  # an H100: the tensor-core path ...
+    assert not arch.simt_path("cuda")
+    assert train_setup.resolve_precision("tf32", "cuda", (9, 0, "NVIDIA H100")) == ("tf32", None)
+    monkeypatch.setenv(arch.FORCE_ENV, "1")  # ... unless the sm_75 path is forced
+    assert arch.simt_path("cuda") and arch.simt_path("cpu")
+    for cfg in (tiny, d12):
+        assert train_setup.choose_engine(None, cfg) == ("fast", None)
+    precision, note = train_setup.resolve_precision("tf32", "cuda", (9, 0, "NVIDIA H100"))
+    assert precision == "fp32" and "sm_75 path is forced (LLMC_FORCE_SM75=1" in note and "falling back" in note
+
+
+@pytest.mark.slow  # a training run
+def test_a_forced_sm75_run_says_so(data, tmp_path, capsys, monkeypatch):
+    from llmc_kernels.ops import arch
+
+    monkeypatch.setenv(arch.FORCE_ENV, "1")
+    quick = ["--backend", "cpu", "--steps", "1", "--batch-size", "1", "--seq-len", "8", "--val-every", "0"]
+    assert train.main(quick + ["--sample-every", "0", "--out", str(tmp_path / "a")], ops=ops_under_test()) == 0
+    assert "engine: fast (FastGPT2: fused kernels, SIMT flash attention (the sm_75 path)" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------ one interface, shared state
 def test_both_engines_offer_one_interface_over_one_state():
     """model.ENGINES: the same calls on either engine (step() included); FastGPT2.on(state) trains the

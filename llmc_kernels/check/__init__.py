@@ -45,6 +45,7 @@ from ..errors import (
     KernelTimeout,
 )
 from ..opspec import INPUT
+from .array_module import array_module_for
 from .cases import Case, CaseSpec, build, complete_sizes, default_specs, judged_only
 from .compare import compare, coords, differs, nan_hint, order_hint
 from .result import CaseRecord, CheckResult, warnings_of
@@ -245,7 +246,7 @@ class _Runner:
             opts = dict(schedule=schedule, timeout=_cpu_timeout(), races=rt.current_launch_options().races is not False)
         start = time.perf_counter()
         try:
-            with rt.launch_options(**opts), learner_scope(self.fname):
+            with rt.launch_options(**opts), array_module_for(self.fn, backend), learner_scope(self.fname):
                 returned = self.fn(*args)
                 if backend == "cuda":
                     xp.cuda.get_current_stream().synchronize()

@@ -19,7 +19,6 @@ only spoil its own result by doing so.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import linecache
 import os
@@ -30,6 +29,7 @@ import traceback
 
 import numpy as np
 
+from ..check.array_module import array_module_for
 from . import wire
 
 TRACEBACK_CHARS = 6000
@@ -199,24 +199,6 @@ def _race_sink():
     except ImportError:
         return None
     return getattr(cpu, "RACE_WARNINGS", None)
-
-
-@contextlib.contextmanager
-def array_module_for(fn, backend: str):
-    """The learner's names for CuPy (``xp = runtime.xp()``, ``import cupy as cp``) as the CPU backend would
-    bind them -- NumPy -- while a run on the CPU backend (the pre-flight, the recorded run) calls a function
-    written in a GPU session; a scratch buffer from ``xp.zeros`` then lives where the backend's arrays live."""
-    names = getattr(fn, "__globals__", None)
-    cupy = sys.modules.get("cupy")
-    swapped = [k for k, v in names.items() if v is cupy] if backend == "cpu" and cupy and names is not None else []
-    for k in swapped:
-        names[k] = np
-    try:
-        yield
-    finally:
-        for k in swapped:
-            if names.get(k) is np:
-                names[k] = cupy
 
 
 def call(fn, req: dict, arrays: dict, run: dict, ops) -> tuple[dict, dict]:

@@ -8,7 +8,8 @@
 ``state``       ParameterState: parameters, gradients, AdamW moments (one buffer each), GPT-2's init
 ``engine``      Engine: the interface both engines offer (forward, backward, update, step, generate, files)
 ``plain``       GPT2: the SPEC ops one at a time (the chapters' kernels, or any ops namespace)
-``fast``        FastGPT2: fused kernels, flash attention, the training step as one CUDA graph
+``fast``        FastGPT2: fused kernels, flash attention, the training step as one CUDA graph (sm_70 and newer:
+                on a T4 its flash attention is the SIMT kernel)
 ``graph``       StepGraph: capture a step once, replay it
 ``checkpoint``  llm.c's model files and the optimizer state beside them
 """

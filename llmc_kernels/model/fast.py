@@ -3,7 +3,11 @@ faster and in less memory. What changes, and why (bench/step_breakdown.py shows 
 
 - attention is ``flash_attention_forward/backward`` (kernels/flash_attention.cu): tensor cores, and no
   [B,NH,T,T] buffers at all (llm.c's layout keeps att for every layer: 4.8 GB at B=8, T=1024, plus 3 x 400 MB
-  of preatt/dpreatt/datt scratch, each written and read several times per step);
+  of preatt/dpreatt/datt scratch, each written and read several times per step); on GPUs without TF32
+  tensor cores (compute capability 7.0-7.5: a T4, a V100) the same ops run a SIMT flash attention
+  (kernels/flash_attention_simt.cu, fp32 FMA) and the products stay fp32: the sm_75 path (ops/arch.py),
+  the rest of the engine (fused kernels, memory plan, CUDA graph) unchanged. ``LLMC_FORCE_SM75=1`` forces
+  it on a newer GPU (the tests' and bench/train.py's stand-in for a T4);
 - the linear layers are single cuBLASLt calls (``ops.linear_*``) that write their outputs (beta = 0) instead
   of adding into zeroed buffers; biases ride on neighbouring passes: qkv's in the product's epilogue, fc's
   with GELU
@@ -288,7 +292,10 @@ class FastGPT2(Engine):
         return self._f
 
     def describe(self) -> str:
-        return "engine: fast (FastGPT2: fused kernels, flash attention" + (
+        from ..ops.arch import simt_path
+
+        attention = "SIMT flash attention (the sm_75 path)" if simt_path() else "flash attention"
+        return f"engine: fast (FastGPT2: fused kernels, {attention}" + (
             ", each step one CUDA graph)" if self.use_graph else ")"
         )
 
@@ -633,8 +640,10 @@ class FastGPT2(Engine):
         runner.stream.synchronize()
 
     def _graph_key(self) -> tuple:
-        """Everything a captured step depends on: shapes, precision and every buffer's address."""
+        """Everything a captured step depends on: shapes, precision, the kernels' path (tensor-core or SIMT
+        flash attention, ops/arch.py) and every buffer's address."""
         from ..ops import matmul_precision
+        from ..ops.arch import simt_path
 
         bufs = (
             self.params_memory,
@@ -645,7 +654,8 @@ class FastGPT2(Engine):
             self.gacts_memory,
             self._token_buffer,
         )
-        return (self.B, self.T, matmul_precision(), self.recompute_gelu) + tuple(int(b.data.ptr) for b in bufs)
+        head = (self.B, self.T, matmul_precision(), simt_path(), self.recompute_gelu)
+        return head + tuple(int(b.data.ptr) for b in bufs)
 
     @property
     def graph_failure(self) -> str | None:

@@ -22,6 +22,12 @@ Launch: forward grid (ceil(T/rows), B*NH), 32 * FA_FWD_WARPS threads, rows = 16 
 pre-pass a warp per (b, t, h) on cuda, a thread per row on cpu. On the cpu backend the same kernels run
 with the tensor-core instruction emulated from its fragments (``FA_EMULATE_MMA``), so the tests there
 check every index the GPU uses.
+
+The sm_75 path (``simt=True``; by default on a GPU of compute capability < 8.0, which has no TF32 mma, and
+wherever ``LLMC_FORCE_SM75=1``: ops/arch.py) runs ``kernels/flash_attention_simt.cu`` instead: the same
+math and the same lse, in fp32 FMA (``precise`` does not apply: always fp32-accurate), two lanes per row,
+the backward as a dQ pass (which also writes ``delta``) and a dK/dV pass, no atomics. Same arguments, same
+contract; grids (ceil(T/64), B*NH) of 128 threads.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ TUNING = {
     True: {"FA_FWD_WARPS": 4, "FA_FWD_WM": 1, "FA_FWD_MINB": 3, "FA_BWD_MINB": 1},
 }
 DELTA_BLOCK = 256
+SIMT_THREADS = 128
+SIMT_ROWS = 64  # the SIMT kernels: rows per block, two lanes each
 MAX_GRID_Y = 65535
 
 
@@ -63,11 +71,24 @@ def _precise(backend: str, precise) -> bool:
 
 
 def _forward_block(precise: bool) -> tuple[int, int]:
-    """(query rows, threads) of a forward block."""
+    """(query rows, threads) of a tensor-core forward block."""
     if VERSION < 2:
         return ROWS, THREADS
     t = TUNING[precise]
     return 16 * t["FA_FWD_WM"] * t["FA_FWD_WARPS"], 32 * t["FA_FWD_WARPS"]
+
+
+def _simt(backend: str, simt) -> bool:
+    """Whether this call runs the SIMT kernels: ``simt`` if given, else arch.simt_path (read per call)."""
+    if simt is not None:
+        return bool(simt)
+    from .arch import simt_path
+
+    return simt_path(backend)
+
+
+def _simt_kernel(name: str, hs: int):
+    return _loader.kernel("flash_attention_simt.cu", name, options=(f"-DFA_HS={head_pad(hs)}",))
 
 
 def _kernel(name: str, hs: int, precise: bool, emulate: bool = False):
@@ -97,29 +118,48 @@ def _vec(hs: int, C: int, *arrays) -> np.int32:
     return np.int32(hs % 4 == 0 and C % 4 == 0 and aligned16(*arrays))
 
 
-def flash_attention_forward(out, lse, inp, B, T, C, NH, *, precise=None, emulate=False):
-    """out = causal softmax(q k^T / sqrt(hs)) v per head; lse saved for the backward (both written)."""
+def flash_attention_forward(out, lse, inp, B, T, C, NH, *, precise=None, emulate=False, simt=None):
+    """out = causal softmax(q k^T / sqrt(hs)) v per head; lse saved for the backward (both written).
+    ``simt``: True/False picks the SIMT or the tensor-core kernels; None, the machine's path (arch.simt_path)."""
     fn = "flash_attention_forward"
     backend, _ = _validate.arguments(fn, locals())
     hs = _check_sizes(fn, B, T, C, NH)
     scale_log2 = math.log2(math.e) / math.sqrt(hs)
+    args = (out, lse, inp, np.int32(B), np.int32(T), np.int32(C), np.int32(NH), np.float32(scale_log2))
+    if _simt(backend, simt):
+        kernel = _simt_kernel("flash_attention_simt_forward_kernel", hs)
+        kernel((-(-T // SIMT_ROWS), B * NH), (SIMT_THREADS,), args + (_vec(hs, C, inp),))
+        return
     precise = _precise(backend, precise)
     rows, threads = _forward_block(precise)
-    _kernel("flash_attention_forward_kernel", hs, precise, emulate)(
-        (-(-T // rows), B * NH),
-        (threads,),
-        (out, lse, inp, np.int32(B), np.int32(T), np.int32(C), np.int32(NH), np.float32(scale_log2), _vec(hs, C, inp)),
-    )
+    kernel = _kernel("flash_attention_forward_kernel", hs, precise, emulate)
+    kernel((-(-T // rows), B * NH), (threads,), args + (_vec(hs, C, inp),))
 
 
-def flash_attention_backward(dinp, dout, inp, out, lse, B, T, C, NH, *, delta=None, precise=None, emulate=False):
-    """dinp += the gradient of the attention for upstream dout (needs the forward's out and lse)."""
+def flash_attention_backward(
+    dinp, dout, inp, out, lse, B, T, C, NH, *, delta=None, precise=None, emulate=False, simt=None
+):
+    """dinp += the gradient of the attention for upstream dout (needs the forward's out and lse).
+    ``simt`` as in flash_attention_forward (either backward reads either forward's out and lse)."""
     fn = "flash_attention_backward"
     backend, _ = _validate.arguments(fn, locals())
     hs = _check_sizes(fn, B, T, C, NH)
     if delta is None:
         xp = np if backend == "cpu" else __import__("cupy")
         delta = xp.empty((B, NH, T), dtype=np.float32)
+    scale = 1.0 / math.sqrt(hs)
+    sizes = (np.int32(B), np.int32(T), np.int32(C), np.int32(NH))
+    if _simt(backend, simt):
+        # dQ first: it writes delta, which the dK/dV pass reads (same stream, so in order)
+        grid = (-(-T // SIMT_ROWS), B * NH)
+        scales = (np.float32(scale * math.log2(math.e)), np.float32(scale))
+        _simt_kernel("flash_attention_simt_backward_dq_kernel", hs)(
+            grid, (SIMT_THREADS,), (dinp, delta, dout, inp, out, lse, *sizes, *scales, _vec(hs, C, inp, dout, out))
+        )
+        _simt_kernel("flash_attention_simt_backward_kernel", hs)(
+            grid, (SIMT_THREADS,), (dinp, dout, inp, lse, delta, *sizes, *scales, _vec(hs, C, inp, dout))
+        )
+        return
     precise = _precise(backend, precise)
     rows = B * T * NH
     lanes, block = (32, DELTA_BLOCK) if backend == "cuda" else (1, 32)
@@ -127,7 +167,6 @@ def flash_attention_backward(dinp, dout, inp, out, lse, B, T, C, NH, *, delta=No
     _kernel("flash_attention_delta_kernel", hs, precise, emulate)(
         (grid,), (block,), (delta, out, dout, np.int32(B), np.int32(T), np.int32(C), np.int32(NH), np.int32(lanes))
     )
-    scale = 1.0 / math.sqrt(hs)
     _kernel("flash_attention_backward_kernel", hs, precise, emulate)(
         (-(-T // ROWS), B * NH),
         (THREADS,),

@@ -25,13 +25,13 @@ about 1e-3 relative error), ``"fp32"`` (the default) plain fp32 (``CUBLAS_COMPUT
 is passed with each cuBLAS call, so it takes effect at once and does not depend on when CuPy was imported
 (``CUPY_TF32=1`` is read only once, at CuPy's first matmul). The setter also switches CuPy's own default
 for float32 (``cupy._core._routines_linalg.set_compute_type``), so ``cupy.matmul`` (e.g. the SGEMM ceiling
-of ``llmc_kernels.speed``) follows. On a GPU without TF32 (compute capability < 8.0, e.g. a T4) the
-products run in fp32; ``tf32_supported()`` says which. The tiled kernels and the cpu backend are always fp32.
+of ``llmc_kernels.speed``) follows. On a GPU without TF32 (compute capability < 8.0, e.g. a T4), and with
+the sm_75 path forced (``LLMC_FORCE_SM75=1``, ops/arch.py), the products run in fp32; ``tf32_supported()``
+says which. The tiled kernels and the cpu backend are always fp32.
 """
 
 from __future__ import annotations
 
-import functools
 import sys
 import threading
 
@@ -86,22 +86,15 @@ def _set_cupy_default(precision: str) -> None:
         pass
 
 
-@functools.cache
-def _compute_capability(device_id: int) -> int:
-    import cupy
-
-    return int(cupy.cuda.Device(device_id).compute_capability)
-
-
 def tf32_supported() -> bool:
-    """True on a GPU with TF32 tensor cores (compute capability >= 8.0: A100, H100, RTX 30xx and later)."""
+    """True on a GPU with TF32 tensor cores (compute capability >= 8.0: A100, H100, RTX 30xx and later), unless
+    the sm_75 path is forced (``LLMC_FORCE_SM75=1``, ops/arch.py: the GPU then plays a T4)."""
     from ..runtime import gpu_available
+    from .arch import compute_capability, forced
 
-    if not gpu_available():
+    if forced() or not gpu_available():
         return False
-    import cupy
-
-    return _compute_capability(cupy.cuda.Device().id) >= 80
+    return compute_capability() >= 80
 
 
 # ------------------------------------------------------------------------------------------------ cuBLAS

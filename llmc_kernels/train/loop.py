@@ -9,7 +9,8 @@
 
 Each step: the next batch (sequential, like llm.c's dataloader), forward, zero_grad, backward, AdamW.
 Two engines run it (``setup.choose_engine``): ``fast`` (model.fast.FastGPT2: fused kernels, flash
-attention, the whole step one CUDA graph; the default wherever it can run the model) and ``plain``
+attention, the whole step one CUDA graph; the default wherever it can run the model, a T4 included, where
+its flash attention runs the SIMT kernels) and ``plain``
 (model.plain.GPT2: the SPEC ops one at a time, and the only engine for ops passed in from outside). They share
 parameters, checkpoint files and numbers (up to float rounding), so a run may resume on either.
 OUT/log.csv gets one row per step (step,loss,val_loss,tokens_per_s,ms; val_loss after the steps that

@@ -73,7 +73,10 @@ def gpu_compute_capability() -> tuple[int, int, str]:
 
 def resolve_precision(requested: str, backend: str, capability=None) -> tuple[str, str | None]:
     """(precision to use, message or None). TF32 needs tensor cores of compute capability 8.0+ (A100, H100;
-    not a T4, 7.5); elsewhere we fall back to fp32 and say so. ``capability`` is (major, minor, name)."""
+    not a T4, 7.5); elsewhere we fall back to fp32 and say so. ``capability`` is (major, minor, name). With
+    the sm_75 path forced (``LLMC_FORCE_SM75=1``, ops/arch.py) every GPU counts as one without TF32."""
+    from ..ops.arch import FORCE_ENV, forced
+
     if requested not in ("fp32", "tf32"):
         raise SetupError(f"--precision must be fp32 or tf32; got {requested!r}")
     if requested == "fp32":
@@ -81,6 +84,11 @@ def resolve_precision(requested: str, backend: str, capability=None) -> tuple[st
     if backend == "cpu":
         return "fp32", (
             "--precision tf32: the cpu backend has no TF32 (a GPU tensor-core format); falling back to fp32"
+        )
+    if forced():
+        return "fp32", (
+            f"--precision tf32: the sm_75 path is forced ({FORCE_ENV}=1: SIMT flash attention and fp32 "
+            "products, as on a T4, which has no TF32); falling back to fp32"
         )
     major, minor, name = capability if capability is not None else gpu_compute_capability()
     if major < 8:
