@@ -173,13 +173,22 @@ class SpeedTable:
         return "\n".join(lines)
 
 
+def torch_call(fn):
+    """Mark a candidate of :func:`how_fast` that runs PyTorch ops: it is captured with PyTorch's graph API and
+    timed on PyTorch's stream. (A CuPy capture would not see PyTorch's kernels, which go to PyTorch's own
+    stream: it would time an empty graph.)"""
+    fn.graph = "torch"
+    return fn
+
+
 def how_fast(
     candidates: dict, *, bytes_moved: float | None = None, flops: float | None = None, repeat: int = 20
 ) -> SpeedTable | None:
     """Time each ``name -> fn()`` of ``candidates`` on the GPU and print a table against the ceilings.
 
     ``bytes_moved`` (bytes read + written by one call) gives GB/s and the fraction of copy bandwidth;
-    ``flops`` gives TFLOP/s and the fraction of SGEMM. On the CPU backend prints why it skips and returns None.
+    ``flops`` gives TFLOP/s and the fraction of SGEMM. A candidate that calls PyTorch must be wrapped in
+    :func:`torch_call`. On the CPU backend prints why it skips and returns None.
     """
     from .runtime import backend
 
@@ -190,7 +199,7 @@ def how_fast(
         copy_gbs=copy_bandwidth_gbs() if bytes_moved else None, sgemm_tflops=sgemm_tflops() if flops else None
     )
     for name, fn in candidates.items():
-        ms = statistics.median(time_gpu(fn, repeat=repeat, graph="cupy"))
+        ms = statistics.median(time_gpu(fn, repeat=repeat, graph=getattr(fn, "graph", "cupy")))
         table.rows.append(
             Timing(
                 name,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-SCRIPTS = ("kernels.py", "train.py", "step_breakdown.py", "capstone.py")
+SCRIPTS = ("kernels.py", "train.py", "step_breakdown.py", "capstone.py", "flash_attention.py")
 
 
 @pytest.fixture
@@ -117,3 +117,12 @@ def test_capstone_bench_runs_on_the_gpu():
     assert r.returncode == 0, r.stdout + r.stderr
     assert "| package, fast engine (TF32) |" in r.stdout and "| solutions' kernels (fp32, --ops) |" in r.stdout
     assert "failed" not in r.stdout and "03_matmul.ipynb" in r.stdout
+
+
+@pytest.mark.gpu
+def test_flash_attention_bench_runs_on_the_gpu():
+    """Every design and precision at one small size, with the outputs compared to version 1's."""
+    r = run_script("flash_attention.py", "--sizes", "2x256", "--repeat", "2", "--results", "", backend="cuda")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "| 2x256 | tf32 | v2 |" in r.stdout and "| 2x256 | fp32 (3xTF32) | v1 |" in r.stdout
+    assert "nan" not in r.stdout

@@ -11,6 +11,12 @@ Tolerances: precise (3xTF32, the fp32 path) products are as accurate as fp32 FMA
 largest magnitude (a few roundings through exp2, the sums over keys and the final division). TF32 reads
 every operand truncated to 11 significant bits, as the tensor cores do (relative 2^-10 ~ 1e-3 at worst,
 half that on average), so out and dinp are within ~3e-3.
+
+Every test that launches the kernels runs each design of kernels/flash_attention.cu (``variant``): FA_VERSION 1
+(the first kernels), 2 (pipelined; the default), 2 with two 16-row m-tiles per forward warp (FA_FWD_WM=2,
+128-row blocks) and 2 with 8-warp forward blocks (FA_FWD_WARPS=8, 128 rows), under the same tolerances; the
+designs also agree with each other (TF32: 3e-3 of the largest magnitude, both being TF32; precise: 2e-6), and
+version 2's pipelined barriers pass the cpu backend's race detector.
 """
 
 from __future__ import annotations
@@ -26,6 +32,21 @@ from llmc_kernels.ops import flash_attention as fa
 
 SIZES = [(1, 1, 4, 1), (2, 13, 12, 3), (1, 37, 15, 3), (2, 70, 64, 4), (1, 130, 16, 1), (1, 67, 128, 2)]
 PRECISE_TOL, TF32_TOL = 3e-6, 3e-3
+# name -> (FA_VERSION, version 2's tuning macros for both precisions)
+VARIANTS = {"v1": (1, {}), "v2": (2, {}), "v2-wm2": (2, {"FA_FWD_WM": 2}), "v2-w8": (2, {"FA_FWD_WARPS": 8})}
+
+
+def _use(monkeypatch, name):
+    version, macros = VARIANTS[name]
+    monkeypatch.setattr(fa, "VERSION", version)
+    monkeypatch.setattr(fa, "TUNING", {p: {**t, **macros} for p, t in fa.TUNING.items()})
+
+
+@pytest.fixture(params=list(VARIANTS))
+def variant(request, monkeypatch):
+    """Each design of the kernels (ops.flash_attention.VERSION and TUNING) for the test's launches."""
+    _use(monkeypatch, request.param)
+    return request.param
 
 
 def _inputs(B, T, C, seed, scale=1.0):
@@ -54,7 +75,7 @@ def _close(name, got, want, tol):
 
 @pytest.mark.parametrize("precise", [True, False], ids=["3xtf32", "tf32"])
 @pytest.mark.parametrize("B, T, C, NH", SIZES)
-def test_forward_and_backward_match_the_reference(dev, B, T, C, NH, precise):
+def test_forward_and_backward_match_the_reference(dev, variant, B, T, C, NH, precise):
     inp, dout = _inputs(B, T, C, B * 1000 + T * 10 + C)
     dinp0 = f32(np.random.default_rng(T).standard_normal((B, T, 3 * C)))  # backward accumulates
     out, lse = dev.put(np.full((B, T, C), np.nan)), dev.put(np.full((B, NH, T), np.nan))
@@ -69,7 +90,7 @@ def test_forward_and_backward_match_the_reference(dev, B, T, C, NH, precise):
     _close("dinp - dinp0", dev.get(dinp) - dinp0, want_dinp - dinp0, 3 * tol)
 
 
-def test_large_scores_and_zero_gradient():
+def test_large_scores_and_zero_gradient(variant):
     """Scores in the hundreds: the running maximum keeps exp2 finite; dout = 0 adds exactly nothing."""
     B, T, C, NH = 1, 45, 16, 2
     inp, _ = _inputs(B, T, C, 5, scale=12.0)
@@ -82,7 +103,7 @@ def test_large_scores_and_zero_gradient():
     assert (dinp == 0.25).all()
 
 
-def test_first_row_attends_only_to_itself():
+def test_first_row_attends_only_to_itself(variant):
     """Causality: row 0's output is v_0 exactly (one key, probability 1), whatever the other keys hold."""
     B, T, C, NH = 1, 70, 8, 1
     inp, _ = _inputs(B, T, C, 9)
@@ -96,7 +117,7 @@ def test_first_row_attends_only_to_itself():
     assert (out2[0, 0] == out[0, 0]).all()
 
 
-def test_matches_the_plain_attention_ops():
+def test_matches_the_plain_attention_ops(variant):
     """The same numbers as the package's llm.c-style attention (the model's plain path)."""
     B, T, C, NH = 2, 33, 24, 3
     inp, dout = (a.astype(np.float32) for a in _inputs(B, T, C, 2))
@@ -113,6 +134,58 @@ def test_matches_the_plain_attention_ops():
     ops.flash_attention_backward(fdinp, dout, inp, fout, lse, B, T, C, NH)
     _close("out", fout, out, 1e-5)
     _close("dinp", fdinp, dinp, 1e-5)
+
+
+def _run(inp, dout, dinp0, B, T, C, NH, precise):
+    out, lse = np.full((B, T, C), np.nan, np.float32), np.full((B, NH, T), np.nan, np.float32)
+    dinp = dinp0.copy()
+    ops.flash_attention_forward(out, lse, inp, B, T, C, NH, precise=precise)
+    ops.flash_attention_backward(dinp, dout, inp, out, lse, B, T, C, NH, precise=precise)
+    return {"out": out, "lse": lse, "dinp": dinp}
+
+
+# T not a multiple of 32 or 64 (several 16- and 32-query steps, a partial last tile), hs 8, 20 (padded to 24,
+# scalar loads), 64; NH = 3
+AGREE_SIZES = [(1, 77, 60, 3), (2, 45, 24, 3), (1, 100, 192, 3)]
+
+
+@pytest.mark.parametrize("precise", [True, False], ids=["3xtf32", "tf32"])
+@pytest.mark.parametrize("B, T, C, NH", AGREE_SIZES)
+def test_the_designs_agree(monkeypatch, B, T, C, NH, precise):
+    """Every design gives version 1's out, lse and dinp (accumulated onto dinp0)."""
+    rng = np.random.default_rng(T * 7 + C)
+    inp = rng.standard_normal((B, T, 3 * C)).astype(np.float32)
+    dout = rng.standard_normal((B, T, C)).astype(np.float32)
+    dinp0 = rng.standard_normal((B, T, 3 * C)).astype(np.float32)
+    got = {}
+    for name in VARIANTS:
+        _use(monkeypatch, name)
+        got[name] = _run(inp, dout, dinp0, B, T, C, NH, precise)
+    tol = 2e-6 if precise else TF32_TOL
+    for name in VARIANTS:
+        for key, want in got["v1"].items():
+            want = want.astype(np.float64) - (dinp0 if key == "dinp" else 0)
+            have = got[name][key].astype(np.float64) - (dinp0 if key == "dinp" else 0)
+            _close(f"{name} {key}", have, want, tol)
+
+
+@pytest.mark.slow  # the race detector: a few times a plain launch
+@pytest.mark.parametrize("variant_name", ["v2", "v2-wm2", "v2-w8"])
+@pytest.mark.parametrize("precise", [True, False], ids=["3xtf32", "tf32"])
+def test_the_pipeline_has_no_races(monkeypatch, variant_name, precise):
+    """Version 2 issues the next tile's copies while warps still compute on others: its barriers are checked by
+    the cpu backend's race detector (a race raises), at sizes with several key tiles and query steps."""
+    from llmc_kernels import runtime
+
+    _use(monkeypatch, variant_name)
+    B, T, C, NH = (1, 70, 64, 1) if not precise else (1, 40, 32, 1)
+    inp, dout = (a.astype(np.float32) for a in _inputs(B, T, C, 11))
+    with runtime.launch_options(races=True):
+        got = _run(inp, dout, np.zeros((B, T, 3 * C), np.float32), B, T, C, NH, precise)
+    want_out, _, want_dinp = _reference(inp, dout, B, T, C, NH, np.zeros((B, T, 3 * C)))
+    tol = PRECISE_TOL if precise else TF32_TOL
+    _close("out", got["out"], want_out, tol)
+    _close("dinp", got["dinp"], want_dinp, 3 * tol)
 
 
 def test_arguments_are_checked():
@@ -134,8 +207,9 @@ def test_arguments_are_checked():
 
 @pytest.mark.slow  # NVRTC compiles the flash kernels
 def test_kernels_compile_for_the_gpu():
-    """NVRTC (no GPU needed) compiles every variant the model uses, for sm_80 (TF32 tensor cores) and
-    sm_75 (T4: the emulated path)."""
+    """NVRTC (no GPU needed) compiles every design (``VARIANTS``) in both precisions,
+    with the wrapper's options, without a warning, for sm_90 and sm_80 (TF32 tensor cores; cp.async; sm_90 also
+    red.global.add.v2.f32) and sm_75 (T4: the emulated path, plain copies)."""
     from llmc_kernels.ops import _loader
     from llmc_kernels.runtime import nvrtc
     from llmc_kernels.runtime.signature import list_kernels
@@ -149,12 +223,17 @@ def test_kernels_compile_for_the_gpu():
         "flash_attention_delta_kernel",
         "flash_attention_backward_kernel",
     ]
-    for arch, precise in (("compute_75", 1), ("compute_90", 0), ("compute_90", 1)):
-        warnings = nvrtc.check_compile(
-            src,
-            "flash_attention_backward_kernel",
-            arch=arch,
-            origin=SourceOrigin("flash_attention.cu", 1),
-            options=("-DFA_HS=64", f"-DFA_PRECISE={precise}"),
-        )
-        assert warnings == [], warnings
+    for name, (version, macros) in VARIANTS.items():
+        for precise in (True, False):
+            tuning = {**fa.TUNING[precise], **macros} if version >= 2 else {}
+            options = ("-DFA_HS=64", f"-DFA_PRECISE={int(precise)}", f"-DFA_VERSION={version}")
+            options += tuple(f"-D{k}={v}" for k, v in sorted(tuning.items()))
+            for arch in ("compute_75", "compute_80", "compute_90"):
+                warnings = nvrtc.check_compile(
+                    src,
+                    "flash_attention_backward_kernel",
+                    arch=arch,
+                    origin=SourceOrigin("flash_attention.cu", 1),
+                    options=options,
+                )
+                assert warnings == [], (name, precise, arch, warnings)

@@ -17,7 +17,8 @@ Precision: the products run on TF32 tensor cores. ``precise=True`` (default when
 "fp32", and on the cpu backend) uses 3xTF32, accurate like fp32 FMA; ``precise=False`` (``"tf32"``) plain
 TF32 (~1e-3 relative). Head sizes up to 64 (GPT-2 uses 64 at every size); hs is padded to a multiple of 8.
 
-Launch: forward grid (ceil(T/64), B*NH), backward grid (ceil(T/64), B*NH), 128 threads; the delta
+Launch: forward grid (ceil(T/rows), B*NH), 32 * FA_FWD_WARPS threads, rows = 16 * FA_FWD_WM * FA_FWD_WARPS
+(128 threads and 64 rows in version 1); backward grid (ceil(T/64), B*NH), 128 threads; the delta
 pre-pass a warp per (b, t, h) on cuda, a thread per row on cpu. On the cpu backend the same kernels run
 with the tensor-core instruction emulated from its fragments (``FA_EMULATE_MMA``), so the tests there
 check every index the GPU uses.
@@ -40,7 +41,14 @@ from ._grid import aligned16, resident_blocks
 
 MAX_HEAD = 64
 THREADS = 128
-ROWS = 64  # query rows per forward block, keys per backward block
+ROWS = 64  # keys per backward block (and query rows per forward block in version 1)
+# kernels/flash_attention.cu's FA_VERSION: 2, pipelined (cp.async, 8-byte fragment reads); 1, the first kernels,
+# kept for bench/flash_attention.py. Version 2's tuning macros per precision (True: 3xTF32), from that bench.
+VERSION = 2
+TUNING = {
+    False: {"FA_FWD_WARPS": 4, "FA_FWD_WM": 1, "FA_FWD_MINB": 4, "FA_BWD_MINB": 1},
+    True: {"FA_FWD_WARPS": 4, "FA_FWD_WM": 1, "FA_FWD_MINB": 3, "FA_BWD_MINB": 1},
+}
 DELTA_BLOCK = 256
 SIMT_THREADS = 128
 SIMT_ROWS = 64  # the SIMT kernels: rows per block, two lanes each
@@ -62,6 +70,14 @@ def _precise(backend: str, precise) -> bool:
     return matmul_precision() != "tf32"
 
 
+def _forward_block(precise: bool) -> tuple[int, int]:
+    """(query rows, threads) of a tensor-core forward block."""
+    if VERSION < 2:
+        return ROWS, THREADS
+    t = TUNING[precise]
+    return 16 * t["FA_FWD_WM"] * t["FA_FWD_WARPS"], 32 * t["FA_FWD_WARPS"]
+
+
 def _simt(backend: str, simt) -> bool:
     """Whether this call runs the SIMT kernels: ``simt`` if given, else arch.simt_path (read per call)."""
     if simt is not None:
@@ -76,7 +92,9 @@ def _simt_kernel(name: str, hs: int):
 
 
 def _kernel(name: str, hs: int, precise: bool, emulate: bool = False):
-    options = (f"-DFA_HS={head_pad(hs)}", f"-DFA_PRECISE={int(precise)}")
+    options = (f"-DFA_HS={head_pad(hs)}", f"-DFA_PRECISE={int(precise)}", f"-DFA_VERSION={VERSION}")
+    if VERSION >= 2:
+        options += tuple(f"-D{k}={v}" for k, v in sorted(TUNING[precise].items()))
     if emulate:
         options += ("-DFA_EMULATE_MMA=1",)
     return _loader.kernel("flash_attention.cu", name, options=options)
@@ -112,8 +130,10 @@ def flash_attention_forward(out, lse, inp, B, T, C, NH, *, precise=None, emulate
         kernel = _simt_kernel("flash_attention_simt_forward_kernel", hs)
         kernel((-(-T // SIMT_ROWS), B * NH), (SIMT_THREADS,), args + (_vec(hs, C, inp),))
         return
-    kernel = _kernel("flash_attention_forward_kernel", hs, _precise(backend, precise), emulate)
-    kernel((-(-T // ROWS), B * NH), (THREADS,), args + (_vec(hs, C, inp),))
+    precise = _precise(backend, precise)
+    rows, threads = _forward_block(precise)
+    kernel = _kernel("flash_attention_forward_kernel", hs, precise, emulate)
+    kernel((-(-T // rows), B * NH), (threads,), args + (_vec(hs, C, inp),))
 
 
 def flash_attention_backward(
