@@ -202,9 +202,9 @@ def test_time_target_on_a_gpu(ln):
     if runtime.backend() != "cuda":
         pytest.skip("needs the cuda backend")
     result, printed = _quiet(check.performance, "layernorm_forward", ln["layernorm_forward_warp"])
-    assert result.gpu["name"] and result.gpu["ms"] > 0 and result.gpu["baseline_ms"] > 0
-    assert f"time on {result.gpu['name']}" in printed
-    assert result.gpu["ok"], printed
+    assert result.gpu.device and result.gpu.ms > 0 and result.gpu.baseline_ms > 0
+    assert f"time on {result.gpu.device}" in printed
+    assert result.gpu.ok, printed
 
 
 # ------------------------------------------------------------------------------------------ chapter 04: flash
@@ -280,7 +280,7 @@ def test_the_gpu_time_line_is_sanitized_for_nbval():
     import tomllib
     from nbval.plugin import get_sanitize_patterns
 
-    from llmc_kernels.check.performance import PerformanceResult, TargetResult
+    from llmc_kernels.check.performance import PerformanceResult, TargetResult, TimeResult
 
     root = Path(__file__).resolve().parent.parent
     addopts = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
@@ -289,8 +289,9 @@ def test_the_gpu_time_line_is_sanitized_for_nbval():
     target = TargetResult("load_sectors", "global load sectors per request", "x ideal", 1.0, 1.1, False, "why")
     cpu = PerformanceResult("layernorm_forward", None, {"B": 3, "T": 37, "C": 200}, [target])
     gpu = PerformanceResult(cpu.name, None, cpu.sizes, [target])
-    gpu.gpu = {"name": "NVIDIA H100 80GB HBM3", "sizes": {"B": 8, "T": 1024, "C": 768}, "ms": 0.0123, "ok": True,
-               "baseline": "layernorm_forward", "baseline_ms": 0.0101, "ratio": 1.22, "limit": 1.5}  # fmt: skip
+    gpu.gpu = TimeResult(
+        "NVIDIA H100 80GB HBM3", {"B": 8, "T": 1024, "C": 768}, 0.0123, "layernorm_forward", 0.0101, 1.5
+    )
 
     def printed(result):
         text = "PASS layernorm_forward\n" + repr(result) + "\n" + "\n".join(result.lines()) + "\n"
@@ -300,3 +301,5 @@ def test_the_gpu_time_line_is_sanitized_for_nbval():
 
     assert "time on NVIDIA H100" in "\n".join(gpu.lines())
     assert printed(gpu) == printed(cpu)
+    gpu.gpu.ms = 0.5  # a miss: its check raises and prints FAIL, and the time line goes all the same
+    assert "MISS time on NVIDIA H100" in "\n".join(gpu.lines()) and "time on" not in printed(gpu)

@@ -40,6 +40,7 @@ __all__ = [
     "PerformanceResult",
     "PerformanceFailed",
     "TargetResult",
+    "TimeResult",
     "TARGETS",
     "measure",
     "judged_bytes",
@@ -419,6 +420,41 @@ class TargetResult:
         )
 
 
+def sizes_text(sizes: dict) -> str:
+    """``B=8, T=1024, C=768``."""
+    return ", ".join(f"{k}={v}" for k, v in sizes.items())
+
+
+@dataclass
+class TimeResult:
+    """A kernel's median time on a GPU against the package's kernel for the op, timed in the same process (the
+    notebook's, by :func:`performance`; the grader's replay, by ``llmc grade --backend cuda``)."""
+
+    device: str  # the GPU's name
+    sizes: dict
+    ms: float
+    baseline: str  # llmc_kernels.ops.<baseline>
+    baseline_ms: float
+    limit: float  # the op's time_ratio
+
+    @property
+    def ratio(self) -> float:
+        return self.ms / self.baseline_ms if self.baseline_ms > 0 else math.inf
+
+    @property
+    def ok(self) -> bool:
+        return self.ratio <= self.limit
+
+    def row(self) -> str:
+        return (
+            f"{'ok  ' if self.ok else 'MISS'} time on {self.device} at {sizes_text(self.sizes)}: {self.ms:.3f} ms, "
+            f"{self.ratio:.2f}x the package's {self.baseline} ({self.baseline_ms:.3f} ms; target <= {self.limit:.2f}x)"
+        )
+
+    def summary(self) -> str:
+        return self.row()[5:]
+
+
 @dataclass
 class PerformanceResult:
     """What a passing ``check.performance`` returns: repr is ``PASS <op> performance``."""
@@ -427,13 +463,13 @@ class PerformanceResult:
     correctness: object  # the CheckResult of the correctness check
     sizes: dict
     targets: list  # list[TargetResult]
-    gpu: dict = field(default_factory=dict)  # on cuda: name, sizes, ms (yours, the package's), ratio, limit
+    gpu: TimeResult | None = None  # on cuda: the time against the package's kernel
     skipped: list = field(default_factory=list)  # outputs of the op not judged (OpTargets.outputs) ...
     judged: tuple = ()  # ... and those judged
 
     @property
     def passed(self) -> bool:
-        return all(t.ok for t in self.targets) and (not self.gpu or self.gpu["ok"])
+        return all(t.ok for t in self.targets) and (self.gpu is None or self.gpu.ok)
 
     def __bool__(self):
         return self.passed
@@ -444,19 +480,13 @@ class PerformanceResult:
     __str__ = __repr__
 
     def lines(self) -> list[str]:
-        sizes = ", ".join(f"{k}={v}" for k, v in self.sizes.items())
         out = []
         if self.skipped:
             out.append(f"  judged on {', '.join(self.judged)} only ({', '.join(self.skipped)}: not compared)")
-        out.append(f"  memory counters (cpu backend, {sizes}):")
+        out.append(f"  memory counters (cpu backend, {sizes_text(self.sizes)}):")
         out += [f"    {t.row()}" for t in self.targets]
-        if self.gpu:
-            g = self.gpu
-            out.append(
-                f"  time on {g['name']} ({', '.join(f'{k}={v}' for k, v in g['sizes'].items())}): "
-                f"{'ok  ' if g['ok'] else 'MISS'} {g['ms']:.3f} ms, {g['ratio']:.2f}x the package's "
-                f"{g['baseline']} ({g['baseline_ms']:.3f} ms; target <= {g['limit']:.2f}x)"
-            )
+        if self.gpu is not None:
+            out.append(f"  {self.gpu.row()}")
         return out
 
     def report(self) -> str:
@@ -555,7 +585,7 @@ def gpu_name() -> str:
     return props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
 
 
-def _gpu_time(op: str, fn, repeats: int = REPEATS) -> dict:
+def _gpu_time(op: str, fn, repeats: int = REPEATS) -> TimeResult:
     """Median times of ``fn`` and of the package's kernel for ``op`` on the GPU, measured here, now."""
     import cupy as cp
 
@@ -581,17 +611,7 @@ def _gpu_time(op: str, fn, repeats: int = REPEATS) -> dict:
 
     mine = timed(fn, True)
     theirs = timed(baseline, False)
-    ratio = mine / theirs if theirs > 0 else math.inf
-    return {
-        "name": gpu_name(),
-        "sizes": dict(table.gpu_sizes),
-        "ms": mine,
-        "baseline": table.baseline,
-        "baseline_ms": theirs,
-        "ratio": ratio,
-        "limit": table.time_ratio,
-        "ok": ratio <= table.time_ratio,
-    }
+    return TimeResult(gpu_name(), dict(table.gpu_sizes), mine, table.baseline, theirs, table.time_ratio)
 
 
 def performance(op: str, fn, seed=None) -> PerformanceResult:
@@ -620,10 +640,10 @@ def performance(op: str, fn, seed=None) -> PerformanceResult:
         print(repr(result))
         print("\n".join(result.lines()))
         return result
-    missed = [t for t in targets if not t.ok] + ([result.gpu] if result.gpu and not result.gpu["ok"] else [])
+    missed = [t for t in targets if not t.ok] + ([result.gpu] if result.gpu is not None and not result.gpu.ok else [])
     message = (
         f"FAIL {op} performance: your kernel is correct, but not fast yet "
-        f"({len(missed)} of {len(targets) + bool(result.gpu)} targets missed)"
+        f"({len(missed)} of {len(targets) + (result.gpu is not None)} targets missed)"
     )
     print(message)
     print("\n".join(result.lines()))

@@ -484,7 +484,7 @@ def counter_results(plan, cases, runs, box, outcome, sandbox, limits, name: str)
 
 def performance_verdict(results: list, sizes: str, timing=None, problem: Verdict | None = None) -> Verdict | None:
     """The verdict of the performance targets (None: all met) from the counters' TargetResults, measured at
-    ``sizes``, and on the cuda backend the time target (a :class:`.gputime.TimeResult`, or the Verdict that says
+    ``sizes``, and on the cuda backend the time target (a ``check.performance.TimeResult``, or the Verdict that says
     why the time could not be judged, ``problem``, when a counter missed anyway)."""
     missed = [t for t in results if not t.ok]
     misses = [t.row()[5:] for t in missed]
@@ -516,11 +516,11 @@ def performance_verdict(results: list, sizes: str, timing=None, problem: Verdict
 def grade_gpu_time(plan, runs, box, outcome, sandbox, limits, name: str, *, seed: int):
     """The GPU time target (see :mod:`.gputime`): check the trace the worker recorded, without running it, at the
     op's GPU sizes; replay it on the GPU in a replay process, on fresh inputs drawn there from a secret seed; return
-    the :class:`.gputime.TimeResult` of the times it sends back, or raise a Verdict: ``wrong`` for wrong outputs
+    the ``check.performance.TimeResult`` of the times it sends back, or raise a Verdict: ``wrong`` for wrong outputs
     at those sizes, the learner's errors as elsewhere, ``grading error`` when the GPU could not time it."""
-    from ..check.performance import TARGETS
+    from ..check.performance import TARGETS, sizes_text
     from . import secret as grade_secret
-    from .gputime import Malformed, read_timing, sizes_text
+    from .gputime import Malformed, read_timing
     from .judge import clean_error
 
     table = TARGETS[plan.performance]

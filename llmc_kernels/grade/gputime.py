@@ -21,7 +21,8 @@ the op, at the op's GPU sizes (``TARGETS[op].gpu_sizes``: B=8, T=1024, ...), and
    20), the two in turn (:func:`~llmc_kernels.check.performance.interleaved_gpu_ms`: other work on the GPU, or
    its clocks, slow both alike), and sends back both times and the GPU's name (:func:`measure`). The outputs
    of the learner's last timed run are compared with the reference too;
-4. **the grader** divides the two times and applies ``time_ratio`` (:func:`read_timing`, :class:`TimeResult`):
+4. **the grader** divides the two times and applies ``time_ratio`` (:func:`read_timing`, a
+   :class:`~llmc_kernels.check.performance.TimeResult`, as ``check.performance`` makes):
    a miss is verdict ``not optimised``; the memory counters are judged as on the cpu backend, and both must pass.
 
 Why the learner cannot fake it: nothing the learner's process says is read but the trace, and the trace is a
@@ -43,10 +44,10 @@ and the times it measures, which only it can measure.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
+from ..check.performance import TimeResult
 from .cases import GradedCase
 
 REPEATS = 20  # timed runs of each (as check.performance)
@@ -57,10 +58,6 @@ def _targets(fname: str):
     from ..check.performance import TARGETS
 
     return TARGETS[fname]
-
-
-def sizes_text(sizes: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sizes.items())
 
 
 # ------------------------------------------------------------------------------------------ the worker's case
@@ -257,35 +254,6 @@ def measure(
 # ------------------------------------------------------------------------------------------ the grader
 class Malformed(Exception):
     """The replay's answer is not what :func:`measure` sends."""
-
-
-@dataclass
-class TimeResult:
-    """The time target, judged by the grader from the replay's times."""
-
-    device: str
-    sizes: dict
-    ms: float
-    baseline: str
-    baseline_ms: float
-    limit: float
-
-    @property
-    def ratio(self) -> float:
-        return self.ms / self.baseline_ms if self.baseline_ms > 0 else math.inf
-
-    @property
-    def ok(self) -> bool:
-        return self.ratio <= self.limit
-
-    def row(self) -> str:
-        return (
-            f"{'ok  ' if self.ok else 'MISS'} time on {self.device} at {sizes_text(self.sizes)}: {self.ms:.3f} ms, "
-            f"{self.ratio:.2f}x the package's {self.baseline} ({self.baseline_ms:.3f} ms; target <= {self.limit:.2f}x)"
-        )
-
-    def summary(self) -> str:
-        return self.row()[5:]
 
 
 def _number(meta: dict, key: str) -> float:

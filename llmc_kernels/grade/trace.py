@@ -277,31 +277,10 @@ def launches(meta: dict) -> list[dict]:
     return found
 
 
-def _view(ref, raws: list) -> np.ndarray:
-    if not isinstance(ref, dict) or not isinstance(ref.get("buf"), int) or not 0 <= ref["buf"] < len(raws):
-        raise TraceError(f"a bad buffer reference {ref!r}")
-    dtype = np.dtype(ref.get("dtype"))
-    if dtype.kind not in "biuf" or dtype.hasobject:
-        raise TraceError(f"a buffer reference of dtype {dtype}")
-    shape, strides, offset = ref.get("shape"), ref.get("strides"), ref.get("offset")
-    if not (
-        isinstance(shape, list)
-        and isinstance(strides, list)
-        and len(shape) == len(strides)
-        and all(isinstance(v, int) and v >= 0 for v in shape + strides + [offset])
-    ):
-        raise TraceError(f"a bad buffer reference {ref!r}")
-    try:
-        return np.ndarray(tuple(shape), dtype=dtype, buffer=raws[ref["buf"]], offset=offset, strides=tuple(strides))
-    except (TypeError, ValueError) as e:
-        raise TraceError(f"a buffer reference outside its buffer ({e})") from None
-
-
-def _device_view(ref, raws: list, xp):
-    """``_view`` for buffers of ``xp`` (CuPy on the GPU): the bounds checked here, as CuPy does not."""
-    if xp is np:
-        return _view(ref, raws)
-    if not isinstance(ref, dict) or not isinstance(ref.get("buf"), int) or not 0 <= ref["buf"] < len(raws):
+def _layout(ref, n_buffers: int):
+    """(buffer index, dtype, shape, strides, byte offset) of a recorded buffer reference, each checked (TraceError
+    if the trace is malformed): the trace comes from the learner's process and is believed in nothing."""
+    if not isinstance(ref, dict) or not isinstance(ref.get("buf"), int) or not 0 <= ref["buf"] < n_buffers:
         raise TraceError(f"a bad buffer reference {ref!r}")
     try:
         dtype = np.dtype(ref.get("dtype"))
@@ -317,11 +296,27 @@ def _device_view(ref, raws: list, xp):
         and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in shape + strides + [offset])
     ):
         raise TraceError(f"a bad buffer reference {ref!r}")
-    raw = raws[ref["buf"]]
+    return ref["buf"], dtype, tuple(shape), tuple(strides), offset
+
+
+def _view(ref, raws: list) -> np.ndarray:
+    buf, dtype, shape, strides, offset = _layout(ref, len(raws))
+    try:
+        return np.ndarray(shape, dtype=dtype, buffer=raws[buf], offset=offset, strides=strides)
+    except (TypeError, ValueError) as e:
+        raise TraceError(f"a buffer reference outside its buffer ({e})") from None
+
+
+def _device_view(ref, raws: list, xp):
+    """``_view`` for buffers of ``xp`` (CuPy on the GPU): the bounds checked here, as CuPy does not."""
+    if xp is np:
+        return _view(ref, raws)
+    buf, dtype, shape, strides, offset = _layout(ref, len(raws))
+    raw = raws[buf]
     end = offset if 0 in shape else offset + sum((n - 1) * s for n, s in zip(shape, strides)) + dtype.itemsize
     if end > raw.size:
         raise TraceError(f"a buffer reference outside its buffer ({end} bytes of {raw.size})")
-    return xp.ndarray(tuple(shape), dtype=dtype, memptr=raw.data + offset, strides=tuple(strides))
+    return xp.ndarray(shape, dtype=dtype, memptr=raw.data + offset, strides=strides)
 
 
 def _arg(ref, raws: list, xp=np):
