@@ -522,6 +522,23 @@ _add(
 )
 
 VOCAB = "{fn}: the padded vocabulary Vp = {Vp} must be at least V = {V}"
+# what the ops over the padded vocabulary share (softmax, crossentropy, fused_classifier), and the cases and values
+# of the two that take targets (the fused classifier adds GPT-2's row length, V = 1000 of 1024)
+_VOCAB_SHAPE = dict(
+    dims=("B", "T", "V", "Vp"),
+    constraints=("Vp >= V",),
+    example_sizes={"B": 2, "T": 3, "V": 7, "Vp": 10},
+    explain=_frozen(**{"Vp >= V": VOCAB}),
+)
+_CLASSIFIER_CASES = (
+    _c(B=2, T=37, V=100, Vp=128),
+    _c(B=1, T=1, V=1, Vp=1),
+    _c(B=3, T=5, V=50, Vp=61),
+    _c("large", B=2, T=9, V=257, Vp=300),
+)
+_CLASSIFIER_VALUES = _frozen(
+    logits=draw.logits(None, 10.0), dlosses=draw.mean_loss_weights, targets=draw.reachable_targets
+)
 
 _add(
     OpSpec(
@@ -535,10 +552,7 @@ _add(
             tol=(1e-4, 1e-6),
         ),
         None,
-        dims=("B", "T", "V", "Vp"),
-        constraints=("Vp >= V",),
-        example_sizes={"B": 2, "T": 3, "V": 7, "Vp": 10},
-        explain=_frozen(**{"Vp >= V": VOCAB}),
+        **_VOCAB_SHAPE,
         cases=(
             _c(B=2, T=5, V=50, Vp=64),
             _c(B=1, T=1, V=1, Vp=1),
@@ -574,18 +588,10 @@ _add(
             _sizes("B", "T", "V", "Vp"),
             tol=(1e-5, 1e-5),
         ),  # one multiply-add per element
-        dims=("B", "T", "V", "Vp"),
-        constraints=("Vp >= V",),
-        example_sizes={"B": 2, "T": 3, "V": 7, "Vp": 10},
-        explain=_frozen(**{"Vp >= V": VOCAB}),
-        cases=(
-            _c(B=2, T=37, V=100, Vp=128),
-            _c(B=1, T=1, V=1, Vp=1),
-            _c(B=3, T=5, V=50, Vp=61),
-            _c("large", B=2, T=9, V=257, Vp=300),
-        ),
+        **_VOCAB_SHAPE,
+        cases=_CLASSIFIER_CASES,
         fd_case=_c("fd", B=1, T=2, V=5, Vp=8),
-        values=_frozen(logits=draw.logits(None, 10.0), dlosses=draw.mean_loss_weights, targets=draw.reachable_targets),
+        values=_CLASSIFIER_VALUES,
         notes="losses[b,t] = -log probs[b,t,targets[b,t]]. The backward goes through softmax and cross-entropy "
         "together: dlogits[b,t,i] += (probs[b,t,i] - [i == target]) * dlosses[b,t] for i < V; columns >= V "
         "untouched. Its input gradient is w.r.t. softmax_forward's logits.",
@@ -612,18 +618,9 @@ _add(
             tol=(1e-5, 1e-5),
         ),
         None,
-        dims=("B", "T", "V", "Vp"),
-        constraints=("Vp >= V",),
-        example_sizes={"B": 2, "T": 3, "V": 7, "Vp": 10},
-        explain=_frozen(**{"Vp >= V": VOCAB}),
-        cases=(
-            _c(B=2, T=37, V=100, Vp=128),
-            _c(B=1, T=1, V=1, Vp=1),
-            _c(B=3, T=5, V=50, Vp=61),
-            _c("large", B=2, T=9, V=257, Vp=300),
-            _c(B=2, T=3, V=1000, Vp=1024),
-        ),
-        values=_frozen(logits=draw.logits(None, 10.0), dlosses=draw.mean_loss_weights, targets=draw.reachable_targets),
+        **_VOCAB_SHAPE,
+        cases=_CLASSIFIER_CASES + (_c(B=2, T=3, V=1000, Vp=1024),),
+        values=_CLASSIFIER_VALUES,
         no_backward="fused_classifier is forward and backward in one: check it with "
         "check.forward('fused_classifier', fn) (or check.performance)",
         notes="llm.c's fused_classifier, chapter 07's optimisation exercise: losses[b,t] = -log p_y with "
