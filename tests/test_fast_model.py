@@ -32,6 +32,7 @@ from llmc_kernels.model import GPT2
 from llmc_kernels.model import fast as model_fast
 from llmc_kernels.model.config import GPT2Config, training_bytes
 from llmc_kernels.model.fast import CLASSIFIER_ROWS, FastGPT2, classifier_chunks, fast_path_problem, fast_training_bytes
+from llmc_kernels.ops import linear
 
 CFG = GPT2Config.tiny()  # V = 50257 (Vp = 50304), L = 2, NH = 4, C = 64: head size 16
 B, T = 2, 13
@@ -256,10 +257,13 @@ def test_what_the_fast_path_cannot_run():
 
 def test_scratch_shares_what_is_never_live_together():
     """The scratch block: dres (also the forward's proj), dln and one [B,T,4C] "layer" (dfch, or datty + dqkv
-    side by side, or recompute_gelu's fch_gelu), plus the small per-row and per-step numbers: 6 x [B,T,C].
-    The sharing's correctness is every gradient test above (recompute_gelu's bit for bit)."""
+    side by side, or recompute_gelu's fch_gelu), plus the small per-row and per-step numbers: 6 x [B,T,C],
+    and the 3xTF32 products' operands (ops/linear.py: at this C every product of a layer may take them, and
+    fcproj's forward, [B*T, 4C] x [C, 4C], is the largest). The sharing's correctness is every gradient test
+    above (recompute_gelu's bit for bit)."""
     C, NH = CFG.channels, CFG.num_heads
-    small = B * NH * T + B * T + 1 + 7  # delta [B,NH,T], dlosses [B,T], loss, hyper (before padding)
+    split = linear.split_numel(B * T, 4 * C, C)
+    small = B * NH * T + B * T + 1 + 7 + split  # delta [B,NH,T], dlosses [B,T], loss, hyper (before padding)
     for rg in (False, True):
         _, fast = pair(recompute_gelu=rg)
         fast.forward(*batch(8))
@@ -270,6 +274,9 @@ def test_scratch_shares_what_is_never_live_together():
         assert np.shares_memory(s["datty"], s["layer"]) and np.shares_memory(s["dqkv"], s["layer"])
         assert not np.shares_memory(s["datty"], s["dqkv"]), "flash attention's backward reads one, writes the other"
         assert not np.shares_memory(s["dln"], s["layer"]) and not np.shares_memory(s["dres"], s["layer"])
+        assert s["split"].size == split and not any(
+            np.shares_memory(s["split"], s[n]) for n in ("layer", "dres", "dln")
+        )
         assert ("fch_gelu" in s) == rg and (not rg or s["fch_gelu"] is s["dfch"])
 
 

@@ -20,6 +20,10 @@ faster and in less memory. What changes, and why (bench/step_breakdown.py shows 
 - the classifier runs in chunks of at most ``CLASSIFIER_ROWS`` rows of lnf, its backward inside the step
   right after its forward (``_classifier_pass``): training keeps a [CLASSIFIER_ROWS, Vp] logits buffer, not
   the [B*T, Vp] one (GPT-2 at B=8, T=1024: 0.41 GB instead of 1.65 GB, the largest buffer of the plan);
+- in fp32 on a GPU with TF32 tensor cores, the products of the layers whose reduction is C long (C <= 1024:
+  the forward's qkv, attproj and fc, the input gradients of attproj and fcproj) run as 3xTF32 cuBLAS products
+  (``split``: ops/linear.py), as accurate as fp32 FMA at that length and ~2.5x faster than SGEMM; the
+  longer reductions (the weight gradients, fcproj's forward, fc's and qkv's input gradients) stay SGEMM;
 - the scratch of a layer's backward is shared by buffers never live together (``fast_scratch_shapes``);
 - every buffer is allocated before the first step (one block for activations, one for scratch, aligned
   to 256 bytes), nothing in a step reads device data on the host, so ``step()`` runs the whole training
@@ -42,6 +46,7 @@ import functools
 
 import numpy as np
 
+from ..ops.linear import SPLIT_MAX_K, split_numel
 from .config import GPT2Config, num_params
 from .engine import Engine, check_pair
 from .state import ParameterState, aligned_numel, views
@@ -163,10 +168,19 @@ def fast_scratch_shapes(
         "dln": (B, T, C),
         "layer": (max(B * T * 4 * C, _numel(_attention_grads(B, T, C))),),  # dfch | datty + dqkv | fch_gelu
         "delta": (B, NH, T),  # flash attention backward's row terms
+        "split": (_split_numel(cfg, B, T),),  # the 3xTF32 products' operands (ops/linear.py), one at a time
         "dlosses": (B, T),  # 1/(B*T) per row: d(mean loss)/d(loss of a row), whatever the classifier's chunk
         "loss": (1,),
         "hyper": (7,),  # the mean loss, AdamW's numbers for this step
     }
+
+
+def _split_numel(cfg: GPT2Config, B: int, T: int) -> int:
+    """Scratch for the largest 3xTF32 product of a layer: every (reduction k, other side) of the forward and the
+    input gradients whose k is short enough to take it (ops.linear.SPLIT_MAX_K); 1 when none is."""
+    C, BT = cfg.channels, B * T
+    shapes = [(C, 3 * C), (C, C), (C, 4 * C), (4 * C, C), (3 * C, C)]  # qkv, attproj, fc, fcproj (forward), qkv
+    return max([split_numel(BT, k, rows) for k, rows in shapes if k <= SPLIT_MAX_K], default=1)
 
 
 def _attention_grads(B: int, T: int, C: int) -> dict:
@@ -266,6 +280,10 @@ class FastGPT2(Engine):
         # not the bound method self._zero: model -> _f -> method -> model is a cycle, and a cycle keeps the
         # model's device memory (gigabytes) until the garbage collector happens to run
         self._f["zero"] = _zero_fn(self.xp)
+        # the 3xTF32 scratch goes to the package's linear ops only (another namespace's take no ``split``)
+        self._takes_split = all(
+            self._f[n] is getattr(package_ops, n) for n in ("linear_forward", "linear_backward_input")
+        )
         self.recompute_gelu = bool(recompute_gelu)
         classifier_chunks(1, classifier_rows)  # refuses a bad value now, not at the first step
         self._classifier_rows = None if classifier_rows is None else int(classifier_rows)
@@ -300,6 +318,10 @@ class FastGPT2(Engine):
         )
 
     # ------------------------------------------------------------------ buffers
+    def _split_args(self) -> dict:
+        """``split=`` for the layers' products (ops/linear.py decides per product whether it is 3xTF32)."""
+        return {"split": self.gacts["split"]} if self._takes_split else {}
+
     def _ensure_activations(self, B: int, T: int) -> None:
         if (B, T) == (self.B, self.T):
             return
@@ -369,7 +391,7 @@ class FastGPT2(Engine):
         """The body: tokens to lnf = layernorm(residual3[L-1]), every activation the backward reads kept."""
         f, p, a, s, cfg = self._f, self.params, self.acts, self.gacts, self.config
         B, T, C, NH, L = self.B, self.T, cfg.channels, cfg.num_heads, cfg.num_layers
-        BT = self.B * self.T
+        BT, sp = self.B * self.T, self._split_args()
         f["encoder_forward"](a["encoded"], self.inputs, p["wte"], p["wpe"], B, T, C)
         f["residual_layernorm_forward"](
             None,
@@ -388,9 +410,9 @@ class FastGPT2(Engine):
         for l in range(L):
             residual = a["encoded"] if l == 0 else a["residual3"][l - 1]
             # attention block: residual2 = residual + attproj(attention(qkv(ln1)))
-            f["linear_forward"](a["qkv"][l], a["ln1"][l], p["qkvw"][l], BT, C, 3 * C, p["qkvb"][l])
+            f["linear_forward"](a["qkv"][l], a["ln1"][l], p["qkvw"][l], BT, C, 3 * C, p["qkvb"][l], **sp)
             f["flash_attention_forward"](a["atty"][l], a["att_lse"][l], a["qkv"][l], B, T, C, NH)
-            f["linear_forward"](s["proj"], a["atty"][l], p["attprojw"][l], BT, C, C)
+            f["linear_forward"](s["proj"], a["atty"][l], p["attprojw"][l], BT, C, C, **sp)
             f["residual_layernorm_forward"](
                 a["residual2"][l],
                 a["ln2"][l],
@@ -407,9 +429,9 @@ class FastGPT2(Engine):
             )
             # MLP block: residual3 = residual2 + fcproj(gelu(fc(ln2))), then the next layernorm
             gelu = s["fch_gelu"] if self.recompute_gelu else a["fch_gelu"][l]
-            f["linear_forward"](a["fch"][l], a["ln2"][l], p["fcw"][l], BT, C, 4 * C)
+            f["linear_forward"](a["fch"][l], a["ln2"][l], p["fcw"][l], BT, C, 4 * C, **sp)
             f["bias_gelu_forward"](a["fch"][l], gelu, p["fcb"][l], B, T, 4 * C)
-            f["linear_forward"](s["proj"], gelu, p["fcprojw"][l], BT, 4 * C, C)
+            f["linear_forward"](s["proj"], gelu, p["fcprojw"][l], BT, 4 * C, C, **sp)
             if l + 1 < L:
                 nxt = (a["ln1"][l + 1], a["ln1_mean"][l + 1], a["ln1_rstd"][l + 1])
                 w, b = p["ln1w"][l + 1], p["ln1b"][l + 1]
@@ -459,7 +481,7 @@ class FastGPT2(Engine):
         """The body's backward, from s['dln'] = d loss / d lnf (the classifier pass's) to the embeddings."""
         f, p, g, a, s, cfg = self._f, self.params, self.grads, self.acts, self.gacts, self.config
         B, T, C, NH, L = self.B, self.T, cfg.channels, cfg.num_heads, cfg.num_layers
-        BT = self.B * self.T
+        BT, sp = self.B * self.T, self._split_args()
         dres = s["dres"]
         f["zero"](dres)
         f["layernorm_backward"](
@@ -485,11 +507,11 @@ class FastGPT2(Engine):
                 gelu = a["fch_gelu"][l]
             f["bias_backward"](g["fcprojb"][l], dres, B, T, C)
             f["linear_backward_weight"](g["fcprojw"][l], dres, gelu, BT, 4 * C, C)
-            f["linear_backward_input"](s["dfch"], dres, p["fcprojw"][l], BT, 4 * C, C)
+            f["linear_backward_input"](s["dfch"], dres, p["fcprojw"][l], BT, 4 * C, C, **sp)
             f["gelu_backward_inplace"](s["dfch"], a["fch"][l], BT * 4 * C)
             f["bias_backward"](g["fcb"][l], s["dfch"], B, T, 4 * C)
             f["linear_backward_weight"](g["fcw"][l], s["dfch"], a["ln2"][l], BT, C, 4 * C)
-            f["linear_backward_input"](s["dln"], s["dfch"], p["fcw"][l], BT, C, 4 * C)
+            f["linear_backward_input"](s["dln"], s["dfch"], p["fcw"][l], BT, C, 4 * C, **sp)
             # += d(ln2 input): dres becomes d(residual2) (residual_backward for free)
             f["layernorm_backward"](
                 dres,
@@ -508,14 +530,14 @@ class FastGPT2(Engine):
             f["bias_backward"](g["attprojb"][l], dres, B, T, C)
             f["linear_backward_weight"](g["attprojw"][l], dres, a["atty"][l], BT, C, C)
             # datty and dqkv share "layer" with dfch (dead now: the MLP backward ended in dln)
-            f["linear_backward_input"](s["datty"], dres, p["attprojw"][l], BT, C, C)
+            f["linear_backward_input"](s["datty"], dres, p["attprojw"][l], BT, C, C, **sp)
             f["zero"](s["dqkv"])
             f["flash_attention_backward"](
                 s["dqkv"], s["datty"], a["qkv"][l], a["atty"][l], a["att_lse"][l], B, T, C, NH, delta=s["delta"]
             )
             f["bias_backward"](g["qkvb"][l], s["dqkv"], B, T, 3 * C)
             f["linear_backward_weight"](g["qkvw"][l], s["dqkv"], a["ln1"][l], BT, C, 3 * C)
-            f["linear_backward_input"](s["dln"], s["dqkv"], p["qkvw"][l], BT, C, 3 * C)
+            f["linear_backward_input"](s["dln"], s["dqkv"], p["qkvw"][l], BT, C, 3 * C, **sp)
             f["layernorm_backward"](
                 dres,
                 g["ln1w"][l],

@@ -137,9 +137,11 @@ def cublas_gemm(
     stride_b: int = 0,
     stride_c: int = 0,
     bias: int = 0,
+    tf32: bool | None = None,
 ) -> bool:
     """Row-major ``C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C`` with cuBLAS, float32, in the
-    precision of ``matmul_precision()``; ``batch`` products at element strides ``stride_*``.
+    precision of ``matmul_precision()`` (``tf32=True``: TF32 whatever it says, for operands that are already
+    TF32 values, ops/linear.py's 3xTF32); ``batch`` products at element strides ``stride_*``.
 
     A, B, C are device addresses (``_ptr``), lda/ldb/ldc row strides in elements; op(A) = A^T when
     ``trans_a`` (A stored [K, M]). cuBLAS is column-major, and a row-major X is a column-major X^T, so we
@@ -153,7 +155,8 @@ def cublas_gemm(
 
     from . import _cublas, _cublaslt
 
-    tf32 = _precision == "tf32" and tf32_supported()
+    if tf32 is None:
+        tf32 = _precision == "tf32" and tf32_supported()
     op = lambda t: _cublas.OP_T if t else _cublas.OP_N
     compute = _cublas.COMPUTE_32F_FAST_TF32 if tf32 else _cublas.COMPUTE_32F
     stream = cupy.cuda.get_current_stream()
