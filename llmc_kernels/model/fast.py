@@ -208,9 +208,10 @@ def fast_training_bytes(
     cfg: GPT2Config, B: int, T: int, recompute_gelu: bool = False, classifier_rows: int | None = CLASSIFIER_ROWS
 ) -> int:
     """Device memory of FastGPT2 training: params, grads, m, v + activations + scratch + tokens.
-    GPT-2 small at B=8, T=1024: 1.99 GB + 5.30 GB + 0.15 GB = 7.44 GB (6.93 GiB; 6.24 GB, 5.81 GiB, with
-    recompute_gelu); classifier_rows=None, the whole [B*T, Vp] logits: 8.68 GB (8.08 GiB). Before the
-    chunked classifier and the shared scratch it was 8.81 GB (8.20 GiB)."""
+    GPT-2 small at B=8, T=1024: 1.99 GB + 5.30 GB + 0.26 GB = 7.55 GB (7.03 GiB; 6.34 GB, 5.90 GiB, with
+    recompute_gelu), of which 0.10 GB are the 3xTF32 products' operands ("split"); classifier_rows=None, the
+    whole [B*T, Vp] logits: 8.78 GB (8.18 GiB). Before the chunked classifier and the shared scratch it was
+    8.81 GB (8.20 GiB) without "split"."""
     return 4 * (
         4 * num_params(cfg)
         + _numel(fast_activation_shapes(cfg, B, T, recompute_gelu, classifier_rows))
