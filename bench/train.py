@@ -17,12 +17,13 @@ the median of ``--steps`` steps after ``--warmup`` untimed ones, each step endin
               eager and under torch.compile
 
 each in fp32 (PyTorch with TF32 off: IEEE products; llmc fast: SGEMM, and 3xTF32, accurate like fp32, for
-its flash attention and the products over short reductions: ops/linear.py) and TF32. Peak memory: PyTorch's max_memory_allocated; ours, the
-bytes CuPy's pool holds at the end of the run (FastGPT2 allocates everything before its first step, so
-that is its peak). The ratios printed at the end are the issue's targets: llmc fast TF32 / torch.compile
-TF32 and llmc fast fp32 / PyTorch eager fp32 and torch.compile fp32, in tokens per second (> 1: ours is
-faster); the forced sm_75 row against PyTorch fp32 (eager and compiled) on the same GPU; and llmc fast's
-peak memory against torch.compile's at each precision (< 1: ours holds less).
+its flash attention and the products over short reductions: ops/linear.py) and TF32. Peak memory:
+PyTorch's max_memory_allocated; ours, the bytes CuPy's pool holds at the end of the run (FastGPT2
+allocates everything before its first step, so that is its peak). The ratios printed at the end are the
+issue's targets: llmc fast TF32 / torch.compile TF32 and llmc fast fp32 / PyTorch eager fp32 and
+torch.compile fp32, in tokens per second (> 1: ours is faster); the forced sm_75 row against PyTorch fp32
+(eager and compiled) on the same GPU; and llmc fast's peak memory against torch.compile's at each
+precision (< 1: ours holds less).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-SCRIPTS = ("kernels.py", "train.py", "step_breakdown.py", "capstone.py", "flash_attention.py")
+SCRIPTS = ("kernels.py", "train.py", "step_breakdown.py", "capstone.py", "flash_attention.py", "linear_products.py")
 
 
 @pytest.fixture
@@ -126,3 +126,15 @@ def test_flash_attention_bench_runs_on_the_gpu():
     assert r.returncode == 0, r.stdout + r.stderr
     assert "| 2x256 | tf32 | v2 |" in r.stdout and "| 2x256 | fp32 (3xTF32) | v1 |" in r.stdout
     assert "nan" not in r.stdout
+
+
+@pytest.mark.gpu
+def test_linear_products_bench_runs_on_the_gpu():
+    """Every product three ways: 3xTF32 within 2e-5 (fc's input gradient reduces over 3072: ~8e-6), TF32 far above."""
+    r = run_script("linear_products.py", "-M", "512", "--repeat", "2", "--results", "", backend="cuda")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [line.split("|")[1:-1] for line in r.stdout.splitlines() if line.startswith("| fc")]
+    assert [row[0].strip() for row in rows] == ["fc forward", "fc input gradient"]
+    for row in rows:
+        e32, e3, et = (float(x) for x in row[6:9])
+        assert e3 < 2e-5 < et and e32 < 1e-5, row
