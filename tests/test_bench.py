@@ -133,7 +133,7 @@ def test_linear_products_bench_runs_on_the_gpu():
     """Every product three ways: 3xTF32 within 2e-5 (fc's input gradient reduces over 3072: ~8e-6), TF32 far above."""
     r = run_script("linear_products.py", "-M", "512", "--repeat", "2", "--results", "", backend="cuda")
     assert r.returncode == 0, r.stdout + r.stderr
-    rows = [line.split("|")[1:-1] for line in r.stdout.splitlines() if line.startswith("| fc")]
+    rows = [line.split("|")[1:-1] for line in r.stdout.splitlines() if line.startswith("| fc ")]
     assert [row[0].strip() for row in rows] == ["fc forward", "fc input gradient"]
     for row in rows:
         e32, e3, et = (float(x) for x in row[6:9])

@@ -19,12 +19,12 @@ SPLIT_MAX_K long runs as ONE TF32 product over a reduction three times as long, 
 A' = [A_lo | A_hi | A_hi] and B' = [B_hi ; B_lo ; B_hi] along the reduction, so A' B' = A_lo B_hi + A_hi B_lo
 + A_hi B_hi, the fp32 product up to A_lo B_lo (2^-22 of it): "accurate like fp32 FMA", as the flash
 attention's products in fp32 mode. Longer reductions keep SGEMM: the tensor cores' fp32 accumulation loses
-more than an FMA's as the reduction grows. Measured on an H100 (random normal operands, 8192 rows; max error
-over max |exact|, SGEMM -> 3xTF32): K = 768 1.4e-6 -> 2.4e-6, K = 2304 1.1e-6 -> 7.2e-6, K = 8192 8.7e-7 ->
-2.2e-5; time of the GPT-2 products with K = 768 (us, SGEMM -> 3xTF32 product + both splits): qkv forward
-649 -> 234 + 45, fc forward 780 -> 311 + 48, fcproj input gradient 829 -> 342 + 48. So the fast model
-passes ``split`` to every product of its layers and those with K = C = 768 take it (the forward's qkv,
-attproj and fc, the input gradients of attproj and fcproj); the weight gradients reduce over B*T rows.
+more than an FMA's as the reduction grows. bench/linear_products.py measures it (H100, 8192 rows, random
+normal operands; max error over max |exact|, SGEMM -> 3xTF32; time in us, 3xTF32 with both splits):
+reduction 768 1.1-1.4e-6 -> 2.2-2.6e-6, 2304 1.4e-6 -> 6.2e-6, 3072 0.7-0.8e-6 -> 7.3-8.5e-6 (TF32: 3e-4);
+qkv forward 655 -> 295, fc forward 781 -> 374, fcproj input gradient 817 -> 404. So the fast model passes
+``split`` to every product of its layers and those with K = C = 768 take it (the forward's qkv, attproj and
+fc, the input gradients of attproj and fcproj); the weight gradients reduce over B*T rows.
 """
 
 from __future__ import annotations
