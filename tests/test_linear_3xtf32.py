@@ -128,10 +128,21 @@ def test_linear_long_reduction_keeps_sgemm(fp32_precision):
 
 
 @pytest.mark.gpu
-def test_linear_split_too_small(fp32_precision):
+def test_linear_bad_split(fp32_precision):
+    """A scratch too small, of another dtype or shape, or overlapping the product's arrays: a ValueError
+    before anything is written."""
     cp = _gpu()
     M, K, N = 10, 8, 6
     one = cp.ones((M, K), cp.float32)
+    need = linear.split_numel(M, K, N)
+    for bad in (cp.empty(need, cp.float64), cp.empty((2, need), cp.float32), cp.empty(2 * need, cp.float32)[::2]):
+        with pytest.raises(ValueError, match="contiguous 1-D CuPy float32"):
+            ops.linear_forward(cp.empty((M, N), cp.float32), one, cp.ones((N, K), cp.float32), M, K, N, split=bad)
+    big = cp.zeros(need + M * N, cp.float32)
+    out = big[need:].reshape(M, N)
+    with pytest.raises(ValueError, match="overlap"):
+        ops.linear_forward(out, one, cp.ones((N, K), cp.float32), M, K, N, split=big)
+    assert not out.any(), "nothing written"
     with pytest.raises(ValueError, match="split_numel"):
         ops.linear_forward(
             cp.empty((M, N), cp.float32), one, cp.ones((N, K), cp.float32), M, K, N, split=cp.empty(5, cp.float32)

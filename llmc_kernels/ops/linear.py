@@ -50,16 +50,22 @@ def split_numel(rows_a: int, k: int, rows_b: int) -> int:
     return -(-3 * rows_a * k // _ALIGN) * _ALIGN + 3 * rows_b * k
 
 
-def _use_split(fn: str, split, reduction: int, need: int) -> bool:
-    """Whether this cuda product runs as 3xTF32 (see the module doc); a ``split`` too small is a ValueError."""
+def _use_split(fn: str, split, reduction: int, need: int, *operands) -> bool:
+    """Whether this cuda product runs as 3xTF32 (see the module doc). A ``split`` that is not a contiguous
+    1-D CuPy float32 array of ``need`` elements, or that overlaps the product's arrays, is a ValueError."""
     if split is None or reduction > SPLIT_MAX_K or matmul_precision() != "fp32" or not tf32_supported():
         return False
-    if getattr(split, "dtype", None) != np.float32 or not hasattr(split, "data") or split.size < need:
+    import cupy
+
+    ok = isinstance(split, cupy.ndarray) and split.dtype == np.float32 and split.ndim == 1
+    if not ok or not split.flags.c_contiguous or split.size < need:
         raise ValueError(
-            f"{fn}: split must be a CuPy float32 array of at least {need} elements (split_numel) for a "
-            f"3xTF32 product; got {getattr(split, 'dtype', type(split).__name__)} of "
-            f"{getattr(split, 'size', '?')} elements"
+            f"{fn}: split must be a contiguous 1-D CuPy float32 array of at least {need} elements (split_numel) "
+            f"for a 3xTF32 product; got {type(split).__name__} {getattr(split, 'dtype', '')} of shape "
+            f"{getattr(split, 'shape', '?')}"
         )
+    if any(a is not None and cupy.may_share_memory(split, a) for a in operands):
+        raise ValueError(f"{fn}: split is scratch the product writes; it must not overlap its arrays")
     return True
 
 
@@ -87,7 +93,7 @@ def linear_forward(out, inp, weight, M, K, N, bias=None, split=None):
     """out[M,N] = inp[M,K] @ weight[N,K]^T (+ bias[N] on every row); ``split``: 3xTF32 scratch (module doc)."""
     if _validate.arguments("linear_forward", locals())[0] == "cuda":
         b = 0 if bias is None else _ptr(bias)
-        if _use_split("linear_forward", split, K, split_numel(M, K, N)):
+        if _use_split("linear_forward", split, K, split_numel(M, K, N), out, inp, weight, bias):
             a3, w3 = _split_operands(split, inp, M, K, weight, N, False)
             fused = cublas_gemm(
                 False, True, M, N, 3 * K, 1.0, a3, 3 * K, w3, 3 * K, 0.0, _ptr(out), N, bias=b, tf32=True
@@ -106,7 +112,7 @@ def linear_backward_input(dinp, dout, weight, M, K, N, accumulate=False, split=N
     """dinp[M,K] = dout[M,N] @ weight[N,K] (``accumulate``: +=); ``split``: 3xTF32 scratch (module doc)."""
     if _validate.arguments("linear_backward_input", locals())[0] == "cuda":
         beta = 1.0 if accumulate else 0.0
-        if _use_split("linear_backward_input", split, N, split_numel(M, N, K)):
+        if _use_split("linear_backward_input", split, N, split_numel(M, N, K), dinp, dout, weight):
             d3, w3 = _split_operands(split, dout, M, N, weight, K, True)
             cublas_gemm(False, False, M, K, 3 * N, 1.0, d3, 3 * N, w3, K, beta, _ptr(dinp), K, tf32=True)
         else:
