@@ -25,9 +25,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _results import RESULTS, provenance, write_section  # noqa: E402
 
+from llmc_kernels.model.fast import layer_products  # noqa: E402
+
 C = 768
 # name, K (reduction of the forward), N: the forward is [M, K] x [N, K]^T, the input gradient [M, N] x [N, K]
-LAYERS = [("qkv", C, 3 * C), ("attproj", C, C), ("fc", C, 4 * C), ("fcproj", 4 * C, C)]
+LAYERS = layer_products(C)
 
 
 def _products(cp, M: int):

@@ -62,6 +62,7 @@ __all__ = [
     "scratch_views",
     "classifier_chunks",
     "CLASSIFIER_ROWS",
+    "layer_products",
 ]
 
 FAST_OPS = (
@@ -176,12 +177,17 @@ def fast_scratch_shapes(
     }
 
 
+def layer_products(C: int) -> list[tuple[str, int, int]]:
+    """(name, K, N) of each linear layer of a block: out [B*T, N] = inp [B*T, K] @ weight [N, K]^T."""
+    return [("qkv", C, 3 * C), ("attproj", C, C), ("fc", C, 4 * C), ("fcproj", 4 * C, C)]
+
+
 def _split_numel(cfg: GPT2Config, B: int, T: int) -> int:
-    """Scratch for the largest 3xTF32 product of a layer: every (reduction k, other side) of the forward and the
-    input gradients whose k is short enough to take it (ops.linear.SPLIT_MAX_K); 1 when none is."""
-    C, BT = cfg.channels, B * T
-    shapes = [(C, 3 * C), (C, C), (C, 4 * C), (4 * C, C), (3 * C, C)]  # qkv, attproj, fc, fcproj (forward), qkv
-    return max([split_numel(BT, k, rows) for k, rows in shapes if k <= SPLIT_MAX_K], default=1)
+    """Scratch for the largest 3xTF32 product of a layer: of each layer's forward (reduction K, B' of N rows) and
+    input gradient (reduction N, B' of K rows), those whose reduction is short enough to take it
+    (ops.linear.SPLIT_MAX_K); 1 when none is."""
+    products = [p for _, K, N in layer_products(cfg.channels) for p in ((K, N), (N, K))]
+    return max([split_numel(B * T, k, rows) for k, rows in products if k <= SPLIT_MAX_K], default=1)
 
 
 def _attention_grads(B: int, T: int, C: int) -> dict:

@@ -45,9 +45,14 @@ def _ptr(a) -> int:
     return int(a.data.ptr)
 
 
+def _b_offset(rows_a: int, k: int) -> int:
+    """Where B' starts in the scratch: after A' (3 rows_a k floats), rounded up to _ALIGN."""
+    return -(-3 * rows_a * k // _ALIGN) * _ALIGN
+
+
 def split_numel(rows_a: int, k: int, rows_b: int) -> int:
     """Floats of ``split`` scratch a 3xTF32 product needs: A' (3 rows_a k) and B' (3 rows_b k), B' aligned."""
-    return -(-3 * rows_a * k // _ALIGN) * _ALIGN + 3 * rows_b * k
+    return _b_offset(rows_a, k) + 3 * rows_b * k
 
 
 def _use_split(fn: str, split, reduction: int, need: int, *operands) -> bool:
@@ -81,8 +86,7 @@ def tf32_parts(out, x, rows: int, cols: int, lo_parts: int, stacked: bool, backe
 def _split_operands(split, a, a_rows: int, k: int, b, b_rows: int, b_stacked: bool):
     """A' = [A_lo | A_hi | A_hi] (a is [a_rows, k]) and B' = the hi, lo, hi copies of b (b_rows rows; side by
     side when b is [b_rows, k], stacked when it is [k, b_rows]) in ``split``: their addresses."""
-    a3 = split[: 3 * a_rows * k]
-    at = -(-a3.size // _ALIGN) * _ALIGN
+    a3, at = split[: 3 * a_rows * k], _b_offset(a_rows, k)
     b3 = split[at : at + 3 * b_rows * k]
     tf32_parts(a3, a, a_rows, k, 0b001, False)
     tf32_parts(b3, b, k if b_stacked else b_rows, b_rows if b_stacked else k, 0b010, b_stacked)
